@@ -1,0 +1,32 @@
+# Strata: `make setup`, then `make demo` and `make test`.
+SWIFT ?= swift
+BUILD_FLAGS ?=
+
+.PHONY: setup build release test demo bench lint clean
+
+setup:
+	Scripts/setup.sh
+
+build:
+	$(SWIFT) build $(BUILD_FLAGS)
+
+release:
+	$(SWIFT) build -c release $(BUILD_FLAGS)
+
+# Every test: unit tests on the file store, and integration tests against a private SeaweedFS
+# that the tests start on loopback and stop.
+test:
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+demo: release
+	Scripts/demo.sh
+
+bench: release
+	Scripts/bench.sh
+
+lint:
+	swift-format lint --recursive --configuration .swift-format Sources Tests
+
+clean:
+	rm -rf .build

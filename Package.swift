@@ -1,0 +1,75 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Arrows (see Docs/ARCHITECTURE.md):
+//   snapctl -> StrataCompactor, StrataProducer, StrataS3, StrataFileStore
+//   StrataCompactor, StrataProducer -> StrataDelta, StrataBundle -> StrataCore
+//   StrataS3 -> CCurl, StrataCrypto;  StrataFileStore -> StrataCrypto;  StrataCrypto -> COpenSSL
+// Protocol logic (producer, compactor) only sees the ObjectStore protocol in StrataCore.
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "Strata",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "snapctl", targets: ["snapctl"]),
+        .library(name: "StrataCore", targets: ["StrataCore"]),
+        .library(name: "StrataS3", targets: ["StrataS3"]),
+        .library(name: "StrataProducer", targets: ["StrataProducer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries from Debian packages, each behind a system-library target with a thin shim.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        .target(name: "StrataCore", dependencies: [.product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+        .target(name: "StrataCrypto", dependencies: ["COpenSSL"], swiftSettings: v5),
+        .target(name: "StrataFileStore", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
+        .target(name: "StrataS3",
+                dependencies: ["StrataCore", "StrataCrypto", "CCurl", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+        .target(name: "StrataBundle", dependencies: ["StrataCore", "StrataCrypto", "CArchive"], swiftSettings: v5),
+        .target(name: "StrataDelta", dependencies: ["StrataCore", "CSQLite"], swiftSettings: v5),
+        .target(name: "StrataProducer",
+                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle",
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+        .target(name: "StrataCompactor",
+                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle",
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+        .executableTarget(name: "snapctl",
+                          dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
+                                         "StrataCompactor",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log")],
+                          swiftSettings: v5),
+        .executableTarget(name: "strata-bench",
+                          dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
+                                         "StrataCompactor", "StrataCrypto", "StrataTestSupport"],
+                          swiftSettings: v5),
+
+        // Test support: starts and stops a private SeaweedFS on loopback.
+        .target(name: "StrataTestSupport", dependencies: ["StrataCore", "StrataS3", "StrataFileStore"],
+                path: "Tests/StrataTestSupport", swiftSettings: v5),
+        .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
+        .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], swiftSettings: v5),
+        .testTarget(name: "StrataStoreTests",
+                    dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataTestSupport"],
+                    swiftSettings: v5),
+        .testTarget(name: "StrataBundleTests", dependencies: ["StrataBundle", "StrataTestSupport"],
+                    swiftSettings: v5),
+        .testTarget(name: "StrataDeltaTests", dependencies: ["StrataDelta", "StrataTestSupport"],
+                    swiftSettings: v5),
+        .testTarget(name: "StrataProducerTests",
+                    dependencies: ["StrataProducer", "StrataTestSupport"], swiftSettings: v5),
+        .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
+    ]
+)

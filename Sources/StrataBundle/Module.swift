@@ -1,0 +1,1 @@
+// Placeholder so the target builds; see the issue that fills it.

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Settings of one S3 store, as values. The CLI builds this from flags, the environment and
+/// `~/.aws` files (see `AWSEnvironment`); libraries take it as given.
+public struct S3Configuration: Sendable {
+    public var bucket: String
+    public var region: String
+    /// Custom endpoint (MinIO, SeaweedFS, Ceph, R2), e.g. `http://127.0.0.1:8333`. nil means AWS.
+    public var endpoint: String?
+    /// Path-style addressing (`endpoint/bucket/key`). Default: true for a custom endpoint,
+    /// false (virtual-hosted) for AWS.
+    public var forcePathStyle: Bool?
+    public var credentials: any CredentialsProvider
+
+    /// Objects at least this large are uploaded in parts.
+    public var multipartThreshold: Int64 = 64 << 20
+    /// Part size for multipart uploads and ranged downloads (S3 minimum 5 MiB).
+    public var partSize: Int = 16 << 20
+    /// Parts or ranges in flight at once. Memory is bounded by partSize x concurrency.
+    public var concurrency: Int = 4
+    /// Downloads at least this large use parallel ranged GETs.
+    public var parallelDownloadThreshold: Int64 = 64 << 20
+
+    /// Verify the server's TLS certificate (always true unless a test says otherwise).
+    public var verifyTLS: Bool = true
+    /// PEM bundle of trusted CAs (`AWS_CA_BUNDLE`).
+    public var caBundle: String?
+    public var connectTimeout: Double = 10
+    /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` seconds is abandoned.
+    public var lowSpeedLimit: Int = 1024
+    public var lowSpeedTime: Int = 30
+
+    public var retry: RetryPolicy = RetryPolicy()
+
+    public init(bucket: String, region: String = "us-east-1", endpoint: String? = nil, forcePathStyle: Bool? = nil,
+                credentials: any CredentialsProvider) {
+        self.bucket = bucket
+        self.region = region
+        self.endpoint = endpoint
+        self.forcePathStyle = forcePathStyle
+        self.credentials = credentials
+    }
+
+    public var usesPathStyle: Bool { forcePathStyle ?? (endpoint != nil) }
+}
+
+/// Exponential backoff with full jitter, bounded in attempts and in total time.
+public struct RetryPolicy: Sendable {
+    public var maxAttempts: Int = 6
+    public var baseDelay: Double = 0.2
+    public var maxDelay: Double = 10
+    /// No retry starts after this many seconds since the first attempt.
+    public var maxTotalTime: Double = 120
+
+    public init(maxAttempts: Int = 6, baseDelay: Double = 0.2, maxDelay: Double = 10, maxTotalTime: Double = 120) {
+        self.maxAttempts = maxAttempts
+        self.baseDelay = baseDelay
+        self.maxDelay = maxDelay
+        self.maxTotalTime = maxTotalTime
+    }
+
+    /// Full jitter: a random delay in [0, min(maxDelay, base * 2^attempt)].
+    public func delay(afterAttempt attempt: Int) -> Double {
+        let cap = min(maxDelay, baseDelay * pow(2, Double(attempt)))
+        return Double.random(in: 0...cap)
+    }
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class SnapctlTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class StrataBundleTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}

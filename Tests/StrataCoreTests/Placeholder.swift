@@ -1,0 +1,5 @@
+import XCTest
+
+final class StrataCoreTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class StrataDeltaTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class StrataProducerTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}

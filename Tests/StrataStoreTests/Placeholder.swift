@@ -1,0 +1,5 @@
+import XCTest
+
+final class StrataStoreTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}

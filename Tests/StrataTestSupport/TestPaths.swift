@@ -1,0 +1,69 @@
+import Foundation
+
+public enum TestPaths {
+    /// The package root (the directory holding Package.swift).
+    public static let projectRoot: String = {
+        var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while url.path != "/" {
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+                return url.path
+            }
+            url.deleteLastPathComponent()
+        }
+        fatalError("Package.swift not found above \(#filePath)")
+    }()
+
+    /// `../shared` beside the project.
+    public static var shared: String { (projectRoot as NSString).deletingLastPathComponent + "/shared" }
+
+    /// A new empty directory under the system temp dir. Callers remove it (see `TempDir`).
+    public static func makeTempDir(prefix: String = "strata-test") -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        let path = "\(base)/\(prefix)-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    public struct ProcessResult {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs a program to completion, capturing its output. `input` is written to its stdin.
+    @discardableResult
+    public static func run(_ argv: [String], environment: [String: String]? = nil, input: Data? = nil,
+                           currentDirectory: String? = nil) throws -> ProcessResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/env")
+        p.arguments = argv[0].hasPrefix("/") ? Array(argv.dropFirst()) : argv
+        if let environment {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
+        p.standardOutput = outPipe
+        p.standardError = errPipe
+        p.standardInput = inPipe
+        try p.run()
+        // Read both pipes concurrently so a chatty child cannot block on a full pipe.
+        var outData = Data(), errData = Data()
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) { outData = outPipe.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) { errData = errPipe.fileHandleForReading.readDataToEndOfFile() }
+        if let input { inPipe.fileHandleForWriting.write(input) }
+        try? inPipe.fileHandleForWriting.close()
+        group.wait()
+        p.waitUntilExit()
+        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                             stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// A temporary directory removed when the object goes away.
+public final class TempDir {
+    public let path: String
+    public init(prefix: String = "strata-test") { path = TestPaths.makeTempDir(prefix: prefix) }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    public func file(_ name: String) -> String { path + "/" + name }
+}
