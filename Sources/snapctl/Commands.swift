@@ -1,0 +1,8 @@
+import ArgumentParser
+
+extension Snapctl {
+    /// Every top-level command. Each lives in its own file.
+    static let commands: [ParsableCommand.Type] = [
+        StoreCommand.self,
+    ]
+}
