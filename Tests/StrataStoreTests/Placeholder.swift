@@ -1,5 +1,0 @@
-import XCTest
-
-final class StrataStoreTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
