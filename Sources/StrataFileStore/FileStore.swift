@@ -163,7 +163,7 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
     }
 
     private func notFound(_ op: String, _ key: String) -> StoreError {
-        StoreError(.notFound, operation: op, key: key, status: 404, code: "NoSuchKey",
+        StoreError(.notFound, operation: op, key: key, code: "NoSuchKey",
                    message: "no such object in \(location)")
     }
 
@@ -267,7 +267,7 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
     }
 
     private func precondition(_ key: String, _ why: String) -> StoreError {
-        StoreError(.preconditionFailed, operation: "PutObject", key: key, status: 412, code: "PreconditionFailed",
+        StoreError(.preconditionFailed, operation: "PutObject", key: key, code: "PreconditionFailed",
                    message: "the write's condition does not hold: \(why)",
                    hint: "another writer changed this object; read it again and retry")
     }

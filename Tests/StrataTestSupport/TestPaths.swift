@@ -47,16 +47,17 @@ public enum TestPaths {
         p.standardInput = inPipe
         try p.run()
         // Read both pipes concurrently so a chatty child cannot block on a full pipe.
-        var outData = Data(), errData = Data()
+        final class Box: @unchecked Sendable { var data = Data() }
+        let outBox = Box(), errBox = Box()
         let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) { outData = outPipe.fileHandleForReading.readDataToEndOfFile() }
-        DispatchQueue.global().async(group: group) { errData = errPipe.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) { outBox.data = outPipe.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) { errBox.data = errPipe.fileHandleForReading.readDataToEndOfFile() }
         if let input { inPipe.fileHandleForWriting.write(input) }
         try? inPipe.fileHandleForWriting.close()
         group.wait()
         p.waitUntilExit()
-        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
+        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outBox.data, as: UTF8.self),
+                             stderr: String(decoding: errBox.data, as: UTF8.self))
     }
 }
 
@@ -66,4 +67,31 @@ public final class TempDir {
     public init(prefix: String = "strata-test") { path = TestPaths.makeTempDir(prefix: prefix) }
     deinit { try? FileManager.default.removeItem(atPath: path) }
     public func file(_ name: String) -> String { path + "/" + name }
+}
+
+extension TestPaths {
+    /// The built `snapctl` next to the test bundle.
+    public static var snapctl: String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidate = dir.appendingPathComponent("snapctl").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        return projectRoot + "/.build/debug/snapctl"
+    }
+
+    /// Starts `count` copies of a command at once and returns their exit statuses.
+    public static func runConcurrently(_ argvs: [[String]], environment: [String: String]? = nil) throws -> [Int32] {
+        var procs: [Process] = []
+        for argv in argvs {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: argv[0])
+            p.arguments = Array(argv.dropFirst())
+            if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            procs.append(p)
+        }
+        for p in procs { try p.run() }
+        for p in procs { p.waitUntilExit() }
+        return procs.map(\.terminationStatus)
+    }
 }

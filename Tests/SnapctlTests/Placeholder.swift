@@ -1,5 +1,0 @@
-import XCTest
-
-final class SnapctlTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
