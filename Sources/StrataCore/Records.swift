@@ -1,0 +1,220 @@
+import Foundation
+
+/// JSON as Strata writes it: sorted keys (stable bytes), ISO-8601 dates with milliseconds.
+public enum StrataJSON {
+    public static func encoder(pretty: Bool = true) -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                                    : [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(iso8601(date))
+        }
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let s = try c.decode(String.self)
+            guard let date = parseISO8601(s) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "not an ISO-8601 date: \(s)")
+            }
+            return date
+        }
+        return d
+    }
+
+    public static func iso8601(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+
+    public static func parseISO8601(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: s)
+    }
+
+    /// Decodes `T` from `data`, turning any failure into a `StrataError` that names `object`.
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data, object: String) throws -> T {
+        do {
+            return try decoder().decode(type, from: data)
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw StrataError(.corrupt, object: object, field: path(ctx.codingPath + [key]),
+                              message: "is missing", fix: "the object was not written by a compatible Strata")
+        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
+            throw StrataError(.corrupt, object: object, field: path(ctx.codingPath),
+                              message: "has the wrong type: \(ctx.debugDescription)")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw StrataError(.corrupt, object: object, field: ctx.codingPath.isEmpty ? nil : path(ctx.codingPath),
+                              message: "is not valid: \(ctx.debugDescription)")
+        } catch {
+            throw StrataError(.corrupt, object: object, message: "is not valid JSON: \(error)")
+        }
+    }
+
+    private static func path(_ keys: [CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// The atomic pointer's body: the version, one line.
+public enum Pointer {
+    public static func body(version: String) -> Data { Data((version + "\n").utf8) }
+
+    public static func parse(_ data: Data, key: String) throws -> String {
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard Identifiers.isValid(text) else {
+            throw StrataError(.corrupt, object: key, message: "does not hold a version id (found \(text.prefix(80).debugDescription))",
+                              fix: "point it at an existing version with `snapctl rollback`, or delete it to start anew")
+        }
+        return text
+    }
+}
+
+/// One file of a snapshot version.
+public struct FileEntry: Codable, Sendable, Equatable {
+    public var name: String
+    public var size: Int64
+    public var sha256: String
+    public init(name: String, size: Int64, sha256: String) {
+        self.name = name
+        self.size = size
+        self.sha256 = sha256
+    }
+}
+
+/// What one applied run did to a collection, recorded in the version that applied it.
+public struct AppliedRun: Codable, Sendable, Equatable {
+    public var runId: String
+    public var upserts: Int
+    public var deletes: Int
+    /// Upserted ids that were not in the snapshot before.
+    public var newIds: Int
+    /// Deleted ids that were in the snapshot before.
+    public var deletedExisting: Int
+    public init(runId: String, upserts: Int, deletes: Int, newIds: Int, deletedExisting: Int) {
+        self.runId = runId
+        self.upserts = upserts
+        self.deletes = deletes
+        self.newIds = newIds
+        self.deletedExisting = deletedExisting
+    }
+}
+
+/// Who made a version.
+public struct Producer: Codable, Sendable, Equatable {
+    public var compactorId: String
+    public var host: String
+    public var strataVersion: String
+    public init(compactorId: String, host: String, strataVersion: String) {
+        self.compactorId = compactorId
+        self.host = host
+        self.strataVersion = strataVersion
+    }
+}
+
+/// `manifest.json` of a snapshot version, uploaded after its files.
+public struct SnapshotManifest: Codable, Sendable, Equatable {
+    public static let formatName = "strata-snapshot"
+    public static let currentMajor = 1
+
+    public var format: String
+    public var formatVersion: Int
+    public var collection: String
+    public var version: String
+    public var parentVersion: String?
+    public var createdAt: Date
+    public var dimension: Int
+    public var rowCount: Int
+    public var files: [FileEntry]
+    public var appliedRuns: [AppliedRun]
+    /// Runs whose effects this version drops (a rollback); they are not applied again unless requeued.
+    public var rolledBackRuns: [String]?
+    /// Why this version exists when it is not a plain compaction (e.g. "rollback to V: reason").
+    public var note: String?
+    public var createdBy: Producer
+
+    public init(collection: String, version: String, parentVersion: String?, createdAt: Date, dimension: Int,
+                rowCount: Int, files: [FileEntry], appliedRuns: [AppliedRun], rolledBackRuns: [String]? = nil,
+                note: String? = nil, createdBy: Producer) {
+        format = SnapshotManifest.formatName
+        formatVersion = SnapshotManifest.currentMajor
+        self.collection = collection
+        self.version = version
+        self.parentVersion = parentVersion
+        self.createdAt = createdAt
+        self.dimension = dimension
+        self.rowCount = rowCount
+        self.files = files
+        self.appliedRuns = appliedRuns
+        self.rolledBackRuns = rolledBackRuns
+        self.note = note
+        self.createdBy = createdBy
+    }
+
+    public func file(_ name: String) -> FileEntry? { files.first { $0.name == name } }
+
+    /// Parses and checks a manifest read from `key`.
+    public static func decode(_ data: Data, key: String) throws -> SnapshotManifest {
+        struct Head: Decodable { var format: String?; var formatVersion: Int? }
+        let head = try StrataJSON.decode(Head.self, from: data, object: key)
+        guard head.format == formatName else {
+            throw StrataError(.corrupt, object: key, field: "format",
+                              message: "is \(head.format.map { "\"\($0)\"" } ?? "missing"), expected \"\(formatName)\"")
+        }
+        guard let v = head.formatVersion, v <= currentMajor else {
+            throw StrataError(.unsupportedVersion, object: key, field: "formatVersion",
+                              message: "is \(head.formatVersion.map(String.init) ?? "missing"); this Strata reads up to \(currentMajor)",
+                              fix: "upgrade snapctl to a release that reads format version \(head.formatVersion ?? 0)")
+        }
+        return try StrataJSON.decode(SnapshotManifest.self, from: data, object: key)
+    }
+}
+
+/// `{collection}/quarantine/{run_id}.json`: why a run could not be applied to a collection.
+public struct QuarantineRecord: Codable, Sendable, Equatable {
+    public var formatVersion: Int = 1
+    public var runId: String
+    public var collection: String
+    public var deltaKey: String?
+    /// A short machine-readable cause: missing-delta, checksum-mismatch, hostile-archive, bad-format,
+    /// dimension-mismatch, invalid-rows.
+    public var reason: String
+    /// The error in words.
+    public var detail: String
+    public var quarantinedAt: Date
+    public var compactorId: String
+
+    public init(runId: String, collection: String, deltaKey: String?, reason: String, detail: String,
+                quarantinedAt: Date, compactorId: String) {
+        self.runId = runId
+        self.collection = collection
+        self.deltaKey = deltaKey
+        self.reason = reason
+        self.detail = detail
+        self.quarantinedAt = quarantinedAt
+        self.compactorId = compactorId
+    }
+}
+
+/// `{collection}/snapshot/lease.json`: a compactor's claim on a collection. It only saves wasted
+/// work; correctness rests on the pointer's conditional write.
+public struct Lease: Codable, Sendable, Equatable {
+    public var owner: String
+    public var host: String
+    public var acquiredAt: Date
+    public var expiresAt: Date
+
+    public init(owner: String, host: String, acquiredAt: Date, expiresAt: Date) {
+        self.owner = owner
+        self.host = host
+        self.acquiredAt = acquiredAt
+        self.expiresAt = expiresAt
+    }
+}
