@@ -20,6 +20,14 @@ public enum Identifiers {
         return "\(timestamp(millis: millis))-\(suffix)"
     }
 
+    /// A new id that sorts after `previous` even when this host's clock is behind the host that
+    /// made `previous` (the pointer only moves forward, SPEC invariant 11).
+    public static func make(after previous: String?, now: Date = Date()) -> String {
+        let id = make(now: now)
+        guard let previous, let prevDate = date(of: previous), id <= previous else { return id }
+        return make(now: prevDate.addingTimeInterval(0.001))
+    }
+
     /// `yyyyMMdd'T'HHmmssSSS'Z'` for a number of milliseconds since 1970.
     public static func timestamp(millis: Int64) -> String {
         let seconds = millis / 1000

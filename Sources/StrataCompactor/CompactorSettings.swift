@@ -1,0 +1,50 @@
+import Foundation
+
+/// How the compactor keeps the base snapshot between runs (like our users' CHROMADB_STORAGE_MODE).
+public enum CacheMode: String, Sendable, CaseIterable {
+    /// A temporary directory per compaction: always download the base.
+    case s3
+    /// A local or EFS directory that keeps verified versions and reuses them.
+    case cache
+    /// `cache` when a cache directory is configured and writable, otherwise `s3`.
+    case auto
+}
+
+/// Settings of a compactor, as values with defaults. Components (store, logger, clock) are passed
+/// separately.
+public struct CompactorSettings: Sendable {
+    /// Identifies this compactor in leases, manifests and quarantine records.
+    public var compactorId: String
+    public var host: String
+    public var strataVersion: String = "0.1.0"
+
+    /// Limits per publish; the rest stays pending for the next round.
+    public var maxRunsPerPublish: Int = 500
+    public var maxRowsPerPublish: Int = 2_000_000
+    public var maxBytesPerPublish: Int64 = 4 << 30
+
+    public var cacheMode: CacheMode = .auto
+    /// Where `cache` mode keeps versions, and where temporary work happens.
+    public var cacheDirectory: String?
+    public var workDirectory: String = NSTemporaryDirectory()
+
+    /// Refuse a store that does not enforce conditional writes unless this is set.
+    public var singleWriter: Bool = false
+    public var leaseDuration: Double = 300
+    /// Rebuilds after losing the pointer race before giving up this round.
+    public var maxConflictRetries: Int = 5
+
+    /// Limits for untrusted delta bundles.
+    public var maxDeltaBytes: Int64 = 2 << 30
+    /// Run `PRAGMA quick_check` on the merged snapshot before publishing.
+    public var integrityCheck: Bool = true
+
+    /// Test-only fault injection: the process kills itself with SIGKILL at this step boundary
+    /// (after-download, after-merge, after-upload, after-pointer). Set from STRATA_CRASH_AT.
+    public var crashAt: String?
+
+    public init(compactorId: String, host: String) {
+        self.compactorId = compactorId
+        self.host = host
+    }
+}
