@@ -1,0 +1,62 @@
+import Foundation
+
+/// What one compaction round did, for the CLI's summary, `--json`, and logs.
+public struct CompactionSummary: Codable, Sendable {
+    public enum Outcome: String, Codable, Sendable {
+        /// A new version was published and the pointer moved.
+        case published
+        /// No pending runs (or every pending run was quarantined).
+        case upToDate
+        /// Another compactor holds the collection's lease.
+        case leaseHeld
+    }
+
+    public struct Quarantined: Codable, Sendable {
+        public var runId: String
+        public var reason: String
+        public var detail: String
+    }
+
+    public var collection: String
+    public var outcome: Outcome
+    public var baseVersion: String?
+    public var newVersion: String?
+    public var runsApplied: [String] = []
+    public var runsQuarantined: [Quarantined] = []
+    /// Pending runs left for a later round by the per-publish limits.
+    public var runsDeferred: Int = 0
+    public var rowsUpserted: Int = 0
+    public var rowsDeleted: Int = 0
+    public var newIds: Int = 0
+    public var deletedExisting: Int = 0
+    public var rowsBefore: Int = 0
+    public var rowsAfter: Int = 0
+    public var bytesDownloaded: Int64 = 0
+    public var bytesUploaded: Int64 = 0
+    /// Lost pointer races that made this round rebuild on a newer version.
+    public var conflicts: Int = 0
+    public var baseFromCache: Bool = false
+    /// Seconds per step: pointer, base, plan, deltas, merge, check, upload, publish, total.
+    public var seconds: [String: Double] = [:]
+    public var leaseHolder: String?
+
+    init(collection: String, outcome: Outcome) {
+        self.collection = collection
+        self.outcome = outcome
+    }
+}
+
+/// Measures the steps of a round.
+struct StepClock {
+    private var last = DispatchTime.now().uptimeNanoseconds
+    private let start = DispatchTime.now().uptimeNanoseconds
+    var seconds: [String: Double] = [:]
+
+    mutating func lap(_ step: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        seconds[step, default: 0] += Double(now - last) / 1e9
+        last = now
+    }
+
+    var total: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+}
