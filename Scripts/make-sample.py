@@ -5,7 +5,9 @@ Embeddings stand in for a model's: feature hashing of character trigrams and wor
 DIM dimensions, L2-normalised. Deterministic, and similar text gives similar vectors, so
 nearest-neighbour queries on the demo data mean something.
 
-usage: make-sample.py RECEIPTS.json OUT_DIR [--dim 384] [--delete-first-word]
+Writes OUT_DIR/{image_id}/lines.ndjson and words.ndjson: one directory per OCR job.
+
+usage: make-sample.py RECEIPTS.json OUT_DIR [--dim 384]
 """
 import argparse, hashlib, json, math, os, struct
 
@@ -27,9 +29,10 @@ def main():
     ap.add_argument("--dim", type=int, default=384)
     a = ap.parse_args()
     doc = json.load(open(a.receipts))
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "lines.ndjson"), "w") as lines, open(os.path.join(a.out, "words.ndjson"), "w") as words:
-        for r in doc["receipts"]:
+    for r in doc["receipts"]:
+        d = os.path.join(a.out, r["image_id"])
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "lines.ndjson"), "w") as lines, open(os.path.join(d, "words.ndjson"), "w") as words:
             base = "IMAGE#%s#RECEIPT#%05d" % (r["image_id"], r["receipt"])
             for ln, text in enumerate(r["lines"], 1):
                 lid = "%s#LINE#%05d" % (base, ln)
