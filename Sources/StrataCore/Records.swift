@@ -108,7 +108,7 @@ public struct AppliedRun: Codable, Sendable, Equatable {
 }
 
 /// Who made a version.
-public struct Producer: Codable, Sendable, Equatable {
+public struct VersionCreator: Codable, Sendable, Equatable {
     public var compactorId: String
     public var host: String
     public var strataVersion: String
@@ -138,11 +138,11 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     public var rolledBackRuns: [String]?
     /// Why this version exists when it is not a plain compaction (e.g. "rollback to V: reason").
     public var note: String?
-    public var createdBy: Producer
+    public var createdBy: VersionCreator
 
     public init(collection: String, version: String, parentVersion: String?, createdAt: Date, dimension: Int,
                 rowCount: Int, files: [FileEntry], appliedRuns: [AppliedRun], rolledBackRuns: [String]? = nil,
-                note: String? = nil, createdBy: Producer) {
+                note: String? = nil, createdBy: VersionCreator) {
         format = SnapshotManifest.formatName
         formatVersion = SnapshotManifest.currentMajor
         self.collection = collection
