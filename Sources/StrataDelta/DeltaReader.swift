@@ -29,6 +29,15 @@ public struct DeltaInfo: Sendable, Equatable {
     public var dimension: Int
     public var upserts: Int
     public var deletes: Int
+
+    public init(formatVersion: String, collection: String, runId: String, dimension: Int, upserts: Int, deletes: Int) {
+        self.formatVersion = formatVersion
+        self.collection = collection
+        self.runId = runId
+        self.dimension = dimension
+        self.upserts = upserts
+        self.deletes = deletes
+    }
 }
 
 /// Reads a delta written by any producer, treating it as untrusted input.

@@ -242,9 +242,11 @@ public final class DeltaWriter {
         do {
             let db = self.db!
             if !inTransaction { try db.execute("BEGIN") }
-            let meta = try db.prepare("INSERT INTO meta(key, value) VALUES ('dimension', ?1)")
-            try meta.bind(1, text: String(dimension ?? 0))
-            try meta.step()
+            do {
+                let meta = try db.prepare("INSERT INTO meta(key, value) VALUES ('dimension', ?1)")
+                try meta.bind(1, text: String(dimension ?? 0))
+                try meta.step()
+            }
             try db.execute("COMMIT")
             inTransaction = false
             let upserts = Int(try db.scalarInt("SELECT count(*) FROM upserts") ?? 0)
