@@ -91,6 +91,11 @@ public enum BundleExtractor {
             throw fail(.notGzip, nil, "is not gzip data (it does not start with 1f 8b)",
                        fix: "a bundle is a tar archive compressed with gzip (tar -czf)")
         }
+        // The smallest gzip member: a 10-byte header, an empty deflate block, an 8-byte trailer.
+        if compressed < 20 {
+            throw fail(.truncated, nil, "is \(compressed) bytes, too short for gzip data",
+                       fix: "the upload was cut short; produce the run again")
+        }
 
         guard mkdir(directory, 0o700) == 0 else {
             let e = errno
@@ -158,6 +163,7 @@ final class Extraction {
     private var fd: Int32 = -1
     private var created: [String] = []
     private var expanded: Int64 = 0
+    private var crc = CRC32()
     /// The first error seen inside a callback, reported instead of libarchive's generic one.
     private var callbackError: BundleError?
     private let rawBuffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
@@ -220,6 +226,7 @@ final class Extraction {
             return -1
         }
         expanded += Int64(n)
+        crc.update(UnsafeRawBufferPointer(start: buffer, count: n))
         if expanded > expansionLimit {
             callbackError = callbackError ?? fail(
                 .expansionLimit, nil,
@@ -253,14 +260,23 @@ final class Extraction {
         guard archive_read_open(g, ctx, nil, { _, ctx, out in
             Unmanaged<Extraction>.fromOpaque(ctx!).takeUnretainedValue().readRaw(out!)
         }, nil) == ARCHIVE_OK else {
-            throw callbackError ?? libarchiveError(g, .corrupt, "cannot open the gzip stream")
+            if let callbackError { throw callbackError }
+            // The raw format bids on any byte; it finds none when the stream decompresses to nothing.
+            if archive_filter_code(g, 0) == ARCHIVE_FILTER_GZIP,
+               (archive_error_string(g).map { String(cString: $0) } ?? "").contains("Unrecognized archive format")
+            {
+                throw fail(.empty, nil, "holds no data once decompressed",
+                           fix: "a bundle holds manifest.json and delta.sqlite3; produce the run again")
+            }
+            throw libarchiveError(g, .corrupt, "cannot open the gzip stream")
         }
         var rawEntry: OpaquePointer?
         guard archive_read_next_header(g, &rawEntry) == ARCHIVE_OK else {
             throw callbackError ?? libarchiveError(g, .corrupt, "cannot read the gzip stream")
         }
         guard archive_filter_count(g) >= 2, archive_filter_code(g, 0) == ARCHIVE_FILTER_GZIP else {
-            throw fail(.notGzip, nil, "is not gzip data")
+            throw fail(.corrupt, nil, "starts like gzip but its gzip header is damaged",
+                       fix: "download the bundle again; if it persists, produce the run again")
         }
 
         // Reader 2: tar format, no filter, fed from reader 1.
@@ -302,8 +318,48 @@ final class Extraction {
             if n < 0 { throw callbackError! }
         }
         if let callbackError { throw callbackError }
+        try checkTrailer()
         return Result(entries: entries, manifestData: manifestData, expanded: expanded)
     }
+
+    /// libarchive 3.6 does not check the gzip trailer, so check it here. A bundle is one gzip
+    /// member whose 8-byte trailer (CRC-32 and length mod 2^32 of the decompressed stream, both
+    /// little-endian) ends the file, optionally followed by fewer than 10240 zero bytes: bsdtar
+    /// and libarchive pad their output to whole 10240-byte blocks. Anything else after the
+    /// member, including a second member, is refused.
+    private func checkTrailer() throws {
+        let size = UInt32(truncatingIfNeeded: expanded)
+        var expected = [UInt8](repeating: 0, count: 8)
+        for i in 0..<4 {
+            expected[i] = UInt8(truncatingIfNeeded: crc.value >> (8 * i))
+            expected[4 + i] = UInt8(truncatingIfNeeded: size >> (8 * i))
+        }
+        let tailCount = Int(min(compressed, 10240 + 8))
+        var tail = [UInt8](repeating: 0, count: tailCount)
+        guard pread(fd, &tail, tailCount, off_t(compressed - Int64(tailCount))) == tailCount else {
+            throw fail(.io, nil, "cannot read the gzip trailer: \(String(cString: strerror(errno)))")
+        }
+        // The trailer ends somewhere in (last non-zero byte, last non-zero byte + 8].
+        let lastNonZero = tail.lastIndex { $0 != 0 } ?? -1
+        var ok = false
+        var end = max(8, lastNonZero + 1)
+        while !ok && end <= min(tailCount, lastNonZero + 8 + 1) && end - 8 >= 0 {
+            if Array(tail[(end - 8)..<end]) == expected && tailCount - end < 10240 { ok = true }
+            end += 1
+        }
+        if !ok {
+            let stored = Array(tail.suffix(8))
+            let storedCRC = stored[0..<4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            let storedSize = stored[4..<8].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            throw fail(.corrupt, nil,
+                       "its gzip trailer does not match the data (CRC-32 \(hex(crc.value)) and length \(size) "
+                           + "computed; the last 8 bytes say \(hex(storedCRC)) and \(storedSize)): the bundle is damaged, "
+                           + "cut short, has bytes after the gzip data, or is more than one gzip member",
+                       fix: "download the bundle again; if it persists, produce the run again")
+        }
+    }
+
+    private func hex(_ v: UInt32) -> String { String(format: "%08x", v) }
 
     private func libarchiveError(_ a: OpaquePointer, _ reason: BundleError.Reason, _ what: String) -> BundleError {
         let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"

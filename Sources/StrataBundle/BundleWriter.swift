@@ -145,6 +145,9 @@ final class ArchiveWriter {
         self.object = object
         try check(archive_write_add_filter_gzip(a), "add the gzip filter")
         try check(archive_write_set_format_ustar(a), "select the ustar format")
+        // No zero padding after the gzip trailer (libarchive pads the last block to 10240 bytes by
+        // default): the file ends with the gzip trailer, as gzip and GNU tar write it.
+        try check(archive_write_set_bytes_in_last_block(a, 1), "set the last block size")
         // No timestamp in the gzip header (the default is the current time), so bytes are stable.
         try check(archive_write_set_options(a, "gzip:!timestamp,gzip:compression-level=\(max(1, min(9, compressionLevel)))"),
                   "set gzip options")
