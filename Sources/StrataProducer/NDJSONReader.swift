@@ -256,19 +256,28 @@ public final class NDJSONReader {
     }
 
     /// The row's top-level "id" string, if one can be found; used only to make errors precise.
+    /// Tolerant: it tracks only strings and nesting, so it sees past the error being reported
+    /// (a NaN, a bad value) to an id written after it.
     static func bestEffortId(_ s: inout JSONScanner) -> String? {
+        var depth = 0
         var scratch: [UInt8] = []
-        guard s.consume(0x7b) else { return nil }
-        while true {
-            guard (try? s.parseStringBytes(field: "", scratch: &scratch)) != nil else { return nil }
-            let isId = scratch == Array("id".utf8)
-            guard s.consume(0x3a) else { return nil }
-            s.skipWhitespace()
-            if isId && s.peek() == 0x22 {
+        while let c = s.peek() {
+            switch c {
+            case 0x7b, 0x5b: depth += 1; s.pos += 1
+            case 0x7d, 0x5d: depth -= 1; s.pos += 1
+            case 0x22:
+                let atTop = depth == 1
                 guard (try? s.parseStringBytes(field: "", scratch: &scratch)) != nil else { return nil }
-                return String(decoding: scratch, as: UTF8.self)
+                if atTop && scratch == [0x69, 0x64] && s.consume(0x3a) {  // "id":
+                    s.skipWhitespace()
+                    if s.peek() == 0x22, (try? s.parseStringBytes(field: "", scratch: &scratch)) != nil {
+                        return String(decoding: scratch, as: UTF8.self)
+                    }
+                    return nil
+                }
+            default: s.pos += 1
             }
-            guard (try? s.skipValue()) != nil, s.consume(0x2c) else { return nil }
         }
+        return nil
     }
 }
