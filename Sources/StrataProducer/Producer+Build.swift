@@ -61,7 +61,9 @@ extension Producer {
             ])
         }
 
+        var rowStart = reader.bytesRead
         while let row = try reader.next() {
+            defer { rowStart = reader.bytesRead }
             if writer == nil {
                 let runId = Producer.runId(base: baseRunId, part: bundles.count + 1)
                 guard bundles.count + 1 <= 999_999 else {
@@ -73,7 +75,7 @@ extension Producer {
                 writer = try DeltaWriter(path: dir + "/" + DeltaFormat.fileName, collection: input.collection,
                                          runId: runId, dimension: reader.dimension, batchSize: settings.batchRows)
                 partRows = 0
-                partStart = reader.bytesRead
+                partStart = rowStart
             }
             do {
                 switch row {
