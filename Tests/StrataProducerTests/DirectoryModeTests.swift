@@ -22,8 +22,8 @@ final class DirectoryModeTests: XCTestCase {
         dir = nil
     }
 
-    func producer(_ s: (any ObjectStore)? = nil) -> Producer {
-        Producer(store: s ?? store, settings: ProducerSettings(workDirectory: dir.file("work")))
+    func producer(_ s: (any ObjectStore)? = nil) -> RunProducer {
+        RunProducer(store: s ?? store, settings: ProducerSettings(workDirectory: dir.file("work")))
     }
 
     func write(_ rel: String, _ text: String) throws {
@@ -38,7 +38,7 @@ final class DirectoryModeTests: XCTestCase {
     }
 
     func checkpoint() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: dir.file("in/" + Producer.checkpointFileName)))
+        let data = try Data(contentsOf: URL(fileURLWithPath: dir.file("in/" + RunProducer.checkpointFileName)))
         return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 

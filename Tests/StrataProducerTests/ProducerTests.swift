@@ -26,8 +26,8 @@ final class ProducerTests: XCTestCase {
 
     var settings: ProducerSettings { ProducerSettings(workDirectory: dir.file("work")) }
 
-    func producer(_ store: (any ObjectStore)? = nil, settings: ProducerSettings? = nil) -> Producer {
-        Producer(store: store ?? self.store, layout: layout, settings: settings ?? self.settings)
+    func producer(_ store: (any ObjectStore)? = nil, settings: ProducerSettings? = nil) -> RunProducer {
+        RunProducer(store: store ?? self.store, layout: layout, settings: settings ?? self.settings)
     }
 
     func input(_ name: String, _ text: String) throws -> String {

@@ -23,7 +23,7 @@ import Glibc
 /// input order: the first is the job's run id, the next ones add `-p000002`, `-p000003`, ...
 ///
 /// Errors are `StrataError` (bad input, conflicts, local I/O) or `StoreError` (the store).
-public final class Producer {
+public final class RunProducer {
     public let store: any ObjectStore
     public let layout: Layout
     public let settings: ProducerSettings

@@ -13,7 +13,7 @@ struct BuiltRun {
     var bundles: [(collection: String, bundle: BundleInfo)]
 }
 
-extension Producer {
+extension RunProducer {
     /// Reads every input into deltas and bundles under `workDirectory`, splitting large inputs.
     /// Throws on the first bad line, before anything is published.
     func build(inputs: [ProducerInput], baseRunId: String, workDirectory: String) throws -> [BuiltRun] {
@@ -28,7 +28,7 @@ extension Producer {
                 let parts = partsByCollection[c]!
                 return i < parts.count ? (c, parts[i]) : nil
             }
-            return BuiltRun(runId: Producer.runId(base: baseRunId, part: i + 1), part: i + 1, parts: count,
+            return BuiltRun(runId: RunProducer.runId(base: baseRunId, part: i + 1), part: i + 1, parts: count,
                             bundles: bundles.map { (collection: $0.0, bundle: $0.1) })
         }
     }
@@ -65,7 +65,7 @@ extension Producer {
         while let row = try reader.next() {
             defer { rowStart = reader.bytesRead }
             if writer == nil {
-                let runId = Producer.runId(base: baseRunId, part: bundles.count + 1)
+                let runId = RunProducer.runId(base: baseRunId, part: bundles.count + 1)
                 guard bundles.count + 1 <= 999_999 else {
                     throw StrataError(.invalidInput, object: input.path, message: "needs more than 999999 runs",
                                       fix: "raise maxRowsPerRun or maxInputBytesPerRun")

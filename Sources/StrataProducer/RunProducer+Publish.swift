@@ -3,7 +3,7 @@ import Logging
 import StrataBundle
 import StrataCore
 
-extension Producer {
+extension RunProducer {
     /// Uploads a built run's bundles, checks them, then writes its record create-only.
     func publish(_ run: BuiltRun, createdAt: Date, labels: [String: String]) throws -> PublishedRun {
         let recordKey = layout.runRecordKey(run.runId)

@@ -3,7 +3,7 @@ import Logging
 import StrataCore
 import StrataCrypto
 
-extension Producer {
+extension RunProducer {
     /// The default checkpoint file of a directory (hidden, so it is never taken for an input).
     public static let checkpointFileName = ".strata-produce-checkpoint.json"
 
@@ -19,7 +19,7 @@ extension Producer {
                                  labels: [String: String] = [:], checkpointPath: String? = nil) throws
         -> DirectoryReport
     {
-        let checkpointPath = checkpointPath ?? directory + "/" + Producer.checkpointFileName
+        let checkpointPath = checkpointPath ?? directory + "/" + RunProducer.checkpointFileName
         let lock = try FileLock(checkpointPath + ".lock", what: "directory \(directory)")
         defer { withExtendedLifetime(lock) {} }
         var checkpoint = try Checkpoint.load(checkpointPath, store: store.location, prefix: layout.prefix)
@@ -92,17 +92,17 @@ extension Producer {
         }
         switch dirLayout {
         case .files(let collection):
-            return try entries(directory).filter { Producer.isInputName($0) && kind(directory + "/" + $0) == .typeRegular }
+            return try entries(directory).filter { RunProducer.isInputName($0) && kind(directory + "/" + $0) == .typeRegular }
                 .map { name in
                     Job(name: name, inputs: [ProducerInput(collection: collection, path: directory + "/" + name)],
-                        labelsPath: directory + "/" + Producer.stem(name) + ".labels.json")
+                        labelsPath: directory + "/" + RunProducer.stem(name) + ".labels.json")
                 }
         case .jobDirectories:
             var jobs: [Job] = []
             for name in try entries(directory) where !name.hasPrefix(".") && kind(directory + "/" + name) == .typeDirectory {
                 let dir = directory + "/" + name
-                let inputs = try entries(dir).filter { Producer.isInputName($0) && kind(dir + "/" + $0) == .typeRegular }
-                    .map { ProducerInput(collection: Producer.stem($0), path: dir + "/" + $0) }
+                let inputs = try entries(dir).filter { RunProducer.isInputName($0) && kind(dir + "/" + $0) == .typeRegular }
+                    .map { ProducerInput(collection: RunProducer.stem($0), path: dir + "/" + $0) }
                 guard !inputs.isEmpty else {
                     throw StrataError(.invalidInput, object: dir, message: "holds no <collection>.ndjson file",
                                       fix: "put e.g. lines.ndjson and words.ndjson in each job directory")
