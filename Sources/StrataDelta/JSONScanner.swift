@@ -165,30 +165,30 @@ public struct JSONScanner {
 
     /// Scans a JSON number at `pos`, checking its grammar (no NaN, Infinity, hex or leading +),
     /// and returns its byte range.
-    public mutating func scanNumber(field: String) throws -> Range<Int> {
+    public mutating func scanNumber(field: @autoclosure () -> String) throws -> Range<Int> {
         skipWhitespace()
         let start = pos
         @inline(__always) func isDigit(_ i: Int) -> Bool { i < count && base[i] >= 0x30 && base[i] <= 0x39 }
         if pos < count && base[pos] == 0x2d { pos += 1 }
         guard isDigit(pos) else {
-            throw problem(field, "expected a number, found \(describeHere())",
+            throw problem(field(), "expected a number, found \(describeHere())",
                           fix: "numbers are plain JSON numbers; NaN, Infinity and quoted numbers are not allowed")
         }
         if base[pos] == 0x30 {
             pos += 1
-            if isDigit(pos) { throw problem(field, "is a number with a leading zero") }
+            if isDigit(pos) { throw problem(field(), "is a number with a leading zero") }
         } else {
             while isDigit(pos) { pos += 1 }
         }
         if pos < count && base[pos] == 0x2e {
             pos += 1
-            guard isDigit(pos) else { throw problem(field, "is a number with no digit after the decimal point") }
+            guard isDigit(pos) else { throw problem(field(), "is a number with no digit after the decimal point") }
             while isDigit(pos) { pos += 1 }
         }
         if pos < count && (base[pos] == 0x65 || base[pos] == 0x45) {
             pos += 1
             if pos < count && (base[pos] == 0x2b || base[pos] == 0x2d) { pos += 1 }
-            guard isDigit(pos) else { throw problem(field, "is a number with an empty exponent") }
+            guard isDigit(pos) else { throw problem(field(), "is a number with an empty exponent") }
             while isDigit(pos) { pos += 1 }
         }
         return start..<pos

@@ -33,9 +33,14 @@ public enum SyntheticInput {
                 out.append(contentsOf: Array("{\"id\":\"\(idPrefix)-\(i)\",\"embedding\":[".utf8))
                 for d in 0..<dimension {
                     if d > 0 { out.append(0x2c) }
-                    // A value in [-1, 1) with 6 significant digits, as embedding dumps usually look.
-                    let v = Double(Int64(next() >> 11) - (1 << 52)) / Double(1 << 52)
-                    out.append(contentsOf: Array(String(format: "%.6g", v).utf8))
+                    // A value in (-1, 1) with 6 decimals, as embedding dumps usually look.
+                    let v = Int64(next() % 1_999_999) - 999_999
+                    if v < 0 { out.append(0x2d) }
+                    out.append(contentsOf: [0x30, 0x2e])
+                    var m = abs(v)
+                    var digits = [UInt8](repeating: 0x30, count: 6)
+                    for k in (0..<6).reversed() { digits[k] = 0x30 + UInt8(m % 10); m /= 10 }
+                    out.append(contentsOf: digits)
                 }
                 out.append(contentsOf: Array("],\"document\":\"synthetic line \(i)\",\"metadata\":{\"line\":\(i),\"page\":\(i / 50 + 1),\"source\":\"bench\"}}\n".utf8))
             }
