@@ -4,7 +4,7 @@ import StrataCore
 import StrataCrypto
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Limits for extracting an untrusted bundle.
@@ -20,8 +20,10 @@ public struct ExtractionLimits: Sendable, Equatable {
     /// ...once it is larger than this (small bundles compress well and are harmless).
     public var ratioFloorBytes: Int64
 
-    public init(maxEntryBytes: Int64 = 4 << 30, maxManifestBytes: Int64 = 1 << 20, maxExpandedBytes: Int64 = 4 << 30,
-                maxExpansionRatio: Int64 = 100, ratioFloorBytes: Int64 = 64 << 20) {
+    public init(
+        maxEntryBytes: Int64 = 4 << 30, maxManifestBytes: Int64 = 1 << 20, maxExpandedBytes: Int64 = 4 << 30,
+        maxExpansionRatio: Int64 = 100, ratioFloorBytes: Int64 = 64 << 20
+    ) {
         self.maxEntryBytes = maxEntryBytes
         self.maxManifestBytes = maxManifestBytes
         self.maxExpandedBytes = maxExpandedBytes
@@ -62,10 +64,11 @@ public struct ExtractedBundle: Sendable, Equatable {
 public enum BundleExtractor {
     /// Extracts `bundlePath` into `directory`, which must not exist (its parent must).
     /// `name` is how errors name the bundle (its object key); defaults to the path.
-    public static func extract(bundle bundlePath: String, into directory: String, expectedRunId: String?,
-                               expectedCollection: String?, limits: ExtractionLimits = ExtractionLimits(),
-                               name: String? = nil) throws -> ExtractedBundle
-    {
+    public static func extract(
+        bundle bundlePath: String, into directory: String, expectedRunId: String?,
+        expectedCollection: String?, limits: ExtractionLimits = ExtractionLimits(),
+        name: String? = nil
+    ) throws -> ExtractedBundle {
         let label = name ?? bundlePath
         func fail(_ reason: BundleError.Reason, _ entry: String? = nil, _ message: String, fix: String? = nil)
             -> BundleError
@@ -88,26 +91,30 @@ public enum BundleExtractor {
         }
         var magic: [UInt8] = [0, 0]
         if pread(input, &magic, 2, 0) != 2 || magic != [0x1f, 0x8b] {
-            throw fail(.notGzip, nil, "is not gzip data (it does not start with 1f 8b)",
-                       fix: "a bundle is a tar archive compressed with gzip (tar -czf)")
+            throw fail(
+                .notGzip, nil, "is not gzip data (it does not start with 1f 8b)",
+                fix: "a bundle is a tar archive compressed with gzip (tar -czf)")
         }
         // The smallest gzip member: a 10-byte header, an empty deflate block, an 8-byte trailer.
         if compressed < 20 {
-            throw fail(.truncated, nil, "is \(compressed) bytes, too short for gzip data",
-                       fix: "the upload was cut short; produce the run again")
+            throw fail(
+                .truncated, nil, "is \(compressed) bytes, too short for gzip data",
+                fix: "the upload was cut short; produce the run again")
         }
 
         guard mkdir(directory, 0o700) == 0 else {
             let e = errno
-            throw fail(e == EEXIST ? .destinationExists : .io, nil,
-                       "cannot create the directory \(directory): \(String(cString: strerror(e)))",
-                       fix: e == EEXIST ? "extract into a new directory" : "check that its parent exists and is writable")
+            throw fail(
+                e == EEXIST ? .destinationExists : .io, nil,
+                "cannot create the directory \(directory): \(String(cString: strerror(e)))",
+                fix: e == EEXIST ? "extract into a new directory" : "check that its parent exists and is writable")
         }
         let extraction = Extraction(directory: directory, label: label, limits: limits, compressed: compressed)
         do {
             let result = try extraction.run(fd: input)
-            return try verify(result, directory: directory, label: label, expectedRunId: expectedRunId,
-                              expectedCollection: expectedCollection, compressed: compressed)
+            return try verify(
+                result, directory: directory, label: label, expectedRunId: expectedRunId,
+                expectedCollection: expectedCollection, compressed: compressed)
         } catch {
             extraction.removeWritten()
             rmdir(directory)
@@ -115,34 +122,40 @@ public enum BundleExtractor {
         }
     }
 
-    private static func verify(_ r: Extraction.Result, directory: String, label: String, expectedRunId: String?,
-                               expectedCollection: String?, compressed: Int64) throws -> ExtractedBundle
-    {
+    private static func verify(
+        _ r: Extraction.Result, directory: String, label: String, expectedRunId: String?,
+        expectedCollection: String?, compressed: Int64
+    ) throws -> ExtractedBundle {
         for name in BundleManifest.entryNames where r.entries[name] == nil {
-            throw BundleError(.missingEntry, bundle: label, entry: name, message: "is missing",
-                              fix: "a bundle holds exactly manifest.json and delta.sqlite3")
+            throw BundleError(
+                .missingEntry, bundle: label, entry: name, message: "is missing",
+                fix: "a bundle holds exactly manifest.json and delta.sqlite3")
         }
         let m = try BundleManifest.decode(r.manifestData, bundle: label)
         if let expectedRunId, m.runId != expectedRunId {
-            throw BundleError(.wrongRun, bundle: label, entry: BundleManifest.fileName, field: "run_id",
-                              message: "is \"\(m.runId)\", expected \"\(expectedRunId)\"",
-                              fix: "the bundle belongs to another run; check the run record's delta key")
+            throw BundleError(
+                .wrongRun, bundle: label, entry: BundleManifest.fileName, field: "run_id",
+                message: "is \"\(m.runId)\", expected \"\(expectedRunId)\"",
+                fix: "the bundle belongs to another run; check the run record's delta key")
         }
         if let expectedCollection, m.collection != expectedCollection {
-            throw BundleError(.wrongRun, bundle: label, entry: BundleManifest.fileName, field: "collection",
-                              message: "is \"\(m.collection)\", expected \"\(expectedCollection)\"",
-                              fix: "the bundle belongs to another collection; check the run record's delta key")
+            throw BundleError(
+                .wrongRun, bundle: label, entry: BundleManifest.fileName, field: "collection",
+                message: "is \"\(m.collection)\", expected \"\(expectedCollection)\"",
+                fix: "the bundle belongs to another collection; check the run record's delta key")
         }
         let delta = r.entries[BundleManifest.deltaFileName]!
         let listed = m.file(BundleManifest.deltaFileName)!
         if listed.size != delta.size || listed.sha256 != delta.sha256 {
-            throw BundleError(.checksumMismatch, bundle: label, entry: BundleManifest.deltaFileName,
-                              message: "is \(delta.size) bytes with SHA-256 \(delta.sha256); the manifest says "
-                                  + "\(listed.size) bytes with SHA-256 \(listed.sha256)",
-                              fix: "the bundle is damaged or was altered; produce the run again")
+            throw BundleError(
+                .checksumMismatch, bundle: label, entry: BundleManifest.deltaFileName,
+                message: "is \(delta.size) bytes with SHA-256 \(delta.sha256); the manifest says "
+                    + "\(listed.size) bytes with SHA-256 \(listed.sha256)",
+                fix: "the bundle is damaged or was altered; produce the run again")
         }
-        return ExtractedBundle(directory: directory, manifest: m, deltaPath: directory + "/" + BundleManifest.deltaFileName,
-                               compressedBytes: compressed, expandedBytes: r.expanded)
+        return ExtractedBundle(
+            directory: directory, manifest: m, deltaPath: directory + "/" + BundleManifest.deltaFileName,
+            compressedBytes: compressed, expandedBytes: r.expanded)
     }
 }
 
@@ -153,8 +166,15 @@ public enum BundleExtractor {
 /// marker, the rest of `gzip` is drained, which makes libarchive check the CRC and length. Every
 /// decompressed byte passes through `pull`, where the expansion limits are enforced.
 final class Extraction {
-    struct Entry { var size: Int64; var sha256: String }
-    struct Result { var entries: [String: Entry]; var manifestData: Data; var expanded: Int64 }
+    struct Entry {
+        var size: Int64
+        var sha256: String
+    }
+    struct Result {
+        var entries: [String: Entry]
+        var manifestData: Data
+        var expanded: Int64
+    }
 
     let directory: String
     let label: String
@@ -220,20 +240,25 @@ final class Extraction {
         if n < 0 {
             let msg = archive_error_string(gzip).map { String(cString: $0) } ?? "error \(n)"
             let truncated = msg.lowercased().contains("truncated") || msg.lowercased().contains("premature")
-            callbackError = callbackError ?? fail(truncated ? .truncated : .corrupt, nil,
-                                                  "the gzip stream is \(truncated ? "cut short" : "damaged"): \(msg)",
-                                                  fix: "download the bundle again; if it persists, produce the run again")
+            callbackError =
+                callbackError
+                ?? fail(
+                    truncated ? .truncated : .corrupt, nil,
+                    "the gzip stream is \(truncated ? "cut short" : "damaged"): \(msg)",
+                    fix: "download the bundle again; if it persists, produce the run again")
             return -1
         }
         expanded += Int64(n)
         crc.update(UnsafeRawBufferPointer(start: buffer, count: n))
         if expanded > expansionLimit {
-            callbackError = callbackError ?? fail(
-                .expansionLimit, nil,
-                "expands to more than \(expansionLimit) bytes from \(compressed) compressed bytes (limits: "
-                    + "\(limits.maxExpandedBytes) bytes in total, \(limits.maxExpansionRatio)x the compressed size "
-                    + "above \(limits.ratioFloorBytes) bytes)",
-                fix: "refused as a possible gzip bomb; raise ExtractionLimits only if the bundle is trusted")
+            callbackError =
+                callbackError
+                ?? fail(
+                    .expansionLimit, nil,
+                    "expands to more than \(expansionLimit) bytes from \(compressed) compressed bytes (limits: "
+                        + "\(limits.maxExpandedBytes) bytes in total, \(limits.maxExpansionRatio)x the compressed size "
+                        + "above \(limits.ratioFloorBytes) bytes)",
+                    fix: "refused as a possible gzip bomb; raise ExtractionLimits only if the bundle is trusted")
             return -1
         }
         return n
@@ -257,16 +282,21 @@ final class Extraction {
         // Reader 1: gzip filter + raw format = the decompressed stream.
         archive_read_support_filter_gzip(g)
         archive_read_support_format_raw(g)
-        guard archive_read_open(g, ctx, nil, { _, ctx, out in
-            Unmanaged<Extraction>.fromOpaque(ctx!).takeUnretainedValue().readRaw(out!)
-        }, nil) == ARCHIVE_OK else {
+        guard
+            archive_read_open(
+                g, ctx, nil,
+                { _, ctx, out in
+                    Unmanaged<Extraction>.fromOpaque(ctx!).takeUnretainedValue().readRaw(out!)
+                }, nil) == ARCHIVE_OK
+        else {
             if let callbackError { throw callbackError }
             // The raw format bids on any byte; it finds none when the stream decompresses to nothing.
             if archive_filter_code(g, 0) == ARCHIVE_FILTER_GZIP,
-               (archive_error_string(g).map { String(cString: $0) } ?? "").contains("Unrecognized archive format")
+                (archive_error_string(g).map { String(cString: $0) } ?? "").contains("Unrecognized archive format")
             {
-                throw fail(.empty, nil, "holds no data once decompressed",
-                           fix: "a bundle holds manifest.json and delta.sqlite3; produce the run again")
+                throw fail(
+                    .empty, nil, "holds no data once decompressed",
+                    fix: "a bundle holds manifest.json and delta.sqlite3; produce the run again")
             }
             throw libarchiveError(g, .corrupt, "cannot open the gzip stream")
         }
@@ -275,18 +305,23 @@ final class Extraction {
             throw callbackError ?? libarchiveError(g, .corrupt, "cannot read the gzip stream")
         }
         guard archive_filter_count(g) >= 2, archive_filter_code(g, 0) == ARCHIVE_FILTER_GZIP else {
-            throw fail(.corrupt, nil, "starts like gzip but its gzip header is damaged",
-                       fix: "download the bundle again; if it persists, produce the run again")
+            throw fail(
+                .corrupt, nil, "starts like gzip but its gzip header is damaged",
+                fix: "download the bundle again; if it persists, produce the run again")
         }
 
         // Reader 2: tar format, no filter, fed from reader 1.
         archive_read_support_format_tar(t)
-        guard archive_read_open(t, ctx, nil, { _, ctx, out in
-            let me = Unmanaged<Extraction>.fromOpaque(ctx!).takeUnretainedValue()
-            let n = me.pull(into: me.pipeBuffer, count: 1 << 16)
-            out!.pointee = UnsafeRawPointer(me.pipeBuffer)
-            return n
-        }, nil) == ARCHIVE_OK else {
+        guard
+            archive_read_open(
+                t, ctx, nil,
+                { _, ctx, out in
+                    let me = Unmanaged<Extraction>.fromOpaque(ctx!).takeUnretainedValue()
+                    let n = me.pull(into: me.pipeBuffer, count: 1 << 16)
+                    out!.pointee = UnsafeRawPointer(me.pipeBuffer)
+                    return n
+                }, nil) == ARCHIVE_OK
+        else {
             throw callbackError ?? libarchiveError(t, .corrupt, "is not a tar archive")
         }
 
@@ -301,8 +336,9 @@ final class Extraction {
                 throw callbackError ?? libarchiveError(t, .corrupt, "has a damaged tar header")
             }
             let name = try checkEntry(entry, seen: entries)
-            let (size, sha, data) = try copyEntry(t, name: name, declared: archive_entry_size(entry),
-                                                  keepInMemory: name == BundleManifest.fileName)
+            let (size, sha, data) = try copyEntry(
+                t, name: name, declared: archive_entry_size(entry),
+                keepInMemory: name == BundleManifest.fileName)
             written += size
             if written > limits.maxExpandedBytes {
                 throw fail(.expansionLimit, name, "the entries add up to more than \(limits.maxExpandedBytes) bytes")
@@ -351,11 +387,12 @@ final class Extraction {
             let stored = Array(tail.suffix(8))
             let storedCRC = stored[0..<4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
             let storedSize = stored[4..<8].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-            throw fail(.corrupt, nil,
-                       "its gzip trailer does not match the data (CRC-32 \(hex(crc.value)) and length \(size) "
-                           + "computed; the last 8 bytes say \(hex(storedCRC)) and \(storedSize)): the bundle is damaged, "
-                           + "cut short, has bytes after the gzip data, or is more than one gzip member",
-                       fix: "download the bundle again; if it persists, produce the run again")
+            throw fail(
+                .corrupt, nil,
+                "its gzip trailer does not match the data (CRC-32 \(hex(crc.value)) and length \(size) "
+                    + "computed; the last 8 bytes say \(hex(storedCRC)) and \(storedSize)): the bundle is damaged, "
+                    + "cut short, has bytes after the gzip data, or is more than one gzip member",
+                fix: "download the bundle again; if it persists, produce the run again")
         }
     }
 
@@ -364,8 +401,9 @@ final class Extraction {
     private func libarchiveError(_ a: OpaquePointer, _ reason: BundleError.Reason, _ what: String) -> BundleError {
         let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
         let truncated = msg.lowercased().contains("truncated") || msg.lowercased().contains("premature")
-        return fail(truncated ? .truncated : reason, nil, "\(what): \(msg)",
-                    fix: "download the bundle again; if it persists, produce the run again")
+        return fail(
+            truncated ? .truncated : reason, nil, "\(what): \(msg)",
+            fix: "download the bundle again; if it persists, produce the run again")
     }
 
     /// Checks an entry's header; returns its name.
@@ -378,8 +416,9 @@ final class Extraction {
             throw fail(.absolutePath, name, "has an absolute path", fix: "entries are plain file names")
         }
         if name.split(separator: "/", omittingEmptySubsequences: false).contains("..") {
-            throw fail(.pathTraversal, name, "has a \"..\" component (it would escape the directory)",
-                       fix: "entries are plain file names")
+            throw fail(
+                .pathTraversal, name, "has a \"..\" component (it would escape the directory)",
+                fix: "entries are plain file names")
         }
         if archive_entry_hardlink(e) != nil {
             throw fail(.hardlink, name, "is a hard link", fix: "a bundle holds regular files only")
@@ -390,17 +429,21 @@ final class Extraction {
         case 0o120000: throw fail(.symlink, name, "is a symbolic link", fix: "a bundle holds regular files only")
         case 0o040000: throw fail(.notRegularFile, name, "is a directory", fix: "a bundle holds regular files only")
         default:
-            let kinds: [UInt32: String] = [0o010000: "a FIFO", 0o020000: "a character device",
-                                           0o060000: "a block device", 0o140000: "a socket"]
-            throw fail(.notRegularFile, name, "is \(kinds[UInt32(type)] ?? "not a regular file")",
-                       fix: "a bundle holds regular files only")
+            let kinds: [UInt32: String] = [
+                0o010000: "a FIFO", 0o020000: "a character device",
+                0o060000: "a block device", 0o140000: "a socket",
+            ]
+            throw fail(
+                .notRegularFile, name, "is \(kinds[UInt32(type)] ?? "not a regular file")",
+                fix: "a bundle holds regular files only")
         }
         if archive_entry_sparse_count(e) > 0 {
             throw fail(.notRegularFile, name, "is a sparse file", fix: "a bundle holds plain regular files only")
         }
         guard BundleManifest.entryNames.contains(name) else {
-            throw fail(.unexpectedEntry, name, "is not expected in a bundle",
-                       fix: "a bundle holds exactly manifest.json and delta.sqlite3, at the top level")
+            throw fail(
+                .unexpectedEntry, name, "is not expected in a bundle",
+                fix: "a bundle holds exactly manifest.json and delta.sqlite3, at the top level")
         }
         if seen[name] != nil {
             throw fail(.duplicateEntry, name, "appears twice", fix: "a bundle holds each file once")
@@ -411,8 +454,9 @@ final class Extraction {
         }
         let size = archive_entry_size(e)
         if size > limit || size < 0 {
-            throw fail(.entryTooLarge, name, "is \(size) bytes, more than the limit of \(limit)",
-                       fix: "split large inputs into several runs; raise ExtractionLimits only for trusted bundles")
+            throw fail(
+                .entryTooLarge, name, "is \(size) bytes, more than the limit of \(limit)",
+                fix: "split large inputs into several runs; raise ExtractionLimits only for trusted bundles")
         }
         return name
     }
@@ -449,8 +493,9 @@ final class Extraction {
                 let w = write(out, buf + off, n - off)
                 if w < 0 {
                     if errno == EINTR { continue }
-                    throw fail(.io, name, "cannot write \(path): \(String(cString: strerror(errno)))",
-                               fix: "check the disk space of the work directory")
+                    throw fail(
+                        .io, name, "cannot write \(path): \(String(cString: strerror(errno)))",
+                        fix: "check the disk space of the work directory")
                 }
                 off += w
             }

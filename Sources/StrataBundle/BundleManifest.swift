@@ -69,14 +69,18 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     /// Decodes and checks a manifest from an untrusted bundle. `bundle` names it in errors.
     public static func decode(_ data: Data, bundle: String) throws -> BundleManifest {
         func bad(_ field: String?, _ message: String) -> BundleError {
-            BundleError(.badManifest, bundle: bundle, entry: fileName, field: field, message: message,
-                        fix: "the bundle was not written to Docs/FORMATS.md; produce it again")
+            BundleError(
+                .badManifest, bundle: bundle, entry: fileName, field: field, message: message,
+                fix: "the bundle was not written to Docs/FORMATS.md; produce it again")
         }
         // Read the version first, so a newer format fails as "newer", not as "malformed".
         struct Head: Decodable {
             var format: String?
             var formatVersion: Int?
-            enum CodingKeys: String, CodingKey { case format, formatVersion = "format_version" }
+            enum CodingKeys: String, CodingKey {
+                case format
+                case formatVersion = "format_version"
+            }
         }
         let head: Head
         do { head = try JSONDecoder().decode(Head.self, from: data) } catch {
@@ -87,9 +91,10 @@ public struct BundleManifest: Codable, Sendable, Equatable {
         }
         guard let version = head.formatVersion else { throw bad("format_version", "is missing") }
         if version > majorVersion {
-            throw BundleError(.unsupportedVersion, bundle: bundle, entry: fileName, field: "format_version",
-                              message: "is \(version); this build reads version \(majorVersion) bundles",
-                              fix: "upgrade Strata on this machine")
+            throw BundleError(
+                .unsupportedVersion, bundle: bundle, entry: fileName, field: "format_version",
+                message: "is \(version); this build reads version \(majorVersion) bundles",
+                fix: "upgrade Strata on this machine")
         }
         if version < 1 { throw bad("format_version", "is \(version); versions start at 1") }
         let m: BundleManifest
@@ -106,7 +111,7 @@ public struct BundleManifest: Codable, Sendable, Equatable {
         }
         guard f.size >= 0 else { throw bad("files[0].size", "is negative") }
         guard f.sha256.utf8.count == 64,
-              f.sha256.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) })
+            f.sha256.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) })
         else { throw bad("files[0].sha256", "is not 64 lowercase hex digits") }
         return m
     }
@@ -180,8 +185,10 @@ public struct BundleError: Error, CustomStringConvertible, Sendable, Equatable {
     public var message: String
     public var fix: String?
 
-    public init(_ reason: Reason, bundle: String, entry: String? = nil, field: String? = nil, message: String,
-                fix: String? = nil) {
+    public init(
+        _ reason: Reason, bundle: String, entry: String? = nil, field: String? = nil, message: String,
+        fix: String? = nil
+    ) {
         self.reason = reason
         self.bundle = bundle
         self.entry = entry

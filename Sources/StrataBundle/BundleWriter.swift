@@ -4,7 +4,7 @@ import StrataCore
 import StrataCrypto
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A written bundle.
@@ -30,17 +30,19 @@ public enum BundleWriter {
 
     /// Bundles the delta at `deltaFile` into `output` (written as `output.partial`, fsynced and
     /// renamed, so a file at `output` is complete).
-    public static func write(deltaFile: String, runId: String, collection: String, dimension: Int, upserts: Int,
-                             deletes: Int, to output: String, compressionLevel: Int = 6) throws -> BundleInfo
-    {
+    public static func write(
+        deltaFile: String, runId: String, collection: String, dimension: Int, upserts: Int,
+        deletes: Int, to output: String, compressionLevel: Int = 6
+    ) throws -> BundleInfo {
         let partial = output + ".partial"
         unlink(partial)
         var done = false
         defer { if !done { unlink(partial) } }
 
         func ioError(_ object: String, _ what: String, _ code: Int32 = errno) -> StrataError {
-            StrataError(.io, object: object, message: "\(what): \(String(cString: strerror(code)))",
-                        fix: "check the work directory's disk space and permissions")
+            StrataError(
+                .io, object: object, message: "\(what): \(String(cString: strerror(code)))",
+                fix: "check the work directory's disk space and permissions")
         }
 
         let input = open(deltaFile, O_RDONLY | O_CLOEXEC)
@@ -79,14 +81,20 @@ public enum BundleWriter {
             try writer.data(chunk)
         }
         guard copied == size else {
-            throw StrataError(.io, object: deltaFile, message: "changed size while it was bundled (\(size) bytes, "
-                                  + "then \(copied))", fix: "do not modify a delta after finish(); bundle it again")
+            throw StrataError(
+                .io, object: deltaFile,
+                message: "changed size while it was bundled (\(size) bytes, "
+                    + "then \(copied))", fix: "do not modify a delta after finish(); bundle it again")
         }
 
-        let manifest = BundleManifest(runId: runId, collection: collection, dimension: dimension, upserts: upserts,
-                                      deletes: deletes,
-                                      files: [.init(name: BundleManifest.deltaFileName, size: size,
-                                                    sha256: digest.finalizeHex())])
+        let manifest = BundleManifest(
+            runId: runId, collection: collection, dimension: dimension, upserts: upserts,
+            deletes: deletes,
+            files: [
+                .init(
+                    name: BundleManifest.deltaFileName, size: size,
+                    sha256: digest.finalizeHex())
+            ])
         let manifestData = manifest.encoded()
         try writer.header(name: BundleManifest.fileName, size: Int64(manifestData.count))
         try manifestData.withUnsafeBytes { try writer.data($0) }
@@ -98,7 +106,10 @@ public enum BundleWriter {
         done = true
         let dir = (output as NSString).deletingLastPathComponent
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
         return BundleInfo(path: output, size: sink.bytes, sha256: sink.digest.finalizeHex(), manifest: manifest)
     }
 }
@@ -149,13 +160,17 @@ final class ArchiveWriter {
         // default): the file ends with the gzip trailer, as gzip and GNU tar write it.
         try check(archive_write_set_bytes_in_last_block(a, 1), "set the last block size")
         // No timestamp in the gzip header (the default is the current time), so bytes are stable.
-        try check(archive_write_set_options(a, "gzip:!timestamp,gzip:compression-level=\(max(1, min(9, compressionLevel)))"),
-                  "set gzip options")
+        try check(
+            archive_write_set_options(a, "gzip:!timestamp,gzip:compression-level=\(max(1, min(9, compressionLevel)))"),
+            "set gzip options")
         let ctx = Unmanaged.passUnretained(sink).toOpaque()
-        try check(archive_write_open(a, ctx, nil, { _, ctx, buf, len in
-            let sink = Unmanaged<FileSink>.fromOpaque(ctx!).takeUnretainedValue()
-            return sink.write(UnsafeRawBufferPointer(start: buf, count: len)) ? len : -1
-        }, nil), "open the output")
+        try check(
+            archive_write_open(
+                a, ctx, nil,
+                { _, ctx, buf, len in
+                    let sink = Unmanaged<FileSink>.fromOpaque(ctx!).takeUnretainedValue()
+                    return sink.write(UnsafeRawBufferPointer(start: buf, count: len)) ? len : -1
+                }, nil), "open the output")
     }
 
     deinit {
@@ -166,8 +181,9 @@ final class ArchiveWriter {
     private func check(_ rc: Int32, _ what: String) throws {
         guard rc == ARCHIVE_OK else {
             let msg = archive_error_string(a).map { String(cString: $0) } ?? "error \(rc)"
-            throw StrataError(.io, object: object, message: "libarchive could not \(what): \(msg)",
-                              fix: sink.error != nil ? "check the disk space of the work directory" : nil)
+            throw StrataError(
+                .io, object: object, message: "libarchive could not \(what): \(msg)",
+                fix: sink.error != nil ? "check the disk space of the work directory" : nil)
         }
     }
 

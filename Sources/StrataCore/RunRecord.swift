@@ -30,11 +30,15 @@ public struct RunRecord: Codable, Sendable, Equatable {
         public var dimension: Int
 
         enum CodingKeys: String, CodingKey {
-            case collection, key = "delta_key", size, sha256, upserts, deletes, dimension
+            case collection
+            case key = "delta_key"
+            case size, sha256, upserts, deletes, dimension
         }
 
-        public init(collection: String, key: String, size: Int64, sha256: String, upserts: Int, deletes: Int,
-                    dimension: Int) {
+        public init(
+            collection: String, key: String, size: Int64, sha256: String, upserts: Int, deletes: Int,
+            dimension: Int
+        ) {
             self.collection = collection
             self.key = key
             self.size = size
@@ -56,7 +60,11 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var labels: [String: String]
 
     enum CodingKeys: String, CodingKey {
-        case format, formatVersion = "format_version", runId = "run_id", createdAt = "created_at", collections, labels
+        case format
+        case formatVersion = "format_version"
+        case runId = "run_id"
+        case createdAt = "created_at"
+        case collections, labels
     }
 
     public init(runId: String, createdAt: Date, collections: [Delta], labels: [String: String]) {
@@ -95,13 +103,17 @@ public struct RunRecord: Codable, Sendable, Equatable {
     /// `layout` gives for its collection and this run.
     public static func decode(_ data: Data, key: String, layout: Layout? = nil) throws -> RunRecord {
         func bad(_ field: String?, _ message: String) -> StrataError {
-            StrataError(.corrupt, object: key, field: field, message: message,
-                        fix: "the record was not written to Docs/FORMATS.md; see `snapctl verify`")
+            StrataError(
+                .corrupt, object: key, field: field, message: message,
+                fix: "the record was not written to Docs/FORMATS.md; see `snapctl verify`")
         }
         struct Head: Decodable {
             var format: String?
             var formatVersion: Int?
-            enum CodingKeys: String, CodingKey { case format, formatVersion = "format_version" }
+            enum CodingKeys: String, CodingKey {
+                case format
+                case formatVersion = "format_version"
+            }
         }
         guard let head = try? JSONDecoder().decode(Head.self, from: data) else {
             throw bad(nil, "is not a JSON object")
@@ -111,9 +123,10 @@ public struct RunRecord: Codable, Sendable, Equatable {
         }
         guard let version = head.formatVersion else { throw bad("format_version", "is missing") }
         if version > majorVersion {
-            throw StrataError(.unsupportedVersion, object: key, field: "format_version",
-                              message: "is \(version); this build reads version \(majorVersion) run records",
-                              fix: "upgrade Strata on this machine")
+            throw StrataError(
+                .unsupportedVersion, object: key, field: "format_version",
+                message: "is \(version); this build reads version \(majorVersion) run records",
+                fix: "upgrade Strata on this machine")
         }
         if version < 1 { throw bad("format_version", "is \(version); versions start at 1") }
         let r: RunRecord
@@ -129,10 +142,14 @@ public struct RunRecord: Codable, Sendable, Equatable {
         var seen = Set<String>()
         for (i, d) in r.collections.enumerated() {
             let f = "collections[\(i)]"
-            do { try Layout.validate(collection: d.collection) } catch { throw bad("\(f).collection", "is not a valid name") }
+            do { try Layout.validate(collection: d.collection) } catch {
+                throw bad("\(f).collection", "is not a valid name")
+            }
             guard seen.insert(d.collection).inserted else { throw bad("\(f).collection", "appears twice") }
             if let layout, d.key != layout.deltaKey(collection: d.collection, runId: r.runId) {
-                throw bad("\(f).delta_key", "is \"\(d.key)\", expected \"\(layout.deltaKey(collection: d.collection, runId: r.runId))\"")
+                throw bad(
+                    "\(f).delta_key",
+                    "is \"\(d.key)\", expected \"\(layout.deltaKey(collection: d.collection, runId: r.runId))\"")
             }
             guard d.size > 0 else { throw bad("\(f).size", "must be positive") }
             guard isSHA256Hex(d.sha256) else { throw bad("\(f).sha256", "is not 64 lowercase hex digits") }
@@ -171,7 +188,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
         switch e {
         case .keyNotFound(let k, let ctx): return "missing key \"\(path(ctx.codingPath + [k]))\""
         case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx): return "wrong type at \"\(path(ctx.codingPath))\""
-        case .dataCorrupted(let ctx): return ctx.codingPath.isEmpty ? "not valid JSON" : "bad value at \"\(path(ctx.codingPath))\""
+        case .dataCorrupted(let ctx):
+            return ctx.codingPath.isEmpty ? "not valid JSON" : "bad value at \"\(path(ctx.codingPath))\""
         @unknown default: return "\(e)"
         }
     }
@@ -184,14 +202,15 @@ public struct RunRecord: Codable, Sendable, Equatable {
         var t = time_t(millis / 1000)
         var p = tm()
         gmtime_r(&t, &p)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(p.tm_year) + 1900, Int(p.tm_mon) + 1,
-                      Int(p.tm_mday), Int(p.tm_hour), Int(p.tm_min), Int(p.tm_sec), Int(millis % 1000))
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(p.tm_year) + 1900, Int(p.tm_mon) + 1,
+            Int(p.tm_mday), Int(p.tm_hour), Int(p.tm_min), Int(p.tm_sec), Int(millis % 1000))
     }
 
     public static func date(from s: String) -> Date? {
         let u = Array(s.utf8)
         guard u.count == 24, u[4] == 0x2d, u[7] == 0x2d, u[10] == 0x54, u[13] == 0x3a, u[16] == 0x3a, u[19] == 0x2e,
-              u[23] == 0x5a
+            u[23] == 0x5a
         else { return nil }
         // Reuse the run-id parser: yyyyMMddTHHmmssSSSZ.
         let compact = [0, 1, 2, 3, 5, 6, 8, 9, 10, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23].map { u[$0] }

@@ -79,8 +79,9 @@ public enum DeltaRules {
     public static func id(fromUTF8 bytes: UnsafeRawBufferPointer) throws -> String {
         if bytes.isEmpty { throw FieldProblem(field: "id", message: "is empty", fix: "give every row a non-empty id") }
         if bytes.count > DeltaFormat.maxIdBytes {
-            throw FieldProblem(field: "id", message: "is \(bytes.count) bytes long, more than \(DeltaFormat.maxIdBytes)",
-                               fix: "use shorter ids (a hash of a long key works)")
+            throw FieldProblem(
+                field: "id", message: "is \(bytes.count) bytes long, more than \(DeltaFormat.maxIdBytes)",
+                fix: "use shorter ids (a hash of a long key works)")
         }
         if bytes.contains(0) {
             throw FieldProblem(field: "id", message: "contains a NUL character", fix: "remove NUL from ids")
@@ -98,57 +99,67 @@ public enum DeltaRules {
 
     public static func check(dimension: Int) throws {
         guard dimension >= 1 && dimension <= DeltaFormat.maxDimension else {
-            throw FieldProblem(field: "dimension", message: "is \(dimension); it must be 1 to \(DeltaFormat.maxDimension)",
-                               fix: "pass the embedding model's dimension")
+            throw FieldProblem(
+                field: "dimension", message: "is \(dimension); it must be 1 to \(DeltaFormat.maxDimension)",
+                fix: "pass the embedding model's dimension")
         }
     }
 
     /// Count and finiteness of an embedding.
     public static func check(embedding: UnsafeBufferPointer<Float>, dimension: Int) throws {
         if embedding.count != dimension {
-            throw FieldProblem(field: "embedding",
-                               message: "has \(embedding.count) values, the collection's dimension is \(dimension)",
-                               fix: "embed with the model of dimension \(dimension), or write to another collection")
+            throw FieldProblem(
+                field: "embedding",
+                message: "has \(embedding.count) values, the collection's dimension is \(dimension)",
+                fix: "embed with the model of dimension \(dimension), or write to another collection")
         }
         for i in 0..<embedding.count where !embedding[i].isFinite {
             let what = embedding[i].isNaN ? "NaN" : "infinite"
-            throw FieldProblem(field: "embedding[\(i)]", message: "is \(what)",
-                               fix: "only finite float32 values are allowed; check the embedding model's output")
+            throw FieldProblem(
+                field: "embedding[\(i)]", message: "is \(what)",
+                fix: "only finite float32 values are allowed; check the embedding model's output")
         }
     }
 
     public static func check(document: String) throws {
         let n = document.utf8.count
         if n > DeltaFormat.maxDocumentBytes {
-            throw FieldProblem(field: "document", message: "is \(n) bytes, more than \(DeltaFormat.maxDocumentBytes)",
-                               fix: "store large documents elsewhere and keep a reference in metadata")
+            throw FieldProblem(
+                field: "document", message: "is \(n) bytes, more than \(DeltaFormat.maxDocumentBytes)",
+                fix: "store large documents elsewhere and keep a reference in metadata")
         }
         if document.utf8.contains(0) {
-            throw FieldProblem(field: "document", message: "contains a NUL character, which SQLite clients truncate",
-                               fix: "remove NUL (\\u0000) from documents")
+            throw FieldProblem(
+                field: "document", message: "contains a NUL character, which SQLite clients truncate",
+                fix: "remove NUL (\\u0000) from documents")
         }
     }
 
     /// Validates metadata JSON and returns its canonical form.
     public static func canonicalMetadata(_ json: String) throws -> String {
         if json.utf8.count > DeltaFormat.maxMetadataBytes {
-            throw FieldProblem(field: "metadata", message: "is \(json.utf8.count) bytes, more than "
-                                   + "\(DeltaFormat.maxMetadataBytes)", fix: "keep metadata small")
+            throw FieldProblem(
+                field: "metadata",
+                message: "is \(json.utf8.count) bytes, more than "
+                    + "\(DeltaFormat.maxMetadataBytes)", fix: "keep metadata small")
         }
         var bytes = Array(json.utf8)
         let n = bytes.count
         bytes.append(0)  // the scanner may NUL-terminate a number in place
-        return try JSONScanner.withCNumericLocale { try bytes.withUnsafeMutableBufferPointer { buf -> String in
-            var scanner = JSONScanner(base: buf.baseAddress!, count: n)
-            var scratch: [UInt8] = []
-            scanner.skipWhitespace()
-            let out = try scanner.parseMetadataObject(scratch: &scratch)
-            scanner.skipWhitespace()
-            if scanner.pos != n {
-                throw FieldProblem(field: "metadata", message: "has text after the closing brace",
-                                   fix: "metadata must be exactly one JSON object")
+        return try JSONScanner.withCNumericLocale {
+            try bytes.withUnsafeMutableBufferPointer { buf -> String in
+                var scanner = JSONScanner(base: buf.baseAddress!, count: n)
+                var scratch: [UInt8] = []
+                scanner.skipWhitespace()
+                let out = try scanner.parseMetadataObject(scratch: &scratch)
+                scanner.skipWhitespace()
+                if scanner.pos != n {
+                    throw FieldProblem(
+                        field: "metadata", message: "has text after the closing brace",
+                        fix: "metadata must be exactly one JSON object")
+                }
+                return out
             }
-            return out
-        } }
+        }
     }
 }

@@ -11,8 +11,10 @@ public struct DeltaExpectation: Sendable, Equatable {
     public var upserts: Int?
     public var deletes: Int?
 
-    public init(collection: String? = nil, runId: String? = nil, dimension: Int? = nil, upserts: Int? = nil,
-                deletes: Int? = nil) {
+    public init(
+        collection: String? = nil, runId: String? = nil, dimension: Int? = nil, upserts: Int? = nil,
+        deletes: Int? = nil
+    ) {
         self.collection = collection
         self.runId = runId
         self.dimension = dimension
@@ -64,12 +66,14 @@ public final class DeltaReader {
         self.path = path
         let object = "delta \(path)"
         func corrupt(_ field: String?, _ message: String, fix: String? = nil) -> StrataError {
-            StrataError(.corrupt, object: object, field: field, message: message,
-                        fix: fix ?? "the delta is damaged or was not written to Docs/FORMATS.md; produce it again")
+            StrataError(
+                .corrupt, object: object, field: field, message: message,
+                fix: fix ?? "the delta is damaged or was not written to Docs/FORMATS.md; produce it again")
         }
         func refused(_ field: String, _ message: String) -> StrataError {
-            StrataError(.refused, object: object, field: field, message: message,
-                        fix: "the delta does not belong here: check the run record and the bundle it came from")
+            StrataError(
+                .refused, object: object, field: field, message: message,
+                fix: "the delta does not belong here: check the run record and the bundle it came from")
         }
         do {
             let db = try Database(path: path, mode: .readOnlyImmutable)
@@ -107,7 +111,9 @@ public final class DeltaReader {
             var rows = 0
             while try m.step() {
                 rows += 1
-                if rows > DeltaReader.maxMetaRows { throw corrupt("meta", "has more than \(DeltaReader.maxMetaRows) rows") }
+                if rows > DeltaReader.maxMetaRows {
+                    throw corrupt("meta", "has more than \(DeltaReader.maxMetaRows) rows")
+                }
                 guard m.columnType(0) == SQLITE_TEXT, let k = m.columnText(0) else {
                     throw corrupt("meta.key", "is not text")
                 }
@@ -116,17 +122,20 @@ public final class DeltaReader {
             }
             guard let format = meta["format"] else { throw corrupt("meta.format", "is missing") }
             guard format == DeltaFormat.name else {
-                throw corrupt("meta.format", "is \(JSONScanner.quoted(String(format.prefix(64)))), not \"\(DeltaFormat.name)\"",
-                              fix: "this is not a Strata delta")
+                throw corrupt(
+                    "meta.format", "is \(JSONScanner.quoted(String(format.prefix(64)))), not \"\(DeltaFormat.name)\"",
+                    fix: "this is not a Strata delta")
             }
             guard let version = meta["format_version"] else { throw corrupt("meta.format_version", "is missing") }
             guard let major = DeltaFormat.major(ofVersion: version) else {
-                throw corrupt("meta.format_version", "is \(JSONScanner.quoted(String(version.prefix(32)))), not a version")
+                throw corrupt(
+                    "meta.format_version", "is \(JSONScanner.quoted(String(version.prefix(32)))), not a version")
             }
             if major > DeltaFormat.majorVersion {
-                throw StrataError(.unsupportedVersion, object: object, field: "meta.format_version",
-                                  message: "is \(version); this build reads version \(DeltaFormat.majorVersion) deltas",
-                                  fix: "upgrade Strata on this machine")
+                throw StrataError(
+                    .unsupportedVersion, object: object, field: "meta.format_version",
+                    message: "is \(version); this build reads version \(DeltaFormat.majorVersion) deltas",
+                    fix: "upgrade Strata on this machine")
             }
             if major < 1 { throw corrupt("meta.format_version", "is \(version); versions start at 1") }
             guard let collection = meta["collection"] else { throw corrupt("meta.collection", "is missing") }
@@ -137,17 +146,21 @@ public final class DeltaReader {
                 throw corrupt("meta.run_id", meta["run_id"] == nil ? "is missing" : "is not a valid run id")
             }
             guard let dimText = meta["dimension"], let dimension = Int(dimText),
-                  dimension >= 0 && dimension <= DeltaFormat.maxDimension
+                dimension >= 0 && dimension <= DeltaFormat.maxDimension
             else {
-                throw corrupt("meta.dimension", meta["dimension"] == nil ? "is missing"
-                                  : "is not an integer from 0 to \(DeltaFormat.maxDimension)")
+                throw corrupt(
+                    "meta.dimension",
+                    meta["dimension"] == nil
+                        ? "is missing"
+                        : "is not an integer from 0 to \(DeltaFormat.maxDimension)")
             }
 
             let upserts = Int(try db.scalarInt("SELECT count(*) FROM upserts") ?? 0)
             let deletes = Int(try db.scalarInt("SELECT count(*) FROM deletes") ?? 0)
             if upserts > 0 && dimension == 0 { throw corrupt("meta.dimension", "is 0 but the delta has upserts") }
-            info = DeltaInfo(formatVersion: version, collection: collection, runId: runId, dimension: dimension,
-                             upserts: upserts, deletes: deletes)
+            info = DeltaInfo(
+                formatVersion: version, collection: collection, runId: runId, dimension: dimension,
+                upserts: upserts, deletes: deletes)
 
             if let c = expected.collection, c != collection {
                 throw refused("meta.collection", "is \"\(collection)\", expected \"\(c)\"")
@@ -166,8 +179,10 @@ public final class DeltaReader {
             if let both = try db.scalarText(
                 "SELECT id FROM upserts WHERE id IN (SELECT id FROM deletes) LIMIT 1")
             {
-                throw corrupt("deletes.id", "id \(DeltaWriter.quotedId(both)) is both upserted and deleted; "
-                                  + "an id may be in only one of the two tables")
+                throw corrupt(
+                    "deletes.id",
+                    "id \(DeltaWriter.quotedId(both)) is both upserted and deleted; "
+                        + "an id may be in only one of the two tables")
             }
         } catch let e as SQLiteError {
             throw e.strataError
@@ -229,9 +244,11 @@ struct IdColumnChecker {
 
     mutating func id(_ s: Statement) throws -> String {
         guard s.columnType(0) == SQLITE_TEXT else {
-            throw StrataError(.corrupt, object: "delta \(path)", field: "\(table).id",
-                              message: "has a value that is not TEXT after \(first ? "the start" : DeltaWriter.quotedId(String(decoding: previous, as: UTF8.self)))",
-                              fix: "ids are TEXT; produce the delta again")
+            throw StrataError(
+                .corrupt, object: "delta \(path)", field: "\(table).id",
+                message:
+                    "has a value that is not TEXT after \(first ? "the start" : DeltaWriter.quotedId(String(decoding: previous, as: UTF8.self)))",
+                fix: "ids are TEXT; produce the delta again")
         }
         let bytes = s.columnBytes(0)
         let id: String
@@ -240,9 +257,10 @@ struct IdColumnChecker {
         }
         let cur = Array(bytes)
         if !first && !previous.lexicographicallyPrecedes(cur) {
-            throw StrataError(.corrupt, object: "delta \(path)", field: "\(table).id",
-                              message: "id \(DeltaWriter.quotedId(id)) is not unique (ids must be a primary key)",
-                              fix: "declare id TEXT PRIMARY KEY as in Docs/FORMATS.md")
+            throw StrataError(
+                .corrupt, object: "delta \(path)", field: "\(table).id",
+                message: "id \(DeltaWriter.quotedId(id)) is not unique (ids must be a primary key)",
+                fix: "declare id TEXT PRIMARY KEY as in Docs/FORMATS.md")
         }
         previous = cur
         first = false
@@ -270,23 +288,29 @@ public final class UpsertCursor {
         if done { return nil }
         let s = statement
         do {
-            guard try s.step() else { done = true; return nil }
+            guard try s.step() else {
+                done = true
+                return nil
+            }
         } catch let e as SQLiteError { throw e.strataError }
         let id = try ids.id(s)
         func bad(_ field: String, _ message: String) -> StrataError {
-            StrataError(.corrupt, object: "delta \(path) row \(DeltaWriter.quotedId(id))", field: "upserts.\(field)",
-                        message: message, fix: "produce the delta again (Docs/FORMATS.md, \"Delta\")")
+            StrataError(
+                .corrupt, object: "delta \(path) row \(DeltaWriter.quotedId(id))", field: "upserts.\(field)",
+                message: message, fix: "produce the delta again (Docs/FORMATS.md, \"Delta\")")
         }
         guard s.columnType(1) == SQLITE_BLOB else { throw bad("embedding", "is not a BLOB") }
         let blob = s.columnBytes(1)
         guard blob.count == dimension * 4 else {
-            throw bad("embedding", "is \(blob.count) bytes; dimension \(dimension) needs \(dimension * 4) "
-                          + "(float32 little-endian)")
+            throw bad(
+                "embedding",
+                "is \(blob.count) bytes; dimension \(dimension) needs \(dimension * 4) "
+                    + "(float32 little-endian)")
         }
         var embedding = [Float](repeating: 0, count: dimension)
         embedding.withUnsafeMutableBytes { $0.copyMemory(from: blob) }
         #if _endian(big)
-        for i in 0..<dimension { embedding[i] = Float(bitPattern: UInt32(littleEndian: embedding[i].bitPattern)) }
+            for i in 0..<dimension { embedding[i] = Float(bitPattern: UInt32(littleEndian: embedding[i].bitPattern)) }
         #endif
         for i in 0..<dimension where !embedding[i].isFinite {
             throw bad("embedding", "value \(i) is \(embedding[i].isNaN ? "NaN" : "infinite")")
@@ -329,7 +353,10 @@ public final class DeleteCursor {
     public func next() throws -> String? {
         if done { return nil }
         do {
-            guard try statement.step() else { done = true; return nil }
+            guard try statement.step() else {
+                done = true
+                return nil
+            }
         } catch let e as SQLiteError { throw e.strataError }
         return try ids.id(statement)
     }

@@ -3,7 +3,7 @@ import Foundation
 import StrataCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What `DeltaWriter.finish()` wrote.
@@ -59,9 +59,10 @@ public final class DeltaWriter {
     public init(path: String, collection: String, runId: String, dimension: Int?, batchSize: Int = 5000) throws {
         try Layout.validate(collection: collection)
         guard Identifiers.isValid(runId) else {
-            throw StrataError(.invalidInput, object: "run id \"\(runId)\"", field: "run_id",
-                              message: "is not a valid run id (1 to 128 of A-Z a-z 0-9 - _ .)",
-                              fix: "use Identifiers.make() or a similar id")
+            throw StrataError(
+                .invalidInput, object: "run id \"\(runId)\"", field: "run_id",
+                message: "is not a valid run id (1 to 128 of A-Z a-z 0-9 - _ .)",
+                fix: "use Identifiers.make() or a similar id")
         }
         if let dimension {
             do { try DeltaRules.check(dimension: dimension) } catch let p as FieldProblem {
@@ -96,8 +97,10 @@ public final class DeltaWriter {
             try db.execute("BEGIN")
             for ddl in DeltaFormat.schema { try db.execute(ddl) }
             let meta = try db.prepare("INSERT INTO meta(key, value) VALUES (?1, ?2)")
-            for (k, v) in [("format", DeltaFormat.name), ("format_version", String(DeltaFormat.majorVersion)),
-                           ("collection", collection), ("run_id", runId)] {
+            for (k, v) in [
+                ("format", DeltaFormat.name), ("format_version", String(DeltaFormat.majorVersion)),
+                ("collection", collection), ("run_id", runId),
+            ] {
                 try meta.bind(1, text: k)
                 try meta.bind(2, text: v)
                 try meta.step()
@@ -121,7 +124,10 @@ public final class DeltaWriter {
 
     /// Removes the partial file. The writer cannot be used afterwards.
     public func abandon() {
-        insertUpsert = nil; removeUpsert = nil; insertDelete = nil; removeDelete = nil
+        insertUpsert = nil
+        removeUpsert = nil
+        insertDelete = nil
+        removeDelete = nil
         try? db?.close()
         db = nil
         if state != .finished {
@@ -144,11 +150,13 @@ public final class DeltaWriter {
         switch state {
         case .open: return
         case .finished:
-            throw StrataError(.refused, object: "delta \(path)", message: "is already finished",
-                              fix: "create a new DeltaWriter")
+            throw StrataError(
+                .refused, object: "delta \(path)", message: "is already finished",
+                fix: "create a new DeltaWriter")
         case .failed:
-            throw StrataError(.refused, object: "delta \(path)", message: "an earlier write failed; it is abandoned",
-                              fix: "fix the earlier error and write the delta again")
+            throw StrataError(
+                .refused, object: "delta \(path)", message: "an earlier write failed; it is abandoned",
+                fix: "fix the earlier error and write the delta again")
         }
     }
 
@@ -168,8 +176,10 @@ public final class DeltaWriter {
                 try embedding.withUnsafeBufferPointer { try DeltaRules.check(embedding: $0, dimension: dimension) }
             } else {
                 if embedding.isEmpty || embedding.count > DeltaFormat.maxDimension {
-                    throw FieldProblem(field: "embedding", message: "has \(embedding.count) values; a dimension is 1 to "
-                                           + "\(DeltaFormat.maxDimension)", fix: "pass the embedding vector")
+                    throw FieldProblem(
+                        field: "embedding",
+                        message: "has \(embedding.count) values; a dimension is 1 to "
+                            + "\(DeltaFormat.maxDimension)", fix: "pass the embedding vector")
                 }
                 try embedding.withUnsafeBufferPointer { try DeltaRules.check(embedding: $0, dimension: $0.count) }
             }
@@ -186,10 +196,10 @@ public final class DeltaWriter {
             let s = insertUpsert!
             try s.bind(1, text: id)
             #if _endian(little)
-            try embedding.withUnsafeBytes { try s.bind(2, blob: $0) }
+                try embedding.withUnsafeBytes { try s.bind(2, blob: $0) }
             #else
-            let le = embedding.map { $0.bitPattern.littleEndian }
-            try le.withUnsafeBytes { try s.bind(2, blob: $0) }
+                let le = embedding.map { $0.bitPattern.littleEndian }
+                try le.withUnsafeBytes { try s.bind(2, blob: $0) }
             #endif
             try s.bind(3, optionalText: document)
             try s.bind(4, optionalText: canonical)
@@ -251,15 +261,19 @@ public final class DeltaWriter {
             inTransaction = false
             let upserts = Int(try db.scalarInt("SELECT count(*) FROM upserts") ?? 0)
             let deletes = Int(try db.scalarInt("SELECT count(*) FROM deletes") ?? 0)
-            insertUpsert = nil; removeUpsert = nil; insertDelete = nil; removeDelete = nil
+            insertUpsert = nil
+            removeUpsert = nil
+            insertDelete = nil
+            removeDelete = nil
             try db.close()
             self.db = nil
             try DeltaWriter.syncAndRename(partialPath, to: path)
             state = .finished
             var st = stat()
             stat(path, &st)
-            return DeltaSummary(path: path, collection: collection, runId: runId, dimension: dimension ?? 0,
-                                upserts: upserts, deletes: deletes, size: Int64(st.st_size))
+            return DeltaSummary(
+                path: path, collection: collection, runId: runId, dimension: dimension ?? 0,
+                upserts: upserts, deletes: deletes, size: Int64(st.st_size))
         } catch let e as SQLiteError {
             abandon()
             throw e.strataError
@@ -271,8 +285,9 @@ public final class DeltaWriter {
 
     static func syncAndRename(_ from: String, to: String) throws {
         func fail(_ what: String) -> StrataError {
-            StrataError(.io, object: to, message: "\(what): \(String(cString: strerror(errno)))",
-                        fix: "check the work directory's disk space and permissions")
+            StrataError(
+                .io, object: to, message: "\(what): \(String(cString: strerror(errno)))",
+                fix: "check the work directory's disk space and permissions")
         }
         let fd = open(from, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw fail("cannot open the written delta") }
@@ -282,6 +297,9 @@ public final class DeltaWriter {
         guard rename(from, to) == 0 else { throw fail("cannot rename the delta into place") }
         let dir = (to as NSString).deletingLastPathComponent
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A byte-level JSON scanner for the few shapes Strata reads: NDJSON rows and flat metadata
@@ -38,7 +38,10 @@ public struct JSONScanner {
     /// Consumes `byte` (after whitespace) or returns false.
     @inline(__always) public mutating func consume(_ byte: UInt8) -> Bool {
         skipWhitespace()
-        if pos < count && base[pos] == byte { pos += 1; return true }
+        if pos < count && base[pos] == byte {
+            pos += 1
+            return true
+        }
         return false
     }
 
@@ -96,15 +99,17 @@ public struct JSONScanner {
                 case 0x74: scratch.append(0x09)
                 case 0x75: try appendUnicodeEscape(field: field, into: &scratch)
                 default:
-                    throw problem(field, "has an invalid escape \\\(Character(Unicode.Scalar(e)))",
-                                  fix: "valid escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
+                    throw problem(
+                        field, "has an invalid escape \\\(Character(Unicode.Scalar(e)))",
+                        fix: "valid escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
                 }
                 runStart = pos
                 continue
             }
             if c < 0x20 {
-                throw problem(field, "contains an unescaped control character (0x\(String(c, radix: 16)))",
-                              fix: "escape control characters, e.g. \\n for a newline")
+                throw problem(
+                    field, "contains an unescaped control character (0x\(String(c, radix: 16)))",
+                    fix: "escape control characters, e.g. \\n for a newline")
             }
             pos += 1
         }
@@ -115,7 +120,10 @@ public struct JSONScanner {
         guard to > from else { return }
         let raw = UnsafeBufferPointer(start: base + from, count: to - from)
         var ascii = true
-        for b in raw where b >= 0x80 { ascii = false; break }
+        for b in raw where b >= 0x80 {
+            ascii = false
+            break
+        }
         if !ascii && String(validating: raw, as: UTF8.self) == nil {
             throw problem(field, "is not valid UTF-8", fix: "write the file as UTF-8")
         }
@@ -145,8 +153,9 @@ public struct JSONScanner {
         if cp >= 0xD800 && cp <= 0xDBFF {
             // A high surrogate must be followed by \u and a low surrogate.
             guard pos + 2 <= count, base[pos] == 0x5c, base[pos + 1] == 0x75 else {
-                throw problem(field, "has an unpaired surrogate \\u\(String(cp, radix: 16, uppercase: true))",
-                              fix: "encode characters outside the BMP as a surrogate pair")
+                throw problem(
+                    field, "has an unpaired surrogate \\u\(String(cp, radix: 16, uppercase: true))",
+                    fix: "encode characters outside the BMP as a surrogate pair")
             }
             pos += 2
             let low = try hex4(field: field)
@@ -171,8 +180,9 @@ public struct JSONScanner {
         @inline(__always) func isDigit(_ i: Int) -> Bool { i < count && base[i] >= 0x30 && base[i] <= 0x39 }
         if pos < count && base[pos] == 0x2d { pos += 1 }
         guard isDigit(pos) else {
-            throw problem(field(), "expected a number, found \(describeHere())",
-                          fix: "numbers are plain JSON numbers; NaN, Infinity and quoted numbers are not allowed")
+            throw problem(
+                field(), "expected a number, found \(describeHere())",
+                fix: "numbers are plain JSON numbers; NaN, Infinity and quoted numbers are not allowed")
         }
         if base[pos] == 0x30 {
             pos += 1
@@ -221,9 +231,10 @@ public struct JSONScanner {
             let r = try scanNumber(field: "\(field)[\(out.count)]")
             let v = float32(r)
             if !v.isFinite {
-                throw problem("\(field)[\(out.count)]",
-                              "is \(String(decoding: UnsafeBufferPointer(start: base + r.lowerBound, count: min(r.count, 40)), as: UTF8.self)), outside the float32 range",
-                              fix: "embedding values must be finite float32 numbers (|x| < 3.4e38)")
+                throw problem(
+                    "\(field)[\(out.count)]",
+                    "is \(String(decoding: UnsafeBufferPointer(start: base + r.lowerBound, count: min(r.count, 40)), as: UTF8.self)), outside the float32 range",
+                    fix: "embedding values must be finite float32 numbers (|x| < 3.4e38)")
             }
             out.append(v)
             skipWhitespace()
@@ -249,7 +260,7 @@ public struct JSONScanner {
             guard pos + n <= count else { return false }
             for i in 0..<n where base[pos + i] != word.utf8Start[i] { return false }
             // The literal must not run into more letters ("trueish").
-            if pos + n < count, (base[pos + n] >= 0x61 && base[pos + n] <= 0x7a) { return false }
+            if pos + n < count, base[pos + n] >= 0x61 && base[pos + n] <= 0x7a { return false }
             pos += n
             return true
         }
@@ -266,8 +277,9 @@ public struct JSONScanner {
     /// re-escaped minimally). Field names in problems are `metadata.<key>`.
     public mutating func parseMetadataObject(scratch: inout [UInt8]) throws -> String {
         guard consume(0x7b) else {
-            throw problem("metadata", "expected a JSON object, found \(describeHere())",
-                          fix: "metadata is an object like {\"page\": 3, \"lang\": \"en\"}")
+            throw problem(
+                "metadata", "expected a JSON object, found \(describeHere())",
+                fix: "metadata is an object like {\"page\": 3, \"lang\": \"en\"}")
         }
         var entries: [(key: [UInt8], value: [UInt8])] = []
         if !consume(0x7d) {
@@ -275,7 +287,9 @@ public struct JSONScanner {
                 try parseStringBytes(field: "metadata", scratch: &scratch)
                 let key = scratch
                 let name = "metadata." + String(decoding: key, as: UTF8.self)
-                if key.isEmpty { throw problem("metadata", "has an empty key", fix: "give every metadata value a name") }
+                if key.isEmpty {
+                    throw problem("metadata", "has an empty key", fix: "give every metadata value a name")
+                }
                 guard consume(0x3a) else { throw problem(name, "expected ':' after the key, found \(describeHere())") }
                 skipWhitespace()
                 var value: [UInt8] = []
@@ -284,9 +298,10 @@ public struct JSONScanner {
                     try parseStringBytes(field: name, scratch: &scratch)
                     JSONScanner.appendQuoted(scratch, to: &value)
                 case 0x7b, 0x5b:
-                    throw problem(name, "is a nested \(peek() == 0x7b ? "object" : "array")",
-                                  fix: "metadata values must be strings, numbers or booleans; flatten nested values "
-                                      + "(e.g. \"box_x\": 1) or store them as a JSON string")
+                    throw problem(
+                        name, "is a nested \(peek() == 0x7b ? "object" : "array")",
+                        fix: "metadata values must be strings, numbers or booleans; flatten nested values "
+                            + "(e.g. \"box_x\": 1) or store them as a JSON string")
                 case let c? where c == 0x2d || (c >= 0x30 && c <= 0x39):
                     let r = try scanNumber(field: name)
                     if !float64(r).isFinite {
@@ -315,8 +330,9 @@ public struct JSONScanner {
         for (i, e) in entries.enumerated() {
             if i > 0 {
                 if entries[i - 1].key == e.key {
-                    throw problem("metadata." + String(decoding: e.key, as: UTF8.self), "appears twice",
-                                  fix: "give each metadata key once")
+                    throw problem(
+                        "metadata." + String(decoding: e.key, as: UTF8.self), "appears twice",
+                        fix: "give each metadata key once")
                 }
                 out.append(0x2c)
             }
@@ -334,13 +350,27 @@ public struct JSONScanner {
         out.append(0x22)
         for b in bytes {
             switch b {
-            case 0x22: out.append(0x5c); out.append(0x22)
-            case 0x5c: out.append(0x5c); out.append(0x5c)
-            case 0x0a: out.append(0x5c); out.append(0x6e)
-            case 0x0d: out.append(0x5c); out.append(0x72)
-            case 0x09: out.append(0x5c); out.append(0x74)
-            case 0x08: out.append(0x5c); out.append(0x62)
-            case 0x0c: out.append(0x5c); out.append(0x66)
+            case 0x22:
+                out.append(0x5c)
+                out.append(0x22)
+            case 0x5c:
+                out.append(0x5c)
+                out.append(0x5c)
+            case 0x0a:
+                out.append(0x5c)
+                out.append(0x6e)
+            case 0x0d:
+                out.append(0x5c)
+                out.append(0x72)
+            case 0x09:
+                out.append(0x5c)
+                out.append(0x74)
+            case 0x08:
+                out.append(0x5c)
+                out.append(0x62)
+            case 0x0c:
+                out.append(0x5c)
+                out.append(0x66)
             case 0..<0x20:
                 out.append(contentsOf: [0x5c, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xf)]])
             default: out.append(b)

@@ -46,9 +46,10 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
         case SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_READONLY: fix = "check that the directory exists and is writable"
         default: fix = "see SQLite's message; retry, or report it with this message"
         }
-        return StrataError(corrupt ? .corrupt : .io, object: file, field: nil,
-                           message: "SQLite \(operation) failed: \(message) [code \(code)]"
-                               + (statement.map { " in \($0)" } ?? ""), fix: fix)
+        return StrataError(
+            corrupt ? .corrupt : .io, object: file, field: nil,
+            message: "SQLite \(operation) failed: \(message) [code \(code)]"
+                + (statement.map { " in \($0)" } ?? ""), fix: fix)
     }
 }
 
@@ -78,8 +79,9 @@ public final class Database {
         case .readWriteCreate:
             rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
         case .readOnlyImmutable:
-            rc = sqlite3_open_v2(Database.immutableURI(path), &db,
-                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nil)
+            rc = sqlite3_open_v2(
+                Database.immutableURI(path), &db,
+                SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nil)
         }
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
@@ -120,8 +122,9 @@ public final class Database {
 
     func live(_ operation: String) throws -> OpaquePointer {
         guard let h = handle else {
-            throw SQLiteError(code: SQLITE_MISUSE, file: path, operation: operation, statement: nil,
-                              message: "the database is closed")
+            throw SQLiteError(
+                code: SQLITE_MISUSE, file: path, operation: operation, statement: nil,
+                message: "the database is closed")
         }
         return h
     }
@@ -129,8 +132,9 @@ public final class Database {
     func error(_ rc: Int32, _ operation: String, _ sql: String?) -> SQLiteError {
         let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
         let code = handle.map { sqlite3_extended_errcode($0) } ?? rc
-        return SQLiteError(code: code == 0 ? rc : code, file: path, operation: operation, statement: sql,
-                           message: message)
+        return SQLiteError(
+            code: code == 0 ? rc : code, file: path, operation: operation, statement: sql,
+            message: message)
     }
 
     /// Runs SQL without parameters or results (pragmas, DDL, BEGIN/COMMIT).
@@ -165,8 +169,9 @@ public final class Database {
     public func setConfig(_ op: Int32, _ value: Bool, name: String) throws {
         let h = try live("db_config")
         if strata_sqlite3_db_config_bool(h, op, value ? 1 : 0) != (value ? 1 : 0) {
-            throw SQLiteError(code: SQLITE_ERROR, file: path, operation: "db_config \(name)", statement: nil,
-                              message: "the option could not be set")
+            throw SQLiteError(
+                code: SQLITE_ERROR, file: path, operation: "db_config \(name)", statement: nil,
+                message: "the option could not be set")
         }
     }
 
@@ -219,8 +224,9 @@ public final class Statement {
     /// Binds bytes that SQLite copies (so the buffer may go away after this call).
     public func bind(_ index: Int32, blob: UnsafeRawBufferPointer) throws {
         // A zero-length blob must still be a BLOB, not NULL: pass a non-null pointer.
-        let rc = strata_sqlite3_bind_blob_transient(handle, index, blob.baseAddress ?? UnsafeRawPointer(Statement.empty),
-                                                    Int32(blob.count))
+        let rc = strata_sqlite3_bind_blob_transient(
+            handle, index, blob.baseAddress ?? UnsafeRawPointer(Statement.empty),
+            Int32(blob.count))
         try check(rc, "bind")
     }
 
@@ -276,7 +282,8 @@ public final class Statement {
     public func columnBytes(_ index: Int32) -> UnsafeRawBufferPointer {
         // Per SQLite's documentation: ask for the pointer first, then the size.
         let type = sqlite3_column_type(handle, index)
-        let p: UnsafeRawPointer? = type == SQLITE_TEXT
+        let p: UnsafeRawPointer? =
+            type == SQLITE_TEXT
             ? UnsafeRawPointer(sqlite3_column_text(handle, index)) : sqlite3_column_blob(handle, index)
         let n = Int(sqlite3_column_bytes(handle, index))
         return UnsafeRawBufferPointer(start: n > 0 ? p : nil, count: p == nil ? 0 : n)

@@ -2,7 +2,7 @@ import Foundation
 import StrataCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The local record of a directory's jobs (Docs/FORMATS.md, "Producer checkpoint").
@@ -26,7 +26,10 @@ struct Checkpoint: Codable, Equatable {
         var updatedAt: String
 
         enum CodingKeys: String, CodingKey {
-            case runId = "run_id", fingerprint, state, runIds = "run_ids", updatedAt = "updated_at"
+            case runId = "run_id"
+            case fingerprint, state
+            case runIds = "run_ids"
+            case updatedAt = "updated_at"
         }
     }
 
@@ -38,7 +41,9 @@ struct Checkpoint: Codable, Equatable {
     var jobs: [String: Job]
 
     enum CodingKeys: String, CodingKey {
-        case format, formatVersion = "format_version", store, prefix, jobs
+        case format
+        case formatVersion = "format_version"
+        case store, prefix, jobs
     }
 
     init(store: String, prefix: String) {
@@ -53,8 +58,9 @@ struct Checkpoint: Codable, Equatable {
     static func load(_ path: String, store: String, prefix: String) throws -> Checkpoint {
         guard FileManager.default.fileExists(atPath: path) else { return Checkpoint(store: store, prefix: prefix) }
         func bad(_ message: String, field: String? = nil) -> StrataError {
-            StrataError(.corrupt, object: path, field: field, message: message,
-                        fix: "restore it, or remove it only if none of its jobs' runs were published (snapctl verify)")
+            StrataError(
+                .corrupt, object: path, field: field, message: message,
+                fix: "restore it, or remove it only if none of its jobs' runs were published (snapctl verify)")
         }
         let c: Checkpoint
         do {
@@ -64,15 +70,17 @@ struct Checkpoint: Codable, Equatable {
         }
         guard c.format == formatName else { throw bad("is not a producer checkpoint", field: "format") }
         if c.formatVersion > majorVersion {
-            throw StrataError(.unsupportedVersion, object: path, field: "format_version",
-                              message: "is \(c.formatVersion); this build reads version \(majorVersion)",
-                              fix: "upgrade Strata on this machine")
+            throw StrataError(
+                .unsupportedVersion, object: path, field: "format_version",
+                message: "is \(c.formatVersion); this build reads version \(majorVersion)",
+                fix: "upgrade Strata on this machine")
         }
         guard c.store == store, c.prefix == prefix else {
-            throw StrataError(.refused, object: path, field: "store",
-                              message: "belongs to \(c.store) with prefix \"\(c.prefix)\", not \(store) with prefix "
-                                  + "\"\(prefix)\"",
-                              fix: "use a separate checkpoint file for each store")
+            throw StrataError(
+                .refused, object: path, field: "store",
+                message: "belongs to \(c.store) with prefix \"\(c.prefix)\", not \(store) with prefix "
+                    + "\"\(prefix)\"",
+                fix: "use a separate checkpoint file for each store")
         }
         return c
     }
@@ -84,8 +92,9 @@ struct Checkpoint: Codable, Equatable {
         let data = try e.encode(self)
         let tmp = path + ".tmp"
         func fail(_ what: String) -> StrataError {
-            StrataError(.io, object: path, message: "\(what): \(String(cString: strerror(errno)))",
-                        fix: "check the directory's permissions and free space")
+            StrataError(
+                .io, object: path, message: "\(what): \(String(cString: strerror(errno)))",
+                fix: "check the directory's permissions and free space")
         }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw fail("cannot write the checkpoint") }
@@ -93,18 +102,30 @@ struct Checkpoint: Codable, Equatable {
             var off = 0
             while off < b.count {
                 let n = write(fd, b.baseAddress! + off, b.count - off)
-                if n < 0 { if errno == EINTR { continue }; return false }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
                 off += n
             }
             return true
         }
         let synced = ok && fsync(fd) == 0
         close(fd)
-        guard synced else { unlink(tmp); throw fail("cannot write the checkpoint") }
-        guard rename(tmp, path) == 0 else { unlink(tmp); throw fail("cannot replace the checkpoint") }
+        guard synced else {
+            unlink(tmp)
+            throw fail("cannot write the checkpoint")
+        }
+        guard rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw fail("cannot replace the checkpoint")
+        }
         let dir = (path as NSString).deletingLastPathComponent
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
     }
 }
 
@@ -116,12 +137,14 @@ final class FileLock {
     init(_ path: String, what: String) throws {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw StrataError(.io, object: path, message: "cannot open the lock file: \(String(cString: strerror(errno)))")
+            throw StrataError(
+                .io, object: path, message: "cannot open the lock file: \(String(cString: strerror(errno)))")
         }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             close(fd)
-            throw StrataError(.conflict, object: what, message: "another producer is working on it (\(path) is locked)",
-                              fix: "wait for the other producer to finish")
+            throw StrataError(
+                .conflict, object: what, message: "another producer is working on it (\(path) is locked)",
+                fix: "wait for the other producer to finish")
         }
     }
 

@@ -3,7 +3,7 @@ import StrataCore
 import StrataDelta
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One row of producer input.
@@ -58,9 +58,10 @@ public final class NDJSONReader {
         self.maxLineBytes = max(1024, maxLineBytes)
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw StrataError(errno == ENOENT ? .notFound : .io, object: path,
-                              message: "cannot open the input: \(String(cString: strerror(errno)))",
-                              fix: "check the path and its permissions")
+            throw StrataError(
+                errno == ENOENT ? .notFound : .io, object: path,
+                message: "cannot open the input: \(String(cString: strerror(errno)))",
+                fix: "check the path and its permissions")
         }
         capacity = min(NDJSONReader.chunkSize, self.maxLineBytes + 1) + 1
         buffer = .allocate(capacity: capacity)
@@ -78,7 +79,7 @@ public final class NDJSONReader {
         var searchFrom = start
         while true {
             if searchFrom < end,
-               let nl = memchr(buffer + searchFrom, 0x0a, end - searchFrom)
+                let nl = memchr(buffer + searchFrom, 0x0a, end - searchFrom)
             {
                 let i = buffer.distance(to: nl.assumingMemoryBound(to: UInt8.self))
                 let line = start..<i
@@ -114,16 +115,18 @@ public final class NDJSONReader {
             let n = read(fd, buffer + end, capacity - 1 - end)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw StrataError(.io, object: path, message: "cannot read the input: \(String(cString: strerror(errno)))")
+                throw StrataError(
+                    .io, object: path, message: "cannot read the input: \(String(cString: strerror(errno)))")
             }
             if n == 0 { eof = true } else { end += n }
         }
     }
 
     private func lineTooLong() -> StrataError {
-        StrataError(.invalidInput, object: "\(path) line \(lineNumber + 1)",
-                    message: "is longer than \(maxLineBytes) bytes",
-                    fix: "put one row per line (NDJSON), or raise the maximum line length")
+        StrataError(
+            .invalidInput, object: "\(path) line \(lineNumber + 1)",
+            message: "is longer than \(maxLineBytes) bytes",
+            fix: "put one row per line (NDJSON), or raise the maximum line length")
     }
 
     // MARK: rows
@@ -135,7 +138,9 @@ public final class NDJSONReader {
             bytesRead += Int64(line.count) + (start > line.upperBound ? 1 : 0)
             var lo = line.lowerBound
             // A UTF-8 byte order mark at the start of the file is allowed.
-            if lineNumber == 1 && line.count >= 3 && buffer[lo] == 0xEF && buffer[lo + 1] == 0xBB && buffer[lo + 2] == 0xBF {
+            if lineNumber == 1 && line.count >= 3 && buffer[lo] == 0xEF && buffer[lo + 1] == 0xBB
+                && buffer[lo + 2] == 0xBF
+            {
                 lo += 3
             }
             var scanner = JSONScanner(base: buffer + lo, count: line.upperBound - lo)
@@ -154,8 +159,9 @@ public final class NDJSONReader {
     private func rowError(_ p: FieldProblem, id: String?) -> StrataError {
         var object = "\(path) line \(lineNumber)"
         if let id { object += " (id \(DeltaWriter.quotedId(id)))" }
-        return StrataError(.invalidInput, object: object, field: p.field.isEmpty ? nil : p.field, message: p.message,
-                           fix: p.fix)
+        return StrataError(
+            .invalidInput, object: object, field: p.field.isEmpty ? nil : p.field, message: p.message,
+            fix: p.fix)
     }
 
     private enum Key: CaseIterable {
@@ -167,8 +173,10 @@ public final class NDJSONReader {
 
     private func parseRow(_ s: inout JSONScanner) throws -> InputRow {
         guard s.consume(0x7b) else {
-            throw FieldProblem(field: "", message: "is not a JSON object (found \(s.peek().map { String(UnicodeScalar($0)) } ?? "nothing"))",
-                               fix: "write one JSON object per line")
+            throw FieldProblem(
+                field: "",
+                message: "is not a JSON object (found \(s.peek().map { String(UnicodeScalar($0)) } ?? "nothing"))",
+                fix: "write one JSON object per line")
         }
         var id: String?
         var hasEmbedding = false
@@ -181,8 +189,9 @@ public final class NDJSONReader {
                 try s.parseStringBytes(field: "", scratch: &scratch)
                 let name = String(decoding: scratch, as: UTF8.self)
                 guard let k = NDJSONReader.keys.firstIndex(where: { $0.bytes == scratch }) else {
-                    throw FieldProblem(field: name, message: "is not a known field",
-                                       fix: "a row has only id, embedding, document, metadata, or id and delete")
+                    throw FieldProblem(
+                        field: name, message: "is not a known field",
+                        fix: "a row has only id, embedding, document, metadata, or id and delete")
                 }
                 guard seen.insert(k).inserted else {
                     throw FieldProblem(field: name, message: "appears twice in the row", fix: "give each field once")
@@ -221,8 +230,11 @@ public final class NDJSONReader {
                 }
                 if s.consume(0x2c) { continue }
                 if s.consume(0x7d) { break }
-                throw FieldProblem(field: "", message: "expected , or } after \"\(name)\", found \(s.peek().map { String(UnicodeScalar($0)) } ?? "the end of the line")",
-                                   fix: "each line must be one complete JSON object")
+                throw FieldProblem(
+                    field: "",
+                    message:
+                        "expected , or } after \"\(name)\", found \(s.peek().map { String(UnicodeScalar($0)) } ?? "the end of the line")",
+                    fix: "each line must be one complete JSON object")
             }
         }
         s.skipWhitespace()
@@ -234,21 +246,25 @@ public final class NDJSONReader {
         }
         if isDelete == true {
             if hasEmbedding || document != nil || metadata != nil {
-                throw FieldProblem(field: "delete", message: "a delete row has only id and delete",
-                                   fix: "remove embedding, document and metadata from delete rows")
+                throw FieldProblem(
+                    field: "delete", message: "a delete row has only id and delete",
+                    fix: "remove embedding, document and metadata from delete rows")
             }
             return .delete(id: id)
         }
         guard hasEmbedding else {
-            throw FieldProblem(field: "embedding", message: "is missing",
-                               fix: "an upsert needs an embedding; a delete is {\"id\": ..., \"delete\": true}")
+            throw FieldProblem(
+                field: "embedding", message: "is missing",
+                fix: "an upsert needs an embedding; a delete is {\"id\": ..., \"delete\": true}")
         }
         if let dimension {
             try floats.withUnsafeBufferPointer { try DeltaRules.check(embedding: $0, dimension: dimension) }
         } else {
             if floats.isEmpty || floats.count > DeltaFormat.maxDimension {
-                throw FieldProblem(field: "embedding", message: "has \(floats.count) values; a dimension is 1 to "
-                                       + "\(DeltaFormat.maxDimension)")
+                throw FieldProblem(
+                    field: "embedding",
+                    message: "has \(floats.count) values; a dimension is 1 to "
+                        + "\(DeltaFormat.maxDimension)")
             }
             dimension = floats.count
         }
@@ -263,8 +279,12 @@ public final class NDJSONReader {
         var scratch: [UInt8] = []
         while let c = s.peek() {
             switch c {
-            case 0x7b, 0x5b: depth += 1; s.pos += 1
-            case 0x7d, 0x5d: depth -= 1; s.pos += 1
+            case 0x7b, 0x5b:
+                depth += 1
+                s.pos += 1
+            case 0x7d, 0x5d:
+                depth -= 1
+                s.pos += 1
             case 0x22:
                 let atTop = depth == 1
                 guard (try? s.parseStringBytes(field: "", scratch: &scratch)) != nil else { return nil }

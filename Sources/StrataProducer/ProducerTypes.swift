@@ -19,9 +19,11 @@ public struct ProducerSettings: Sendable, Equatable {
     /// Keep the built files after publishing (for debugging).
     public var keepWorkFiles: Bool
 
-    public init(maxRowsPerRun: Int = 50_000, maxInputBytesPerRun: Int64 = 256 << 20, maxLineBytes: Int = 16 << 20,
-                batchRows: Int = 5000, compressionLevel: Int = 6, workDirectory: String? = nil,
-                keepWorkFiles: Bool = false) {
+    public init(
+        maxRowsPerRun: Int = 50_000, maxInputBytesPerRun: Int64 = 256 << 20, maxLineBytes: Int = 16 << 20,
+        batchRows: Int = 5000, compressionLevel: Int = 6, workDirectory: String? = nil,
+        keepWorkFiles: Bool = false
+    ) {
         self.maxRowsPerRun = maxRowsPerRun
         self.maxInputBytesPerRun = maxInputBytesPerRun
         self.maxLineBytes = maxLineBytes
@@ -63,7 +65,10 @@ public struct PublishedRun: Sendable, Equatable, Codable {
     public var parts: Int
 
     enum CodingKeys: String, CodingKey {
-        case runId = "run_id", recordKey = "record_key", createdAt = "created_at", deltas, labels, created, part, parts
+        case runId = "run_id"
+        case recordKey = "record_key"
+        case createdAt = "created_at"
+        case deltas, labels, created, part, parts
     }
 }
 
@@ -80,7 +85,10 @@ public struct DirectoryReport: Sendable, Equatable, Codable {
     public var jobs: [Job]
     public var checkpointPath: String
 
-    enum CodingKeys: String, CodingKey { case jobs, checkpointPath = "checkpoint_path" }
+    enum CodingKeys: String, CodingKey {
+        case jobs
+        case checkpointPath = "checkpoint_path"
+    }
 
     public var published: [PublishedRun] { jobs.flatMap { $0.skipped ? [] : $0.runs } }
 }

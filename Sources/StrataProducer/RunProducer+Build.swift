@@ -19,8 +19,9 @@ extension RunProducer {
     func build(inputs: [ProducerInput], baseRunId: String, workDirectory: String) throws -> [BuiltRun] {
         var partsByCollection: [String: [BundleInfo]] = [:]
         for input in inputs.sorted(by: { $0.collection < $1.collection }) {
-            partsByCollection[input.collection] = try build(input: input, baseRunId: baseRunId,
-                                                            workDirectory: workDirectory)
+            partsByCollection[input.collection] = try build(
+                input: input, baseRunId: baseRunId,
+                workDirectory: workDirectory)
         }
         let count = partsByCollection.values.map(\.count).max() ?? 0
         return (0..<count).map { i in
@@ -28,8 +29,9 @@ extension RunProducer {
                 let parts = partsByCollection[c]!
                 return i < parts.count ? (c, parts[i]) : nil
             }
-            return BuiltRun(runId: RunProducer.runId(base: baseRunId, part: i + 1), part: i + 1, parts: count,
-                            bundles: bundles.map { (collection: $0.0, bundle: $0.1) })
+            return BuiltRun(
+                runId: RunProducer.runId(base: baseRunId, part: i + 1), part: i + 1, parts: count,
+                bundles: bundles.map { (collection: $0.0, bundle: $0.1) })
         }
     }
 
@@ -55,10 +57,12 @@ extension RunProducer {
             // The delta is inside the bundle now; keep only the bundle on disk.
             if !settings.keepWorkFiles { try? FileManager.default.removeItem(atPath: summary.path) }
             bundles.append(bundle)
-            logger.debug("built delta", metadata: [
-                "run": "\(summary.runId)", "collection": "\(summary.collection)", "upserts": "\(summary.upserts)",
-                "deletes": "\(summary.deletes)", "bundle_bytes": "\(bundle.size)",
-            ])
+            logger.debug(
+                "built delta",
+                metadata: [
+                    "run": "\(summary.runId)", "collection": "\(summary.collection)", "upserts": "\(summary.upserts)",
+                    "deletes": "\(summary.deletes)", "bundle_bytes": "\(bundle.size)",
+                ])
         }
 
         var rowStart = reader.bytesRead
@@ -67,13 +71,15 @@ extension RunProducer {
             if writer == nil {
                 let runId = RunProducer.runId(base: baseRunId, part: bundles.count + 1)
                 guard bundles.count + 1 <= 999_999 else {
-                    throw StrataError(.invalidInput, object: input.path, message: "needs more than 999999 runs",
-                                      fix: "raise maxRowsPerRun or maxInputBytesPerRun")
+                    throw StrataError(
+                        .invalidInput, object: input.path, message: "needs more than 999999 runs",
+                        fix: "raise maxRowsPerRun or maxInputBytesPerRun")
                 }
                 let dir = "\(workDirectory)/\(runId)/\(input.collection)"
                 try createDirectory(dir)
-                writer = try DeltaWriter(path: dir + "/" + DeltaFormat.fileName, collection: input.collection,
-                                         runId: runId, dimension: reader.dimension, batchSize: settings.batchRows)
+                writer = try DeltaWriter(
+                    path: dir + "/" + DeltaFormat.fileName, collection: input.collection,
+                    runId: runId, dimension: reader.dimension, batchSize: settings.batchRows)
                 partRows = 0
                 partStart = rowStart
             }
@@ -97,8 +103,9 @@ extension RunProducer {
 
     func createDirectory(_ dir: String) throws {
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw StrataError(.io, object: dir, message: "cannot create: \(error.localizedDescription)",
-                              fix: "check the work directory's permissions and free space")
+            throw StrataError(
+                .io, object: dir, message: "cannot create: \(error.localizedDescription)",
+                fix: "check the work directory's permissions and free space")
         }
     }
 }

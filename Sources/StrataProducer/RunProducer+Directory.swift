@@ -15,8 +15,10 @@ extension RunProducer {
     ///
     /// Write jobs into the directory atomically (write elsewhere, then rename in): a job is read
     /// as it is when its turn comes.
-    public func produceDirectory(_ directory: String, layout dirLayout: DirectoryLayout,
-                                 labels: [String: String] = [:], checkpointPath: String? = nil) throws
+    public func produceDirectory(
+        _ directory: String, layout dirLayout: DirectoryLayout,
+        labels: [String: String] = [:], checkpointPath: String? = nil
+    ) throws
         -> DirectoryReport
     {
         let checkpointPath = checkpointPath ?? directory + "/" + RunProducer.checkpointFileName
@@ -36,7 +38,8 @@ extension RunProducer {
             if let e = entry, e.fingerprint != fingerprint {
                 throw StrataError(
                     .refused, object: "\(directory)/\(job.name)",
-                    message: "changed after it was \(e.state == .published ? "published" : "planned") as run \(e.runId)",
+                    message:
+                        "changed after it was \(e.state == .published ? "published" : "planned") as run \(e.runId)",
                     fix: "a published job is never changed: put new data in a new job; if run \(e.runId) was never "
                         + "published (snapctl verify), remove the job's entry from \(checkpointPath)")
             }
@@ -47,8 +50,9 @@ extension RunProducer {
             }
             if entry == nil {
                 // Persist the run id before anything is uploaded, so a retry reuses it.
-                entry = Checkpoint.Job(runId: Identifiers.make(), fingerprint: fingerprint, state: .planned, runIds: [],
-                                       updatedAt: RunRecord.timestamp(Date()))
+                entry = Checkpoint.Job(
+                    runId: Identifiers.make(), fingerprint: fingerprint, state: .planned, runIds: [],
+                    updatedAt: RunRecord.timestamp(Date()))
                 checkpoint.jobs[job.name] = entry
                 try checkpoint.save(checkpointPath)
             }
@@ -83,8 +87,9 @@ extension RunProducer {
                 return try FileManager.default.contentsOfDirectory(atPath: dir)
                     .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             } catch {
-                throw StrataError(.notFound, object: dir, message: "cannot list the directory: \(error.localizedDescription)",
-                                  fix: "check the path")
+                throw StrataError(
+                    .notFound, object: dir, message: "cannot list the directory: \(error.localizedDescription)",
+                    fix: "check the path")
             }
         }
         func kind(_ path: String) -> FileAttributeType? {
@@ -92,20 +97,27 @@ extension RunProducer {
         }
         switch dirLayout {
         case .files(let collection):
-            return try entries(directory).filter { RunProducer.isInputName($0) && kind(directory + "/" + $0) == .typeRegular }
-                .map { name in
-                    Job(name: name, inputs: [ProducerInput(collection: collection, path: directory + "/" + name)],
-                        labelsPath: directory + "/" + RunProducer.stem(name) + ".labels.json")
-                }
+            return try entries(directory).filter {
+                RunProducer.isInputName($0) && kind(directory + "/" + $0) == .typeRegular
+            }
+            .map { name in
+                Job(
+                    name: name, inputs: [ProducerInput(collection: collection, path: directory + "/" + name)],
+                    labelsPath: directory + "/" + RunProducer.stem(name) + ".labels.json")
+            }
         case .jobDirectories:
             var jobs: [Job] = []
-            for name in try entries(directory) where !name.hasPrefix(".") && kind(directory + "/" + name) == .typeDirectory {
+            for name in try entries(directory)
+            where !name.hasPrefix(".") && kind(directory + "/" + name) == .typeDirectory {
                 let dir = directory + "/" + name
-                let inputs = try entries(dir).filter { RunProducer.isInputName($0) && kind(dir + "/" + $0) == .typeRegular }
-                    .map { ProducerInput(collection: RunProducer.stem($0), path: dir + "/" + $0) }
+                let inputs = try entries(dir).filter {
+                    RunProducer.isInputName($0) && kind(dir + "/" + $0) == .typeRegular
+                }
+                .map { ProducerInput(collection: RunProducer.stem($0), path: dir + "/" + $0) }
                 guard !inputs.isEmpty else {
-                    throw StrataError(.invalidInput, object: dir, message: "holds no <collection>.ndjson file",
-                                      fix: "put e.g. lines.ndjson and words.ndjson in each job directory")
+                    throw StrataError(
+                        .invalidInput, object: dir, message: "holds no <collection>.ndjson file",
+                        fix: "put e.g. lines.ndjson and words.ndjson in each job directory")
                 }
                 jobs.append(Job(name: name, inputs: inputs, labelsPath: dir + "/labels.json"))
             }
@@ -117,16 +129,18 @@ extension RunProducer {
     func readLabels(_ path: String) throws -> [String: String] {
         guard FileManager.default.fileExists(atPath: path) else { return [:] }
         guard let data = FileManager.default.contents(atPath: path),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else {
-            throw StrataError(.invalidInput, object: path, message: "is not a JSON object",
-                              fix: "write labels as {\"image_id\": \"...\"}")
+            throw StrataError(
+                .invalidInput, object: path, message: "is not a JSON object",
+                fix: "write labels as {\"image_id\": \"...\"}")
         }
         var labels: [String: String] = [:]
         for (k, v) in object {
             guard let s = v as? String else {
-                throw StrataError(.invalidInput, object: path, field: k, message: "is not a string",
-                                  fix: "label values are strings; quote numbers")
+                throw StrataError(
+                    .invalidInput, object: path, field: k, message: "is not a string",
+                    fix: "label values are strings; quote numbers")
             }
             labels[k] = s
         }

@@ -6,7 +6,7 @@ import StrataCrypto
 import StrataDelta
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Turns NDJSON inputs into published runs (Docs/FORMATS.md; SPEC invariants 6 and 8).
@@ -29,8 +29,10 @@ public final class RunProducer {
     public let settings: ProducerSettings
     public let logger: Logger
 
-    public init(store: any ObjectStore, layout: Layout = Layout(), settings: ProducerSettings = ProducerSettings(),
-                logger: Logger = Logger(label: "strata.producer", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    public init(
+        store: any ObjectStore, layout: Layout = Layout(), settings: ProducerSettings = ProducerSettings(),
+        logger: Logger = Logger(label: "strata.producer", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.store = store
         self.layout = layout
         self.settings = settings
@@ -51,9 +53,10 @@ public final class RunProducer {
         try check(inputs: inputs, labels: labels)
         let base = runId ?? Identifiers.make()
         guard Identifiers.isValid(base), base.utf8.count <= 100 else {
-            throw StrataError(.invalidInput, object: "run id \"\(base)\"", field: "run_id",
-                              message: "must be 1 to 100 characters of A-Z a-z 0-9 - _ .",
-                              fix: "use the id printed by an earlier attempt, or let Strata make one")
+            throw StrataError(
+                .invalidInput, object: "run id \"\(base)\"", field: "run_id",
+                message: "must be 1 to 100 characters of A-Z a-z 0-9 - _ .",
+                fix: "use the id printed by an earlier attempt, or let Strata make one")
         }
         let createdAt = Identifiers.date(of: base) ?? Date()
         var meta = logger
@@ -74,26 +77,31 @@ public final class RunProducer {
     }
 
     /// `produce` for (collection, path) pairs.
-    public func produce(inputs: [(collection: String, path: String)], labels: [String: String] = [:],
-                        runId: String? = nil) throws -> [PublishedRun] {
-        try produce(inputs: inputs.map { ProducerInput(collection: $0.collection, path: $0.path) }, labels: labels,
-                    runId: runId)
+    public func produce(
+        inputs: [(collection: String, path: String)], labels: [String: String] = [:],
+        runId: String? = nil
+    ) throws -> [PublishedRun] {
+        try produce(
+            inputs: inputs.map { ProducerInput(collection: $0.collection, path: $0.path) }, labels: labels,
+            runId: runId)
     }
 
     // MARK: checks
 
     func check(inputs: [ProducerInput], labels: [String: String]) throws {
         guard !inputs.isEmpty else {
-            throw StrataError(.invalidInput, object: "inputs", message: "no input was given",
-                              fix: "name at least one collection and its NDJSON file")
+            throw StrataError(
+                .invalidInput, object: "inputs", message: "no input was given",
+                fix: "name at least one collection and its NDJSON file")
         }
         var seen = Set<String>()
         for input in inputs {
             try Layout.validate(collection: input.collection)
             guard seen.insert(input.collection).inserted else {
-                throw StrataError(.invalidInput, object: "collection \"\(input.collection)\"", field: "collection",
-                                  message: "is given twice in one job",
-                                  fix: "merge its inputs into one file, or publish them as separate jobs")
+                throw StrataError(
+                    .invalidInput, object: "collection \"\(input.collection)\"", field: "collection",
+                    message: "is given twice in one job",
+                    fix: "merge its inputs into one file, or publish them as separate jobs")
             }
             if let d = input.dimension {
                 do { try DeltaRules.check(dimension: d) } catch let p as FieldProblem {
@@ -102,8 +110,9 @@ public final class RunProducer {
             }
         }
         if let problem = RunRecord.labelProblem(labels) {
-            throw StrataError(.invalidInput, object: "labels", field: "labels", message: problem,
-                              fix: "use a few short labels such as image_id")
+            throw StrataError(
+                .invalidInput, object: "labels", field: "labels", message: problem,
+                fix: "use a few short labels such as image_id")
         }
     }
 
@@ -113,8 +122,9 @@ public final class RunProducer {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw StrataError(.io, object: path, message: "cannot create the work directory: \(error.localizedDescription)",
-                              fix: "point the work directory at a writable place with free space")
+            throw StrataError(
+                .io, object: path, message: "cannot create the work directory: \(error.localizedDescription)",
+                fix: "point the work directory at a writable place with free space")
         }
         return path
     }

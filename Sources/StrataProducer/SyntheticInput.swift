@@ -7,10 +7,12 @@ import StrataDelta
 /// positive) is a delete of an earlier id instead. Written in 1 MiB chunks.
 public enum SyntheticInput {
     @discardableResult
-    public static func write(path: String, rows: Int, dimension: Int, seed: UInt64 = 1, deleteEvery: Int = 0,
-                             idPrefix: String = "row") throws -> Int64 {
+    public static func write(
+        path: String, rows: Int, dimension: Int, seed: UInt64 = 1, deleteEvery: Int = 0,
+        idPrefix: String = "row"
+    ) throws -> Int64 {
         guard FileManager.default.createFile(atPath: path, contents: nil),
-              let fh = FileHandle(forWritingAtPath: path)
+            let fh = FileHandle(forWritingAtPath: path)
         else {
             throw StrataError(.io, object: path, message: "cannot create the file", fix: "check the directory")
         }
@@ -39,10 +41,16 @@ public enum SyntheticInput {
                     out.append(contentsOf: [0x30, 0x2e])
                     var m = abs(v)
                     var digits = [UInt8](repeating: 0x30, count: 6)
-                    for k in (0..<6).reversed() { digits[k] = 0x30 + UInt8(m % 10); m /= 10 }
+                    for k in (0..<6).reversed() {
+                        digits[k] = 0x30 + UInt8(m % 10)
+                        m /= 10
+                    }
                     out.append(contentsOf: digits)
                 }
-                out.append(contentsOf: Array("],\"document\":\"synthetic line \(i)\",\"metadata\":{\"line\":\(i),\"page\":\(i / 50 + 1),\"source\":\"bench\"}}\n".utf8))
+                out.append(
+                    contentsOf: Array(
+                        "],\"document\":\"synthetic line \(i)\",\"metadata\":{\"line\":\(i),\"page\":\(i / 50 + 1),\"source\":\"bench\"}}\n"
+                            .utf8))
             }
             if out.count >= 1 << 20 {
                 fh.write(Data(out))

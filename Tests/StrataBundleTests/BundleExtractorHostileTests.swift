@@ -77,21 +77,27 @@ final class BundleExtractorHostileTests: XCTestCase {
     }
 
     /// Extracts `bundle` into `<work>/out` and expects `reason`; checks `<work>` is empty after.
-    func expectRefused(_ bundle: String, _ reason: BundleError.Reason, entry: String? = nil,
-                       limits: ExtractionLimits = ExtractionLimits(), runId: String? = "run-1",
-                       file: StaticString = #filePath, line: UInt = #line) {
+    func expectRefused(
+        _ bundle: String, _ reason: BundleError.Reason, entry: String? = nil,
+        limits: ExtractionLimits = ExtractionLimits(), runId: String? = "run-1",
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let work = TempDir(prefix: "strata-extract")
-        XCTAssertThrowsError(try BundleExtractor.extract(bundle: bundle, into: work.file("out"), expectedRunId: runId,
-                                                         expectedCollection: "lines", limits: limits,
-                                                         name: "lines/delta/x/delta.tar.gz"),
-                             file: file, line: line) { e in
+        XCTAssertThrowsError(
+            try BundleExtractor.extract(
+                bundle: bundle, into: work.file("out"), expectedRunId: runId,
+                expectedCollection: "lines", limits: limits,
+                name: "lines/delta/x/delta.tar.gz"),
+            file: file, line: line
+        ) { e in
             guard let e = e as? BundleError else { return XCTFail("\(e)", file: file, line: line) }
             XCTAssertEqual(e.reason, reason, "\(e)", file: file, line: line)
             if let entry { XCTAssertEqual(e.entry, entry, "\(e)", file: file, line: line) }
             XCTAssertTrue(e.description.contains("lines/delta/x/delta.tar.gz"), "\(e)", file: file, line: line)
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work.path), [],
-                       "something was left behind", file: file, line: line)
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: work.path), [],
+            "something was left behind", file: file, line: line)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/strata-evil"), file: file, line: line)
     }
 
@@ -103,8 +109,9 @@ final class BundleExtractorHostileTests: XCTestCase {
     func testPythonTarfileBundlesAreAccepted() throws {
         for name in ["python-pax.tar.gz", "python-gnu.tar.gz", "python-ustar.tar.gz"] {
             let work = TempDir()
-            let x = try BundleExtractor.extract(bundle: fixture(name), into: work.file("out"), expectedRunId: "run-1",
-                                                expectedCollection: "lines")
+            let x = try BundleExtractor.extract(
+                bundle: fixture(name), into: work.file("out"), expectedRunId: "run-1",
+                expectedCollection: "lines")
             XCTAssertEqual(x.manifest.upserts, 1, name)
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: x.deltaPath)).count, 256_000, name)
         }
@@ -137,12 +144,15 @@ final class BundleExtractorHostileTests: XCTestCase {
     }
 
     func testSizeLimits() {
-        expectRefused(fixture("python-pax.tar.gz"), .entryTooLarge, entry: "delta.sqlite3",
-                      limits: ExtractionLimits(maxEntryBytes: 1000))
-        expectRefused(fixture("python-pax.tar.gz"), .entryTooLarge, entry: "manifest.json",
-                      limits: ExtractionLimits(maxManifestBytes: 10))
-        expectRefused(fixture("python-pax.tar.gz"), .expansionLimit,
-                      limits: ExtractionLimits(maxExpandedBytes: 100_000))
+        expectRefused(
+            fixture("python-pax.tar.gz"), .entryTooLarge, entry: "delta.sqlite3",
+            limits: ExtractionLimits(maxEntryBytes: 1000))
+        expectRefused(
+            fixture("python-pax.tar.gz"), .entryTooLarge, entry: "manifest.json",
+            limits: ExtractionLimits(maxManifestBytes: 10))
+        expectRefused(
+            fixture("python-pax.tar.gz"), .expansionLimit,
+            limits: ExtractionLimits(maxExpandedBytes: 100_000))
     }
 
     func testGzipBombIsStoppedEarly() throws {
@@ -150,8 +160,9 @@ final class BundleExtractorHostileTests: XCTestCase {
         XCTAssertLessThan(compressed, 2_000_000)  // 200 MB of zeros in well under 2 MB
         expectRefused(fixture("bomb.tar.gz"), .expansionLimit)
         // Also with a total limit only (ratio checks off).
-        expectRefused(fixture("bomb.tar.gz"), .expansionLimit,
-                      limits: ExtractionLimits(maxExpandedBytes: 32 << 20, maxExpansionRatio: 1 << 40))
+        expectRefused(
+            fixture("bomb.tar.gz"), .expansionLimit,
+            limits: ExtractionLimits(maxExpandedBytes: 32 << 20, maxExpansionRatio: 1 << 40))
     }
 
     func testNotGzipAndEmpty() throws {
@@ -167,10 +178,13 @@ final class BundleExtractorHostileTests: XCTestCase {
         XCTAssertEqual(r.status, 0)
         expectRefused(dir.file("empty.gz"), .empty)
         // Bytes after the gzip member, and a second member.
-        let two = try TestPaths.run(["sh", "-c", "cat '\(fixture("python-pax.tar.gz"))' > '\(dir.file("garbage"))' && "
-                                         + "printf 'junk-after-the-end' >> '\(dir.file("garbage"))' && "
-                                         + "printf '' | gzip -n > '\(dir.file("second"))' && "
-                                         + "cat '\(fixture("python-pax.tar.gz"))' '\(dir.file("second"))' > '\(dir.file("two"))'"])
+        let two = try TestPaths.run([
+            "sh", "-c",
+            "cat '\(fixture("python-pax.tar.gz"))' > '\(dir.file("garbage"))' && "
+                + "printf 'junk-after-the-end' >> '\(dir.file("garbage"))' && "
+                + "printf '' | gzip -n > '\(dir.file("second"))' && "
+                + "cat '\(fixture("python-pax.tar.gz"))' '\(dir.file("second"))' > '\(dir.file("two"))'",
+        ])
         XCTAssertEqual(two.status, 0, two.stderr)
         expectRefused(dir.file("garbage"), .corrupt)
         expectRefused(dir.file("two"), .corrupt)
@@ -190,8 +204,10 @@ final class BundleExtractorHostileTests: XCTestCase {
         let run = BundleWriterTests.runId
         // The intact bundle extracts.
         let ok = TempDir()
-        XCTAssertNoThrow(try BundleExtractor.extract(bundle: info.path, into: ok.file("out"), expectedRunId: run,
-                                                     expectedCollection: "lines"))
+        XCTAssertNoThrow(
+            try BundleExtractor.extract(
+                bundle: info.path, into: ok.file("out"), expectedRunId: run,
+                expectedCollection: "lines"))
 
         // Cut in the middle of the data, and just before the trailer.
         expectRefused(try variant("half", { $0 = $0.prefix($0.count / 2) }), .truncated, runId: run)
@@ -202,8 +218,10 @@ final class BundleExtractorHostileTests: XCTestCase {
         // Zero padding after the member (as bsdtar writes) is accepted up to one 10240-byte block.
         let padded = try variant("padded", { $0.append(Data(count: 10000)) })
         let ok2 = TempDir()
-        XCTAssertNoThrow(try BundleExtractor.extract(bundle: padded, into: ok2.file("out"), expectedRunId: run,
-                                                     expectedCollection: "lines"))
+        XCTAssertNoThrow(
+            try BundleExtractor.extract(
+                bundle: padded, into: ok2.file("out"), expectedRunId: run,
+                expectedCollection: "lines"))
         expectRefused(try variant("overpadded", { $0.append(Data(count: 20000)) }), .corrupt, runId: run)
         // A flipped byte in the deflate data.
         expectRefused(try variant("bad-deflate", { $0[$0.count / 3] ^= 0x55 }), .corrupt, runId: run)
@@ -213,8 +231,11 @@ final class BundleExtractorHostileTests: XCTestCase {
         let dir = TempDir()
         let info = try BundleWriterTests.bundle(dir)
         try FileManager.default.createDirectory(atPath: dir.file("out"), withIntermediateDirectories: false)
-        XCTAssertThrowsError(try BundleExtractor.extract(bundle: info.path, into: dir.file("out"),
-                                                         expectedRunId: nil, expectedCollection: nil)) {
+        XCTAssertThrowsError(
+            try BundleExtractor.extract(
+                bundle: info.path, into: dir.file("out"),
+                expectedRunId: nil, expectedCollection: nil)
+        ) {
             XCTAssertEqual(($0 as? BundleError)?.reason, .destinationExists)
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.file("out")), [])

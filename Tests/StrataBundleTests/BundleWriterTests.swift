@@ -23,8 +23,9 @@ final class BundleWriterTests: XCTestCase {
     static func bundle(_ dir: TempDir, name: String = "delta.tar.gz") throws -> BundleInfo {
         let delta = dir.file("delta.sqlite3")
         if !FileManager.default.fileExists(atPath: delta) { try makeDelta(delta) }
-        return try BundleWriter.write(deltaFile: delta, runId: runId, collection: "lines", dimension: 4, upserts: 7,
-                                      deletes: 2, to: dir.file(name))
+        return try BundleWriter.write(
+            deltaFile: delta, runId: runId, collection: "lines", dimension: 4, upserts: 7,
+            deletes: 2, to: dir.file(name))
     }
 
     func testDeterministicBytesWithoutGzipTimestamp() throws {
@@ -50,16 +51,19 @@ final class BundleWriterTests: XCTestCase {
         let info = try Self.bundle(dir)
         XCTAssertEqual(info.manifest.files.first?.size, 300_000)
         let out = dir.file("out")
-        let x = try BundleExtractor.extract(bundle: info.path, into: out, expectedRunId: Self.runId,
-                                            expectedCollection: "lines")
+        let x = try BundleExtractor.extract(
+            bundle: info.path, into: out, expectedRunId: Self.runId,
+            expectedCollection: "lines")
         XCTAssertEqual(x.manifest, info.manifest)
         XCTAssertEqual(x.manifest.upserts, 7)
         XCTAssertEqual(x.manifest.deletes, 2)
         XCTAssertEqual(x.compressedBytes, info.size)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: x.deltaPath)),
-                       try Data(contentsOf: URL(fileURLWithPath: dir.file("delta.sqlite3"))))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).sorted(),
-                       ["delta.sqlite3", "manifest.json"])
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: x.deltaPath)),
+            try Data(contentsOf: URL(fileURLWithPath: dir.file("delta.sqlite3"))))
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: out).sorted(),
+            ["delta.sqlite3", "manifest.json"])
     }
 
     func testGNUTarAndGzipReadIt() throws {
@@ -75,22 +79,27 @@ final class BundleWriterTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir.file("gnu"), withIntermediateDirectories: false)
         let x = try TestPaths.run(["tar", "-xzf", info.path, "-C", dir.file("gnu")])
         XCTAssertEqual(x.status, 0, x.stderr)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir.file("gnu/delta.sqlite3"))),
-                       try Data(contentsOf: URL(fileURLWithPath: dir.file("delta.sqlite3"))))
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: dir.file("gnu/delta.sqlite3"))),
+            try Data(contentsOf: URL(fileURLWithPath: dir.file("delta.sqlite3"))))
         let manifest = try Data(contentsOf: URL(fileURLWithPath: dir.file("gnu/manifest.json")))
         XCTAssertEqual(manifest, info.manifest.encoded())
         let json = try JSONSerialization.jsonObject(with: manifest) as? [String: Any]
         XCTAssertEqual(json?["format"] as? String, "strata-delta-bundle")
         XCTAssertEqual(json?["format_version"] as? Int, 1)
         XCTAssertEqual(json?["run_id"] as? String, Self.runId)
-        XCTAssertEqual((json?["files"] as? [[String: Any]])?.first?["sha256"] as? String,
-                       try SHA256.hexOfFile(atPath: dir.file("delta.sqlite3")).hex)
+        XCTAssertEqual(
+            (json?["files"] as? [[String: Any]])?.first?["sha256"] as? String,
+            try SHA256.hexOfFile(atPath: dir.file("delta.sqlite3")).hex)
     }
 
     func testMissingDeltaIsAnIOError() throws {
         let dir = TempDir()
-        XCTAssertThrowsError(try BundleWriter.write(deltaFile: dir.file("nope"), runId: Self.runId, collection: "lines",
-                                                    dimension: 4, upserts: 0, deletes: 0, to: dir.file("b.tar.gz"))) {
+        XCTAssertThrowsError(
+            try BundleWriter.write(
+                deltaFile: dir.file("nope"), runId: Self.runId, collection: "lines",
+                dimension: 4, upserts: 0, deletes: 0, to: dir.file("b.tar.gz"))
+        ) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .io)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.file("b.tar.gz")))

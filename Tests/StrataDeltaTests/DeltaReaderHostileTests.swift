@@ -48,8 +48,10 @@ final class DeltaReaderHostileTests: XCTestCase {
         return (rows, dels)
     }
 
-    func expectError(_ path: String, _ kind: StrataError.Kind, field: String?, expecting: DeltaExpectation = .init(),
-                     file: StaticString = #filePath, line: UInt = #line) {
+    func expectError(
+        _ path: String, _ kind: StrataError.Kind, field: String?, expecting: DeltaExpectation = .init(),
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try readAll(path, expecting: expecting), file: file, line: line) { e in
             guard let e = e as? StrataError else { return XCTFail("\(e)", file: file, line: line) }
             XCTAssertEqual(e.kind, kind, "\(e)", file: file, line: line)
@@ -58,11 +60,17 @@ final class DeltaReaderHostileTests: XCTestCase {
     }
 
     func testPythonWrittenDeltaIsRead() throws {
-        let (rows, dels) = try readAll(try pythonDelta(),
-                                       expecting: .init(collection: "words", runId: "run-1", dimension: 2, upserts: 2,
-                                                        deletes: 1))
-        XCTAssertEqual(rows, [DeltaRow(id: "w1", embedding: [1, 1]),
-                              DeltaRow(id: "w2", embedding: [2, 2], document: "two", metadata: #"{"a":1,"b":true}"#)])
+        let (rows, dels) = try readAll(
+            try pythonDelta(),
+            expecting: .init(
+                collection: "words", runId: "run-1", dimension: 2, upserts: 2,
+                deletes: 1))
+        XCTAssertEqual(
+            rows,
+            [
+                DeltaRow(id: "w1", embedding: [1, 1]),
+                DeltaRow(id: "w2", embedding: [2, 2], document: "two", metadata: #"{"a":1,"b":true}"#),
+            ])
         XCTAssertEqual(dels, ["gone"])
     }
 
@@ -74,14 +82,18 @@ final class DeltaReaderHostileTests: XCTestCase {
     }
 
     func testMetaProblems() throws {
-        expectError(try pythonDelta(edit: "db.execute(\"UPDATE meta SET value='chroma' WHERE key='format'\")"),
-                    .corrupt, field: "meta.format")
-        expectError(try pythonDelta(edit: "db.execute(\"DELETE FROM meta WHERE key='dimension'\")"),
-                    .corrupt, field: "meta.dimension")
-        expectError(try pythonDelta(edit: "db.execute(\"UPDATE meta SET value='../x' WHERE key='run_id'\")"),
-                    .corrupt, field: "meta.run_id")
-        expectError(try pythonDelta(), .refused, field: "meta.collection",
-                    expecting: .init(collection: "lines"))
+        expectError(
+            try pythonDelta(edit: "db.execute(\"UPDATE meta SET value='chroma' WHERE key='format'\")"),
+            .corrupt, field: "meta.format")
+        expectError(
+            try pythonDelta(edit: "db.execute(\"DELETE FROM meta WHERE key='dimension'\")"),
+            .corrupt, field: "meta.dimension")
+        expectError(
+            try pythonDelta(edit: "db.execute(\"UPDATE meta SET value='../x' WHERE key='run_id'\")"),
+            .corrupt, field: "meta.run_id")
+        expectError(
+            try pythonDelta(), .refused, field: "meta.collection",
+            expecting: .init(collection: "lines"))
         expectError(try pythonDelta(), .refused, field: "meta.run_id", expecting: .init(runId: "run-2"))
         expectError(try pythonDelta(), .refused, field: "meta.dimension", expecting: .init(dimension: 384))
         expectError(try pythonDelta(), .corrupt, field: "upserts", expecting: .init(upserts: 3))
@@ -89,34 +101,49 @@ final class DeltaReaderHostileTests: XCTestCase {
     }
 
     func testRowProblems() throws {
-        expectError(try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', x'0000', NULL, NULL)\")"),
-                    .corrupt, field: "upserts.embedding")
+        expectError(
+            try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', x'0000', NULL, NULL)\")"),
+            .corrupt, field: "upserts.embedding")
         // NaN as float32 little-endian: 00 00 c0 7f.
-        expectError(try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', x'0000c07f0000803f', NULL, NULL)\")"),
-                    .corrupt, field: "upserts.embedding")
-        expectError(try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', 'text', NULL, NULL)\")"),
-                    .corrupt, field: "upserts.embedding")
-        expectError(try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', x'0000803f0000803f', NULL, '{\\\"a\\\": [1]}')\")"),
-                    .corrupt, field: "upserts.metadata.a")
-        expectError(try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES (CAST(x'ff' AS TEXT), x'0000803f0000803f', NULL, NULL)\")"),
-                    .corrupt, field: "upserts.id")
-        expectError(try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES (x'6869', x'0000803f0000803f', NULL, NULL)\")"),
-                    .corrupt, field: "upserts.id")
-        expectError(try pythonDelta(edit: "db.execute(\"INSERT INTO deletes VALUES ('w1')\")"),
-                    .corrupt, field: "deletes.id")
+        expectError(
+            try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', x'0000c07f0000803f', NULL, NULL)\")"),
+            .corrupt, field: "upserts.embedding")
+        expectError(
+            try pythonDelta(edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', 'text', NULL, NULL)\")"),
+            .corrupt, field: "upserts.embedding")
+        expectError(
+            try pythonDelta(
+                edit: "db.execute(\"INSERT INTO upserts VALUES ('w3', x'0000803f0000803f', NULL, '{\\\"a\\\": [1]}')\")"
+            ),
+            .corrupt, field: "upserts.metadata.a")
+        expectError(
+            try pythonDelta(
+                edit:
+                    "db.execute(\"INSERT INTO upserts VALUES (CAST(x'ff' AS TEXT), x'0000803f0000803f', NULL, NULL)\")"),
+            .corrupt, field: "upserts.id")
+        expectError(
+            try pythonDelta(
+                edit: "db.execute(\"INSERT INTO upserts VALUES (x'6869', x'0000803f0000803f', NULL, NULL)\")"),
+            .corrupt, field: "upserts.id")
+        expectError(
+            try pythonDelta(edit: "db.execute(\"INSERT INTO deletes VALUES ('w1')\")"),
+            .corrupt, field: "deletes.id")
     }
 
     func testSchemaProblems() throws {
         expectError(try pythonDelta(edit: "db.execute('DROP TABLE deletes')"), .corrupt, field: "deletes")
-        expectError(try pythonDelta(edit: "db.execute('DROP TABLE deletes'); db.execute('CREATE VIEW deletes AS SELECT id FROM upserts')"),
-                    .corrupt, field: "deletes")
+        expectError(
+            try pythonDelta(
+                edit: "db.execute('DROP TABLE deletes'); db.execute('CREATE VIEW deletes AS SELECT id FROM upserts')"),
+            .corrupt, field: "deletes")
         // Without a primary key, duplicate ids are caught while streaming.
-        let dup = try pythonDelta(edit: """
-            db.execute('DROP TABLE upserts')
-            db.execute('CREATE TABLE upserts(id TEXT, embedding BLOB NOT NULL, document TEXT, metadata TEXT)')
-            db.execute("INSERT INTO upserts VALUES ('a', x'0000803f0000803f', NULL, NULL)")
-            db.execute("INSERT INTO upserts VALUES ('a', x'0000803f0000803f', NULL, NULL)")
-            """)
+        let dup = try pythonDelta(
+            edit: """
+                db.execute('DROP TABLE upserts')
+                db.execute('CREATE TABLE upserts(id TEXT, embedding BLOB NOT NULL, document TEXT, metadata TEXT)')
+                db.execute("INSERT INTO upserts VALUES ('a', x'0000803f0000803f', NULL, NULL)")
+                db.execute("INSERT INTO upserts VALUES ('a', x'0000803f0000803f', NULL, NULL)")
+                """)
         expectError(dup, .corrupt, field: "upserts.id")
     }
 

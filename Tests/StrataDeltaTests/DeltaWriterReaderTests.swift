@@ -8,8 +8,9 @@ final class DeltaWriterReaderTests: XCTestCase {
     let runId = "20260101T000000000Z-0123456789ab"
 
     func makeWriter(_ dir: TempDir, dimension: Int? = 3, batchSize: Int = 2) throws -> DeltaWriter {
-        try DeltaWriter(path: dir.file("delta.sqlite3"), collection: "lines", runId: runId, dimension: dimension,
-                        batchSize: batchSize)
+        try DeltaWriter(
+            path: dir.file("delta.sqlite3"), collection: "lines", runId: runId, dimension: dimension,
+            batchSize: batchSize)
     }
 
     func testRoundTripInIdOrderWithLastWins() throws {
@@ -30,10 +31,16 @@ final class DeltaWriterReaderTests: XCTestCase {
         XCTAssertEqual(w.operations, 8)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.file("delta.sqlite3.partial")))
 
-        let r = try DeltaReader(path: s.path, expecting: .init(collection: "lines", runId: runId, dimension: 3,
-                                                                 upserts: 4, deletes: 1))
-        XCTAssertEqual(r.info, DeltaInfo(formatVersion: "1", collection: "lines", runId: runId, dimension: 3,
-                                         upserts: 4, deletes: 1))
+        let r = try DeltaReader(
+            path: s.path,
+            expecting: .init(
+                collection: "lines", runId: runId, dimension: 3,
+                upserts: 4, deletes: 1))
+        XCTAssertEqual(
+            r.info,
+            DeltaInfo(
+                formatVersion: "1", collection: "lines", runId: runId, dimension: 3,
+                upserts: 4, deletes: 1))
         var rows: [DeltaRow] = []
         try r.forEachUpsert { rows.append($0) }
         XCTAssertEqual(rows.map(\.id), ["a", "b", "c", "é"])
@@ -50,7 +57,8 @@ final class DeltaWriterReaderTests: XCTestCase {
         func write(_ dir: TempDir) throws -> Data {
             let w = try makeWriter(dir, batchSize: 3)
             for i in (0..<50).reversed() {
-                try w.upsert(id: "id-\(i)", embedding: [Float(i), 0, 1], document: "doc \(i)", metadata: #"{"i": \#(i)}"#)
+                try w.upsert(
+                    id: "id-\(i)", embedding: [Float(i), 0, 1], document: "doc \(i)", metadata: #"{"i": \#(i)}"#)
             }
             try w.delete(id: "id-7")
             return try Data(contentsOf: URL(fileURLWithPath: try w.finish().path))
@@ -80,8 +88,10 @@ final class DeltaWriterReaderTests: XCTestCase {
     func testRowValidationNamesIdAndField() throws {
         let dir = TempDir()
         let w = try makeWriter(dir)
-        func expect(_ field: String, _ kind: StrataError.Kind = .invalidInput, id: String = "r1",
-                    _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) {
+        func expect(
+            _ field: String, _ kind: StrataError.Kind = .invalidInput, id: String = "r1",
+            _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line
+        ) {
             XCTAssertThrowsError(try body(), file: file, line: line) { e in
                 guard let e = e as? StrataError else { return XCTFail("\(e)", file: file, line: line) }
                 XCTAssertEqual(e.kind, kind, file: file, line: line)
@@ -117,8 +127,11 @@ final class DeltaWriterReaderTests: XCTestCase {
         XCTAssertThrowsError(try DeltaWriter(path: dir.file("d"), collection: "Bad Name", runId: runId, dimension: 3))
         XCTAssertThrowsError(try DeltaWriter(path: dir.file("d"), collection: "lines", runId: "a/b", dimension: 3))
         XCTAssertThrowsError(try DeltaWriter(path: dir.file("d"), collection: "lines", runId: runId, dimension: 0))
-        XCTAssertThrowsError(try DeltaWriter(path: dir.file("nodir/d"), collection: "lines", runId: runId,
-                                             dimension: 3)) { e in
+        XCTAssertThrowsError(
+            try DeltaWriter(
+                path: dir.file("nodir/d"), collection: "lines", runId: runId,
+                dimension: 3)
+        ) { e in
             XCTAssertEqual((e as? StrataError)?.kind, .io, "\(e)")
         }
     }

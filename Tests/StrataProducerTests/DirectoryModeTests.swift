@@ -28,8 +28,9 @@ final class DirectoryModeTests: XCTestCase {
 
     func write(_ rel: String, _ text: String) throws {
         let p = dir.file("in/" + rel)
-        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (p as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
         try Data(text.utf8).write(to: URL(fileURLWithPath: p))
     }
 
@@ -101,8 +102,9 @@ final class DirectoryModeTests: XCTestCase {
         try write("job-1/words.ndjson", Rows.upsert("w1", [1, 2]) + Rows.upsert("w2", [3, 4]))
         try write("job-1/labels.json", #"{"image_id": "img-1", "receipt_id": "r-9"}"#)
         try write("job-2/lines.ndjson", Rows.upsert("l2", [4, 5, 6]))
-        let report = try producer().produceDirectory(dir.file("in"), layout: .jobDirectories,
-                                                     labels: ["pipeline": "ocr", "image_id": "default"])
+        let report = try producer().produceDirectory(
+            dir.file("in"), layout: .jobDirectories,
+            labels: ["pipeline": "ocr", "image_id": "default"])
         XCTAssertEqual(report.jobs.map(\.name), ["job-1", "job-2"])
         let r1 = try XCTUnwrap(report.jobs[0].runs.first)
         XCTAssertEqual(r1.deltas.map(\.collection), ["lines", "words"])
@@ -122,7 +124,8 @@ final class DirectoryModeTests: XCTestCase {
         try write("a.ndjson", Rows.upsert("a1", [1, 2]))
         _ = try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))
         let other = try FileStore(root: URL(fileURLWithPath: dir.file("store2")))
-        XCTAssertThrowsError(try producer(other).produceDirectory(dir.file("in"), layout: .files(collection: "lines"))) {
+        XCTAssertThrowsError(try producer(other).produceDirectory(dir.file("in"), layout: .files(collection: "lines")))
+        {
             XCTAssertEqual(($0 as? StrataError)?.kind, .refused)
         }
         XCTAssertEqual(try other.list(prefix: "").count, 0)

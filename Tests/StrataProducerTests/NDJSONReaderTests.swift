@@ -29,7 +29,8 @@ final class NDJSONReaderTests: XCTestCase {
     }
 
     func testParsesEveryShape() throws {
-        let p = try file("""
+        let p = try file(
+            """
             \u{FEFF}{"id": "a", "embedding": [0.5, -1, 2e-3, 1E+2, -0.0], "document": "line\\n\\"q\\" \\u00e9 \\ud83d\\ude00 \\/ \\t", "metadata": {"page": 3, "conf": 0.97, "ok": true, "lang": "en", "no": false}}
 
             {"embedding":[1,2,3,4,5],"id":"b","document":null,"metadata":null}\r
@@ -39,9 +40,13 @@ final class NDJSONReaderTests: XCTestCase {
             """)
         let rows = try readAll(p)
         XCTAssertEqual(rows.count, 5)
-        XCTAssertEqual(rows[0], .upsert(DeltaRow(id: "a", embedding: [0.5, -1, 0.002, 100, -0.0],
-                                                 document: "line\n\"q\" é 😀 / \t",
-                                                 metadata: #"{"conf":0.97,"lang":"en","no":false,"ok":true,"page":3}"#)))
+        XCTAssertEqual(
+            rows[0],
+            .upsert(
+                DeltaRow(
+                    id: "a", embedding: [0.5, -1, 0.002, 100, -0.0],
+                    document: "line\n\"q\" é 😀 / \t",
+                    metadata: #"{"conf":0.97,"lang":"en","no":false,"ok":true,"page":3}"#)))
         XCTAssertEqual(rows[1], .upsert(DeltaRow(id: "b", embedding: [1, 2, 3, 4, 5])))
         XCTAssertEqual(rows[2], .delete(id: "c"))
         XCTAssertEqual(rows[3].id, "d")
@@ -56,12 +61,16 @@ final class NDJSONReaderTests: XCTestCase {
     }
 
     /// Asserts that reading fails on `line`, naming `field` (and `id` when given).
-    func expectError(_ text: String, line: Int, field: String?, id: String? = nil, dimension: Int? = nil,
-                     maxLineBytes: Int = 1 << 20, contains: String? = nil,
-                     file: StaticString = #filePath, fileLine: UInt = #line) throws {
+    func expectError(
+        _ text: String, line: Int, field: String?, id: String? = nil, dimension: Int? = nil,
+        maxLineBytes: Int = 1 << 20, contains: String? = nil,
+        file: StaticString = #filePath, fileLine: UInt = #line
+    ) throws {
         let p = try self.file(text)
-        XCTAssertThrowsError(try readAll(p, dimension: dimension, maxLineBytes: maxLineBytes), file: file,
-                             line: fileLine) { e in
+        XCTAssertThrowsError(
+            try readAll(p, dimension: dimension, maxLineBytes: maxLineBytes), file: file,
+            line: fileLine
+        ) { e in
             guard let e = e as? StrataError else { return XCTFail("\(e)", file: file, line: fileLine) }
             XCTAssertEqual(e.kind, .invalidInput, "\(e)", file: file, line: fileLine)
             XCTAssertTrue(e.object.hasPrefix("\(p) line \(line)"), "\(e)", file: file, line: fileLine)
@@ -73,20 +82,23 @@ final class NDJSONReaderTests: XCTestCase {
 
     func testErrorsNameFileLineIdAndField() throws {
         let ok = #"{"id": "ok", "embedding": [1, 2, 3]}"# + "\n"
-        try expectError(ok + ok + #"{"id": "r3", "embedding": [1, 2]}"#, line: 3, field: "embedding", id: "r3",
-                        contains: "2 values")
+        try expectError(
+            ok + ok + #"{"id": "r3", "embedding": [1, 2]}"#, line: 3, field: "embedding", id: "r3",
+            contains: "2 values")
         try expectError(ok + #"{"embedding": [1, NaN, 3], "id": "late"}"#, line: 2, field: "embedding[1]", id: "late")
         try expectError(ok + #"{"id": "i", "embedding": [1, Infinity, 3]}"#, line: 2, field: "embedding[1]", id: "i")
-        try expectError(ok + #"{"id": "i", "embedding": [1, 1e39, 3]}"#, line: 2, field: "embedding[1]", id: "i",
-                        contains: "float32")
+        try expectError(
+            ok + #"{"id": "i", "embedding": [1, 1e39, 3]}"#, line: 2, field: "embedding[1]", id: "i",
+            contains: "float32")
         try expectError(ok + #"{"id": "i", "embedding": [1, "2", 3]}"#, line: 2, field: "embedding[1]")
         try expectError(ok + #"{"id": "", "embedding": [1, 2, 3]}"#, line: 2, field: "id")
         try expectError(ok + #"{"id": 7, "embedding": [1, 2, 3]}"#, line: 2, field: "id")
         try expectError(ok + #"{"id": "a\u0000b", "embedding": [1, 2, 3]}"#, line: 2, field: "id")
         try expectError(ok + #"{"id": "\ud800x", "embedding": [1, 2, 3]}"#, line: 2, field: "id")
         try expectError(#"{"embedding": [1, 2, 3]}"#, line: 1, field: "id")
-        try expectError(#"{"id": "m", "embedding": [1], "metadata": {"box": {"x": 1}}}"#, line: 1, field: "metadata.box",
-                        id: "m")
+        try expectError(
+            #"{"id": "m", "embedding": [1], "metadata": {"box": {"x": 1}}}"#, line: 1, field: "metadata.box",
+            id: "m")
         try expectError(#"{"id": "m", "embedding": [1], "metadata": {"tags": ["a"]}}"#, line: 1, field: "metadata.tags")
         try expectError(#"{"id": "m", "embedding": [1], "metadata": {"n": null}}"#, line: 1, field: "metadata.n")
         try expectError(#"{"id": "m", "embedding": [1], "metadata": {"a": 1, "a": 2}}"#, line: 1, field: "metadata.a")
@@ -123,8 +135,9 @@ final class NDJSONReaderTests: XCTestCase {
 
     func testLineLengthIsBounded() throws {
         let long = "{\"id\": \"x\", \"document\": \"" + String(repeating: "a", count: 5000) + "\", \"embedding\": [1]}"
-        try expectError("{\"id\":\"a\",\"embedding\":[1]}\n" + long, line: 2, field: nil, maxLineBytes: 2000,
-                        contains: "longer than 2000 bytes")
+        try expectError(
+            "{\"id\":\"a\",\"embedding\":[1]}\n" + long, line: 2, field: nil, maxLineBytes: 2000,
+            contains: "longer than 2000 bytes")
         XCTAssertEqual(try readAll(try file(long), maxLineBytes: 6000).count, 1)
     }
 

@@ -44,11 +44,15 @@ final class ProducerTests: XCTestCase {
         let local = TempDir(prefix: "strata-read")
         try store.get(d.key, toFile: local.file("b.tar.gz"))
         XCTAssertEqual(try SHA256.hexOfFile(atPath: local.file("b.tar.gz")).hex, d.sha256)
-        let x = try BundleExtractor.extract(bundle: local.file("b.tar.gz"), into: local.file("x"),
-                                            expectedRunId: run.runId, expectedCollection: collection, name: d.key)
-        let r = try DeltaReader(path: x.deltaPath, expecting: .init(collection: collection, runId: run.runId,
-                                                                     upserts: x.manifest.upserts,
-                                                                     deletes: x.manifest.deletes))
+        let x = try BundleExtractor.extract(
+            bundle: local.file("b.tar.gz"), into: local.file("x"),
+            expectedRunId: run.runId, expectedCollection: collection, name: d.key)
+        let r = try DeltaReader(
+            path: x.deltaPath,
+            expecting: .init(
+                collection: collection, runId: run.runId,
+                upserts: x.manifest.upserts,
+                deletes: x.manifest.deletes))
         var rows: [DeltaRow] = []
         var dels: [String] = []
         try r.forEachUpsert { rows.append($0) }
@@ -59,11 +63,14 @@ final class ProducerTests: XCTestCase {
     // MARK: publish
 
     func testProduceRoundTripTwoCollections() throws {
-        let lines = try input("lines.ndjson", Rows.upsert("l2", [1, 2, 3], doc: "second", meta: #"{"page": 1}"#)
-                                  + Rows.upsert("l1", [0.5, 0.25, -1]) + Rows.delete("old"))
+        let lines = try input(
+            "lines.ndjson",
+            Rows.upsert("l2", [1, 2, 3], doc: "second", meta: #"{"page": 1}"#)
+                + Rows.upsert("l1", [0.5, 0.25, -1]) + Rows.delete("old"))
         let words = try input("words.ndjson", Rows.upsert("w1", [9, 8]) + Rows.upsert("w1", [7, 6], doc: "again"))
-        let runs = try producer().produce(inputs: [(collection: "words", path: words), (collection: "lines", path: lines)],
-                                          labels: ["image_id": "img-42"])
+        let runs = try producer().produce(
+            inputs: [(collection: "words", path: words), (collection: "lines", path: lines)],
+            labels: ["image_id": "img-42"])
         XCTAssertEqual(runs.count, 1)
         let run = runs[0]
         XCTAssertTrue(run.created)
@@ -72,8 +79,12 @@ final class ProducerTests: XCTestCase {
         XCTAssertEqual(run.deltas.map(\.deletes), [1, 0])
         XCTAssertEqual(run.deltas.map(\.dimension), [3, 2])
         XCTAssertEqual(run.recordKey, "p/runs/\(run.runId).json")
-        XCTAssertEqual(try keys().sorted(), ["p/lines/delta/\(run.runId)/delta.tar.gz", "p/runs/\(run.runId).json",
-                                             "p/words/delta/\(run.runId)/delta.tar.gz"])
+        XCTAssertEqual(
+            try keys().sorted(),
+            [
+                "p/lines/delta/\(run.runId)/delta.tar.gz", "p/runs/\(run.runId).json",
+                "p/words/delta/\(run.runId)/delta.tar.gz",
+            ])
 
         // The record as the compactor will read it.
         let (data, _) = try store.getData(run.recordKey)
@@ -81,15 +92,20 @@ final class ProducerTests: XCTestCase {
         XCTAssertEqual(record.labels, ["image_id": "img-42"])
         XCTAssertEqual(record.collections, run.deltas)
         XCTAssertEqual(record.createdAt, run.createdAt)
-        XCTAssertEqual(record.createdDate.map { Identifiers.timestamp(millis: Int64($0.timeIntervalSince1970 * 1000)) },
-                       String(run.runId.prefix(19)))
+        XCTAssertEqual(
+            record.createdDate.map { Identifiers.timestamp(millis: Int64($0.timeIntervalSince1970 * 1000)) },
+            String(run.runId.prefix(19)))
         for d in record.collections {
             XCTAssertEqual(try store.head(d.key)?.size, d.size)
         }
 
         let (l, ld) = try readDelta(run, "lines")
-        XCTAssertEqual(l, [DeltaRow(id: "l1", embedding: [0.5, 0.25, -1]),
-                           DeltaRow(id: "l2", embedding: [1, 2, 3], document: "second", metadata: #"{"page":1}"#)])
+        XCTAssertEqual(
+            l,
+            [
+                DeltaRow(id: "l1", embedding: [0.5, 0.25, -1]),
+                DeltaRow(id: "l2", embedding: [1, 2, 3], document: "second", metadata: #"{"page":1}"#),
+            ])
         XCTAssertEqual(ld, ["old"])
         XCTAssertEqual(try readDelta(run, "words").0, [DeltaRow(id: "w1", embedding: [7, 6], document: "again")])
         // The work directory is cleaned up.
@@ -98,10 +114,16 @@ final class ProducerTests: XCTestCase {
 
     func testBadLinePublishesNothing() throws {
         let lines = try input("lines.ndjson", Rows.upsert("a", [1, 2]))
-        let words = try input("words.ndjson", Rows.upsert("w1", [1, 2]) + Rows.upsert("w2", [1, 2])
-                                  + "{\"id\": \"w3\", \"embedding\": [1, 2], \"metadata\": {\"x\": [1]}}\n")
-        XCTAssertThrowsError(try producer().produce(inputs: [(collection: "lines", path: lines),
-                                                             (collection: "words", path: words)])) { e in
+        let words = try input(
+            "words.ndjson",
+            Rows.upsert("w1", [1, 2]) + Rows.upsert("w2", [1, 2])
+                + "{\"id\": \"w3\", \"embedding\": [1, 2], \"metadata\": {\"x\": [1]}}\n")
+        XCTAssertThrowsError(
+            try producer().produce(inputs: [
+                (collection: "lines", path: lines),
+                (collection: "words", path: words),
+            ])
+        ) { e in
             let e = e as? StrataError
             XCTAssertEqual(e?.kind, .invalidInput)
             XCTAssertEqual(e?.object, "\(words) line 3 (id \"w3\")")
@@ -114,7 +136,9 @@ final class ProducerTests: XCTestCase {
     func testInvalidArgumentsAreRefused() throws {
         let p = try input("a.ndjson", Rows.upsert("a", [1]))
         let prod = producer()
-        XCTAssertThrowsError(try prod.produce(inputs: [ProducerInput]())) { XCTAssertEqual(($0 as? StrataError)?.kind, .invalidInput) }
+        XCTAssertThrowsError(try prod.produce(inputs: [ProducerInput]())) {
+            XCTAssertEqual(($0 as? StrataError)?.kind, .invalidInput)
+        }
         XCTAssertThrowsError(try prod.produce(inputs: [(collection: "Lines", path: p)])) {
             XCTAssertEqual(($0 as? StrataError)?.field, "collection")
         }
@@ -145,17 +169,23 @@ final class ProducerTests: XCTestCase {
         let p = try input("big.ndjson", text)
         var s = settings
         s.maxRowsPerRun = 3
-        let runs = try producer(settings: s).produce(inputs: [(collection: "lines", path: p)],
-                                                     runId: "20260102T030405006Z-abcdefabcdef")
-        XCTAssertEqual(runs.map(\.runId), ["20260102T030405006Z-abcdefabcdef",
-                                           "20260102T030405006Z-abcdefabcdef-p000002",
-                                           "20260102T030405006Z-abcdefabcdef-p000003"])
+        let runs = try producer(settings: s).produce(
+            inputs: [(collection: "lines", path: p)],
+            runId: "20260102T030405006Z-abcdefabcdef")
+        XCTAssertEqual(
+            runs.map(\.runId),
+            [
+                "20260102T030405006Z-abcdefabcdef",
+                "20260102T030405006Z-abcdefabcdef-p000002",
+                "20260102T030405006Z-abcdefabcdef-p000003",
+            ])
         XCTAssertEqual(runs.map(\.runId), runs.map(\.runId).sorted())
         XCTAssertEqual(Set(runs.map(\.createdAt)), ["2026-01-02T03:04:05.006Z"])
         XCTAssertEqual(runs.map(\.part), [1, 2, 3])
         XCTAssertEqual(runs.map(\.parts), [3, 3, 3])
         XCTAssertEqual(try readDelta(runs[0], "lines").0.map(\.id), ["r0", "r1", "r2"])
-        XCTAssertEqual(try readDelta(runs[1], "lines").0.map { "\($0.id)=\($0.embedding[0])" }, ["r0=5.0", "r3=3.0", "r4=4.0"])
+        XCTAssertEqual(
+            try readDelta(runs[1], "lines").0.map { "\($0.id)=\($0.embedding[0])" }, ["r0=5.0", "r3=3.0", "r4=4.0"])
         XCTAssertEqual(try readDelta(runs[2], "lines").0.map(\.id), ["r1"])
         XCTAssertEqual(try readDelta(runs[2], "lines").1, ["r0"])
 
@@ -205,11 +235,16 @@ final class ProducerTests: XCTestCase {
         let b = try input("b.ndjson", Rows.upsert("b", [2]))
         let runId = "20260103T000000000Z-00000000beef"
         let faulty = FaultyStore(store) { op, key in op == "put" && key.hasPrefix("p/words/") }
-        XCTAssertThrowsError(try producer(faulty).produce(inputs: [(collection: "lines", path: a),
-                                                                   (collection: "words", path: b)], runId: runId))
+        XCTAssertThrowsError(
+            try producer(faulty).produce(
+                inputs: [
+                    (collection: "lines", path: a),
+                    (collection: "words", path: b),
+                ], runId: runId))
         XCTAssertEqual(try keys(), ["p/lines/delta/\(runId)/delta.tar.gz"])
-        let runs = try producer().produce(inputs: [(collection: "lines", path: a), (collection: "words", path: b)],
-                                          runId: runId)
+        let runs = try producer().produce(
+            inputs: [(collection: "lines", path: a), (collection: "words", path: b)],
+            runId: runId)
         XCTAssertEqual(runs[0].deltas.count, 2)
         XCTAssertEqual(try keys().count, 3)
     }
@@ -239,8 +274,11 @@ final class ProducerTests: XCTestCase {
         XCTAssertThrowsError(try producer().produce(inputs: [(collection: "lines", path: other)], runId: runId)) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .conflict, "\($0)")
         }
-        XCTAssertThrowsError(try producer().produce(inputs: [(collection: "lines", path: first)],
-                                                    labels: ["image_id": "x"], runId: runId)) {
+        XCTAssertThrowsError(
+            try producer().produce(
+                inputs: [(collection: "lines", path: first)],
+                labels: ["image_id": "x"], runId: runId)
+        ) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .conflict)
         }
         XCTAssertEqual(try store.list(prefix: "").map(\.etag), before.map(\.etag))
@@ -258,11 +296,13 @@ final class ProducerTests: XCTestCase {
                 try inner.get(key, toFile: path, range: range)
             }
             func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) { try inner.getData(key) }
-            func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws -> ObjectInfo {
+            func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws -> ObjectInfo
+            {
                 if case .file(let path) = body, key.hasSuffix(".tar.gz") {
                     let d = try Data(contentsOf: URL(fileURLWithPath: path))
-                    return try inner.put(key, body: .data(d.prefix(d.count / 2)), condition: condition,
-                                         options: PutOptions())
+                    return try inner.put(
+                        key, body: .data(d.prefix(d.count / 2)), condition: condition,
+                        options: PutOptions())
                 }
                 return try inner.put(key, body: body, condition: condition, options: options)
             }

@@ -129,12 +129,16 @@ final class PythonProducerTests: XCTestCase {
             let (hex, size) = try SHA256.hexOfFile(atPath: local.file("b.tar.gz"))
             XCTAssertEqual(hex, d.sha256)
             XCTAssertEqual(size, d.size)
-            let x = try BundleExtractor.extract(bundle: local.file("b.tar.gz"), into: local.file("x"),
-                                                expectedRunId: runId, expectedCollection: d.collection, name: d.key)
+            let x = try BundleExtractor.extract(
+                bundle: local.file("b.tar.gz"), into: local.file("x"),
+                expectedRunId: runId, expectedCollection: d.collection, name: d.key)
             XCTAssertEqual(x.manifest.upserts, d.upserts)
-            let reader = try DeltaReader(path: x.deltaPath, expecting: .init(collection: d.collection, runId: runId,
-                                                                              dimension: d.dimension,
-                                                                              upserts: d.upserts, deletes: d.deletes))
+            let reader = try DeltaReader(
+                path: x.deltaPath,
+                expecting: .init(
+                    collection: d.collection, runId: runId,
+                    dimension: d.dimension,
+                    upserts: d.upserts, deletes: d.deletes))
             var rows: [DeltaRow] = []
             try reader.forEachUpsert { rows.append($0) }
             got[d.collection] = rows
@@ -142,10 +146,20 @@ final class PythonProducerTests: XCTestCase {
             try reader.forEachDelete { deletes.append($0) }
             XCTAssertEqual(deletes, d.collection == "lines" ? ["gone"] : [])
         }
-        XCTAssertEqual(got["lines"], [DeltaRow(id: "l0", embedding: [1, 1, 1]),
-                                      DeltaRow(id: "l1", embedding: [0.25, 0.5, 0.75], document: "TOTAL 12.00",
-                                               metadata: #"{"page":1}"#)])
-        XCTAssertEqual(got["words"], [DeltaRow(id: "w1", embedding: [1, 2], document: "TOTAL",
-                                               metadata: #"{"line_id":"l1"}"#)])
+        XCTAssertEqual(
+            got["lines"],
+            [
+                DeltaRow(id: "l0", embedding: [1, 1, 1]),
+                DeltaRow(
+                    id: "l1", embedding: [0.25, 0.5, 0.75], document: "TOTAL 12.00",
+                    metadata: #"{"page":1}"#),
+            ])
+        XCTAssertEqual(
+            got["words"],
+            [
+                DeltaRow(
+                    id: "w1", embedding: [1, 2], document: "TOTAL",
+                    metadata: #"{"line_id":"l1"}"#)
+            ])
     }
 }
