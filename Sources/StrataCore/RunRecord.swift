@@ -198,7 +198,9 @@ public struct RunRecord: Codable, Sendable, Equatable {
 
     /// `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` in UTC.
     public static func timestamp(_ date: Date) -> String {
-        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        // Nearest, not down: a date parsed from an id (seconds + ms / 1000) may sit a hair below
+        // its millisecond, and must print as the same millisecond.
+        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded())
         var t = time_t(millis / 1000)
         var p = tm()
         gmtime_r(&t, &p)

@@ -13,6 +13,8 @@ final class FaultyStore: ObjectStore, @unchecked Sendable {
     var failWhen: (String, String) -> Bool
     /// Like `failWhen`, but the operation is carried out first and only its answer is lost.
     var loseAnswerWhen: (String, String) -> Bool = { _, _ in false }
+    /// When true for a "get", answer "not found" (a stale read) instead of forwarding.
+    var hideOnceWhen: (String, String) -> Bool = { _, _ in false }
     private(set) var puts: [String] = []
 
     init(_ inner: FileStore, failWhen: @escaping (String, String) -> Bool = { _, _ in false }) {
@@ -42,6 +44,10 @@ final class FaultyStore: ObjectStore, @unchecked Sendable {
 
     func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) {
         try maybeFail("get", key)
+        lock.lock()
+        let hide = hideOnceWhen("get", key)
+        lock.unlock()
+        if hide { throw StoreError(.notFound, operation: "get", key: key, message: "simulated stale read") }
         return try inner.getData(key)
     }
 
