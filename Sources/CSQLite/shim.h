@@ -16,4 +16,11 @@ static inline int strata_sqlite3_bind_blob_static(sqlite3_stmt *s, int i, const 
 static inline int strata_sqlite3_bind_text_static(sqlite3_stmt *s, int i, const char *v, int n) {
     return sqlite3_bind_text(s, i, v, n, SQLITE_STATIC);
 }
+// sqlite3_db_config is variadic; this is its (int op, int value, int *result) form, used for
+// the boolean options (SQLITE_DBCONFIG_DEFENSIVE, SQLITE_DBCONFIG_TRUSTED_SCHEMA, ...).
+static inline int strata_sqlite3_db_config_bool(sqlite3 *db, int op, int value) {
+    int result = -1;
+    int rc = sqlite3_db_config(db, op, value, &result);
+    return rc == SQLITE_OK ? result : -1;
+}
 #endif

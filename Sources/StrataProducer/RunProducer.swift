@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import StrataBundle
+import StrataCore
+import StrataCrypto
+import StrataDelta
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Turns NDJSON inputs into published runs (Docs/FORMATS.md; SPEC invariants 6 and 8).
+///
+/// For one job: every input is read and validated into local deltas first, so a bad line
+/// publishes nothing. Each delta is bundled, uploaded to `Layout.deltaKey`, and checked with a
+/// HEAD; only then is the COMPACTION_RUN record written, with `If-None-Match: *`.
+///
+/// Retrying a job with the same run id after a crash or a timeout is safe and creates nothing
+/// twice: deltas and bundles are deterministic, a bundle already uploaded with the same size and
+/// SHA-256 is not uploaded again, and when the record already exists the producer succeeds if it
+/// describes the same run (and fails with `.conflict` if not). A large input is split into
+/// several runs (`ProducerSettings.maxRowsPerRun`, `maxInputBytesPerRun`) whose ids sort in
+/// input order: the first is the job's run id, the next ones add `-p000002`, `-p000003`, ...
+///
+/// Errors are `StrataError` (bad input, conflicts, local I/O) or `StoreError` (the store).
+public final class RunProducer {
+    public let store: any ObjectStore
+    public let layout: Layout
+    public let settings: ProducerSettings
+    public let logger: Logger
+
+    public init(
+        store: any ObjectStore, layout: Layout = Layout(), settings: ProducerSettings = ProducerSettings(),
+        logger: Logger = Logger(label: "strata.producer", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        self.store = store
+        self.layout = layout
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// The run id of part `part` (1-based) of a job whose run id is `base`.
+    public static func runId(base: String, part: Int) -> String {
+        part == 1 ? base : base + "-p" + String(format: "%06d", part)
+    }
+
+    /// Publishes one job: one input per collection, as one run (or several, when an input is
+    /// larger than the settings allow). `runId` nil makes a new id; pass the id of an earlier,
+    /// interrupted attempt to retry it safely. Returns the runs in order.
+    public func produce(inputs: [ProducerInput], labels: [String: String] = [:], runId: String? = nil) throws
+        -> [PublishedRun]
+    {
+        try check(inputs: inputs, labels: labels)
+        let base = runId ?? Identifiers.make()
+        guard Identifiers.isValid(base), base.utf8.count <= 100 else {
+            throw StrataError(
+                .invalidInput, object: "run id \"\(base)\"", field: "run_id",
+                message: "must be 1 to 100 characters of A-Z a-z 0-9 - _ .",
+                fix: "use the id printed by an earlier attempt, or let Strata make one")
+        }
+        let createdAt = Identifiers.date(of: base) ?? Date()
+        var meta = logger
+        meta[metadataKey: "run"] = "\(base)"
+        meta.info("building deltas", metadata: ["inputs": "\(inputs.map { "\($0.collection)=\($0.path)" })"])
+
+        let work = try makeWorkDirectory(base)
+        defer {
+            if !settings.keepWorkFiles { try? FileManager.default.removeItem(atPath: work) }
+        }
+        let built = try build(inputs: inputs, baseRunId: base, workDirectory: work)
+        if built.isEmpty { meta.notice("the inputs hold no rows; nothing to publish") }
+        var published: [PublishedRun] = []
+        for run in built {
+            published.append(try publish(run, createdAt: createdAt, labels: labels))
+        }
+        return published
+    }
+
+    /// `produce` for (collection, path) pairs.
+    public func produce(
+        inputs: [(collection: String, path: String)], labels: [String: String] = [:],
+        runId: String? = nil
+    ) throws -> [PublishedRun] {
+        try produce(
+            inputs: inputs.map { ProducerInput(collection: $0.collection, path: $0.path) }, labels: labels,
+            runId: runId)
+    }
+
+    // MARK: checks
+
+    func check(inputs: [ProducerInput], labels: [String: String]) throws {
+        guard !inputs.isEmpty else {
+            throw StrataError(
+                .invalidInput, object: "inputs", message: "no input was given",
+                fix: "name at least one collection and its NDJSON file")
+        }
+        var seen = Set<String>()
+        for input in inputs {
+            try Layout.validate(collection: input.collection)
+            guard seen.insert(input.collection).inserted else {
+                throw StrataError(
+                    .invalidInput, object: "collection \"\(input.collection)\"", field: "collection",
+                    message: "is given twice in one job",
+                    fix: "merge its inputs into one file, or publish them as separate jobs")
+            }
+            if let d = input.dimension {
+                do { try DeltaRules.check(dimension: d) } catch let p as FieldProblem {
+                    throw p.strataError(object: "collection \"\(input.collection)\"")
+                }
+            }
+        }
+        if let problem = RunRecord.labelProblem(labels) {
+            throw StrataError(
+                .invalidInput, object: "labels", field: "labels", message: problem,
+                fix: "use a few short labels such as image_id")
+        }
+    }
+
+    func makeWorkDirectory(_ base: String) throws -> String {
+        let root = settings.workDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
+        let path = "\(root)/strata-produce-\(base)-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw StrataError(
+                .io, object: path, message: "cannot create the work directory: \(error.localizedDescription)",
+                fix: "point the work directory at a writable place with free space")
+        }
+        return path
+    }
+}

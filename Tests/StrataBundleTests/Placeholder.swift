@@ -1,5 +1,0 @@
-import XCTest
-
-final class StrataBundleTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}

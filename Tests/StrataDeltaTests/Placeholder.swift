@@ -1,5 +1,0 @@
-import XCTest
-
-final class StrataDeltaTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}

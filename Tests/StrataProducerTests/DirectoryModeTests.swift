@@ -1,0 +1,142 @@
+import Foundation
+import StrataCore
+import StrataFileStore
+import StrataProducer
+import StrataTestSupport
+import XCTest
+
+final class DirectoryModeTests: XCTestCase {
+    var dir: TempDir!
+    var store: FileStore!
+
+    override func setUpWithError() throws {
+        dir = TempDir(prefix: "strata-dirmode")
+        store = try FileStore(root: URL(fileURLWithPath: dir.file("store")))
+        for d in ["in", "work"] {
+            try FileManager.default.createDirectory(atPath: dir.file(d), withIntermediateDirectories: true)
+        }
+    }
+
+    override func tearDown() {
+        store = nil
+        dir = nil
+    }
+
+    func producer(_ s: (any ObjectStore)? = nil) -> RunProducer {
+        RunProducer(store: s ?? store, settings: ProducerSettings(workDirectory: dir.file("work")))
+    }
+
+    func write(_ rel: String, _ text: String) throws {
+        let p = dir.file("in/" + rel)
+        try FileManager.default.createDirectory(
+            atPath: (p as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
+    }
+
+    func records() throws -> [RunRecord] {
+        try store.list(prefix: "runs/").map { try RunRecord.decode(store.getData($0.key).data, key: $0.key) }
+    }
+
+    func checkpoint() throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: dir.file("in/" + RunProducer.checkpointFileName)))
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    func jobState(_ name: String) throws -> (state: String, runId: String)? {
+        guard let job = (try checkpoint()["jobs"] as? [String: Any])?[name] as? [String: Any] else { return nil }
+        return (job["state"] as! String, job["run_id"] as! String)
+    }
+
+    func testResumesAfterInterruptionAndNeverPublishesTwice() throws {
+        try write("a.ndjson", Rows.upsert("a1", [1, 2]))
+        try write("b.ndjson", Rows.upsert("b1", [3, 4]) + Rows.delete("a1"))
+        try write("b.labels.json", #"{"image_id": "img-b"}"#)
+        try write("c.jsonl", Rows.upsert("c1", [5, 6]))
+        try write("notes.txt", "not an input")
+
+        // The process "dies" while writing job b's record.
+        var recordPuts = 0
+        let faulty = FaultyStore(store) { op, key in
+            guard op == "put", key.hasPrefix("runs/") else { return false }
+            recordPuts += 1
+            return recordPuts == 2
+        }
+        XCTAssertThrowsError(try producer(faulty).produceDirectory(dir.file("in"), layout: .files(collection: "lines")))
+        XCTAssertEqual(try jobState("a.ndjson")?.state, "published")
+        let planned = try XCTUnwrap(try jobState("b.ndjson"))
+        XCTAssertEqual(planned.state, "planned")
+        XCTAssertNil(try jobState("c.jsonl"))
+        XCTAssertEqual(try records().count, 1)
+        XCTAssertNotNil(try store.head("lines/delta/\(planned.runId)/delta.tar.gz"))
+
+        // Resume: a is skipped, b is published under its planned id, c is new.
+        let report = try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))
+        XCTAssertEqual(report.jobs.map(\.name), ["a.ndjson", "b.ndjson", "c.jsonl"])
+        XCTAssertEqual(report.jobs.map(\.skipped), [true, false, false])
+        XCTAssertEqual(report.jobs[1].runs.map(\.runId), [planned.runId])
+        XCTAssertEqual(report.published.count, 2)
+        let recs = try records()
+        XCTAssertEqual(recs.count, 3)
+        XCTAssertEqual(try store.list(prefix: "lines/delta/").count, 3)
+        XCTAssertEqual(recs.first { $0.runId == planned.runId }?.labels, ["image_id": "img-b"])
+        XCTAssertEqual(recs.first { $0.runId == planned.runId }?.collections.first?.deletes, 1)
+        XCTAssertEqual(try jobState("b.ndjson")?.state, "published")
+
+        // Again: nothing to do, nothing written.
+        let counting = FaultyStore(store)
+        let again = try producer(counting).produceDirectory(dir.file("in"), layout: .files(collection: "lines"))
+        XCTAssertEqual(again.jobs.map(\.skipped), [true, true, true])
+        XCTAssertEqual(counting.puts, [])
+
+        // A published file that changes is refused, not published again.
+        try write("a.ndjson", Rows.upsert("a1", [9, 9]))
+        XCTAssertThrowsError(try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))) {
+            XCTAssertEqual(($0 as? StrataError)?.kind, .refused, "\($0)")
+        }
+        XCTAssertEqual(try records().count, 3)
+    }
+
+    func testJobDirectoriesWithSeveralCollectionsAndLabels() throws {
+        try write("job-1/lines.ndjson", Rows.upsert("l1", [1, 2, 3]))
+        try write("job-1/words.ndjson", Rows.upsert("w1", [1, 2]) + Rows.upsert("w2", [3, 4]))
+        try write("job-1/labels.json", #"{"image_id": "img-1", "receipt_id": "r-9"}"#)
+        try write("job-2/lines.ndjson", Rows.upsert("l2", [4, 5, 6]))
+        let report = try producer().produceDirectory(
+            dir.file("in"), layout: .jobDirectories,
+            labels: ["pipeline": "ocr", "image_id": "default"])
+        XCTAssertEqual(report.jobs.map(\.name), ["job-1", "job-2"])
+        let r1 = try XCTUnwrap(report.jobs[0].runs.first)
+        XCTAssertEqual(r1.deltas.map(\.collection), ["lines", "words"])
+        XCTAssertEqual(r1.labels, ["pipeline": "ocr", "image_id": "img-1", "receipt_id": "r-9"])
+        XCTAssertEqual(report.jobs[1].runs.first?.labels, ["pipeline": "ocr", "image_id": "default"])
+        XCTAssertLessThan(r1.runId, report.jobs[1].runs[0].runId)
+        XCTAssertEqual(try records().count, 2)
+
+        // A job directory without inputs is an error that names it.
+        try FileManager.default.createDirectory(atPath: dir.file("in/job-3"), withIntermediateDirectories: true)
+        XCTAssertThrowsError(try producer().produceDirectory(dir.file("in"), layout: .jobDirectories)) {
+            XCTAssertTrue(($0 as? StrataError)?.object.hasSuffix("job-3") ?? false, "\($0)")
+        }
+    }
+
+    func testCheckpointOfAnotherStoreIsRefused() throws {
+        try write("a.ndjson", Rows.upsert("a1", [1, 2]))
+        _ = try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))
+        let other = try FileStore(root: URL(fileURLWithPath: dir.file("store2")))
+        XCTAssertThrowsError(try producer(other).produceDirectory(dir.file("in"), layout: .files(collection: "lines")))
+        {
+            XCTAssertEqual(($0 as? StrataError)?.kind, .refused)
+        }
+        XCTAssertEqual(try other.list(prefix: "").count, 0)
+    }
+
+    func testBadLabelsFileIsAnError() throws {
+        try write("a.ndjson", Rows.upsert("a1", [1, 2]))
+        try write("a.labels.json", #"{"page": 3}"#)
+        XCTAssertThrowsError(try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))) {
+            XCTAssertEqual(($0 as? StrataError)?.field, "page")
+        }
+        XCTAssertEqual(try store.list(prefix: "").count, 0)
+    }
+}

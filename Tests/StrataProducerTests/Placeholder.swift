@@ -1,5 +1,0 @@
-import XCTest
-
-final class StrataProducerTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
