@@ -4,5 +4,6 @@ extension Snapctl {
     /// Every top-level command. Each lives in its own file.
     static let commands: [ParsableCommand.Type] = [
         StoreCommand.self,
+        ProduceCommand.self,
     ]
 }
