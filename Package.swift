@@ -70,6 +70,9 @@ let package = Package(
                     swiftSettings: v5),
         .testTarget(name: "StrataProducerTests",
                     dependencies: ["StrataProducer", "StrataTestSupport"], swiftSettings: v5),
+        .testTarget(name: "StrataCompactorTests",
+                    dependencies: ["StrataCompactor", "StrataProducer", "StrataFileStore", "StrataTestSupport"],
+                    swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
     ]
 )

@@ -183,8 +183,9 @@ public struct QuarantineRecord: Codable, Sendable, Equatable {
     public var runId: String
     public var collection: String
     public var deltaKey: String?
-    /// A short machine-readable cause: missing-delta, checksum-mismatch, hostile-archive, bad-format,
-    /// dimension-mismatch, invalid-rows.
+    /// A short machine-readable cause: missingDelta, checksumMismatch, tooLarge, dimensionMismatch,
+    /// wrongRun, unsupportedVersion, invalidDelta, or a bundle problem (pathTraversal, symlink,
+    /// expansionLimit, truncated, corrupt, ...; see StrataBundle's BundleError.Reason).
     public var reason: String
     /// The error in words.
     public var detail: String

@@ -5,5 +5,7 @@ extension Snapctl {
     static let commands: [ParsableCommand.Type] = [
         StoreCommand.self,
         ProduceCommand.self,
+        CompactCommand.self,
+        CompactorCommand.self,
     ]
 }

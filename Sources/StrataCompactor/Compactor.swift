@@ -1,0 +1,360 @@
+import Foundation
+import Logging
+import StrataBundle
+import StrataCore
+import StrataCrypto
+import StrataDelta
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns a collection's pending COMPACTION_RUNs into a new snapshot version and moves the pointer
+/// (Docs/design/0001-compaction-protocol.md). Works through the `ObjectStore` protocol only.
+public final class Compactor {
+    public let store: any ObjectStore
+    public let layout: Layout
+    public let settings: CompactorSettings
+    let logger: Logger
+    let catalog: RunCatalog
+
+    public static let snapshotFileName = "snapshot.sqlite3"
+
+    public init(store: any ObjectStore, layout: Layout, settings: CompactorSettings,
+                logger: Logger = Logger(label: "strata.compactor", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.store = store
+        self.layout = layout
+        self.settings = settings
+        self.logger = logger
+        catalog = RunCatalog(store: store, layout: layout, logger: logger)
+    }
+
+    /// Refuses a store that does not enforce conditional writes, unless in single-writer mode.
+    public func checkStore() throws {
+        if settings.singleWriter { return }
+        let report = try ConditionalWriteProbe.cached(store: store, layout: layout)
+        guard report.conditionalWritesEnforced else {
+            throw StrataError(.refused, object: store.location, field: "conditional writes",
+                              message: "the store does not enforce If-None-Match / If-Match (" + report.notes.joined(separator: "; ") + ")",
+                              fix: "use a store that does, or run exactly one compactor with --single-writer")
+        }
+    }
+
+    /// One round: apply pending runs (within the limits) and publish once.
+    public func compact(collection: String, stop: StopFlag = StopFlag()) throws -> CompactionSummary {
+        try Layout.validate(collection: collection)
+        try checkStore()
+        let leases = LeaseManager(store: store, layout: layout, settings: settings, logger: logger)
+        let leaseETag: String
+        switch try leases.acquire(collection: collection) {
+        case .heldByOther(let lease):
+            var s = CompactionSummary(collection: collection, outcome: .leaseHeld)
+            s.leaseHolder = "\(lease.owner) on \(lease.host) until \(StrataJSON.iso8601(lease.expiresAt))"
+            logger.info("lease held by another compactor", metadata: ["collection": "\(collection)",
+                                                                      "holder": "\(s.leaseHolder!)"])
+            return s
+        case .acquired(let etag):
+            leaseETag = etag
+        }
+        defer { leases.release(collection: collection, etag: leaseETag) }
+
+        var conflicts = 0
+        while true {
+            do {
+                var summary = try round(collection: collection, stop: stop)
+                summary.conflicts = conflicts
+                return summary
+            } catch is PointerConflict {
+                conflicts += 1
+                logger.notice("another compactor published first; rebuilding on its version",
+                              metadata: ["collection": "\(collection)", "conflicts": "\(conflicts)"])
+                if conflicts > settings.maxConflictRetries {
+                    throw StrataError(.conflict, object: layout.pointerKey(collection),
+                                      message: "lost the pointer race \(conflicts) times in a row",
+                                      fix: "too many compactors on one collection; the next round will retry")
+                }
+            }
+        }
+    }
+
+    struct PointerConflict: Error {}
+
+    // MARK: one attempt
+
+    private func round(collection c: String, stop: StopFlag) throws -> CompactionSummary {
+        var clock = StepClock()
+        var summary = CompactionSummary(collection: c, outcome: .upToDate)
+        let log = logger.with(["collection": "\(c)"])
+
+        // 1. The pointer and its ETag.
+        let pointerKey = layout.pointerKey(c)
+        let pointer = try store.getDataIfExists(pointerKey)
+        let baseVersion = try pointer.map { try Pointer.parse($0.data, key: pointerKey) }
+        summary.baseVersion = baseVersion
+        clock.lap("pointer")
+
+        // 2. The base snapshot, verified, in a file we may modify.
+        let cache = try SnapshotCache(collection: c, settings: settings)
+        var baseManifest: SnapshotManifest? = nil
+        if let baseVersion {
+            let mKey = layout.manifestKey(collection: c, version: baseVersion)
+            guard let (mData, _) = try store.getDataIfExists(mKey) else {
+                throw StrataError(.notFound, object: mKey, message: "the pointer names version \(baseVersion), whose manifest is missing",
+                                  fix: "run `snapctl verify --collection \(c)`; roll back to a complete version")
+            }
+            let manifest = try SnapshotManifest.decode(mData, key: mKey)
+            guard manifest.collection == c, manifest.version == baseVersion else {
+                throw StrataError(.corrupt, object: mKey, field: "collection/version",
+                                  message: "names \(manifest.collection)/\(manifest.version), not \(c)/\(baseVersion)")
+            }
+            guard let entry = manifest.file(Compactor.snapshotFileName) else {
+                throw StrataError(.corrupt, object: mKey, field: "files", message: "lists no \(Compactor.snapshotFileName)")
+            }
+            if cache.holds(version: baseVersion, size: entry.size, sha256: entry.sha256) {
+                summary.baseFromCache = true
+            } else {
+                cache.discardSnapshot()
+                let key = layout.versionFileKey(collection: c, version: baseVersion, file: entry.name)
+                try store.get(key, toFile: cache.snapshotPath)
+                let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
+                guard sha == entry.sha256, size == entry.size else {
+                    cache.discardSnapshot()
+                    throw StrataError(.corrupt, object: key, field: "sha256",
+                                      message: "is \(size) bytes with SHA-256 \(sha); the manifest says \(entry.size) bytes, \(entry.sha256)",
+                                      fix: "the published version is damaged; run `snapctl verify --deep` and roll back")
+                }
+                summary.bytesDownloaded += size
+                cache.record(version: baseVersion, size: size, sha256: sha)
+            }
+            baseManifest = manifest
+        } else {
+            cache.discardSnapshot()
+        }
+        clock.lap("base")
+
+        // 3. Pending runs.
+        var base = baseManifest == nil ? nil : try SnapshotDatabase.open(path: cache.snapshotPath, collection: c)
+        if let base, let m = baseManifest, base.dimension != m.dimension {
+            throw StrataError(.corrupt, object: layout.manifestKey(collection: c, version: m.version), field: "dimension",
+                              message: "is \(m.dimension) but the snapshot file says \(base.dimension)")
+        }
+        let done = try base?.processedRunIds() ?? []
+        let quarantined = try catalog.quarantinedRunIds(collection: c)
+        let pending = try catalog.pendingRuns(collection: c, excluding: done.union(quarantined))
+        let plan = RunPlanner.plan(pending, settings: settings)
+        summary.runsDeferred = pending.count - plan.count
+        summary.rowsBefore = baseManifest?.rowCount ?? 0
+        summary.rowsAfter = summary.rowsBefore
+        clock.lap("plan")
+        func finish() -> CompactionSummary {
+            summary.seconds = clock.seconds.merging(["total": clock.total]) { $1 }
+            return summary
+        }
+        if plan.isEmpty {
+            try base?.close()
+            log.info("up to date", metadata: ["version": "\(baseVersion ?? "-")", "pending": "0"])
+            return finish()
+        }
+        if stop.isSet { throw CancellationError() }
+
+        // 4. Deltas: download, verify, extract, validate every row; quarantine what cannot be applied.
+        var dimension = baseManifest?.dimension
+        var ready: [(run: PendingRun, deltaPath: String)] = []
+        for run in plan {
+            do {
+                let (path, dim) = try fetchDelta(run, collection: c, dimension: dimension, into: cache.deltasDirectory,
+                                                 summary: &summary)
+                if dim > 0 { dimension = dim }
+                ready.append((run, path))
+            } catch let q as QuarantineReason {
+                try quarantine(run, collection: c, reason: q.reason, detail: q.detail, summary: &summary, log: log)
+            }
+        }
+        clock.lap("deltas")
+        crashPoint("after-download")
+        guard let dimension, !ready.isEmpty else {
+            // Nothing applicable (all quarantined, or only deletes for a collection with no rows yet,
+            // which wait until its first upsert fixes the dimension).
+            try base?.close()
+            summary.runsDeferred += ready.count
+            return finish()
+        }
+        if stop.isSet { throw CancellationError() }
+
+        // 5. Merge in run order, then check.
+        let newVersion = Identifiers.make(after: baseVersion)
+        cache.invalidate()
+        if base == nil {
+            base = try SnapshotDatabase.create(path: cache.snapshotPath, collection: c, dimension: dimension)
+        }
+        let db = base!
+        var applied: [AppliedRun] = []
+        let now = Date()
+        for (run, path) in ready {
+            applied.append(try db.apply(deltaPath: path, runId: run.runId, version: newVersion, appliedAt: now))
+        }
+        clock.lap("merge")
+        let rowsAfter = try db.rowCount()
+        let expected = summary.rowsBefore + applied.reduce(0) { $0 + $1.newIds - $1.deletedExisting }
+        guard rowsAfter == expected else {
+            cache.discardSnapshot()
+            throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
+                              message: "has \(rowsAfter) rows; base \(summary.rowsBefore) + new ids − deleted ids = \(expected)",
+                              fix: "nothing was published; report this as a bug with the run ids")
+        }
+        let explicitDeletes = applied.reduce(0) { $0 + $1.deletedExisting }
+        if rowsAfter == 0, summary.rowsBefore > 0, explicitDeletes < summary.rowsBefore {
+            cache.discardSnapshot()
+            throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
+                              message: "would empty a collection of \(summary.rowsBefore) rows without explicit deletes")
+        }
+        try db.transaction { try db.setMeta(version: newVersion, parent: baseVersion, rowCount: rowsAfter) }
+        if settings.integrityCheck {
+            let result = try db.quickCheck()
+            guard result == "ok" else {
+                cache.discardSnapshot()
+                throw StrataError(.corrupt, object: "\(c) version \(newVersion)", message: "SQLite quick_check: \(result)")
+            }
+        }
+        try db.close()
+        clock.lap("check")
+        crashPoint("after-merge")
+        if stop.isSet {
+            cache.discardSnapshot()
+            throw CancellationError()
+        }
+
+        // 6. Upload the version: files first, manifest last.
+        let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
+        let fileKey = layout.versionFileKey(collection: c, version: newVersion, file: Compactor.snapshotFileName)
+        try store.put(fileKey, file: cache.snapshotPath, condition: .ifNoneMatch,
+                      options: PutOptions(contentType: "application/vnd.sqlite3", sha256: sha))
+        let manifest = SnapshotManifest(
+            collection: c, version: newVersion, parentVersion: baseVersion, createdAt: Date(), dimension: dimension,
+            rowCount: rowsAfter, files: [FileEntry(name: Compactor.snapshotFileName, size: size, sha256: sha)],
+            appliedRuns: applied,
+            createdBy: VersionCreator(compactorId: settings.compactorId, host: settings.host,
+                                strataVersion: settings.strataVersion))
+        let manifestData = try StrataJSON.encoder().encode(manifest)
+        try store.put(layout.manifestKey(collection: c, version: newVersion), data: manifestData,
+                      condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
+        summary.bytesUploaded = size + Int64(manifestData.count)
+        clock.lap("upload")
+        crashPoint("after-upload")
+
+        // 7. Move the pointer, conditionally.
+        do {
+            try store.put(pointerKey, data: Pointer.body(version: newVersion),
+                          condition: pointer.map { .ifMatch($0.info.etag) } ?? .ifNoneMatch,
+                          options: PutOptions(contentType: "text/plain"))
+        } catch let e as StoreError where e.kind == .preconditionFailed {
+            cache.discardSnapshot()
+            throw PointerConflict()
+        }
+        cache.record(version: newVersion, size: size, sha256: sha)
+        clock.lap("publish")
+        crashPoint("after-pointer")
+
+        summary.outcome = .published
+        summary.newVersion = newVersion
+        summary.runsApplied = applied.map(\.runId)
+        summary.rowsUpserted = applied.reduce(0) { $0 + $1.upserts }
+        summary.rowsDeleted = applied.reduce(0) { $0 + $1.deletes }
+        summary.newIds = applied.reduce(0) { $0 + $1.newIds }
+        summary.deletedExisting = explicitDeletes
+        summary.rowsAfter = rowsAfter
+        log.info("published", metadata: [
+            "version": "\(newVersion)", "parent": "\(baseVersion ?? "-")", "runs": "\(applied.count)",
+            "quarantined": "\(summary.runsQuarantined.count)", "rows_before": "\(summary.rowsBefore)",
+            "rows_after": "\(rowsAfter)", "bytes_up": "\(summary.bytesUploaded)",
+            "bytes_down": "\(summary.bytesDownloaded)", "seconds": "\(String(format: "%.3f", clock.total))",
+        ])
+        return finish()
+    }
+
+    // MARK: steps
+
+    struct QuarantineReason: Error {
+        let reason: String
+        let detail: String
+        init(_ reason: String, _ detail: String) {
+            self.reason = reason
+            self.detail = detail
+        }
+    }
+
+    /// Downloads, verifies, extracts and validates one run's delta. Returns the delta file and its
+    /// dimension (0 for a delta of deletes only). Anything wrong with the delta itself is a
+    /// `QuarantineReason`; store failures propagate (the round fails and is retried).
+    private func fetchDelta(_ run: PendingRun, collection c: String, dimension: Int?, into dir: String,
+                            summary: inout CompactionSummary) throws -> (String, Int) {
+        let bundle = dir + "/\(run.runId).tar.gz"
+        guard run.size <= settings.maxDeltaBytes else {
+            throw QuarantineReason("tooLarge", "the run record says the delta is \(run.size) bytes; the limit is \(settings.maxDeltaBytes)")
+        }
+        do {
+            try store.get(run.deltaKey, toFile: bundle)
+        } catch let e as StoreError where e.kind == .notFound {
+            throw QuarantineReason("missingDelta", "the run record names \(run.deltaKey), which does not exist")
+        } catch let e as StoreError where e.kind == .integrity {
+            throw QuarantineReason("checksumMismatch", e.description)
+        }
+        let (sha, size) = try SHA256.hexOfFile(atPath: bundle)
+        summary.bytesDownloaded += size
+        guard size == run.size, sha == run.sha256 else {
+            throw QuarantineReason("checksumMismatch",
+                                   "\(run.deltaKey) is \(size) bytes with SHA-256 \(sha); the run record says \(run.size) bytes, \(run.sha256)")
+        }
+        do {
+            let extracted = try BundleExtractor.extract(bundle: bundle, into: dir + "/\(run.runId)", expectedRunId: run.runId,
+                                                        expectedCollection: c, name: run.deltaKey)
+            let reader = try DeltaReader(path: extracted.deltaPath, expecting: DeltaExpectation(
+                collection: c, runId: run.runId, dimension: dimension, upserts: extracted.manifest.upserts,
+                deletes: extracted.manifest.deletes))
+            // Every row is checked before any touches the snapshot.
+            try reader.forEachUpsert { _ in }
+            try reader.forEachDelete { _ in }
+            let dim = reader.info.upserts > 0 ? reader.info.dimension : 0
+            try reader.close()
+            return (extracted.deltaPath, dim)
+        } catch let e as BundleError {
+            throw QuarantineReason(e.reason.rawValue, e.description)
+        } catch let e as StrataError {
+            let reason: String
+            switch e.kind {
+            case .unsupportedVersion: reason = "unsupportedVersion"
+            case .refused: reason = e.field == "meta.dimension" ? "dimensionMismatch" : "wrongRun"
+            default: reason = "invalidDelta"
+            }
+            throw QuarantineReason(reason, e.description)
+        }
+    }
+
+    private func quarantine(_ run: PendingRun, collection c: String, reason: String, detail: String,
+                            summary: inout CompactionSummary, log: Logger) throws {
+        let record = QuarantineRecord(runId: run.runId, collection: c, deltaKey: run.deltaKey, reason: reason,
+                                      detail: detail, quarantinedAt: Date(), compactorId: settings.compactorId)
+        do {
+            try store.put(layout.quarantineKey(collection: c, runId: run.runId), data: try StrataJSON.encoder().encode(record),
+                          condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
+        } catch let e as StoreError where e.kind == .preconditionFailed {
+            // Already quarantined by an earlier (crashed or concurrent) round: keep the first record.
+        }
+        summary.runsQuarantined.append(.init(runId: run.runId, reason: reason, detail: detail))
+        log.warning("run quarantined", metadata: ["run_id": "\(run.runId)", "reason": "\(reason)", "detail": "\(detail)"])
+    }
+
+    private func crashPoint(_ name: String) {
+        if settings.crashAt == name {
+            logger.critical("fault injection: SIGKILL at \(name)")
+            kill(getpid(), SIGKILL)
+        }
+    }
+}
+
+extension Logger {
+    func with(_ metadata: Logger.Metadata) -> Logger {
+        var l = self
+        for (k, v) in metadata { l[metadataKey: k] = v }
+        return l
+    }
+}

@@ -1,0 +1,159 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import StrataCompactor
+import StrataCore
+
+/// Options shared by `compact` and `compactor`.
+struct CompactorOptions: ParsableArguments {
+    @Option(help: "Runs applied per publish at most.") var maxRuns: Int = 500
+    @Option(help: "Rows (upserts + deletes) applied per publish at most.") var maxRows: Int = 2_000_000
+    @Option(help: "Delta bytes applied per publish at most.") var maxBytes: Int64 = 4 << 30
+    @Option(help: "Where the base snapshot lives: s3 (temporary directory), cache (keep verified versions), auto.")
+    var cacheMode: String = "auto"
+    @Option(help: "Cache directory for cache/auto mode (default: $STRATA_CACHE_DIR).") var cacheDir: String?
+    @Flag(help: "Allow a store without conditional writes; run exactly one compactor then.") var singleWriter = false
+    @Option(help: "Lease duration in seconds.") var leaseSeconds: Double = 300
+    @Flag(help: "Skip SQLite's quick_check of the merged snapshot.") var noIntegrityCheck = false
+
+    func settings(environment: [String: String]) throws -> CompactorSettings {
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, 255)
+        let hostname = String(cString: host)
+        var s = CompactorSettings(compactorId: "\(hostname)-\(getpid())-\(Identifiers.make().suffix(6))", host: hostname)
+        guard let mode = CacheMode(rawValue: cacheMode) else {
+            throw CLIError.usage("--cache-mode \(cacheMode): expected s3, cache or auto")
+        }
+        guard maxRuns > 0, maxRows > 0, maxBytes > 0 else { throw CLIError.usage("--max-runs, --max-rows and --max-bytes must be positive") }
+        s.cacheMode = mode
+        s.cacheDirectory = cacheDir ?? environment["STRATA_CACHE_DIR"]
+        s.maxRunsPerPublish = maxRuns
+        s.maxRowsPerPublish = maxRows
+        s.maxBytesPerPublish = maxBytes
+        s.singleWriter = singleWriter
+        s.leaseDuration = leaseSeconds
+        s.integrityCheck = !noIntegrityCheck
+        s.strataVersion = StrataVersion.current
+        s.crashAt = environment["STRATA_CRASH_AT"]
+        if let t = environment["TMPDIR"] { s.workDirectory = t }
+        return s
+    }
+}
+
+struct CompactCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compact",
+        abstract: "Apply every pending run to a collection and publish one new version (one-shot).",
+        discussion: """
+            Reads the pointer, takes the base snapshot (from the cache when it holds it), applies
+            pending runs in order, checks the counts and SQLite's integrity, uploads the version
+            (manifest last) and moves the pointer with a conditional write. Runs that cannot be
+            applied are quarantined with a reason; the rest proceed. Exit 0 when every collection
+            is published or up to date, 1 otherwise.
+            Example: snapctl compact --collection lines --collection words
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .long, help: "Collection to compact (repeatable).") var collection: [String]
+    @OptionGroup var options: CompactorOptions
+    @Flag(help: "Print the summary as JSON.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            guard !collection.isEmpty else { throw CLIError.usage("name at least one --collection") }
+            let (store, layout, _) = try global.openStore()
+            let compactor = Compactor(store: store, layout: layout, settings: try options.settings(environment: global.environment),
+                                      logger: global.logger("strata.compactor"))
+            var failed = false
+            var summaries: [CompactionSummary] = []
+            for c in collection {
+                do {
+                    let s = try compactor.compact(collection: c)
+                    summaries.append(s)
+                    if !json { printSummary(s) }
+                } catch {
+                    failed = true
+                    let (_, text) = describe(error)
+                    FileHandle.standardError.write(Data("snapctl: compaction of \(c) failed: \(text)\n".utf8))
+                }
+            }
+            if json {
+                let data = try StrataJSON.encoder().encode(summaries)
+                print(String(decoding: data, as: UTF8.self))
+            }
+            if failed { throw ExitCode(ExitCodes.failure) }
+        }
+    }
+}
+
+func printSummary(_ s: CompactionSummary) {
+    func mib(_ b: Int64) -> String { String(format: "%.2f MiB", Double(b) / 1048576) }
+    switch s.outcome {
+    case .leaseHeld:
+        print("\(s.collection): skipped, lease held by \(s.leaseHolder ?? "another compactor")")
+        return
+    case .upToDate:
+        print("\(s.collection): up to date at \(s.baseVersion ?? "(no version yet)")")
+    case .published:
+        print("\(s.collection): published \(s.newVersion!) (parent \(s.baseVersion ?? "none"))")
+    }
+    if s.outcome == .published {
+        print("  runs applied    \(s.runsApplied.count)" + (s.runsDeferred > 0 ? " (\(s.runsDeferred) left for the next round)" : ""))
+        print("  rows            \(s.rowsBefore) -> \(s.rowsAfter)  (upserted \(s.rowsUpserted), new \(s.newIds), deleted \(s.rowsDeleted), of which existed \(s.deletedExisting))")
+        print("  bytes           down \(mib(s.bytesDownloaded))\(s.baseFromCache ? " (base from cache)" : ""), up \(mib(s.bytesUploaded))")
+        if s.conflicts > 0 { print("  conflicts       \(s.conflicts) (rebuilt on a newer version)") }
+    }
+    for q in s.runsQuarantined { print("  QUARANTINED     \(q.runId): \(q.reason): \(q.detail)") }
+    let order = ["pointer", "base", "plan", "deltas", "merge", "check", "upload", "publish", "total"]
+    let steps = order.compactMap { k in s.seconds[k].map { "\(k) \(String(format: "%.3f", $0))s" } }
+    print("  time            " + steps.joined(separator: ", "))
+}
+
+struct CompactorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compactor",
+        abstract: "Run the compactor worker: poll collections and publish new versions until stopped.",
+        discussion: """
+            The container's entry point. Compacts each collection in turn, sleeps --poll between
+            passes, backs off a failing collection, and stops cleanly on SIGTERM or SIGINT (the
+            current round is abandoned before its upload or finished if it is past it; never half
+            published). Several workers may share a bucket: a lease avoids duplicate work and the
+            conditional pointer write keeps them correct.
+            Example: snapctl compactor --collections lines,words --poll 10
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Comma-separated collections.") var collections: String
+    @Option(help: "Seconds between passes.") var poll: Double = 10
+    @Option(help: "Longest backoff for a failing collection, in seconds.") var maxBackoff: Double = 300
+    @Option(help: "Stop after this many passes (default: run until stopped).") var passes: Int?
+    @OptionGroup var options: CompactorOptions
+
+    func run() throws {
+        try runReportingErrors {
+            let list = collections.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !list.isEmpty else { throw CLIError.usage("--collections: name at least one collection") }
+            for c in list { try Layout.validate(collection: c) }
+            let (store, layout, _) = try global.openStore()
+            let logger = global.logger("strata.compactor")
+            let compactor = Compactor(store: store, layout: layout, settings: try options.settings(environment: global.environment),
+                                      logger: logger)
+            try compactor.checkStore()
+            let stop = StopFlag()
+            let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
+                signal(sig, SIG_IGN)
+                let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                src.setEventHandler {
+                    logger.notice("stop requested; finishing the current step", metadata: ["signal": "\(sig)"])
+                    stop.set()
+                }
+                src.resume()
+                return src
+            }
+            defer { sources.forEach { $0.cancel() } }
+            let worker = CompactorWorker(
+                settings: .init(collections: list, pollInterval: poll, maxBackoff: maxBackoff, maxPasses: passes),
+                logger: logger) { c, stop in try compactor.compact(collection: c, stop: stop) }
+            worker.run(stop: stop)
+        }
+    }
+}

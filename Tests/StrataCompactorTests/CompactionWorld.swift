@@ -1,0 +1,130 @@
+import Foundation
+import StrataCompactor
+import StrataCore
+import StrataDelta
+import StrataProducer
+import StrataTestSupport
+import XCTest
+
+/// One row as a test expects to find it in a snapshot.
+struct ModelRow: Equatable {
+    var embedding: [Float]
+    var document: String?
+    /// Canonical JSON (sorted keys), so booleans and numbers compare as JSON, not as NSNumber.
+    var metadata: String?
+
+    static func canonical(_ object: Any) -> String {
+        String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+}
+
+/// A store, a producer, and a reference model of what every collection must contain: the tests
+/// apply the same operations to the model and through Strata, then compare.
+final class CompactionWorld {
+    let store: any ObjectStore
+    let layout: Layout
+    let tmp = TempDir(prefix: "strata-world")
+    var model: [String: [String: ModelRow]] = [:]
+    let dimension: Int
+    private var counter = 0
+
+    init(store: any ObjectStore, layout: Layout = Layout(), dimension: Int = 8) {
+        self.store = store
+        self.layout = layout
+        self.dimension = dimension
+    }
+
+    func compactor(_ configure: (inout CompactorSettings) -> Void = { _ in }) -> Compactor {
+        var s = CompactorSettings(compactorId: "test-\(UInt16.random(in: 0...UInt16.max))", host: "test")
+        s.cacheMode = .s3
+        s.workDirectory = tmp.path
+        configure(&s)
+        return Compactor(store: store, layout: layout, settings: s)
+    }
+
+    enum Op {
+        case upsert(String, ModelRow)
+        case delete(String)
+    }
+
+    func vector(_ seed: Int) -> [Float] { (0..<dimension).map { Float((seed &* 31 &+ $0 &* 7) % 97) / 8 } }
+
+    func row(_ seed: Int, doc: String? = nil) -> ModelRow {
+        ModelRow(embedding: vector(seed), document: doc ?? "document \(seed)",
+                 metadata: ModelRow.canonical(["seed": seed, "kind": seed % 2 == 0 ? "even" : "odd", "flag": seed % 3 == 0]))
+    }
+
+    /// Writes NDJSON for `ops`, publishes it as one run (one delta per collection), and applies
+    /// the same ops to the model. Returns the run id.
+    @discardableResult
+    func produce(_ ops: [String: [Op]], labels: [String: String] = [:]) throws -> String {
+        counter += 1
+        var inputs: [ProducerInput] = []
+        for (collection, list) in ops.sorted(by: { $0.key < $1.key }) {
+            let path = tmp.file("in-\(counter)-\(collection).ndjson")
+            var text = ""
+            for op in list {
+                switch op {
+                case .upsert(let id, let r):
+                    var obj: [String: Any] = ["id": id, "embedding": r.embedding.map { Double($0) }]
+                    if let d = r.document { obj["document"] = d }
+                    if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
+                    text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
+                    model[collection, default: [:]][id] = r
+                case .delete(let id):
+                    text += "{\"id\":\(JSONScannerQuote(id)),\"delete\":true}\n"
+                    model[collection, default: [:]][id] = nil
+                }
+            }
+            try text.write(toFile: path, atomically: false, encoding: .utf8)
+            inputs.append(ProducerInput(collection: collection, path: path, dimension: dimension))
+        }
+        let producer = RunProducer(store: store, layout: layout)
+        let runs = try producer.produce(inputs: inputs, labels: labels)
+        return runs[0].runId
+    }
+
+    /// What the pointer's version holds, read with SQLite from a downloaded copy.
+    func published(_ collection: String) throws -> (manifest: SnapshotManifest, rows: [String: ModelRow], applied: [String]) {
+        let (p, _) = try store.getData(layout.pointerKey(collection))
+        let version = try Pointer.parse(p, key: layout.pointerKey(collection))
+        let mKey = layout.manifestKey(collection: collection, version: version)
+        let manifest = try SnapshotManifest.decode(try store.getData(mKey).data, key: mKey)
+        let path = tmp.file("published-\(collection)-\(version).sqlite3")
+        try store.get(layout.versionFileKey(collection: collection, version: version, file: "snapshot.sqlite3"), toFile: path)
+        let db = try Database(path: path, mode: .readOnlyImmutable)
+        var rows: [String: ModelRow] = [:]
+        let s = try db.prepare("SELECT id, embedding, document, metadata FROM embeddings")
+        while try s.step() {
+            let blob = s.columnBytes(1)
+            var e = [Float](repeating: 0, count: blob.count / 4)
+            e.withUnsafeMutableBytes { $0.copyMemory(from: blob) }
+            let meta = s.columnText(3).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }.map(ModelRow.canonical)
+            rows[s.columnText(0)!] = ModelRow(embedding: e, document: s.columnText(2), metadata: meta)
+        }
+        var applied: [String] = []
+        let a = try db.prepare("SELECT run_id FROM applied_runs ORDER BY run_id")
+        while try a.step() { applied.append(a.columnText(0)!) }
+        return (manifest, rows, applied)
+    }
+
+    /// The published snapshot equals the model, and its manifest agrees.
+    func assertMatchesModel(_ collection: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (manifest, rows, _) = try published(collection)
+        let expected = model[collection] ?? [:]
+        XCTAssertEqual(manifest.rowCount, expected.count, "manifest row count", file: file, line: line)
+        XCTAssertEqual(rows.count, expected.count, "rows in \(collection)", file: file, line: line)
+        for (id, r) in expected {
+            guard let got = rows[id] else { XCTFail("\(collection): missing \(id)", file: file, line: line); continue }
+            XCTAssertEqual(got, r, "\(collection) row \(id)", file: file, line: line)
+        }
+        for id in rows.keys where expected[id] == nil {
+            XCTFail("\(collection): unexpected row \(id)", file: file, line: line)
+        }
+    }
+}
+
+/// JSON string literal for an id (ids in tests are plain ASCII).
+func JSONScannerQuote(_ s: String) -> String {
+    String(decoding: try! JSONSerialization.data(withJSONObject: [s]), as: UTF8.self).dropFirst().dropLast().description
+}
