@@ -1,5 +1,11 @@
 import Foundation
+import Logging
 import StrataCore
+
+public enum AWSLog {
+    /// The default logger of the credential code: discards everything.
+    public static var noop: Logger { Logger(label: "strata.aws", factory: { _ in SwiftLogNoOpLogHandler() }) }
+}
 
 /// Temporary credentials fetched by a closure, cached and refreshed before they expire.
 ///
@@ -18,6 +24,7 @@ public final class RefreshingCredentialsProvider: CredentialsProvider, @unchecke
     private let now: @Sendable () -> Date
     private let refreshWindow: TimeInterval
     private let retryAfterFailure: TimeInterval
+    private let logger: Logger
 
     private let condition = NSCondition()
     private var cached: Credentials?
@@ -33,13 +40,14 @@ public final class RefreshingCredentialsProvider: CredentialsProvider, @unchecke
     ///   - now: the clock (tests inject one).
     ///   - fetch: gets new credentials; throws `StoreError`.
     public init(source: String, refreshWindow: TimeInterval = 300, retryAfterFailure: TimeInterval = 10,
-                now: @escaping @Sendable () -> Date = { Date() },
+                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = AWSLog.noop,
                 fetch: @escaping @Sendable () throws -> Credentials) {
         self.source = source
         self.fetch = fetch
         self.now = now
         self.refreshWindow = refreshWindow
         self.retryAfterFailure = retryAfterFailure
+        self.logger = logger
     }
 
     /// When credentials fetched at `fetched` and expiring at `expiration` should be refreshed.
@@ -93,10 +101,15 @@ public final class RefreshingCredentialsProvider: CredentialsProvider, @unchecke
             cached = c
             fetchedAt = t
             nextAttempt = nil
+            logger.debug("fetched credentials", metadata: [
+                "source": "\(source)", "expires": "\(c.expiration.map { "\($0)" } ?? "never")",
+            ])
             return c
         case .failure(let error):
             if let c = cached, let exp = c.expiration, t < exp {
                 nextAttempt = t.addingTimeInterval(retryAfterFailure)
+                logger.warning("refreshing credentials failed; keeping the current ones until they expire",
+                               metadata: ["source": "\(source)", "expires": "\(exp)", "error": "\(error)"])
                 return c
             }
             throw error
@@ -131,9 +144,11 @@ public final class AWSCredentialChain: CredentialsProvider, @unchecked Sendable 
     public let sources: [any CredentialSource]
     private let lock = NSLock()
     private var resolved: (any CredentialsProvider)?
+    private let logger: Logger
 
-    public init(sources: [any CredentialSource]) {
+    public init(sources: [any CredentialSource], logger: Logger = AWSLog.noop) {
         self.sources = sources
+        self.logger = logger
     }
 
     /// The provider that won, or nil before the first successful `credentials()`.
@@ -162,6 +177,7 @@ public final class AWSCredentialChain: CredentialsProvider, @unchecked Sendable 
         for s in sources {
             switch try s.resolve() {
             case .provider(let p):
+                logger.info("using AWS credentials", metadata: ["source": "\(p.source)"])
                 resolved = p
                 return p
             case .skipped(let why):

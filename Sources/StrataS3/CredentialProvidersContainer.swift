@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StrataCore
 
 /// Container credentials: an ECS task role (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, served at
@@ -16,6 +17,7 @@ public struct ContainerCredentialSource: CredentialSource {
     let now: @Sendable () -> Date
     /// Base of the relative URI; the ECS agent's address (tests point it at a local server).
     let relativeBase: String
+    let logger: Logger
 
     public static let ecsAgentBase = "http://169.254.170.2"
     static let allowedHTTPHosts: Set<String> = ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"]
@@ -23,12 +25,14 @@ public struct ContainerCredentialSource: CredentialSource {
     public var name: String { "container (ECS/EKS)" }
 
     public init(environment: [String: String], httpClient: any HTTPClient,
-                now: @escaping @Sendable () -> Date = { Date() }) {
-        self.init(environment: environment, httpClient: httpClient, now: now, relativeBase: Self.ecsAgentBase)
+                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = AWSLog.noop) {
+        self.init(environment: environment, httpClient: httpClient, now: now, relativeBase: Self.ecsAgentBase,
+                  logger: logger)
     }
 
     init(environment: [String: String], httpClient: any HTTPClient, now: @escaping @Sendable () -> Date,
-         relativeBase: String) {
+         relativeBase: String, logger: Logger) {
+        self.logger = logger
         self.environment = environment
         self.httpClient = httpClient
         self.now = now
@@ -53,7 +57,7 @@ public struct ContainerCredentialSource: CredentialSource {
         let client = httpClient
         var source = "container credentials from \(url) (\(origin))"
         if let tokenFile { source += " with the token in \(tokenFile)" }
-        return .provider(RefreshingCredentialsProvider(source: source, now: now) {
+        return .provider(RefreshingCredentialsProvider(source: source, now: now, logger: logger) {
             var headers: [(name: String, value: String)] = [("Accept", "application/json")]
             // The file wins over the variable, and is read on every fetch: agents rotate it.
             var token = fixedToken

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StrataCore
 
 /// The EC2 instance profile role through the instance metadata service (IMDSv2):
@@ -76,10 +77,13 @@ public struct InstanceMetadataCredentialSource: CredentialSource {
     public let settings: Settings
     let httpClient: any HTTPClient
     let now: @Sendable () -> Date
+    let logger: Logger
 
     public var name: String { "EC2 instance metadata" }
 
-    public init(settings: Settings, httpClient: any HTTPClient, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(settings: Settings, httpClient: any HTTPClient, now: @escaping @Sendable () -> Date = { Date() },
+                logger: Logger = AWSLog.noop) {
+        self.logger = logger
         self.settings = settings
         self.httpClient = httpClient
         self.now = now
@@ -89,7 +93,7 @@ public struct InstanceMetadataCredentialSource: CredentialSource {
         if let d = settings.disabled { return .skipped("disabled by \(d.source)=\(d.value)") }
         let client = IMDSClient(settings: settings, httpClient: httpClient, now: now)
         let provider = RefreshingCredentialsProvider(
-            source: "EC2 instance metadata at \(settings.endpoint.value)", now: now
+            source: "EC2 instance metadata at \(settings.endpoint.value)", now: now, logger: logger
         ) {
             try client.fetchCredentials()
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StrataCore
 
 /// A role assumed with an OIDC token: STS `AssumeRoleWithWebIdentity` (EKS IRSA, GitHub Actions,
@@ -55,10 +56,11 @@ public struct WebIdentityCredentialSource: CredentialSource {
 
     /// The refreshing provider for `settings`: each fetch reads the token file and calls STS.
     public static func provider(_ settings: Settings, stsEndpoint: String, httpClient: any HTTPClient,
-                                now: @escaping @Sendable () -> Date = { Date() }) -> RefreshingCredentialsProvider {
+                                now: @escaping @Sendable () -> Date = { Date() },
+                                logger: Logger = AWSLog.noop) -> RefreshingCredentialsProvider {
         let client = STSWebIdentityClient(endpoint: stsEndpoint, httpClient: httpClient)
         let source = "web identity (role \(settings.roleArn), token file \(settings.tokenFile), from \(settings.origin))"
-        return RefreshingCredentialsProvider(source: source, now: now) {
+        return RefreshingCredentialsProvider(source: source, now: now, logger: logger) {
             let token = try CredentialHTTP.readTokenFile(settings.tokenFile, what: "web identity token",
                                                          operation: "AssumeRoleWithWebIdentity")
             let session = settings.sessionName ?? "strata-\(Int(now().timeIntervalSince1970))"
