@@ -232,7 +232,7 @@ final class CredentialHTTPSourcesTests: XCTestCase {
         // A loopback port with nothing listening: connection refused, skipped quickly.
         let closed = FakeAWSMetadataServer.closedPort()
         let start = Date()
-        XCTAssertThrowsError(try chain(["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(closed)"])
+        XCTAssertThrowsError(try chain(["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(closed)"], imds: true)
             .credentials()) {
             XCTAssertTrue("\($0)".contains("no answer from http://127.0.0.1:\(closed)"), "\($0)")
         }
