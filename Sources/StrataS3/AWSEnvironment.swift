@@ -22,8 +22,11 @@ public struct AWSResolvedSettings: Sendable, CustomStringConvertible {
     /// One line per setting: "region eu-west-1 from AWS_REGION".
     public var lines: [String] {
         var out: [String] = []
-        out.append("profile \(profile.name) from \(profile.selectedBy)"
-                       + (profile.exists ? "" : " (not in \(profile.shared.credentialsPath) or \(profile.shared.configPath))"))
+        var profileLine = "profile \(profile.name) from \(profile.selectedBy)"
+        if !profile.exists {
+            profileLine += " (not in \(profile.shared.credentialsPath) or \(profile.shared.configPath))"
+        }
+        out.append(profileLine)
         out.append("region \(region)")
         if let endpoint {
             out.append("endpoint \(endpoint)")

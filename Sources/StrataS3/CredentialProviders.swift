@@ -190,6 +190,7 @@ public final class AWSCredentialChain: CredentialsProvider, @unchecked Sendable 
                 + skipped.joined(separator: "\n    - "),
             hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), "
                 + "or AWS_PROFILE to a profile with aws_access_key_id/aws_secret_access_key in ~/.aws/credentials, "
-                + "or run where a role is attached (EKS IRSA or Pod Identity, an ECS task role, an EC2 instance profile)")
+                + "or run where a role is attached "
+                + "(EKS IRSA or Pod Identity, an ECS task role, an EC2 instance profile)")
     }
 }

@@ -155,8 +155,16 @@ final class IMDSClient: @unchecked Sendable {
         let path = Self.credentialsPath + CredentialHTTP.percentEncode(role)
         let response = try get(path)
         guard response.status == 200 else { throw failure(response, path) }
-        return try CredentialHTTP.decodeJSONCredentials(response.body, operation: Self.operation,
-                                                        key: "instance role \(role)")
+        var creds = try CredentialHTTP.decodeJSONCredentials(response.body, operation: Self.operation,
+                                                             key: "instance role \(role)")
+        // During an outage of the service behind it, IMDS keeps serving the last credentials, already
+        // expired. Taken at face value they would make every request fetch again; like the SDKs, use
+        // them for 5 to 10 more minutes (requests may fail, but IMDS is not hammered).
+        let t = now()
+        if let exp = creds.expiration, exp < t.addingTimeInterval(60) {
+            creds.expiration = t.addingTimeInterval(300 + Double.random(in: 0...300))
+        }
+        return creds
     }
 
     private func failure(_ response: HTTPResponse, _ path: String) -> StoreError {

@@ -23,7 +23,8 @@ public struct EnvironmentCredentialSource: CredentialSource {
                              hint: "set AWS_SECRET_ACCESS_KEY too, or unset AWS_ACCESS_KEY_ID to use another source")
         }
         let token = environment.nonEmpty("AWS_SESSION_TOKEN")
-        let what = token == nil ? "environment (AWS_ACCESS_KEY_ID)" : "environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN)"
+        let what = token == nil
+            ? "environment (AWS_ACCESS_KEY_ID)" : "environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN)"
         return .provider(StaticCredentialsProvider(
             Credentials(accessKeyId: keyId, secretAccessKey: secret, sessionToken: token), source: what))
     }
@@ -92,9 +93,11 @@ public struct ProfileCredentialSource: CredentialSource {
             guard let keyId = section["aws_access_key_id"], !keyId.isEmpty else { continue }
             let at = "profile \(profile.name) in \(file.path)"
             guard let secret = section["aws_secret_access_key"], !secret.isEmpty else {
+                let header = file.kind == .config && profile.name != "default"
+                    ? "[profile \(profile.name)]" : "[\(profile.name)]"
                 throw StoreError(.configuration, operation: "resolve AWS credentials", key: at,
                                  message: "\(at) sets aws_access_key_id but not aws_secret_access_key",
-                                 hint: "add aws_secret_access_key to [\(file.kind == .config && profile.name != "default" ? "profile " : "")\(profile.name)] in \(file.path)")
+                                 hint: "add aws_secret_access_key to \(header) in \(file.path)")
             }
             let token = section["aws_session_token"].flatMap { $0.isEmpty ? nil : $0 }
             return .provider(StaticCredentialsProvider(

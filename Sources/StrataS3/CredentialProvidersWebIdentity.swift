@@ -59,7 +59,8 @@ public struct WebIdentityCredentialSource: CredentialSource {
                                 now: @escaping @Sendable () -> Date = { Date() },
                                 logger: Logger = AWSLog.noop) -> RefreshingCredentialsProvider {
         let client = STSWebIdentityClient(endpoint: stsEndpoint, httpClient: httpClient)
-        let source = "web identity (role \(settings.roleArn), token file \(settings.tokenFile), from \(settings.origin))"
+        let source = "web identity (role \(settings.roleArn), token file \(settings.tokenFile), "
+            + "from \(settings.origin))"
         return RefreshingCredentialsProvider(source: source, now: now, logger: logger) {
             let token = try CredentialHTTP.readTokenFile(settings.tokenFile, what: "web identity token",
                                                          operation: "AssumeRoleWithWebIdentity")

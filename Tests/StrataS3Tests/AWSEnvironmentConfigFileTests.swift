@@ -126,7 +126,8 @@ final class AWSEnvironmentConfigFileTests: XCTestCase {
         home.write("elsewhere/creds", "[default]\naws_access_key_id = AKIDX\n")
         home.write("elsewhere/conf", "[default]\nregion = eu-north-1\n")
         let shared = try AWSSharedConfig.load(
-            environment: ["AWS_SHARED_CREDENTIALS_FILE": "~/elsewhere/creds", "AWS_CONFIG_FILE": home.path + "/elsewhere/conf"],
+            environment: ["AWS_SHARED_CREDENTIALS_FILE": "~/elsewhere/creds",
+                          "AWS_CONFIG_FILE": home.path + "/elsewhere/conf"],
             homeDirectory: home.path)
         XCTAssertEqual(shared.credentialsPath, home.path + "/elsewhere/creds")
         XCTAssertEqual(shared.credentialsFile?.profiles["default"]?["aws_access_key_id"], "AKIDX")

@@ -262,7 +262,8 @@ final class CredentialFixturesTests: XCTestCase {
                                                 timeout: 5))
         XCTAssertEqual(token.status, 200)
         let listing = try client.send(HTTPRequest(
-            method: "GET", url: url, headers: [("X-aws-ec2-metadata-token", String(decoding: token.body, as: UTF8.self))],
+            method: "GET", url: url,
+            headers: [("X-aws-ec2-metadata-token", String(decoding: token.body, as: UTF8.self))],
             timeout: 5))
         XCTAssertEqual(listing.status, 200)
         XCTAssertEqual(String(decoding: listing.body, as: UTF8.self), "strata-test-role")

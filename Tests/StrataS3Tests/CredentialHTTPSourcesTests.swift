@@ -212,10 +212,23 @@ final class CredentialHTTPSourcesTests: XCTestCase {
         XCTAssertEqual(try server.requests().filter { $0.method == "PUT" }.count, 1)
     }
 
+    func testIMDSExpiredCredentialsAreUsedForAFewMoreMinutes() throws {
+        try server.configure(["imds": ["expiration": clock.iso(in: -600)]])
+        let c = try chain([:], imds: true)
+        let creds = try c.credentials()
+        let exp = try XCTUnwrap(creds.expiration)
+        XCTAssertGreaterThanOrEqual(exp, clock.now.addingTimeInterval(300))
+        XCTAssertLessThanOrEqual(exp, clock.now.addingTimeInterval(600))
+        let fetches = try server.requests().count
+        _ = try c.credentials()
+        XCTAssertEqual(try server.requests().count, fetches, "not fetched again on every call")
+    }
+
     func testIMDSDisabledMakesNoRequest() throws {
         XCTAssertThrowsError(try chain(["AWS_EC2_METADATA_DISABLED": "true",
                                         "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.imdsEndpoint]).credentials()) {
-            XCTAssertTrue("\($0)".contains("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true"), "\($0)")
+            XCTAssertTrue("\($0)".contains("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true"),
+                          "\($0)")
         }
         XCTAssertEqual(try server.requests().count, 0)
         XCTAssertEqual(client.sent, [])
