@@ -33,6 +33,11 @@ public struct AWSConfigFile: Sendable {
 
         public subscript(key: String) -> String? { properties[key.lowercased()] }
 
+        /// Keys whose values are never shown: secrets and tokens (but not token file paths).
+        static func isSecret(_ key: String) -> Bool {
+            (key.contains("secret") || key.contains("token") || key.contains("password")) && !key.hasSuffix("_file")
+        }
+
         mutating func merge(_ other: Section) {
             properties.merge(other.properties) { $1 }
             for (k, v) in other.nested { nested[k, default: [:]].merge(v) { $1 } }
@@ -260,5 +265,30 @@ public struct AWSConfigFile: Sendable {
         var plainDefault = Section()
         var explicitDefault = Section()
         var hasExplicitDefault = false
+    }
+}
+
+/// Printing or dumping a section shows its keys with secrets and tokens redacted.
+extension AWSConfigFile.Section: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    private static func redacted(_ values: [String: String]) -> [String: String] {
+        var out: [String: String] = [:]
+        for (k, v) in values { out[k] = isSecret(k) ? "<redacted>" : v }
+        return out
+    }
+
+    public var description: String {
+        var parts = Self.redacted(properties).sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }
+        for (block, values) in nested.sorted(by: { $0.key < $1.key }) {
+            let inner = Self.redacted(values).sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }
+            parts.append("\(block) = { \(inner.joined(separator: ", ")) }")
+        }
+        return "[" + parts.joined(separator: "; ") + "]"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: ["properties": Self.redacted(properties),
+                                "nested": nested.mapValues { Self.redacted($0) }])
     }
 }

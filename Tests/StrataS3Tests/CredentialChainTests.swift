@@ -165,6 +165,12 @@ final class CredentialChainTests: XCTestCase {
 
     func testDescriptionsNeverShowSecrets() throws {
         writeProfiles()
+        let settings = try AWSEnvironment(environment: noIMDS, homeDirectory: home.path, httpClient: client)
+            .settings()
+        var dumped = ""
+        dump(settings, to: &dumped)
+        XCTAssertNoSecret(dumped + "\(settings)" + String(reflecting: settings.profile), secrets)
+        XCTAssertTrue(dumped.contains("AKIDFILEDEV"), "the dump still shows what is not secret")
         let c = try chain(["AWS_PROFILE": "dev"])
         let creds = try c.credentials()
         XCTAssertNoSecret(creds.description, secrets)
