@@ -60,7 +60,8 @@ let package = Package(
         .target(name: "StrataTestSupport", dependencies: ["StrataCore", "StrataS3", "StrataFileStore"],
                 path: "Tests/StrataTestSupport", swiftSettings: v5),
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
-        .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], swiftSettings: v5),
+        .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], exclude: ["Fixtures"],
+                    swiftSettings: v5),
         .testTarget(name: "StrataStoreTests",
                     dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataTestSupport"],
                     swiftSettings: v5),
@@ -72,7 +73,7 @@ let package = Package(
                     dependencies: ["StrataProducer", "StrataTestSupport"], swiftSettings: v5),
         .testTarget(name: "StrataCompactorTests",
                     dependencies: ["StrataCompactor", "StrataProducer", "StrataFileStore", "StrataTestSupport"],
-                    swiftSettings: v5),
+                    exclude: ["Fixtures"], swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
     ]
 )
