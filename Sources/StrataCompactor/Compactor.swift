@@ -44,7 +44,7 @@ public final class Compactor {
         try Layout.validate(collection: collection)
         try checkStore()
         let leases = LeaseManager(store: store, layout: layout, settings: settings, logger: logger)
-        let leaseETag: String
+        var leaseETag: String
         switch try leases.acquire(collection: collection) {
         case .heldByOther(let lease):
             var s = CompactionSummary(collection: collection, outcome: .leaseHeld)
@@ -55,12 +55,14 @@ public final class Compactor {
         case .acquired(let etag):
             leaseETag = etag
         }
+        var leaseTime = Date()
         defer { leases.release(collection: collection, etag: leaseETag) }
+        let renewLease = { leaseETag = leases.renew(collection: collection, etag: leaseETag, acquiredAt: &leaseTime) }
 
         var conflicts = 0
         while true {
             do {
-                var summary = try round(collection: collection, stop: stop)
+                var summary = try round(collection: collection, stop: stop, renewLease: renewLease)
                 summary.conflicts = conflicts
                 return summary
             } catch is PointerConflict {
@@ -80,7 +82,7 @@ public final class Compactor {
 
     // MARK: one attempt
 
-    private func round(collection c: String, stop: StopFlag) throws -> CompactionSummary {
+    private func round(collection c: String, stop: StopFlag, renewLease: () -> Void) throws -> CompactionSummary {
         var clock = StepClock()
         var summary = CompactionSummary(collection: c, outcome: .upToDate)
         let log = logger.with(["collection": "\(c)"])
@@ -130,6 +132,7 @@ public final class Compactor {
             cache.discardSnapshot()
         }
         clock.lap("base")
+        renewLease()
 
         // 3. Pending runs.
         var base = baseManifest == nil ? nil : try SnapshotDatabase.open(path: cache.snapshotPath, collection: c)
@@ -170,6 +173,7 @@ public final class Compactor {
             }
         }
         clock.lap("deltas")
+        renewLease()
         crashPoint("after-download")
         guard let dimension, !ready.isEmpty else {
             // Nothing applicable (all quarantined, or only deletes for a collection with no rows yet,
@@ -217,6 +221,7 @@ public final class Compactor {
         }
         try db.close()
         clock.lap("check")
+        renewLease()
         crashPoint("after-merge")
         if stop.isSet {
             cache.discardSnapshot()

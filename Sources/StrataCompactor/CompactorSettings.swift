@@ -30,7 +30,8 @@ public struct CompactorSettings: Sendable {
 
     /// Refuse a store that does not enforce conditional writes unless this is set.
     public var singleWriter: Bool = false
-    public var leaseDuration: Double = 300
+    /// Seconds a lease lasts; renewed at step boundaries when a third has passed.
+    public var leaseDuration: Double = 120
     /// Rebuilds after losing the pointer race before giving up this round.
     public var maxConflictRetries: Int = 5
 

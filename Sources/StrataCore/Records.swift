@@ -209,12 +209,16 @@ public struct QuarantineRecord: Codable, Sendable, Equatable {
 public struct Lease: Codable, Sendable, Equatable {
     public var owner: String
     public var host: String
+    /// The owner's process id on `host`: a compactor on the same host takes over a lease whose
+    /// process is gone (crashed, killed) without waiting for it to expire.
+    public var pid: Int32?
     public var acquiredAt: Date
     public var expiresAt: Date
 
-    public init(owner: String, host: String, acquiredAt: Date, expiresAt: Date) {
+    public init(owner: String, host: String, pid: Int32? = nil, acquiredAt: Date, expiresAt: Date) {
         self.owner = owner
         self.host = host
+        self.pid = pid
         self.acquiredAt = acquiredAt
         self.expiresAt = expiresAt
     }

@@ -14,7 +14,7 @@ struct CompactorOptions: ParsableArguments {
     var cacheMode: String = "auto"
     @Option(help: "Cache directory for cache/auto mode (default: $STRATA_CACHE_DIR).") var cacheDir: String?
     @Flag(help: "Allow a store without conditional writes; run exactly one compactor then.") var singleWriter = false
-    @Option(help: "Lease duration in seconds.") var leaseSeconds: Double = 300
+    @Option(help: "Lease duration in seconds.") var leaseSeconds: Double = 120
     @Flag(help: "Skip SQLite's quick_check of the merged snapshot.") var noIntegrityCheck = false
 
     func settings(environment: [String: String]) throws -> CompactorSettings {

@@ -27,6 +27,8 @@ final class CompactionWorld {
     var model: [String: [String: ModelRow]] = [:]
     let dimension: Int
     private var counter = 0
+    /// Producers may run on several threads (each on its own ids); the model is guarded.
+    private let lock = NSLock()
 
     init(store: any ObjectStore, layout: Layout = Layout(), dimension: Int = 8) {
         self.store = store
@@ -58,10 +60,14 @@ final class CompactionWorld {
     /// the same ops to the model. Returns the run id.
     @discardableResult
     func produce(_ ops: [String: [Op]], labels: [String: String] = [:]) throws -> String {
+        lock.lock()
         counter += 1
+        let n = counter
+        lock.unlock()
         var inputs: [ProducerInput] = []
+        var changes: [(String, String, ModelRow?)] = []
         for (collection, list) in ops.sorted(by: { $0.key < $1.key }) {
-            let path = tmp.file("in-\(counter)-\(collection).ndjson")
+            let path = tmp.file("in-\(n)-\(collection).ndjson")
             var text = ""
             for op in list {
                 switch op {
@@ -70,10 +76,10 @@ final class CompactionWorld {
                     if let d = r.document { obj["document"] = d }
                     if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
                     text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
-                    model[collection, default: [:]][id] = r
+                    changes.append((collection, id, r))
                 case .delete(let id):
                     text += "{\"id\":\(JSONScannerQuote(id)),\"delete\":true}\n"
-                    model[collection, default: [:]][id] = nil
+                    changes.append((collection, id, nil))
                 }
             }
             try text.write(toFile: path, atomically: false, encoding: .utf8)
@@ -81,6 +87,9 @@ final class CompactionWorld {
         }
         let producer = RunProducer(store: store, layout: layout)
         let runs = try producer.produce(inputs: inputs, labels: labels)
+        lock.lock()
+        for (c, id, r) in changes { model[c, default: [:]][id] = r }
+        lock.unlock()
         return runs[0].runId
     }
 
@@ -106,6 +115,38 @@ final class CompactionWorld {
         let a = try db.prepare("SELECT run_id FROM applied_runs ORDER BY run_id")
         while try a.step() { applied.append(a.columnText(0)!) }
         return (manifest, rows, applied)
+    }
+
+    /// Every version from the pointer back to the first, newest first.
+    func history(_ collection: String) throws -> [SnapshotManifest] {
+        var out: [SnapshotManifest] = []
+        let (p, _) = try store.getData(layout.pointerKey(collection))
+        var next: String? = try Pointer.parse(p, key: layout.pointerKey(collection))
+        while let v = next {
+            let key = layout.manifestKey(collection: collection, version: v)
+            let m = try SnapshotManifest.decode(try store.getData(key).data, key: key)
+            out.append(m)
+            next = m.parentVersion
+        }
+        return out
+    }
+
+    /// Run ids with a record naming `collection`.
+    func recordedRuns(_ collection: String) throws -> Set<String> {
+        var ids = Set<String>()
+        for o in try store.list(prefix: layout.runsPrefix) {
+            let r = try RunRecord.decode(try store.getData(o.key).data, key: o.key)
+            if r.delta(for: collection) != nil { ids.insert(r.runId) }
+        }
+        return ids
+    }
+
+    /// Along the pointer's history every recorded run was applied exactly once.
+    func assertEveryRunAppliedOnce(_ collection: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let applied = try history(collection).flatMap { $0.appliedRuns.map(\.runId) }
+        XCTAssertEqual(applied.count, Set(applied).count, "a run was applied twice: \(applied)", file: file, line: line)
+        XCTAssertEqual(Set(applied), try recordedRuns(collection), "applied runs vs recorded runs", file: file, line: line)
+        XCTAssertEqual(Set(try published(collection).applied), Set(applied), "applied_runs table", file: file, line: line)
     }
 
     /// The published snapshot equals the model, and its manifest agrees.
