@@ -133,6 +133,7 @@ final class CurlEasy {
         _ = strata_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBuffer))
         setLong(CURLOPT_NOSIGNAL, 1)
         setLong(CURLOPT_FOLLOWLOCATION, 0)
+        _ = strata_curl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
         // Keys may contain "." and ".." segments: send the path exactly as signed.
         setLong(CURLOPT_PATH_AS_IS, 1)
         setLong(CURLOPT_TCP_KEEPALIVE, 1)
@@ -272,10 +273,13 @@ private final class CurlTransfer {
     // MARK: response
 
     func header(_ line: UnsafeRawBufferPointer) {
-        guard var text = String(bytes: line, encoding: .utf8) ?? String(bytes: line, encoding: .isoLatin1) else {
+        // Strip CR LF on bytes: "\r\n" is one Character in Swift, so hasSuffix("\n") misses it.
+        var count = line.count
+        while count > 0 && (line[count - 1] == 0x0a || line[count - 1] == 0x0d) { count -= 1 }
+        let bytes = UnsafeRawBufferPointer(rebasing: line[0..<count])
+        guard let text = String(bytes: bytes, encoding: .utf8) ?? String(bytes: bytes, encoding: .isoLatin1) else {
             return
         }
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
         if text.isEmpty {
             // End of this response's headers.
             if let limit = stopIfLargerThan, isSuccess, let length = headers["content-length"].flatMap({ Int64($0) }),
