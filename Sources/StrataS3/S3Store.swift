@@ -1,0 +1,343 @@
+import Foundation
+import Logging
+import StrataCore
+import StrataCrypto
+
+/// An `ObjectStore` on S3 or an S3-compatible server (MinIO, Ceph RGW, SeaweedFS, R2).
+///
+/// - Every request is signed with SigV4 and the real SHA-256 of its body.
+/// - Objects carry their SHA-256 as `x-amz-meta-sha256`; whole downloads are verified against it.
+/// - Writes carry a unique `x-amz-meta-strata-write-id`, so a conditional write retried after an
+///   ambiguous failure (the first attempt may have won) is resolved by reading the key back
+///   instead of reporting a false conflict.
+/// - Large files go up in parts and come down in parallel ranges, in bounded memory.
+///
+/// Thread-safe: one store may serve many threads; connections are pooled.
+public final class S3Store: ObjectStore, @unchecked Sendable {
+    public let configuration: S3Configuration
+    let logger: Logger
+    let signer: SigV4Signer
+    let pool: CurlHandlePool
+    let scheme: String
+    /// Host (with a non-default port) requests go to.
+    let host: String
+    /// Path prefix before the key: "/bucket" in path style, "" virtual-hosted.
+    let basePath: String
+
+    static let sha256MetaHeader = "x-amz-meta-sha256"
+    static let writeIdMetaHeader = "x-amz-meta-strata-write-id"
+
+    private let stateLock = NSLock()
+    private var bucketKnownToExist = false
+    private var faultInjector: (@Sendable (String, Int) -> InjectedFault)?
+
+    public var location: String {
+        if let endpoint = configuration.endpoint { return "s3://\(configuration.bucket) at \(endpoint)" }
+        return "s3://\(configuration.bucket)"
+    }
+
+    public init(configuration: S3Configuration, logger: Logger = Logger(label: "strata.s3", factory: { _ in
+        SwiftLogNoOpLogHandler()
+    })) throws {
+        self.configuration = configuration
+        self.logger = logger
+        signer = SigV4Signer(region: configuration.region, service: "s3")
+        pool = CurlHandlePool(options: TransportOptions(configuration))
+        let bucket = configuration.bucket
+        guard !bucket.isEmpty, !bucket.contains("/") else {
+            throw StoreError(.configuration, operation: "OpenStore", message: "invalid bucket name \"\(bucket)\"",
+                             hint: "give a bucket name without \"/\", e.g. s3://my-bucket")
+        }
+        var pathStyle = configuration.usesPathStyle
+        if let endpoint = configuration.endpoint {
+            guard let url = URLComponents(string: endpoint), let s = url.scheme?.lowercased(),
+                  s == "http" || s == "https", let h = url.host, !h.isEmpty
+            else {
+                throw StoreError(.configuration, operation: "OpenStore",
+                                 message: "invalid endpoint \"\(endpoint)\"",
+                                 hint: "give a URL like http://127.0.0.1:8333 or https://minio.example.com")
+            }
+            scheme = s
+            var hostPort = h.contains(":") ? "[\(h)]" : h
+            if let port = url.port, !(s == "http" && port == 80) && !(s == "https" && port == 443) {
+                hostPort += ":\(port)"
+            }
+            let prefix = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
+            if pathStyle {
+                host = hostPort
+                basePath = prefix + "/" + bucket
+            } else {
+                host = bucket + "." + hostPort
+                basePath = prefix
+            }
+        } else {
+            scheme = "https"
+            // Bucket names with dots break TLS on virtual-hosted names: use path style for them.
+            if bucket.contains(".") { pathStyle = true }
+            let regional = "s3.\(configuration.region).amazonaws.com"
+            host = pathStyle ? regional : "\(bucket).\(regional)"
+            basePath = pathStyle ? "/" + bucket : ""
+        }
+    }
+
+    // MARK: test hooks
+
+    /// What a test wants to happen to an attempt, for fault injection.
+    enum InjectedFault {
+        case none
+        /// Fail without sending anything (a refused connection).
+        case failBeforeSend
+        /// Send the request, then act as if the connection dropped before the response arrived.
+        case dropResponse
+        /// Answer with this status and S3 error code without sending anything.
+        case respond(status: Int, code: String)
+    }
+
+    /// Installs (or removes) a fault injector, called with (operation, attempt number from 1).
+    func setFaultInjector(_ injector: (@Sendable (String, Int) -> InjectedFault)?) {
+        stateLock.lock()
+        faultInjector = injector
+        stateLock.unlock()
+    }
+
+    private func injectedFault(_ operation: String, _ attempt: Int) -> InjectedFault {
+        stateLock.lock()
+        let f = faultInjector
+        stateLock.unlock()
+        return f?(operation, attempt) ?? .none
+    }
+
+    // MARK: requests
+
+    struct Request {
+        var operation: String
+        var method: String
+        var key: String?
+        var query: [SigV4Signer.QueryItem] = []
+        var headers: [(name: String, value: String)] = []
+        var body: TransportBody = .none
+        /// Hex SHA-256 of the body (computed from `.data` when nil).
+        var bodySHA256: String?
+        /// Called before each attempt: where the response body goes (files are reset here).
+        var sink: () throws -> TransportSink = { .memory(limit: 64 << 20) }
+        var stopIfLargerThan: Int64?
+        /// A conditional write: 409 means the condition lost.
+        var conditional = false
+        /// CompleteMultipartUpload and CopyObject can answer 200 with an error document.
+        var errorMayComeWith200 = false
+        /// Status codes the caller handles itself (not turned into errors), e.g. 404 for HEAD.
+        var accept: Set<Int> = []
+    }
+
+    /// Records what happened across the attempts of one request.
+    final class AttemptLog {
+        /// An attempt may have been carried out by the server although it failed for us.
+        var ambiguous = false
+        var attempts = 0
+    }
+
+    func url(forKey key: String?, query: [SigV4Signer.QueryItem]) -> (url: String, path: String) {
+        let path = basePath + "/" + (key ?? "")
+        let q = SigV4Signer.canonicalQuery(query)
+        return ("\(scheme)://\(host)\(signer.canonicalURI(path))" + (q.isEmpty ? "" : "?" + q), path)
+    }
+
+    func credentials(_ operation: String) throws -> Credentials {
+        do {
+            return try configuration.credentials.credentials()
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError(.configuration, operation: operation, message: "no credentials: \(error)",
+                             hint: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
+        }
+    }
+
+    func errorMapper(_ creds: Credentials?) -> S3ErrorMapper {
+        S3ErrorMapper(bucket: configuration.bucket, region: configuration.region,
+                      credentialsSource: configuration.credentials.source, accessKeyId: creds?.accessKeyId)
+    }
+
+    /// Sends `request` with retries per the retry policy and returns a response whose status is
+    /// 2xx or in `request.accept`; anything else is thrown as a `StoreError`.
+    func send(_ request: Request, log: AttemptLog = AttemptLog()) throws -> TransportResponse {
+        if let key = request.key { try validate(key: key, operation: request.operation) }
+        let policy = configuration.retry
+        let started = Date()
+        var payloadHash = request.bodySHA256
+        if payloadHash == nil {
+            switch request.body {
+            case .none: payloadHash = SHA256.emptyHex
+            case .data(let d): payloadHash = SHA256.hex(d)
+            case .file: preconditionFailure("a file body needs its SHA-256")
+            }
+        }
+        let isWrite = request.method != "GET" && request.method != "HEAD"
+        var attempt = 0
+        while true {
+            attempt += 1
+            log.attempts = attempt
+            let creds = try credentials(request.operation)
+            let (url, path) = self.url(forKey: request.key, query: request.query)
+            var headers = request.headers
+            headers.append(("Host", host))
+            let signed = signer.sign(
+                SigV4Signer.Request(method: request.method, path: path, query: request.query,
+                                    headers: headers.map { SigV4Signer.Header($0.name, $0.value) }),
+                payloadHash: payloadHash!, credentials: creds, date: Date())
+            headers.removeAll { $0.name == "Host" }
+            headers.append(contentsOf: signed.headersToAdd.map { ($0.name, $0.value) })
+            headers.insert(("Host", host), at: 0)
+
+            var transport = TransportRequest(method: request.method, url: url, headers: headers)
+            transport.body = request.body
+            transport.expectedBodySHA256 = request.bodySHA256
+            transport.sink = try request.sink()
+            transport.stopIfLargerThan = request.stopIfLargerThan
+
+            let t0 = Date()
+            let failure: StoreError
+            do {
+                let response = try perform(transport, operation: request.operation, attempt: attempt)
+                let ms = Int(Date().timeIntervalSince(t0) * 1000)
+                logger.debug("\(request.operation) \(request.method) \(Redaction.url(url)) -> \(response.status)",
+                             metadata: ["ms": "\(ms)", "attempt": "\(attempt)"])
+                let ok = (200..<300).contains(response.status)
+                if ok && request.errorMayComeWith200, !response.stoppedForSize,
+                   let err = S3ErrorBody.parse(response.body) {
+                    _ = err
+                    failure = errorMapper(creds).error(operation: request.operation, key: request.key,
+                                                       status: 500, headers: response.headers, body: response.body,
+                                                       conditional: request.conditional)
+                } else if ok || request.accept.contains(response.status) {
+                    return response
+                } else {
+                    failure = errorMapper(creds).error(operation: request.operation, key: request.key,
+                                                       status: response.status, headers: response.headers,
+                                                       body: response.body, conditional: request.conditional)
+                }
+                if isWrite && response.status >= 500 { log.ambiguous = true }
+            } catch let e as TransportError {
+                if e.ambiguous && isWrite { log.ambiguous = true }
+                let kind: StoreError.Kind
+                switch e.kind {
+                case .transient: kind = .transient
+                case .configuration: kind = .configuration
+                case .io: kind = .io
+                case .integrity: kind = .integrity
+                }
+                let hint: String?
+                switch kind {
+                case .configuration: hint = "check the endpoint URL and the TLS settings (CA bundle, verifyTLS)"
+                case .transient: hint = "check that the endpoint \(scheme)://\(host) is reachable"
+                case .integrity: hint = "the source changed while it was uploaded; upload it again"
+                default: hint = nil
+                }
+                failure = StoreError(kind, operation: request.operation, key: request.key, message: e.message,
+                                     hint: hint)
+                logger.debug("\(request.operation) \(request.method) \(Redaction.url(url)) failed: \(e.message)",
+                             metadata: ["attempt": "\(attempt)"])
+            }
+            guard failure.isRetryable, attempt < policy.maxAttempts else { throw failure }
+            let delay = policy.delay(afterAttempt: attempt - 1)
+            guard Date().timeIntervalSince(started) + delay < policy.maxTotalTime else { throw failure }
+            logger.notice("retrying \(request.operation) after: \(failure.message)",
+                          metadata: ["attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))"])
+            if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+        }
+    }
+
+    private func perform(_ request: TransportRequest, operation: String, attempt: Int) throws -> TransportResponse {
+        switch injectedFault(operation, attempt) {
+        case .none:
+            return try pool.perform(request)
+        case .failBeforeSend:
+            throw TransportError(kind: .transient, message: "injected: connection refused", ambiguous: false)
+        case .dropResponse:
+            _ = try pool.perform(request)
+            throw TransportError(kind: .transient, message: "injected: connection reset before the response",
+                                 ambiguous: true)
+        case .respond(let status, let code):
+            let body = "<Error><Code>\(code)</Code><Message>injected</Message><RequestId>injected</RequestId></Error>"
+            return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
+        }
+    }
+
+    func validate(key: String, operation: String) throws {
+        if key.isEmpty || key.utf8.count > 1024 {
+            throw StoreError(.invalidRequest, operation: operation, key: key,
+                             message: key.isEmpty ? "the key is empty" : "the key is longer than 1024 bytes",
+                             hint: "S3 keys are 1 to 1024 bytes of UTF-8")
+        }
+    }
+
+    // MARK: responses
+
+    static let httpDateFormatter: DateFormatter = {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f
+    }()
+    private static let dateLock = NSLock()
+
+    static func parseHTTPDate(_ s: String?) -> Date? {
+        guard let s else { return nil }
+        dateLock.lock()
+        defer { dateLock.unlock() }
+        return httpDateFormatter.date(from: s)
+    }
+
+    static func parseISODate(_ s: String?) -> Date? {
+        guard let s else { return nil }
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: s)
+    }
+
+    /// ObjectInfo from the headers of a HEAD or GET (whole size taken from Content-Range when
+    /// the response is partial).
+    func info(key: String, headers: [String: String]) -> ObjectInfo {
+        var size = Int64(headers["content-length"] ?? "") ?? 0
+        if let range = headers["content-range"], let slash = range.lastIndex(of: "/"),
+           let total = Int64(range[range.index(after: slash)...]) {
+            size = total
+        }
+        let sha = headers[S3Store.sha256MetaHeader].map { $0.lowercased() }
+        return ObjectInfo(key: key, size: size, etag: headers["etag"] ?? "",
+                          lastModified: S3Store.parseHTTPDate(headers["last-modified"]),
+                          sha256: sha.flatMap { S3Store.isHexSHA256($0) ? $0 : nil })
+    }
+
+    static func isHexSHA256(_ s: String) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    static func newWriteId() -> String { Hex.encode(SecureRandom.bytes(16)) }
+
+    /// Confirms that the bucket exists, once per store: a HEAD answers 404 without a body, so a
+    /// missing bucket would otherwise look like a missing key.
+    func checkBucketAfter404(operation: String, key: String) throws {
+        stateLock.lock()
+        let known = bucketKnownToExist
+        stateLock.unlock()
+        if known { return }
+        let r = try send(Request(operation: "HeadBucket", method: "HEAD", key: nil, accept: [404]))
+        if r.status == 404 {
+            throw errorMapper(nil).error(operation: operation, key: key, status: 404, headers: r.headers,
+                                         body: Data("<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>".utf8))
+        }
+        stateLock.lock()
+        bucketKnownToExist = true
+        stateLock.unlock()
+    }
+
+    func markBucketExists() {
+        stateLock.lock()
+        bucketKnownToExist = true
+        stateLock.unlock()
+    }
+}

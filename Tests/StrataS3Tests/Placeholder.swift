@@ -1,5 +1,0 @@
-import XCTest
-
-final class StrataS3TestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
