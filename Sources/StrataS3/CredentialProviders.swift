@@ -177,7 +177,7 @@ public final class AWSCredentialChain: CredentialsProvider, @unchecked Sendable 
         for s in sources {
             switch try s.resolve() {
             case .provider(let p):
-                logger.info("using AWS credentials", metadata: ["source": "\(p.source)"])
+                logger.debug("using AWS credentials", metadata: ["source": "\(p.source)"])
                 resolved = p
                 return p
             case .skipped(let why):

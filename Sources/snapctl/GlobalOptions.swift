@@ -9,6 +9,9 @@ struct GlobalOptions: ParsableArguments {
                                             valueName: "url"))
     var store: String?
 
+    @Option(name: .long, help: "AWS profile from ~/.aws/config and ~/.aws/credentials (default: $AWS_PROFILE).")
+    var profile: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error (default: info).")
     var logLevel: String?
 
@@ -31,7 +34,8 @@ struct GlobalOptions: ParsableArguments {
 
     func openStore() throws -> (store: any ObjectStore, layout: Layout, location: StoreLocation) {
         let loc = try location()
-        let (store, layout) = try StoreFactory.open(loc, environment: environment, logger: logger("strata.store"))
+        let (store, layout) = try StoreFactory.open(loc, environment: environment, profile: profile,
+                                                 logger: logger("strata.store"))
         return (store, layout, loc)
     }
 }

@@ -7,16 +7,32 @@ import StrataS3
 /// Builds an S3 store from the AWS conventions (environment, ~/.aws files, instance roles), and
 /// the operations only S3 has.
 enum S3Support {
-    static func makeStore(bucket: String, environment: [String: String], logger: Logger) throws -> any ObjectStore {
-        throw CLIError.usage("S3 stores are not wired yet in this build")
+    static func environment(_ env: [String: String], profile: String?, logger: Logger) -> AWSEnvironment {
+        let home = env["HOME"] ?? NSHomeDirectory()
+        // STS, ECS and IMDS calls go through libcurl with TLS verified, trusting AWS_CA_BUNDLE if set.
+        let http = CurlHTTPClient(options: TransportOptions(caBundle: env["AWS_CA_BUNDLE"]))
+        return AWSEnvironment(environment: env, homeDirectory: home, httpClient: http, profile: profile, logger: logger)
+    }
+
+    static func makeStore(bucket: String, environment env: [String: String], profile: String?, logger: Logger) throws
+        -> any ObjectStore
+    {
+        let aws = environment(env, profile: profile, logger: logger)
+        let configuration = try aws.s3Configuration(bucket: bucket)
+        logger.debug("S3 settings", metadata: ["settings": "\(aws.describe())"])
+        return try S3Store(configuration: configuration, logger: logger)
     }
 
     static func presign(store: any ObjectStore, key: String, put: Bool, expires: Int) throws -> String {
-        throw CLIError.usage("presigned URLs need an S3 store; \(store.location) is not one")
+        guard let s3 = store as? S3Store else {
+            throw CLIError.usage("presigned URLs need an S3 store; \(store.location) is not one")
+        }
+        return try s3.presign(key: key, method: put ? .PUT : .GET, expires: TimeInterval(expires))
     }
 
     static func createBucket(store: any ObjectStore) throws {
         if store is FileStore { return }  // the directory was created when the store was opened
-        throw CLIError.usage("cannot create a bucket for \(store.location)")
+        guard let s3 = store as? S3Store else { throw CLIError.usage("cannot create a bucket for \(store.location)") }
+        try s3.createBucket()
     }
 }

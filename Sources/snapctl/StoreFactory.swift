@@ -44,14 +44,14 @@ struct StoreLocation: CustomStringConvertible {
 }
 
 enum StoreFactory {
-    static func open(_ location: StoreLocation, environment: [String: String], logger: Logger) throws
+    static func open(_ location: StoreLocation, environment: [String: String], profile: String?, logger: Logger) throws
         -> (store: any ObjectStore, layout: Layout)
     {
         switch location.kind {
         case .file(let path):
             return (try FileStore(root: URL(fileURLWithPath: path)), Layout(prefix: location.prefix))
         case .s3(let bucket):
-            return (try S3Support.makeStore(bucket: bucket, environment: environment, logger: logger),
+            return (try S3Support.makeStore(bucket: bucket, environment: environment, profile: profile, logger: logger),
                     Layout(prefix: location.prefix))
         }
     }
