@@ -72,7 +72,8 @@ let package = Package(
         .testTarget(name: "StrataProducerTests",
                     dependencies: ["StrataProducer", "StrataTestSupport"], swiftSettings: v5),
         .testTarget(name: "StrataCompactorTests",
-                    dependencies: ["StrataCompactor", "StrataProducer", "StrataFileStore", "StrataTestSupport"],
+                    dependencies: ["StrataCompactor", "StrataProducer", "StrataFileStore", "StrataS3",
+                                   "StrataTestSupport"],
                     exclude: ["Fixtures"], swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
     ]
