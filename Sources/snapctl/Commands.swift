@@ -7,5 +7,8 @@ extension Snapctl {
         ProduceCommand.self,
         CompactCommand.self,
         CompactorCommand.self,
+        VerifyCommand.self,
+        GetCommand.self,
+        QueryCommand.self,
     ]
 }

@@ -1,0 +1,97 @@
+import Foundation
+import StrataCore
+import StrataCrypto
+import StrataDelta
+
+/// A snapshot version as published: its manifest, and where its file was put locally.
+public struct LocatedSnapshot: Sendable {
+    public var collection: String
+    public var version: String
+    public var manifest: SnapshotManifest
+    /// The pointer's ETag when the version came from the pointer.
+    public var pointerETag: String?
+    /// Local copy of `snapshot.sqlite3`, verified against the manifest.
+    public var path: String
+}
+
+/// Finds a collection's current (or a named) version and fetches its snapshot file, verified
+/// against the manifest's size and SHA-256. Read-only: used by `snapctl` get, query, show, verify
+/// and rollback.
+public struct SnapshotLocator {
+    public let store: any ObjectStore
+    public let layout: Layout
+
+    public init(store: any ObjectStore, layout: Layout) {
+        self.store = store
+        self.layout = layout
+    }
+
+    /// The version the pointer names, with the pointer's ETag; nil when there is no pointer.
+    public func pointer(_ collection: String) throws -> (version: String, etag: String)? {
+        let key = layout.pointerKey(collection)
+        guard let (data, info) = try store.getDataIfExists(key) else { return nil }
+        return (try Pointer.parse(data, key: key), info.etag)
+    }
+
+    public func manifest(_ collection: String, version: String) throws -> SnapshotManifest {
+        let key = layout.manifestKey(collection: collection, version: version)
+        guard let (data, _) = try store.getDataIfExists(key) else {
+            throw StrataError(.notFound, object: key, message: "version \(version) of \(collection) has no manifest",
+                              fix: "list versions with `snapctl versions \(collection)`")
+        }
+        let m = try SnapshotManifest.decode(data, key: key)
+        guard m.collection == collection, m.version == version else {
+            throw StrataError(.corrupt, object: key, field: "collection/version",
+                              message: "names \(m.collection)/\(m.version), not \(collection)/\(version)")
+        }
+        return m
+    }
+
+    /// Downloads `version` (default: the pointer's) into `directory` and verifies it.
+    public func fetch(_ collection: String, version: String? = nil, into directory: String) throws -> LocatedSnapshot {
+        var etag: String? = nil
+        var v = version
+        if v == nil {
+            guard let p = try pointer(collection) else {
+                throw StrataError(.notFound, object: layout.pointerKey(collection),
+                                  message: "collection \(collection) has no published version",
+                                  fix: "produce runs and run `snapctl compact --collection \(collection)`")
+            }
+            v = p.version
+            etag = p.etag
+        }
+        let m = try manifest(collection, version: v!)
+        guard let entry = m.file(SnapshotFormat.fileName) else {
+            throw StrataError(.corrupt, object: layout.manifestKey(collection: collection, version: v!), field: "files",
+                              message: "lists no \(SnapshotFormat.fileName)")
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/\(collection)-\(v!).sqlite3"
+        let key = layout.versionFileKey(collection: collection, version: v!, file: entry.name)
+        try store.get(key, toFile: path)
+        let (sha, size) = try SHA256.hexOfFile(atPath: path)
+        guard sha == entry.sha256, size == entry.size else {
+            try? FileManager.default.removeItem(atPath: path)
+            throw StrataError(.corrupt, object: key, field: "sha256",
+                              message: "is \(size) bytes with SHA-256 \(sha); the manifest says \(entry.size) bytes, \(entry.sha256)",
+                              fix: "run `snapctl verify --collection \(collection) --deep`; roll back to a good version")
+        }
+        return LocatedSnapshot(collection: collection, version: v!, manifest: m, pointerETag: etag, path: path)
+    }
+
+    /// Collections in the store: the top-level prefixes that have a snapshot or deltas.
+    public func collections() throws -> [String] {
+        let (_, prefixes) = try store.listDirectory(prefix: layout.prefix)
+        return prefixes.compactMap { p -> String? in
+            let name = String(p.dropFirst(layout.prefix.count).dropLast())
+            return (try? Layout.validate(collection: name)) == nil ? nil : name
+        }
+    }
+
+    /// Version ids under `{c}/snapshot/timestamped/`, oldest first (they sort by time).
+    public func versions(_ collection: String) throws -> [String] {
+        let base = layout.versionsPrefix(collection)
+        let (_, prefixes) = try store.listDirectory(prefix: base)
+        return prefixes.map { String($0.dropFirst(base.count).dropLast()) }.sorted()
+    }
+}

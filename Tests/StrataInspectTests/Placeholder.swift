@@ -1,0 +1,2 @@
+import XCTest
+final class StrataInspectPlaceholderTests: XCTestCase { func testBuilds() {} }
