@@ -61,7 +61,9 @@ let package = Package(
                           swiftSettings: v5),
 
         // Test support: starts and stops a private SeaweedFS on loopback.
-        .target(name: "StrataTestSupport", dependencies: ["StrataCore", "StrataS3", "StrataFileStore"],
+        .target(name: "StrataTestSupport",
+                dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataDelta", "StrataProducer",
+                               "StrataCompactor"],
                 path: "Tests/StrataTestSupport", swiftSettings: v5),
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
         .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], exclude: ["Fixtures"],

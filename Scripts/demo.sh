@@ -10,6 +10,8 @@ SNAPCTL=${SNAPCTL:-.build/release/snapctl}
 OUT=${DEMO_OUT:-demo-out}
 rm -rf "$OUT"; mkdir -p "$OUT"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Summaries on stdout; only notices and problems in the logs.
+export STRATA_LOG_LEVEL=${STRATA_LOG_LEVEL:-notice}
 
 if [ -z "${STRATA_STORE:-}" ]; then
   say "starting SeaweedFS on loopback"
@@ -27,7 +29,7 @@ $SNAPCTL store probe
 
 say "producers: one run per receipt image (lines and words)"
 python3 Scripts/make-sample.py Demo/receipts.json "$OUT/sample"
-for dir in "$OUT"/sample/*/; do
+for dir in "$OUT"/sample/*; do
   image=$(basename "$dir")
   $SNAPCTL produce --collection lines --input "$dir/lines.ndjson" --collection words --input "$dir/words.ndjson" \
     --label image_id="$image"

@@ -136,13 +136,16 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     public var appliedRuns: [AppliedRun]
     /// Runs whose effects this version drops (a rollback); they are not applied again unless requeued.
     public var rolledBackRuns: [String]?
+    /// Runs whose effects this version drops and that are pending again (a rollback with --requeue):
+    /// their application in older versions no longer counts.
+    public var requeuedRuns: [String]?
     /// Why this version exists when it is not a plain compaction (e.g. "rollback to V: reason").
     public var note: String?
     public var createdBy: VersionCreator
 
     public init(collection: String, version: String, parentVersion: String?, createdAt: Date, dimension: Int,
                 rowCount: Int, files: [FileEntry], appliedRuns: [AppliedRun], rolledBackRuns: [String]? = nil,
-                note: String? = nil, createdBy: VersionCreator) {
+                requeuedRuns: [String]? = nil, note: String? = nil, createdBy: VersionCreator) {
         format = SnapshotManifest.formatName
         formatVersion = SnapshotManifest.currentMajor
         self.collection = collection
@@ -154,6 +157,7 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         self.files = files
         self.appliedRuns = appliedRuns
         self.rolledBackRuns = rolledBackRuns
+        self.requeuedRuns = requeuedRuns
         self.note = note
         self.createdBy = createdBy
     }

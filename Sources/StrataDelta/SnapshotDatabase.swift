@@ -176,6 +176,22 @@ public final class SnapshotDatabase {
         return r
     }
 
+    /// Records runs as rolled back: seen, so never applied again, but with no effect on the rows.
+    public func recordRolledBack(runIds: [String], version: String, at date: Date) throws {
+        let s = try db.prepare("""
+            INSERT INTO applied_runs(run_id, version, applied_at, upserts, deletes, new_ids, deleted_existing, status) \
+            VALUES (?, ?, ?, 0, 0, 0, 0, 'rolled_back') \
+            ON CONFLICT(run_id) DO UPDATE SET status = 'rolled_back', version = excluded.version
+            """)
+        for id in runIds {
+            try s.bind(1, text: id)
+            try s.bind(2, text: version)
+            try s.bind(3, text: StrataJSON.iso8601(date))
+            try s.step()
+            s.reset()
+        }
+    }
+
     private func attach(_ deltaPath: String) throws {
         let s = try db.prepare("ATTACH DATABASE ? AS d")
         try s.bind(1, text: deltaPath)

@@ -10,5 +10,12 @@ extension Snapctl {
         VerifyCommand.self,
         GetCommand.self,
         QueryCommand.self,
+        LsCommand.self,
+        VersionsCommand.self,
+        ShowCommand.self,
+        RunsCommand.self,
+        RollbackCommand.self,
+        GcCommand.self,
+        PresignCommand.self,
     ]
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import StrataCore
 import StrataFileStore
+import StrataInspect
 import StrataS3
 
 /// Builds an S3 store from the AWS conventions (environment, ~/.aws files, instance roles), and
@@ -34,5 +35,20 @@ enum S3Support {
         if store is FileStore { return }  // the directory was created when the store was opened
         guard let s3 = store as? S3Store else { throw CLIError.usage("cannot create a bucket for \(store.location)") }
         try s3.createBucket()
+    }
+}
+
+extension S3Support {
+    /// The store's multipart janitor, when it has one.
+    static func uploadCleaner(_ store: any ObjectStore) -> IncompleteUploadCleaning? { store as? S3Store }
+}
+
+extension S3Store: IncompleteUploadCleaning {
+    public func incompleteUploads(prefix: String) throws -> [(key: String, uploadId: String, initiated: Date?)] {
+        try listMultipartUploads(prefix: prefix).map { ($0.key, $0.uploadId, $0.initiated) }
+    }
+
+    public func abortUpload(key: String, uploadId: String) throws {
+        try abortMultipartUpload(key: key, uploadId: uploadId)
     }
 }

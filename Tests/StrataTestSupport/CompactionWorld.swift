@@ -3,40 +3,45 @@ import StrataCompactor
 import StrataCore
 import StrataDelta
 import StrataProducer
-import StrataTestSupport
 import XCTest
 
 /// One row as a test expects to find it in a snapshot.
-struct ModelRow: Equatable {
-    var embedding: [Float]
-    var document: String?
+public struct ModelRow: Equatable {
+    public var embedding: [Float]
+    public var document: String?
     /// Canonical JSON (sorted keys), so booleans and numbers compare as JSON, not as NSNumber.
-    var metadata: String?
+    public var metadata: String?
 
-    static func canonical(_ object: Any) -> String {
+    public init(embedding: [Float], document: String?, metadata: String?) {
+        self.embedding = embedding
+        self.document = document
+        self.metadata = metadata
+    }
+
+    public static func canonical(_ object: Any) -> String {
         String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
     }
 }
 
 /// A store, a producer, and a reference model of what every collection must contain: the tests
 /// apply the same operations to the model and through Strata, then compare.
-final class CompactionWorld {
-    let store: any ObjectStore
-    let layout: Layout
-    let tmp = TempDir(prefix: "strata-world")
-    var model: [String: [String: ModelRow]] = [:]
-    let dimension: Int
+public final class CompactionWorld {
+    public let store: any ObjectStore
+    public let layout: Layout
+    public let tmp = TempDir(prefix: "strata-world")
+    public var model: [String: [String: ModelRow]] = [:]
+    public let dimension: Int
     private var counter = 0
     /// Producers may run on several threads (each on its own ids); the model is guarded.
     private let lock = NSLock()
 
-    init(store: any ObjectStore, layout: Layout = Layout(), dimension: Int = 8) {
+    public init(store: any ObjectStore, layout: Layout = Layout(), dimension: Int = 8) {
         self.store = store
         self.layout = layout
         self.dimension = dimension
     }
 
-    func compactor(_ configure: (inout CompactorSettings) -> Void = { _ in }) -> Compactor {
+    public func compactor(_ configure: (inout CompactorSettings) -> Void = { _ in }) -> Compactor {
         var s = CompactorSettings(compactorId: "test-\(UInt16.random(in: 0...UInt16.max))", host: "test")
         s.cacheMode = .s3
         s.workDirectory = tmp.path
@@ -44,14 +49,14 @@ final class CompactionWorld {
         return Compactor(store: store, layout: layout, settings: s)
     }
 
-    enum Op {
+    public enum Op {
         case upsert(String, ModelRow)
         case delete(String)
     }
 
-    func vector(_ seed: Int) -> [Float] { (0..<dimension).map { Float((seed &* 31 &+ $0 &* 7) % 97) / 8 } }
+    public func vector(_ seed: Int) -> [Float] { (0..<dimension).map { Float((seed &* 31 &+ $0 &* 7) % 97) / 8 } }
 
-    func row(_ seed: Int, doc: String? = nil) -> ModelRow {
+    public func row(_ seed: Int, doc: String? = nil) -> ModelRow {
         ModelRow(embedding: vector(seed), document: doc ?? "document \(seed)",
                  metadata: ModelRow.canonical(["seed": seed, "kind": seed % 2 == 0 ? "even" : "odd", "flag": seed % 3 == 0]))
     }
@@ -59,7 +64,7 @@ final class CompactionWorld {
     /// Writes NDJSON for `ops`, publishes it as one run (one delta per collection), and applies
     /// the same ops to the model. Returns the run id.
     @discardableResult
-    func produce(_ ops: [String: [Op]], labels: [String: String] = [:]) throws -> String {
+    public func produce(_ ops: [String: [Op]], labels: [String: String] = [:]) throws -> String {
         lock.lock()
         counter += 1
         let n = counter
@@ -78,7 +83,7 @@ final class CompactionWorld {
                     text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
                     changes.append((collection, id, r))
                 case .delete(let id):
-                    text += "{\"id\":\(JSONScannerQuote(id)),\"delete\":true}\n"
+                    text += "{\"id\":\(jsonQuote(id)),\"delete\":true}\n"
                     changes.append((collection, id, nil))
                 }
             }
@@ -94,7 +99,7 @@ final class CompactionWorld {
     }
 
     /// What the pointer's version holds, read with SQLite from a downloaded copy.
-    func published(_ collection: String) throws -> (manifest: SnapshotManifest, rows: [String: ModelRow], applied: [String]) {
+    public func published(_ collection: String) throws -> (manifest: SnapshotManifest, rows: [String: ModelRow], applied: [String]) {
         let (p, _) = try store.getData(layout.pointerKey(collection))
         let version = try Pointer.parse(p, key: layout.pointerKey(collection))
         let mKey = layout.manifestKey(collection: collection, version: version)
@@ -118,7 +123,7 @@ final class CompactionWorld {
     }
 
     /// Every version from the pointer back to the first, newest first.
-    func history(_ collection: String) throws -> [SnapshotManifest] {
+    public func history(_ collection: String) throws -> [SnapshotManifest] {
         var out: [SnapshotManifest] = []
         let (p, _) = try store.getData(layout.pointerKey(collection))
         var next: String? = try Pointer.parse(p, key: layout.pointerKey(collection))
@@ -132,7 +137,7 @@ final class CompactionWorld {
     }
 
     /// Run ids with a record naming `collection`.
-    func recordedRuns(_ collection: String) throws -> Set<String> {
+    public func recordedRuns(_ collection: String) throws -> Set<String> {
         var ids = Set<String>()
         for o in try store.list(prefix: layout.runsPrefix) {
             let r = try RunRecord.decode(try store.getData(o.key).data, key: o.key)
@@ -142,7 +147,7 @@ final class CompactionWorld {
     }
 
     /// Along the pointer's history every recorded run was applied exactly once.
-    func assertEveryRunAppliedOnce(_ collection: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    public func assertEveryRunAppliedOnce(_ collection: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let applied = try history(collection).flatMap { $0.appliedRuns.map(\.runId) }
         XCTAssertEqual(applied.count, Set(applied).count, "a run was applied twice: \(applied)", file: file, line: line)
         XCTAssertEqual(Set(applied), try recordedRuns(collection), "applied runs vs recorded runs", file: file, line: line)
@@ -150,7 +155,7 @@ final class CompactionWorld {
     }
 
     /// The published snapshot equals the model, and its manifest agrees.
-    func assertMatchesModel(_ collection: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    public func assertMatchesModel(_ collection: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let (manifest, rows, _) = try published(collection)
         let expected = model[collection] ?? [:]
         XCTAssertEqual(manifest.rowCount, expected.count, "manifest row count", file: file, line: line)
@@ -166,6 +171,6 @@ final class CompactionWorld {
 }
 
 /// JSON string literal for an id (ids in tests are plain ASCII).
-func JSONScannerQuote(_ s: String) -> String {
+public func jsonQuote(_ s: String) -> String {
     String(decoding: try! JSONSerialization.data(withJSONObject: [s]), as: UTF8.self).dropFirst().dropLast().description
 }

@@ -1,0 +1,205 @@
+import Foundation
+import Logging
+import StrataCore
+
+/// Stores that can list and abort incomplete multipart uploads (S3). The CLI makes S3Store
+/// conform; the file store has none.
+public protocol IncompleteUploadCleaning {
+    func incompleteUploads(prefix: String) throws -> [(key: String, uploadId: String, initiated: Date?)]
+    func abortUpload(key: String, uploadId: String) throws
+}
+
+/// Retention settings of `snapctl gc`.
+public struct GCPolicy: Sendable {
+    /// Versions kept along the pointer's history, the pointer's own included (at least 1).
+    public var keepVersions: Int = 10
+    /// Nothing younger than this is deleted: versions, deltas, records, uploads in progress.
+    public var grace: TimeInterval = 24 * 3600
+    /// Quarantined runs (record, delta and quarantine record) are kept this long for inspection.
+    public var quarantineRetention: TimeInterval = 30 * 24 * 3600
+
+    public init(keepVersions: Int = 10, grace: TimeInterval = 24 * 3600, quarantineRetention: TimeInterval = 30 * 24 * 3600) {
+        self.keepVersions = keepVersions
+        self.grace = grace
+        self.quarantineRetention = quarantineRetention
+    }
+}
+
+/// One thing garbage collection removes, and why.
+public struct GCItem: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case version, unpublishedVersion, runRecord, delta, orphanDelta, quarantineRecord, incompleteUpload
+    }
+    public var kind: Kind
+    public var key: String
+    public var reason: String
+    /// For incomplete uploads.
+    public var uploadId: String?
+}
+
+public struct GCPlan: Codable, Sendable {
+    public var items: [GCItem]
+    /// What was kept and why, per collection (for the operator).
+    public var kept: [String]
+}
+
+/// Decides and performs deletions under SPEC invariant 7: never the pointer's version, the newest
+/// N versions of its history, anything younger than the grace period, or the delta or record of a
+/// run that some collection has not yet processed.
+///
+/// Run records are deleted before their deltas (a crash leaves orphans, collected later, never a
+/// record without its delta for a pending run); a version's manifest before its files. Versions
+/// are kept as a contiguous run of the pointer's history, so the history that explains which runs
+/// were processed never has a gap while records of those runs remain.
+public final class GarbageCollector {
+    let store: any ObjectStore
+    let layout: Layout
+    let policy: GCPolicy
+    let uploads: IncompleteUploadCleaning?
+    let logger: Logger
+    let now: Date
+
+    public init(store: any ObjectStore, layout: Layout, policy: GCPolicy, uploads: IncompleteUploadCleaning? = nil,
+                logger: Logger = Logger(label: "strata.gc", factory: { _ in SwiftLogNoOpLogHandler() }), now: Date = Date()) {
+        self.store = store
+        self.layout = layout
+        self.policy = policy
+        self.uploads = uploads
+        self.logger = logger
+        self.now = now
+    }
+
+    private func old(_ date: Date?, _ age: TimeInterval) -> Bool {
+        guard let date else { return false }
+        return now.timeIntervalSince(date) > age
+    }
+
+    public func plan() throws -> GCPlan {
+        precondition(policy.keepVersions >= 1)
+        let ledger = RunLedger(store: store, layout: layout)
+        try ledger.loadRecords()
+        let locator = SnapshotLocator(store: store, layout: layout)
+        var items: [GCItem] = []
+        var kept: [String] = []
+        var ledgers: [String: CollectionLedger] = [:]
+        let collections = try locator.collections()
+
+        for c in collections {
+            let l = try ledger.ledger(c)
+            ledgers[c] = l
+            // Versions: keep a contiguous run of the pointer's history.
+            let history = l.history
+            var keepCount = min(policy.keepVersions, history.count)
+            for (i, m) in history.enumerated() {
+                let young = !old(m.createdAt, policy.grace)
+                let explainsRecord = (m.appliedRuns.map(\.runId) + (m.rolledBackRuns ?? [])).contains { ledger.records[$0] != nil }
+                if young || explainsRecord { keepCount = max(keepCount, i + 1) }
+            }
+            let keepSet = Set(history.prefix(keepCount).map(\.version))
+            let ancestry = Set(history.map(\.version))
+            kept.append("\(c): \(keepSet.count) version(s) kept along the pointer's history")
+            for v in try locator.versions(c) where !keepSet.contains(v) {
+                let created = history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v)
+                guard old(created, policy.grace) else { continue }
+                let kind: GCItem.Kind = ancestry.contains(v) ? .version : .unpublishedVersion
+                let reason = kind == .version
+                    ? "older than the newest \(keepCount) versions of the pointer's history"
+                    : "never published (a crashed or lost compaction), older than the grace period"
+                let prefix = layout.versionPrefix(collection: c, version: v)
+                let files = try store.list(prefix: prefix).map(\.key)
+                let manifest = layout.manifestKey(collection: c, version: v)
+                // Manifest first: an interrupted gc leaves an incomplete version, never a manifest
+                // whose files are gone.
+                for k in files.sorted(by: { a, _ in a == manifest }) {
+                    items.append(GCItem(kind: kind, key: k, reason: "version \(v): \(reason)"))
+                }
+            }
+        }
+
+        // Runs: deleted once every collection they name has processed them (and the grace has
+        // passed), or once quarantine retention has passed where they were quarantined.
+        for (runId, record) in ledger.records.sorted(by: { $0.key < $1.key }) {
+            var done = true
+            var quarantinedExpired = true
+            var quarantinedSomewhere = false
+            for d in record.collections {
+                guard let l = ledgers[d.collection] else { done = false; continue }
+                if l.processed.contains(runId) { continue }
+                if let q = l.quarantined[runId] {
+                    quarantinedSomewhere = true
+                    if !old(q.quarantinedAt, policy.quarantineRetention) { quarantinedExpired = false }
+                    continue
+                }
+                done = false  // pending somewhere: keep everything (invariant 7)
+            }
+            guard done, old(record.createdDate, policy.grace), !quarantinedSomewhere || quarantinedExpired else { continue }
+            let why = quarantinedSomewhere ? "quarantined longer than the retention, processed elsewhere"
+                                           : "applied to every collection it names"
+            items.append(GCItem(kind: .runRecord, key: layout.runRecordKey(runId), reason: why))
+            for d in record.collections {
+                items.append(GCItem(kind: .delta, key: d.key, reason: "run \(runId): \(why)"))
+                if quarantinedSomewhere, ledgers[d.collection]?.quarantined[runId] != nil {
+                    items.append(GCItem(kind: .quarantineRecord, key: layout.quarantineKey(collection: d.collection, runId: runId),
+                                        reason: "run \(runId): \(why)"))
+                }
+            }
+        }
+
+        // Orphaned deltas (no record) older than the grace period: a producer that died before
+        // writing its record. Younger ones may be uploads in progress.
+        for c in collections {
+            let prefix = layout.deltasPrefix(c)
+            for o in try store.list(prefix: prefix) {
+                let rest = o.key.dropFirst(prefix.count)
+                guard let slash = rest.firstIndex(of: "/") else { continue }
+                let runId = String(rest[..<slash])
+                if ledger.records[runId] == nil, ledger.unreadable[layout.runRecordKey(runId)] == nil,
+                   old(o.lastModified, policy.grace), !items.contains(where: { $0.key == o.key }) {
+                    items.append(GCItem(kind: .orphanDelta, key: o.key, reason: "no run record names it (orphan)"))
+                }
+            }
+            // Quarantine records whose run record is gone, past retention.
+            for (runId, q) in ledgers[c]?.quarantined ?? [:] where ledger.records[runId] == nil
+                && old(q.quarantinedAt, policy.quarantineRetention) {
+                let key = layout.quarantineKey(collection: c, runId: runId)
+                if !items.contains(where: { $0.key == key }) {
+                    items.append(GCItem(kind: .quarantineRecord, key: key, reason: "past the quarantine retention"))
+                }
+            }
+        }
+
+        if let uploads {
+            for u in try uploads.incompleteUploads(prefix: layout.prefix) where old(u.initiated, policy.grace) {
+                items.append(GCItem(kind: .incompleteUpload, key: u.key, reason: "incomplete multipart upload older than the grace period",
+                                    uploadId: u.uploadId))
+            }
+        }
+        return GCPlan(items: items, kept: kept)
+    }
+
+    /// Deletes what `plan` lists, in its order. A run record and a manifest are deleted on their
+    /// own before what follows them (the plan lists them first), the rest in batches.
+    public func execute(_ plan: GCPlan) throws -> [DeleteFailure] {
+        var failures: [DeleteFailure] = []
+        var batch: [String] = []
+        func flush() throws {
+            if !batch.isEmpty { failures += try store.delete(keys: batch) }
+            batch.removeAll()
+        }
+        for item in plan.items {
+            if item.kind == .incompleteUpload {
+                do { try uploads?.abortUpload(key: item.key, uploadId: item.uploadId ?? "") } catch {
+                    failures.append(DeleteFailure(key: item.key, code: "AbortFailed", message: "\(error)"))
+                }
+            } else if item.kind == .runRecord || item.key.hasSuffix("/" + Layout.manifestFileName) {
+                try flush()
+                failures += try store.delete(keys: [item.key])
+            } else {
+                batch.append(item.key)
+                if batch.count >= 1000 { try flush() }
+            }
+        }
+        try flush()
+        return failures
+    }
+}
