@@ -167,3 +167,10 @@ extension ObjectStore {
         } while token != nil
     }
 }
+
+/// A store that can list and abort incomplete multipart uploads (S3 can; the file store has
+/// none). Garbage collection uses it to remove parts left by crashed uploads.
+public protocol IncompleteUploadCleaning {
+    func incompleteUploads(prefix: String) throws -> [(key: String, uploadId: String, initiated: Date?)]
+    func abortUpload(key: String, uploadId: String) throws
+}

@@ -2,13 +2,6 @@ import Foundation
 import Logging
 import StrataCore
 
-/// Stores that can list and abort incomplete multipart uploads (S3). The CLI makes S3Store
-/// conform; the file store has none.
-public protocol IncompleteUploadCleaning {
-    func incompleteUploads(prefix: String) throws -> [(key: String, uploadId: String, initiated: Date?)]
-    func abortUpload(key: String, uploadId: String) throws
-}
-
 /// Retention settings of `snapctl gc`.
 public struct GCPolicy: Sendable {
     /// Versions kept along the pointer's history, the pointer's own included (at least 1).
@@ -57,16 +50,19 @@ public final class GarbageCollector {
     let policy: GCPolicy
     let uploads: IncompleteUploadCleaning?
     let logger: Logger
-    let now: Date
+    /// The clock; read once per plan.
+    let clock: () -> Date
+    private var now = Date()
 
     public init(store: any ObjectStore, layout: Layout, policy: GCPolicy, uploads: IncompleteUploadCleaning? = nil,
-                logger: Logger = Logger(label: "strata.gc", factory: { _ in SwiftLogNoOpLogHandler() }), now: Date = Date()) {
+                logger: Logger = Logger(label: "strata.gc", factory: { _ in SwiftLogNoOpLogHandler() }),
+                clock: @escaping () -> Date = { Date() }) {
         self.store = store
         self.layout = layout
         self.policy = policy
         self.uploads = uploads
         self.logger = logger
-        self.now = now
+        self.clock = clock
     }
 
     private func old(_ date: Date?, _ age: TimeInterval) -> Bool {
@@ -76,6 +72,7 @@ public final class GarbageCollector {
 
     public func plan() throws -> GCPlan {
         precondition(policy.keepVersions >= 1)
+        now = clock()
         let ledger = RunLedger(store: store, layout: layout)
         try ledger.loadRecords()
         let locator = SnapshotLocator(store: store, layout: layout)
@@ -84,37 +81,8 @@ public final class GarbageCollector {
         var ledgers: [String: CollectionLedger] = [:]
         let collections = try locator.collections()
 
-        for c in collections {
-            let l = try ledger.ledger(c)
-            ledgers[c] = l
-            // Versions: keep a contiguous run of the pointer's history.
-            let history = l.history
-            var keepCount = min(policy.keepVersions, history.count)
-            for (i, m) in history.enumerated() {
-                let young = !old(m.createdAt, policy.grace)
-                let explainsRecord = (m.appliedRuns.map(\.runId) + (m.rolledBackRuns ?? [])).contains { ledger.records[$0] != nil }
-                if young || explainsRecord { keepCount = max(keepCount, i + 1) }
-            }
-            let keepSet = Set(history.prefix(keepCount).map(\.version))
-            let ancestry = Set(history.map(\.version))
-            kept.append("\(c): \(keepSet.count) version(s) kept along the pointer's history")
-            for v in try locator.versions(c) where !keepSet.contains(v) {
-                let created = history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v)
-                guard old(created, policy.grace) else { continue }
-                let kind: GCItem.Kind = ancestry.contains(v) ? .version : .unpublishedVersion
-                let reason = kind == .version
-                    ? "older than the newest \(keepCount) versions of the pointer's history"
-                    : "never published (a crashed or lost compaction), older than the grace period"
-                let prefix = layout.versionPrefix(collection: c, version: v)
-                let files = try store.list(prefix: prefix).map(\.key)
-                let manifest = layout.manifestKey(collection: c, version: v)
-                // Manifest first: an interrupted gc leaves an incomplete version, never a manifest
-                // whose files are gone.
-                for k in files.sorted(by: { a, _ in a == manifest }) {
-                    items.append(GCItem(kind: kind, key: k, reason: "version \(v): \(reason)"))
-                }
-            }
-        }
+        for c in collections { ledgers[c] = try ledger.ledger(c) }
+        var deletedRuns = Set<String>()
 
         // Runs: deleted once every collection they name has processed them (and the grace has
         // passed), or once quarantine retention has passed where they were quarantined.
@@ -133,6 +101,7 @@ public final class GarbageCollector {
                 done = false  // pending somewhere: keep everything (invariant 7)
             }
             guard done, old(record.createdDate, policy.grace), !quarantinedSomewhere || quarantinedExpired else { continue }
+            deletedRuns.insert(runId)
             let why = quarantinedSomewhere ? "quarantined longer than the retention, processed elsewhere"
                                            : "applied to every collection it names"
             items.append(GCItem(kind: .runRecord, key: layout.runRecordKey(runId), reason: why))
@@ -141,6 +110,39 @@ public final class GarbageCollector {
                 if quarantinedSomewhere, ledgers[d.collection]?.quarantined[runId] != nil {
                     items.append(GCItem(kind: .quarantineRecord, key: layout.quarantineKey(collection: d.collection, runId: runId),
                                         reason: "run \(runId): \(why)"))
+                }
+            }
+        }
+
+        for c in collections {
+            guard let l = ledgers[c] else { continue }
+            // Versions (after the runs, so an interrupted gc never leaves a record whose processing
+            // history is gone): keep a contiguous run of the pointer's history.
+            let history = l.history
+            var keepCount = min(policy.keepVersions, history.count)
+            for (i, m) in history.enumerated() {
+                let young = !old(m.createdAt, policy.grace)
+                let explainsRecord = (m.appliedRuns.map(\.runId) + (m.rolledBackRuns ?? []))
+                    .contains { ledger.records[$0] != nil && !deletedRuns.contains($0) }
+                if young || explainsRecord { keepCount = max(keepCount, i + 1) }
+            }
+            let keepSet = Set(history.prefix(keepCount).map(\.version))
+            let ancestry = Set(history.map(\.version))
+            kept.append("\(c): \(keepSet.count) version(s) kept along the pointer's history")
+            for v in try locator.versions(c) where !keepSet.contains(v) {
+                let created = history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v)
+                guard old(created, policy.grace) else { continue }
+                let kind: GCItem.Kind = ancestry.contains(v) ? .version : .unpublishedVersion
+                let reason = kind == .version
+                    ? "older than the newest \(keepCount) versions of the pointer's history"
+                    : "never published (a crashed or lost compaction), older than the grace period"
+                let prefix = layout.versionPrefix(collection: c, version: v)
+                let files = try store.list(prefix: prefix).map(\.key)
+                let manifest = layout.manifestKey(collection: c, version: v)
+                // Manifest first: an interrupted gc leaves an incomplete version, never a manifest
+                // whose files are gone.
+                for k in files.filter({ $0 == manifest }) + files.filter({ $0 != manifest }) {
+                    items.append(GCItem(kind: kind, key: k, reason: "version \(v): \(reason)"))
                 }
             }
         }

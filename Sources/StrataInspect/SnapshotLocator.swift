@@ -88,10 +88,16 @@ public struct SnapshotLocator {
         }
     }
 
-    /// Version ids under `{c}/snapshot/timestamped/`, oldest first (they sort by time).
+    /// Version ids under `{c}/snapshot/timestamped/`, oldest first (they sort by time). Taken
+    /// from the objects present, not from common prefixes: some servers (SeaweedFS) keep reporting
+    /// a "directory" after its last object is deleted.
     public func versions(_ collection: String) throws -> [String] {
         let base = layout.versionsPrefix(collection)
-        let (_, prefixes) = try store.listDirectory(prefix: base)
-        return prefixes.map { String($0.dropFirst(base.count).dropLast()) }.sorted()
+        var ids = Set<String>()
+        for o in try store.list(prefix: base) {
+            let rest = o.key.dropFirst(base.count)
+            if let slash = rest.firstIndex(of: "/") { ids.insert(String(rest[..<slash])) }
+        }
+        return ids.sorted()
     }
 }

@@ -271,3 +271,13 @@ private final class PartPipeline: @unchecked Sendable {
 
     func etags() -> [String] { results.map { $0 ?? "" } }
 }
+
+extension S3Store: IncompleteUploadCleaning {
+    public func incompleteUploads(prefix: String) throws -> [(key: String, uploadId: String, initiated: Date?)] {
+        try listMultipartUploads(prefix: prefix).map { ($0.key, $0.uploadId, $0.initiated) }
+    }
+
+    public func abortUpload(key: String, uploadId: String) throws {
+        try abortMultipartUpload(key: key, uploadId: uploadId)
+    }
+}

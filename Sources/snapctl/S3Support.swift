@@ -42,13 +42,3 @@ extension S3Support {
     /// The store's multipart janitor, when it has one.
     static func uploadCleaner(_ store: any ObjectStore) -> IncompleteUploadCleaning? { store as? S3Store }
 }
-
-extension S3Store: IncompleteUploadCleaning {
-    public func incompleteUploads(prefix: String) throws -> [(key: String, uploadId: String, initiated: Date?)] {
-        try listMultipartUploads(prefix: prefix).map { ($0.key, $0.uploadId, $0.initiated) }
-    }
-
-    public func abortUpload(key: String, uploadId: String) throws {
-        try abortMultipartUpload(key: key, uploadId: uploadId)
-    }
-}
