@@ -15,7 +15,7 @@ import json, os, random, shutil, subprocess, uuid
 CASES = [(1_000, 384), (1_000, 1_536), (100_000, 384), (100_000, 1_536)]
 SEED = 20261121
 BUCKET = "bench-producer"
-# Targets (see the brief in Docs/benchmarks.md): a typical OCR job, 1,000 line embeddings at 384.
+# Targets: a typical OCR job is about 1,000 line embeddings at dimension 384 (about 4 MB of NDJSON).
 TARGET_SMALL = (1_000, 384, 0.15, 40.0)  # rows, dimension, wall s, peak RSS MiB
 TARGET_LARGE_RSS = 64.0                  # peak RSS MiB for 100,000 rows
 

@@ -64,8 +64,9 @@ struct ProduceCommand: ParsableCommand {
 
     @Option(
         name: .customLong("label"),
-        help: ArgumentHelp("A label for the run record, key=value (repeatable), e.g. image_id=IMG-7.",
-                           valueName: "key=value"))
+        help: ArgumentHelp(
+            "A label for the run record, key=value (repeatable), e.g. image_id=IMG-7.",
+            valueName: "key=value"))
     var labels: [String] = []
 
     @Option(

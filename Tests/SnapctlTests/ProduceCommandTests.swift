@@ -105,11 +105,13 @@ final class ProduceCommandTests: XCTestCase {
         let rec = try record(runId)
         XCTAssertEqual(rec["format"] as? String, "strata-compaction-run")
         XCTAssertEqual(rec["run_id"] as? String, runId)
-        XCTAssertEqual(rec["labels"] as? [String: String], ["image_id": "0b7e4a1c", "receipt_id": "00001", "note": "a=b"])
+        XCTAssertEqual(
+            rec["labels"] as? [String: String], ["image_id": "0b7e4a1c", "receipt_id": "00001", "note": "a=b"])
         let deltas = try XCTUnwrap(rec["collections"] as? [[String: Any]])
         XCTAssertEqual(deltas.map { $0["collection"] as? String }, ["lines", "words"])
-        XCTAssertEqual(deltas.map { $0["delta_key"] as? String },
-                       ["lines/delta/\(runId)/delta.tar.gz", "words/delta/\(runId)/delta.tar.gz"])
+        XCTAssertEqual(
+            deltas.map { $0["delta_key"] as? String },
+            ["lines/delta/\(runId)/delta.tar.gz", "words/delta/\(runId)/delta.tar.gz"])
         XCTAssertEqual(deltas.map { $0["upserts"] as? Int }, [3, 5])
         XCTAssertEqual(deltas.map { $0["dimension"] as? Int }, [3, 2])
         XCTAssertTrue(r.stderr.contains("published run"), "logs go to stderr: \(r.stderr)")
@@ -167,7 +169,9 @@ final class ProduceCommandTests: XCTestCase {
     func testRetryWithTheSameRunIdPublishesNothingNew() throws {
         try write("lines.ndjson", rows("LINE", 3))
         try write("words.ndjson", rows("WORD", 2))
-        let args = ["--collection", "lines", "--input", "lines.ndjson", "--collection", "words", "--input", "words.ndjson"]
+        let args = [
+            "--collection", "lines", "--input", "lines.ndjson", "--collection", "words", "--input", "words.ndjson",
+        ]
         let runId = "20261121T201408123Z-4f1c0a9be203"
         let first = try produce(args + ["--run-id", runId])
         XCTAssertEqual(first.status, 0, first.stderr)
@@ -199,14 +203,17 @@ final class ProduceCommandTests: XCTestCase {
     func testAFailedAttemptPrintsItsRunIdAndTheRetryCompletesIt() throws {
         try write("lines.ndjson", rows("LINE", 3))
         try write("words.ndjson", rows("WORD", 2))
-        let args = ["--collection", "lines", "--input", "lines.ndjson", "--collection", "words", "--input", "words.ndjson"]
+        let args = [
+            "--collection", "lines", "--input", "lines.ndjson", "--collection", "words", "--input", "words.ndjson",
+        ]
         let undo = try breakRecordWrites()
         let failed = try produce(args)
         undo()
         XCTAssertEqual(failed.status, 1, failed.stderr)
         XCTAssertEqual(failed.stdout, "")
         let match = try XCTUnwrap(
-            failed.stderr.range(of: #"retry with --run-id [0-9A-Za-z._-]+"#, options: .regularExpression), failed.stderr)
+            failed.stderr.range(of: #"retry with --run-id [0-9A-Za-z._-]+"#, options: .regularExpression), failed.stderr
+        )
         let runId = String(failed.stderr[match].split(separator: " ").last!)
         let orphans = try listing()
         XCTAssertEqual(Set(orphans.keys), ["lines/delta/\(runId)/delta.tar.gz", "words/delta/\(runId)/delta.tar.gz"])
@@ -262,7 +269,10 @@ final class ProduceCommandTests: XCTestCase {
     func testUsageErrorsExitTwoAndTouchNothing() throws {
         try write("lines.ndjson", rows("LINE", 1))
         let cases: [(args: [String], says: String)] = [
-            (["--collection", "lines", "--input", "lines.ndjson", "--collection", "words"], "2 --collection and 1 --input"),
+            (
+                ["--collection", "lines", "--input", "lines.ndjson", "--collection", "words"],
+                "2 --collection and 1 --input"
+            ),
             (["--collection", "lines"], "1 --collection and 0 --input"),
             ([], "nothing to publish"),
             (["--collection", "lines", "--input", "lines.ndjson", "--label", "image_id"], "key=value"),
@@ -272,8 +282,13 @@ final class ProduceCommandTests: XCTestCase {
             (["--collection", "runs", "--input", "lines.ndjson"], "not \"runs\""),
             (["--collection", "lines", "--input", "missing.ndjson"], "missing.ndjson: no such file"),
             (["--collection", "lines", "--input", dir.path], "is a directory"),
-            (["--collection", "lines", "--input", "lines.ndjson", "--collection", "lines", "--input", "lines.ndjson"],
-             "given twice"),
+            (
+                [
+                    "--collection", "lines", "--input", "lines.ndjson", "--collection", "lines", "--input",
+                    "lines.ndjson",
+                ],
+                "given twice"
+            ),
             (["--collection", "lines", "--input", "lines.ndjson", "--run-id", "a/b"], "--run-id"),
             (["--collection", "lines", "--input", "lines.ndjson", "--max-rows", "0"], "--max-rows"),
             (["--collection", "lines", "--input", "lines.ndjson", "--max-bytes", "12X"], "--max-bytes"),
@@ -314,7 +329,8 @@ final class ProduceCommandTests: XCTestCase {
         XCTAssertEqual(out.map { $0[0] }, ["published", "published"])
         XCTAssertEqual(out.map { $0[1] }, ["r-0001.ndjson", "r-0002.ndjson"])
         let firstIds = out.map { $0[2] }
-        XCTAssertEqual(try record(firstIds[1])["labels"] as? [String: String], ["pipeline": "ocr", "image_id": "img-2"])
+        XCTAssertEqual(
+            try record(firstIds[1])["labels"] as? [String: String], ["pipeline": "ocr", "image_id": "img-2"])
         XCTAssertEqual(try listing().keys.filter { $0.hasPrefix("runs/") }.count, 2)
 
         // New jobs arrive; the store fails while the first of them is being published.
@@ -369,7 +385,8 @@ final class ProduceCommandTests: XCTestCase {
         let out = lines(r.stdout).map { $0.split(separator: "\t").map(String.init) }
         XCTAssertEqual(out.map { $0[1] }, ["IMAGE-a", "IMAGE-b"])
         let rec = try record(out[0][2])
-        XCTAssertEqual((rec["collections"] as? [[String: Any]])?.map { $0["collection"] as? String }, ["lines", "words"])
+        XCTAssertEqual(
+            (rec["collections"] as? [[String: Any]])?.map { $0["collection"] as? String }, ["lines", "words"])
         XCTAssertEqual(rec["labels"] as? [String: String], ["image_id": "a"])
         XCTAssertTrue(FileManager.default.fileExists(atPath: cp))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.file("jobs/.strata-produce-checkpoint.json")))
@@ -378,7 +395,8 @@ final class ProduceCommandTests: XCTestCase {
     /// Like `breakRecordWrites`, when records already exist: moves `runs/` aside and puts a file
     /// in its place. Returns the undo.
     func breakRecordWritesKeepingRecords() throws -> () -> Void {
-        let runs = dir.file("store/runs"), aside = dir.file("store-runs-aside")
+        let runs = dir.file("store/runs")
+        let aside = dir.file("store-runs-aside")
         try FileManager.default.moveItem(atPath: runs, toPath: aside)
         try Data("not a directory".utf8).write(to: URL(fileURLWithPath: runs))
         return {
