@@ -32,7 +32,7 @@ public enum BundleWriter {
     /// renamed, so a file at `output` is complete).
     public static func write(
         deltaFile: String, runId: String, collection: String, dimension: Int, upserts: Int,
-        deletes: Int, to output: String, compressionLevel: Int = 6
+        deletes: Int, to output: String, compressionLevel: Int = 0
     ) throws -> BundleInfo {
         let partial = output + ".partial"
         unlink(partial)
@@ -161,7 +161,7 @@ final class ArchiveWriter {
         try check(archive_write_set_bytes_in_last_block(a, 1), "set the last block size")
         // No timestamp in the gzip header (the default is the current time), so bytes are stable.
         try check(
-            archive_write_set_options(a, "gzip:!timestamp,gzip:compression-level=\(max(1, min(9, compressionLevel)))"),
+            archive_write_set_options(a, "gzip:!timestamp,gzip:compression-level=\(max(0, min(9, compressionLevel)))"),
             "set gzip options")
         let ctx = Unmanaged.passUnretained(sink).toOpaque()
         try check(

@@ -206,7 +206,37 @@ public struct JSONScanner {
 
     /// The float32 value of a scanned number (`strtof`, correctly rounded). May be infinite when
     /// the number is out of float32 range: the caller checks.
+    /// Powers of ten exactly representable as Float (5^10 < 2^24).
+    private static let exactPowers: [Float] = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10]
+
     @inline(__always) public func float32(_ r: Range<Int>) -> Float {
+        // Fast path (Clinger): a plain decimal whose digits form an integer m <= 2^24 with at most
+        // 10 fraction digits is m / 10^k, both exact in Float, so one IEEE division gives the
+        // correctly rounded value: exactly what strtof returns, at a fraction of the cost.
+        var i = r.lowerBound
+        let negative = base[i] == 0x2d
+        if negative { i += 1 }
+        var m: UInt32 = 0
+        var fraction = -1
+        var fast = i < r.upperBound
+        while i < r.upperBound {
+            let c = base[i]
+            if c >= 0x30 && c <= 0x39 {
+                m = m &* 10 &+ UInt32(c &- 0x30)
+                if m > (1 << 24) { fast = false; break }
+                if fraction >= 0 { fraction += 1 }
+            } else if c == 0x2e && fraction < 0 {
+                fraction = 0
+            } else {
+                fast = false  // exponent, or anything unusual: let strtof decide
+                break
+            }
+            i += 1
+        }
+        if fast && fraction <= 10 {
+            let v = Float(m) / JSONScanner.exactPowers[max(0, fraction)]
+            return negative ? -v : v
+        }
         let saved = base[r.upperBound]
         base[r.upperBound] = 0
         let v = (base + r.lowerBound).withMemoryRebound(to: CChar.self, capacity: r.count + 1) { strtof($0, nil) }

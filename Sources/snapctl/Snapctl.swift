@@ -16,6 +16,20 @@ struct Snapctl: ParsableCommand {
         version: StrataVersion.current,
         subcommands: Snapctl.commands
     )
+
+    /// Like ArgumentParser's, but a usage error exits 2 (our documented code), not 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(ExitCodes.usage)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 enum StrataVersion {
