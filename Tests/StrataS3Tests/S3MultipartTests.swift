@@ -68,7 +68,14 @@ final class S3MultipartTests: XCTestCase {
 
         // Parallel ranged download (size > parallelDownloadThreshold), verified against the SHA-256.
         let tmp = TempDir()
+        let gets = Counter()
+        s.setFaultInjector { op, _ in
+            if op == "GetObject" { gets.bump() }
+            return .none
+        }
         let got = try s.get(key, toFile: tmp.file("down.bin"))
+        s.setFaultInjector(nil)
+        XCTAssertEqual(gets.value, 4, "one GET stopped at the headers, then three ranges")
         XCTAssertEqual(got.sha256, sha)
         XCTAssertEqual(got.size, Int64(Self.size))
         XCTAssertEqual(try SHA256.hexOfFile(atPath: tmp.file("down.bin")).hex, sha)
