@@ -30,6 +30,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     private let stateLock = NSLock()
     private var bucketKnownToExist = false
     private var faultInjector: (@Sendable (String, Int) -> InjectedFault)?
+    private var clockOffset: TimeInterval = 0
 
     public var location: String {
         if let endpoint = configuration.endpoint { return "s3://\(configuration.bucket) at \(endpoint)" }
@@ -98,6 +99,19 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         stateLock.lock()
         faultInjector = injector
         stateLock.unlock()
+    }
+
+    /// Signs requests as if the clock were off by `seconds` (to test clock-skew handling).
+    func setClockOffset(_ seconds: TimeInterval) {
+        stateLock.lock()
+        clockOffset = seconds
+        stateLock.unlock()
+    }
+
+    func now() -> Date {
+        stateLock.lock()
+        defer { stateLock.unlock() }
+        return Date().addingTimeInterval(clockOffset)
     }
 
     private func injectedFault(_ operation: String, _ attempt: Int) -> InjectedFault {
@@ -184,7 +198,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             let signed = signer.sign(
                 SigV4Signer.Request(method: request.method, path: path, query: request.query,
                                     headers: headers.map { SigV4Signer.Header($0.name, $0.value) }),
-                payloadHash: payloadHash!, credentials: creds, date: Date())
+                payloadHash: payloadHash!, credentials: creds, date: now())
             headers.removeAll { $0.name == "Host" }
             headers.append(contentsOf: signed.headersToAdd.map { ($0.name, $0.value) })
             headers.insert(("Host", host), at: 0)
