@@ -37,26 +37,33 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         return "s3://\(configuration.bucket)"
     }
 
-    public init(configuration: S3Configuration, logger: Logger = Logger(label: "strata.s3", factory: { _ in
-        SwiftLogNoOpLogHandler()
-    })) throws {
+    public init(
+        configuration: S3Configuration,
+        logger: Logger = Logger(
+            label: "strata.s3",
+            factory: { _ in
+                SwiftLogNoOpLogHandler()
+            })
+    ) throws {
         self.configuration = configuration
         self.logger = logger
         signer = SigV4Signer(region: configuration.region, service: "s3")
         pool = CurlHandlePool(options: TransportOptions(configuration))
         let bucket = configuration.bucket
         guard !bucket.isEmpty, !bucket.contains("/") else {
-            throw StoreError(.configuration, operation: "OpenStore", message: "invalid bucket name \"\(bucket)\"",
-                             hint: "give a bucket name without \"/\", e.g. s3://my-bucket")
+            throw StoreError(
+                .configuration, operation: "OpenStore", message: "invalid bucket name \"\(bucket)\"",
+                hint: "give a bucket name without \"/\", e.g. s3://my-bucket")
         }
         var pathStyle = configuration.usesPathStyle
         if let endpoint = configuration.endpoint {
             guard let url = URLComponents(string: endpoint), let s = url.scheme?.lowercased(),
-                  s == "http" || s == "https", let h = url.host, !h.isEmpty
+                s == "http" || s == "https", let h = url.host, !h.isEmpty
             else {
-                throw StoreError(.configuration, operation: "OpenStore",
-                                 message: "invalid endpoint \"\(endpoint)\"",
-                                 hint: "give a URL like http://127.0.0.1:8333 or https://minio.example.com")
+                throw StoreError(
+                    .configuration, operation: "OpenStore",
+                    message: "invalid endpoint \"\(endpoint)\"",
+                    hint: "give a URL like http://127.0.0.1:8333 or https://minio.example.com")
             }
             scheme = s
             var hostPort = h.contains(":") ? "[\(h)]" : h
@@ -162,14 +169,16 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         } catch let e as StoreError {
             throw e
         } catch {
-            throw StoreError(.configuration, operation: operation, message: "no credentials: \(error)",
-                             hint: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
+            throw StoreError(
+                .configuration, operation: operation, message: "no credentials: \(error)",
+                hint: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
         }
     }
 
     func errorMapper(_ creds: Credentials?) -> S3ErrorMapper {
-        S3ErrorMapper(bucket: configuration.bucket, region: configuration.region,
-                      credentialsSource: configuration.credentials.source, accessKeyId: creds?.accessKeyId)
+        S3ErrorMapper(
+            bucket: configuration.bucket, region: configuration.region,
+            credentialsSource: configuration.credentials.source, accessKeyId: creds?.accessKeyId)
     }
 
     /// Sends `request` with retries per the retry policy and returns a response whose status is
@@ -196,8 +205,9 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             var headers = request.headers
             headers.append(("Host", host))
             let signed = signer.sign(
-                SigV4Signer.Request(method: request.method, path: path, query: request.query,
-                                    headers: headers.map { SigV4Signer.Header($0.name, $0.value) }),
+                SigV4Signer.Request(
+                    method: request.method, path: path, query: request.query,
+                    headers: headers.map { SigV4Signer.Header($0.name, $0.value) }),
                 payloadHash: payloadHash!, credentials: creds, date: now())
             headers.removeAll { $0.name == "Host" }
             headers.append(contentsOf: signed.headersToAdd.map { ($0.name, $0.value) })
@@ -214,21 +224,25 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             do {
                 let response = try perform(transport, operation: request.operation, attempt: attempt)
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
-                logger.debug("\(request.operation) \(request.method) \(Redaction.url(url)) -> \(response.status)",
-                             metadata: ["ms": "\(ms)", "attempt": "\(attempt)"])
+                logger.debug(
+                    "\(request.operation) \(request.method) \(Redaction.url(url)) -> \(response.status)",
+                    metadata: ["ms": "\(ms)", "attempt": "\(attempt)"])
                 let ok = (200..<300).contains(response.status)
                 if ok && request.errorMayComeWith200, !response.stoppedForSize,
-                   let err = S3ErrorBody.parse(response.body) {
+                    let err = S3ErrorBody.parse(response.body)
+                {
                     _ = err
-                    failure = errorMapper(creds).error(operation: request.operation, key: request.key,
-                                                       status: 500, headers: response.headers, body: response.body,
-                                                       conditional: request.conditional)
+                    failure = errorMapper(creds).error(
+                        operation: request.operation, key: request.key,
+                        status: 500, headers: response.headers, body: response.body,
+                        conditional: request.conditional)
                 } else if ok || request.accept.contains(response.status) {
                     return response
                 } else {
-                    failure = errorMapper(creds).error(operation: request.operation, key: request.key,
-                                                       status: response.status, headers: response.headers,
-                                                       body: response.body, conditional: request.conditional)
+                    failure = errorMapper(creds).error(
+                        operation: request.operation, key: request.key,
+                        status: response.status, headers: response.headers,
+                        body: response.body, conditional: request.conditional)
                 }
                 if isWrite && response.status >= 500 { log.ambiguous = true }
             } catch let e as TransportError {
@@ -247,16 +261,19 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
                 case .integrity: hint = "the source changed while it was uploaded; upload it again"
                 default: hint = nil
                 }
-                failure = StoreError(kind, operation: request.operation, key: request.key, message: e.message,
-                                     hint: hint)
-                logger.debug("\(request.operation) \(request.method) \(Redaction.url(url)) failed: \(e.message)",
-                             metadata: ["attempt": "\(attempt)"])
+                failure = StoreError(
+                    kind, operation: request.operation, key: request.key, message: e.message,
+                    hint: hint)
+                logger.debug(
+                    "\(request.operation) \(request.method) \(Redaction.url(url)) failed: \(e.message)",
+                    metadata: ["attempt": "\(attempt)"])
             }
             guard failure.isRetryable, attempt < policy.maxAttempts else { throw failure }
             let delay = policy.delay(afterAttempt: attempt - 1)
             guard Date().timeIntervalSince(started) + delay < policy.maxTotalTime else { throw failure }
-            logger.notice("retrying \(request.operation) after: \(failure.message)",
-                          metadata: ["attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))"])
+            logger.notice(
+                "retrying \(request.operation) after: \(failure.message)",
+                metadata: ["attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))"])
             if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         }
     }
@@ -269,8 +286,9 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             throw TransportError(kind: .transient, message: "injected: connection refused", ambiguous: false)
         case .dropResponse:
             _ = try pool.perform(request)
-            throw TransportError(kind: .transient, message: "injected: connection reset before the response",
-                                 ambiguous: true)
+            throw TransportError(
+                kind: .transient, message: "injected: connection reset before the response",
+                ambiguous: true)
         case .respond(let status, let code):
             let body = "<Error><Code>\(code)</Code><Message>injected</Message><RequestId>injected</RequestId></Error>"
             return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
@@ -279,9 +297,10 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
 
     func validate(key: String, operation: String) throws {
         if key.isEmpty || key.utf8.count > 1024 {
-            throw StoreError(.invalidRequest, operation: operation, key: key,
-                             message: key.isEmpty ? "the key is empty" : "the key is longer than 1024 bytes",
-                             hint: "S3 keys are 1 to 1024 bytes of UTF-8")
+            throw StoreError(
+                .invalidRequest, operation: operation, key: key,
+                message: key.isEmpty ? "the key is empty" : "the key is longer than 1024 bytes",
+                hint: "S3 keys are 1 to 1024 bytes of UTF-8")
         }
     }
 
@@ -317,13 +336,15 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     func info(key: String, headers: [String: String]) -> ObjectInfo {
         var size = Int64(headers["content-length"] ?? "") ?? 0
         if let range = headers["content-range"], let slash = range.lastIndex(of: "/"),
-           let total = Int64(range[range.index(after: slash)...]) {
+            let total = Int64(range[range.index(after: slash)...])
+        {
             size = total
         }
         let sha = headers[S3Store.sha256MetaHeader].map { $0.lowercased() }
-        return ObjectInfo(key: key, size: size, etag: headers["etag"] ?? "",
-                          lastModified: S3Store.parseHTTPDate(headers["last-modified"]),
-                          sha256: sha.flatMap { S3Store.isHexSHA256($0) ? $0 : nil })
+        return ObjectInfo(
+            key: key, size: size, etag: headers["etag"] ?? "",
+            lastModified: S3Store.parseHTTPDate(headers["last-modified"]),
+            sha256: sha.flatMap { S3Store.isHexSHA256($0) ? $0 : nil })
     }
 
     static func isHexSHA256(_ s: String) -> Bool {
@@ -341,8 +362,11 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         if known { return }
         let r = try send(Request(operation: "HeadBucket", method: "HEAD", key: nil, accept: [404]))
         if r.status == 404 {
-            throw errorMapper(nil).error(operation: operation, key: key, status: 404, headers: r.headers,
-                                         body: Data("<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>".utf8))
+            throw errorMapper(nil).error(
+                operation: operation, key: key, status: 404, headers: r.headers,
+                body: Data(
+                    "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"
+                        .utf8))
         }
         stateLock.lock()
         bucketKnownToExist = true

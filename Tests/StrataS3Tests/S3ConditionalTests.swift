@@ -55,9 +55,13 @@ final class S3ConditionalTests: XCTestCase {
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             do {
                 _ = try s.put(key, data: Data("writer \(i)".utf8), condition: .ifNoneMatch)
-                lock.lock(); wins.append(i); lock.unlock()
+                lock.lock()
+                wins.append(i)
+                lock.unlock()
             } catch let e as StoreError where e.kind == .preconditionFailed {
-                lock.lock(); conflicts += 1; lock.unlock()
+                lock.lock()
+                conflicts += 1
+                lock.unlock()
             } catch {
                 errors.add(error)
             }
@@ -76,7 +80,9 @@ final class S3ConditionalTests: XCTestCase {
         var wins = 0
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             if (try? s.put(key, data: Data("writer \(i)".utf8), condition: .ifMatch(base.etag))) != nil {
-                lock.lock(); wins += 1; lock.unlock()
+                lock.lock()
+                wins += 1
+                lock.unlock()
             }
         }
         XCTAssertEqual(wins, 1)
@@ -155,7 +161,8 @@ final class S3ConditionalTests: XCTestCase {
         let s = try store
         let base = "odd-\(UUID().uuidString.prefix(8))/"
         let names = [
-            "with space", "unicod\u{e9}/caf\u{e9} \u{65e5}\u{672c}", "plus+sign", "equals=sign", "hash#tag", "percent%20sign",
+            "with space", "unicod\u{e9}/caf\u{e9} \u{65e5}\u{672c}", "plus+sign", "equals=sign", "hash#tag",
+            "percent%20sign",
             "percent%", "tilde~", "nested/dir/key", "amp&ersand", "question?mark", "a+b c", "semi;colon",
             "quote\"s'", "brackets[]{}<>", "dollar$", "star*", "comma,", "at@", "colon:", "emoji\u{1F600}",
             "trailing-dot.", "dot./x", "dot../x",
@@ -198,7 +205,19 @@ final class S3ConditionalTests: XCTestCase {
 final class Counter: @unchecked Sendable {
     private let lock = NSLock()
     private var n = 0
-    func bump() { lock.lock(); n += 1; lock.unlock() }
-    func reset() { lock.lock(); n = 0; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+    func bump() {
+        lock.lock()
+        n += 1
+        lock.unlock()
+    }
+    func reset() {
+        lock.lock()
+        n = 0
+        lock.unlock()
+    }
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return n
+    }
 }

@@ -20,8 +20,10 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         }
     }
 
-    func storeWith(accessKey: String? = nil, secret: String? = nil, bucket: String? = nil,
-                   logger: Logger? = nil) throws -> S3Store {
+    func storeWith(
+        accessKey: String? = nil, secret: String? = nil, bucket: String? = nil,
+        logger: Logger? = nil
+    ) throws -> S3Store {
         let server = try SeaweedFS.shared()
         let defaultBucket = try store.configuration.bucket
         var c = S3TestStore.configuration(bucket: bucket ?? defaultBucket, server: server)
@@ -37,9 +39,11 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         let wrongSecret = "definitely-not-the-secret-0123456789"
         let logs = LogCapture()
         let bad = try storeWith(secret: wrongSecret, logger: Logger(label: "t") { _ in logs })
-        for op in [{ _ = try bad.getData("e/x") }, { _ = try bad.put("e/y", data: Data()) },
-                   { _ = try bad.listPage(prefix: "", delimiter: nil, continuation: nil, maxKeys: 10) },
-                   { _ = try bad.head("e/x") }] {
+        for op in [
+            { _ = try bad.getData("e/x") }, { _ = try bad.put("e/y", data: Data()) },
+            { _ = try bad.listPage(prefix: "", delimiter: nil, continuation: nil, maxKeys: 10) },
+            { _ = try bad.head("e/x") },
+        ] {
             XCTAssertThrowsError(try op()) { error in
                 guard let e = error as? StoreError else { return XCTFail("\(error)") }
                 XCTAssertEqual(e.kind, .invalidCredentials, "\(e)")
@@ -65,9 +69,11 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         let missing = try storeWith(bucket: SeaweedFS.uniqueBucketName("missing"))
         let tmp = TempDir()
         // (No PutObject here: SeaweedFS creates a missing bucket on PutObject, AWS does not.)
-        for op in [{ _ = try missing.getData("k") }, { _ = try missing.list(prefix: "") },
-                   { _ = try missing.head("k") }, { _ = try missing.get("k", toFile: tmp.file("x")) },
-                   { _ = try missing.delete(keys: ["a", "b"]) }] {
+        for op in [
+            { _ = try missing.getData("k") }, { _ = try missing.list(prefix: "") },
+            { _ = try missing.head("k") }, { _ = try missing.get("k", toFile: tmp.file("x")) },
+            { _ = try missing.delete(keys: ["a", "b"]) },
+        ] {
             XCTAssertThrowsError(try op()) { error in
                 XCTAssertTrue(error.isStoreError(.noSuchBucket), "\(error)")
                 XCTAssertTrue((error as? StoreError)?.hint?.contains("snapctl store mb") == true, "\(error)")
@@ -82,30 +88,39 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         func body(_ code: String, _ extra: String = "") -> Data {
             Data("<Error><Code>\(code)</Code><Message>m</Message><RequestId>R1</RequestId>\(extra)</Error>".utf8)
         }
-        let skew = m.error(operation: "GetObject", key: "k", status: 403, headers: ["date": "Mon, 01 Jan 2024 00:00:00 GMT"],
-                           body: body("RequestTimeTooSkewed"))
+        let skew = m.error(
+            operation: "GetObject", key: "k", status: 403, headers: ["date": "Mon, 01 Jan 2024 00:00:00 GMT"],
+            body: body("RequestTimeTooSkewed"))
         XCTAssertEqual(skew.kind, .clockSkew)
         XCTAssertEqual(skew.requestId, "R1")
         XCTAssertTrue(skew.hint!.contains("clock"))
         let denied = m.error(operation: "PutObject", key: "a/b", status: 403, headers: [:], body: body("AccessDenied"))
         XCTAssertEqual(denied.kind, .accessDenied)
         XCTAssertTrue(denied.hint!.contains("s3:PutObject on arn:aws:s3:::b/a/b"), denied.hint!)
-        let region = m.error(operation: "GetObject", key: "k", status: 400, headers: [:],
-                             body: body("AuthorizationHeaderMalformed", "<Region>eu-west-1</Region>"))
+        let region = m.error(
+            operation: "GetObject", key: "k", status: 400, headers: [:],
+            body: body("AuthorizationHeaderMalformed", "<Region>eu-west-1</Region>"))
         XCTAssertEqual(region.kind, .wrongRegion)
         XCTAssertTrue(region.hint!.contains("eu-west-1"))
-        let redirect = m.error(operation: "GetObject", key: "k", status: 301, headers: ["x-amz-bucket-region": "ap-south-1"],
-                               body: body("PermanentRedirect"))
+        let redirect = m.error(
+            operation: "GetObject", key: "k", status: 301, headers: ["x-amz-bucket-region": "ap-south-1"],
+            body: body("PermanentRedirect"))
         XCTAssertEqual(redirect.kind, .wrongRegion)
         XCTAssertTrue(redirect.hint!.contains("ap-south-1"))
-        XCTAssertEqual(m.error(operation: "PutObject", key: "k", status: 503, headers: [:], body: body("SlowDown")).kind,
-                       .throttled)
-        XCTAssertEqual(m.error(operation: "PutObject", key: "k", status: 409, headers: [:],
-                               body: body("ConditionalRequestConflict"), conditional: true).kind, .preconditionFailed)
-        XCTAssertEqual(m.error(operation: "GetObject", key: "k", status: 500, headers: [:], body: Data("junk".utf8)).kind,
-                       .transient)
-        XCTAssertEqual(m.error(operation: "HeadObject", key: "k", status: 403, headers: [:], body: Data()).kind,
-                       .accessDenied)
+        XCTAssertEqual(
+            m.error(operation: "PutObject", key: "k", status: 503, headers: [:], body: body("SlowDown")).kind,
+            .throttled)
+        XCTAssertEqual(
+            m.error(
+                operation: "PutObject", key: "k", status: 409, headers: [:],
+                body: body("ConditionalRequestConflict"), conditional: true
+            ).kind, .preconditionFailed)
+        XCTAssertEqual(
+            m.error(operation: "GetObject", key: "k", status: 500, headers: [:], body: Data("junk".utf8)).kind,
+            .transient)
+        XCTAssertEqual(
+            m.error(operation: "HeadObject", key: "k", status: 403, headers: [:], body: Data()).kind,
+            .accessDenied)
     }
 
     func testPresignedURLsWithCurl() throws {
@@ -114,7 +129,7 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         try s.put(key, data: Data("presigned hello".utf8))
         let tmp = TempDir()
 
-        let get = try s.presign(key: key, method: .GET, expires: 300)
+        let get = try s.presign(key: key, method: .get, expires: 300)
         XCTAssertTrue(get.contains("X-Amz-Expires=300"))
         let out = try TestPaths.run(["curl", "-s", "-o", tmp.file("got"), "-w", "%{http_code}", get])
         XCTAssertEqual(out.stdout, "200")
@@ -122,25 +137,27 @@ final class S3ErrorsAndPresignTests: XCTestCase {
 
         // Tampered: another key with the same signature, or a changed signature.
         let otherKey = get.replacingOccurrences(of: "hello%20world", with: "hello%20World")
-        XCTAssertEqual(try TestPaths.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", otherKey]).stdout, "403")
+        XCTAssertEqual(
+            try TestPaths.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", otherKey]).stdout, "403")
         let sigRange = try XCTUnwrap(get.range(of: "X-Amz-Signature="))
         var badSig = get
         let i = badSig.index(sigRange.upperBound, offsetBy: 3)
         badSig.replaceSubrange(i...i, with: badSig[i] == "a" ? "b" : "a")
-        XCTAssertEqual(try TestPaths.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", badSig]).stdout, "403")
+        XCTAssertEqual(
+            try TestPaths.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", badSig]).stdout, "403")
 
         // Presigned PUT: upload with curl, read back with the store.
         let putKey = "presign/uploaded ü.bin"
         try Data("from curl".utf8).write(to: URL(fileURLWithPath: tmp.file("up")))
-        let put = try s.presign(key: putKey, method: .PUT, expires: 7 * 24 * 3600)
+        let put = try s.presign(key: putKey, method: .put, expires: 7 * 24 * 3600)
         let up = try TestPaths.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", tmp.file("up"), put])
         XCTAssertEqual(up.stdout, "200")
         XCTAssertEqual(try s.getData(putKey).data, Data("from curl".utf8))
 
-        XCTAssertThrowsError(try s.presign(key: key, method: .GET, expires: 7 * 24 * 3600 + 1)) {
+        XCTAssertThrowsError(try s.presign(key: key, method: .get, expires: 7 * 24 * 3600 + 1)) {
             XCTAssertTrue($0.isStoreError(.invalidRequest), "\($0)")
         }
-        XCTAssertThrowsError(try s.presign(key: key, method: .GET, expires: 0))
+        XCTAssertThrowsError(try s.presign(key: key, method: .get, expires: 0))
         // Logged presigned URLs are redacted.
         XCTAssertFalse(Redaction.url(get).contains(String(get[sigRange.upperBound...].prefix(64))))
     }
@@ -156,21 +173,28 @@ final class S3ErrorsAndPresignTests: XCTestCase {
 
         // Written by S3Store, read by the AWS CLI.
         try s.put("interop/from strata.bin", file: tmp.file("src"))
-        let cp = try TestPaths.run(["aws", "--endpoint-url", server.endpoint, "s3", "cp",
-                                    "s3://\(bucket)/interop/from strata.bin", tmp.file("by-aws")],
-                                   environment: server.awsEnvironment)
+        let cp = try TestPaths.run(
+            [
+                "aws", "--endpoint-url", server.endpoint, "s3", "cp",
+                "s3://\(bucket)/interop/from strata.bin", tmp.file("by-aws"),
+            ],
+            environment: server.awsEnvironment)
         XCTAssertEqual(cp.status, 0, cp.stderr)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("by-aws"))), data)
 
         // Written by the AWS CLI, read by S3Store.
-        let up = try TestPaths.run(["aws", "--endpoint-url", server.endpoint, "s3", "cp", tmp.file("src"),
-                                    "s3://\(bucket)/interop/from aws+cli.bin"], environment: server.awsEnvironment)
+        let up = try TestPaths.run(
+            [
+                "aws", "--endpoint-url", server.endpoint, "s3", "cp", tmp.file("src"),
+                "s3://\(bucket)/interop/from aws+cli.bin",
+            ], environment: server.awsEnvironment)
         XCTAssertEqual(up.status, 0, up.stderr)
         let got = try s.get("interop/from aws+cli.bin", toFile: tmp.file("by-strata"))
         XCTAssertNil(got.sha256, "the AWS CLI records no sha256 metadata")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("by-strata"))), data)
-        XCTAssertEqual(Set(try s.list(prefix: "interop/").map(\.key)),
-                       ["interop/from strata.bin", "interop/from aws+cli.bin"])
+        XCTAssertEqual(
+            Set(try s.list(prefix: "interop/").map(\.key)),
+            ["interop/from strata.bin", "interop/from aws+cli.bin"])
     }
 }
 
@@ -186,8 +210,10 @@ final class LogCapture: LogHandler, @unchecked Sendable {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
         lock.lock()
         lines.append("\(level) \(message) \(metadata ?? [:])")
         lock.unlock()

@@ -84,8 +84,9 @@ final class S3MultipartTests: XCTestCase {
         // A ranged read across a part boundary.
         try s.get(key, toFile: tmp.file("range.bin"), range: Int64(5 << 20) - 10..<Int64(5 << 20) + 10)
         let whole = try Data(contentsOf: URL(fileURLWithPath: src))
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("range.bin"))),
-                       whole.subdata(in: (5 << 20) - 10..<(5 << 20) + 10))
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: tmp.file("range.bin"))),
+            whole.subdata(in: (5 << 20) - 10..<(5 << 20) + 10))
 
         // Create-only at Complete: the key exists now, so the second upload must fail and be aborted.
         XCTAssertThrowsError(try s.put(key, file: src, condition: .ifNoneMatch)) {
@@ -133,8 +134,10 @@ final class S3MultipartTests: XCTestCase {
         let s = try store
         // Start an upload by hand and leave it open, as a crashed writer would.
         let key = "mp/orphan-\(UUID().uuidString)"
-        let r = try s.send(S3Store.Request(operation: "CreateMultipartUpload", method: "POST", key: key,
-                                           query: [.init("uploads", nil)]))
+        let r = try s.send(
+            S3Store.Request(
+                operation: "CreateMultipartUpload", method: "POST", key: key,
+                query: [.init("uploads", nil)]))
         let uploadId = try XCTUnwrap(XMLNode.parse(r.body)?.value("UploadId"))
         let open = try s.listMultipartUploads(prefix: "mp/orphan-")
         XCTAssertEqual(open.map(\.key), [key])

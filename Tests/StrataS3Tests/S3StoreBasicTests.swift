@@ -87,13 +87,19 @@ final class S3StoreBasicTests: XCTestCase {
 
         // With the caller's hash no pre-pass is made, but a wrong hash is still caught while streaming
         // and nothing is stored.
-        XCTAssertThrowsError(try s.put("basic/wrong-sha.bin", file: src,
-                                       options: PutOptions(sha256: String(repeating: "0", count: 64)))) {
+        XCTAssertThrowsError(
+            try s.put(
+                "basic/wrong-sha.bin", file: src,
+                options: PutOptions(sha256: String(repeating: "0", count: 64)))
+        ) {
             XCTAssertTrue($0.isStoreError(.integrity), "\($0)")
         }
         XCTAssertNil(try s.head("basic/wrong-sha.bin"))
-        XCTAssertThrowsError(try s.put("basic/wrong-sha2", data: data,
-                                       options: PutOptions(sha256: String(repeating: "1", count: 64)))) {
+        XCTAssertThrowsError(
+            try s.put(
+                "basic/wrong-sha2", data: data,
+                options: PutOptions(sha256: String(repeating: "1", count: 64)))
+        ) {
             XCTAssertTrue($0.isStoreError(.integrity), "\($0)")
         }
         XCTAssertThrowsError(try s.put("basic/nofile", file: tmp.file("does-not-exist"))) {
@@ -126,10 +132,13 @@ final class S3StoreBasicTests: XCTestCase {
         let s = try store
         let tmp = TempDir()
         try Data("real bytes".utf8).write(to: URL(fileURLWithPath: tmp.file("src")))
-        let out = try TestPaths.run(["aws", "--endpoint-url", server.endpoint, "s3api", "put-object", "--bucket",
-                                     s.configuration.bucket, "--key", "basic/tampered", "--body", tmp.file("src"),
-                                     "--metadata", "sha256=\(SHA256.hex("other bytes"))"],
-                                    environment: server.awsEnvironment)
+        let out = try TestPaths.run(
+            [
+                "aws", "--endpoint-url", server.endpoint, "s3api", "put-object", "--bucket",
+                s.configuration.bucket, "--key", "basic/tampered", "--body", tmp.file("src"),
+                "--metadata", "sha256=\(SHA256.hex("other bytes"))",
+            ],
+            environment: server.awsEnvironment)
         XCTAssertEqual(out.status, 0, out.stderr)
         XCTAssertEqual(try s.head("basic/tampered")?.sha256, SHA256.hex("other bytes"))
         XCTAssertThrowsError(try s.get("basic/tampered", toFile: tmp.file("dest"))) {

@@ -7,7 +7,7 @@ import XCTest
 @testable import StrataS3
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A loopback TCP port that accepts connections (through the kernel backlog) and never answers:
@@ -41,8 +41,12 @@ final class S3TransportTests: XCTestCase {
         let silent = try SilentListener()
         let client = CurlHTTPClient()
         let start = Date()
-        XCTAssertThrowsError(try client.send(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(silent.port)/x",
-                                                         timeout: 0.5))) {
+        XCTAssertThrowsError(
+            try client.send(
+                HTTPRequest(
+                    method: "GET", url: "http://127.0.0.1:\(silent.port)/x",
+                    timeout: 0.5))
+        ) {
             XCTAssertTrue($0.isStoreError(.transient), "\($0)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 5)
@@ -50,8 +54,9 @@ final class S3TransportTests: XCTestCase {
 
     func testStoreGivesUpOnASilentServerWithinTheRetryBudget() throws {
         let silent = try SilentListener()
-        var c = S3Configuration(bucket: "bucket", endpoint: "http://127.0.0.1:\(silent.port)",
-                                credentials: StaticCredentialsProvider(Credentials(accessKeyId: "a", secretAccessKey: "s")))
+        var c = S3Configuration(
+            bucket: "bucket", endpoint: "http://127.0.0.1:\(silent.port)",
+            credentials: StaticCredentialsProvider(Credentials(accessKeyId: "a", secretAccessKey: "s")))
         c.lowSpeedLimit = 1
         c.lowSpeedTime = 1
         c.retry = RetryPolicy(maxAttempts: 2, baseDelay: 0.01, maxDelay: 0.05, maxTotalTime: 10)
@@ -75,32 +80,48 @@ final class S3TransportTests: XCTestCase {
 
     func testAddressing() throws {
         let creds = StaticCredentialsProvider(Credentials(accessKeyId: "AKID", secretAccessKey: "secret"))
-        let aws = try S3Store(configuration: S3Configuration(bucket: "my-bucket", region: "eu-west-1", credentials: creds))
-        XCTAssertEqual(aws.url(forKey: "a b/c+d", query: []).url, "https://my-bucket.s3.eu-west-1.amazonaws.com/a%20b/c%2Bd")
+        let aws = try S3Store(
+            configuration: S3Configuration(bucket: "my-bucket", region: "eu-west-1", credentials: creds))
+        XCTAssertEqual(
+            aws.url(forKey: "a b/c+d", query: []).url, "https://my-bucket.s3.eu-west-1.amazonaws.com/a%20b/c%2Bd")
         XCTAssertEqual(aws.location, "s3://my-bucket")
-        let dotted = try S3Store(configuration: S3Configuration(bucket: "my.bucket", region: "us-east-1", credentials: creds))
-        XCTAssertEqual(dotted.url(forKey: "k", query: [.init("uploads", nil)]).url,
-                       "https://s3.us-east-1.amazonaws.com/my.bucket/k?uploads=")
-        let minio = try S3Store(configuration: S3Configuration(bucket: "b", endpoint: "http://minio.local:9000/",
-                                                               credentials: creds))
+        let dotted = try S3Store(
+            configuration: S3Configuration(bucket: "my.bucket", region: "us-east-1", credentials: creds))
+        XCTAssertEqual(
+            dotted.url(forKey: "k", query: [.init("uploads", nil)]).url,
+            "https://s3.us-east-1.amazonaws.com/my.bucket/k?uploads=")
+        let minio = try S3Store(
+            configuration: S3Configuration(
+                bucket: "b", endpoint: "http://minio.local:9000/",
+                credentials: creds))
         XCTAssertEqual(minio.url(forKey: "x", query: []).url, "http://minio.local:9000/b/x")
-        let vhost = try S3Store(configuration: S3Configuration(bucket: "b", endpoint: "https://r2.example.com:443",
-                                                               forcePathStyle: false, credentials: creds))
+        let vhost = try S3Store(
+            configuration: S3Configuration(
+                bucket: "b", endpoint: "https://r2.example.com:443",
+                forcePathStyle: false, credentials: creds))
         XCTAssertEqual(vhost.url(forKey: "x", query: []).url, "https://b.r2.example.com/x")
-        XCTAssertThrowsError(try S3Store(configuration: S3Configuration(bucket: "b", endpoint: "not a url",
-                                                                        credentials: creds))) {
+        XCTAssertThrowsError(
+            try S3Store(
+                configuration: S3Configuration(
+                    bucket: "b", endpoint: "not a url",
+                    credentials: creds))
+        ) {
             XCTAssertTrue($0.isStoreError(.configuration), "\($0)")
         }
         XCTAssertThrowsError(try aws.put(String(repeating: "k", count: 1025), data: Data())) {
             XCTAssertTrue($0.isStoreError(.invalidRequest), "\($0)")
         }
         // A presigned URL for AWS, with a session token (signed, and redacted in logs).
-        var c = S3Configuration(bucket: "examplebucket", region: "us-east-1", credentials: StaticCredentialsProvider(
-            Credentials(accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                        sessionToken: "TOKEN/+=")))
+        var c = S3Configuration(
+            bucket: "examplebucket", region: "us-east-1",
+            credentials: StaticCredentialsProvider(
+                Credentials(
+                    accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                    sessionToken: "TOKEN/+=")))
         c.forcePathStyle = false
-        let url = try S3Store(configuration: c).presign(key: "test.txt", method: .GET, expires: 86400,
-                                                        date: Date(timeIntervalSince1970: 1_369_353_600))
+        let url = try S3Store(configuration: c).presign(
+            key: "test.txt", method: .get, expires: 86400,
+            date: Date(timeIntervalSince1970: 1_369_353_600))
         XCTAssertTrue(url.hasPrefix("https://examplebucket.s3.us-east-1.amazonaws.com/test.txt?X-Amz-Algorithm="), url)
         XCTAssertTrue(url.contains("X-Amz-Security-Token=TOKEN%2F%2B%3D"), url)
         XCTAssertFalse(Redaction.url(url).contains("TOKEN"))
