@@ -39,6 +39,7 @@ extension S3Store {
 
     // MARK: get
 
+    @discardableResult
     public func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
         if let range {
             guard range.lowerBound >= 0, range.upperBound > range.lowerBound else {
@@ -171,6 +172,7 @@ extension S3Store {
 
     // MARK: put
 
+    @discardableResult
     public func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws
         -> ObjectInfo
     {

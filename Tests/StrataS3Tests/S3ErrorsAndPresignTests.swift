@@ -210,12 +210,9 @@ final class LogCapture: LogHandler, @unchecked Sendable {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-        file: String, function: String, line: UInt
-    ) {
+    func log(event: LogEvent) {
         lock.lock()
-        lines.append("\(level) \(message) \(metadata ?? [:])")
+        lines.append("\(event.level) \(event.message) \(event.metadata ?? [:])")
         lock.unlock()
     }
 
