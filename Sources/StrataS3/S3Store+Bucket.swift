@@ -3,9 +3,10 @@ import StrataCore
 import StrataCrypto
 
 /// The methods a presigned URL can be made for.
+// swift-format-ignore: AlwaysUseLowerCamelCase
+// The cases are spelled as the HTTP methods; snapctl and others call `.GET` / `.PUT`.
 public enum PresignMethod: String, Sendable {
-    case get = "GET"
-    case put = "PUT"
+    case GET, PUT
 }
 
 extension S3Store {

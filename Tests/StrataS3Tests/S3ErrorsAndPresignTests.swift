@@ -129,7 +129,7 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         try s.put(key, data: Data("presigned hello".utf8))
         let tmp = TempDir()
 
-        let get = try s.presign(key: key, method: .get, expires: 300)
+        let get = try s.presign(key: key, method: .GET, expires: 300)
         XCTAssertTrue(get.contains("X-Amz-Expires=300"))
         let out = try TestPaths.run(["curl", "-s", "-o", tmp.file("got"), "-w", "%{http_code}", get])
         XCTAssertEqual(out.stdout, "200")
@@ -149,15 +149,15 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         // Presigned PUT: upload with curl, read back with the store.
         let putKey = "presign/uploaded ü.bin"
         try Data("from curl".utf8).write(to: URL(fileURLWithPath: tmp.file("up")))
-        let put = try s.presign(key: putKey, method: .put, expires: 7 * 24 * 3600)
+        let put = try s.presign(key: putKey, method: .PUT, expires: 7 * 24 * 3600)
         let up = try TestPaths.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", tmp.file("up"), put])
         XCTAssertEqual(up.stdout, "200")
         XCTAssertEqual(try s.getData(putKey).data, Data("from curl".utf8))
 
-        XCTAssertThrowsError(try s.presign(key: key, method: .get, expires: 7 * 24 * 3600 + 1)) {
+        XCTAssertThrowsError(try s.presign(key: key, method: .GET, expires: 7 * 24 * 3600 + 1)) {
             XCTAssertTrue($0.isStoreError(.invalidRequest), "\($0)")
         }
-        XCTAssertThrowsError(try s.presign(key: key, method: .get, expires: 0))
+        XCTAssertThrowsError(try s.presign(key: key, method: .GET, expires: 0))
         // Logged presigned URLs are redacted.
         XCTAssertFalse(Redaction.url(get).contains(String(get[sigRange.upperBound...].prefix(64))))
     }

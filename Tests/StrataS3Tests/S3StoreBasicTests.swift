@@ -164,7 +164,8 @@ final class S3StoreBasicTests: XCTestCase {
         XCTAssertEqual(first.objects.count, 5)
         XCTAssertNotNil(first.continuation)
         XCTAssertEqual(first.objects[0].size, Int64("list/k000".utf8.count))
-        XCTAssertFalse(first.objects[0].etag.isEmpty)
+        XCTAssertEqual(first.objects[0].etag, try s.head("list/k000")?.etag, "listing and HEAD agree on ETags")
+        XCTAssertNotNil(first.objects[0].lastModified)
 
         let dir = try s.listDirectory(prefix: "list/")
         XCTAssertEqual(dir.prefixes, ["list/sub/", "list/zz/"])
@@ -201,6 +202,19 @@ final class S3StoreBasicTests: XCTestCase {
         XCTAssertTrue(try s.bucketExists())
     }
 
+    func testCreateBucketOutsideUSEast1SendsALocationConstraint() throws {
+        let server = try SeaweedFS.shared()
+        var c = S3TestStore.configuration(bucket: SeaweedFS.uniqueBucketName("eu"), server: server)
+        c.region = "eu-west-1"
+        let s = try S3Store(configuration: c)
+        XCTAssertFalse(try s.bucketExists())
+        try s.createBucket()
+        try s.createBucket()
+        XCTAssertTrue(try s.bucketExists())
+        try s.put("k", data: Data("eu".utf8))
+        XCTAssertEqual(try s.getData("k").data, Data("eu".utf8))
+    }
+
     func testCurlHTTPClient() throws {
         let server = try SeaweedFS.shared()
         let client = CurlHTTPClient()
@@ -212,6 +226,14 @@ final class S3StoreBasicTests: XCTestCase {
         // Nobody listens on port 1: a transient error, thrown, no response.
         XCTAssertThrowsError(try client.send(HTTPRequest(method: "GET", url: "http://127.0.0.1:1/", timeout: 2))) {
             XCTAssertTrue($0.isStoreError(.transient), "\($0)")
+        }
+        // A CA bundle that does not exist: a configuration error, not something to retry.
+        let silent = try SilentListener()
+        let strict = CurlHTTPClient(options: TransportOptions(caBundle: "/nonexistent/ca.pem"))
+        XCTAssertThrowsError(
+            try strict.send(HTTPRequest(method: "GET", url: "https://127.0.0.1:\(silent.port)/", timeout: 2))
+        ) {
+            XCTAssertTrue($0.isStoreError(.configuration), "\($0)")
         }
         XCTAssertThrowsError(try client.send(HTTPRequest(method: "GET", url: "ftp://127.0.0.1/x", timeout: 2))) {
             XCTAssertTrue($0.isStoreError(.configuration), "\($0)")

@@ -120,7 +120,7 @@ final class S3TransportTests: XCTestCase {
                     sessionToken: "TOKEN/+=")))
         c.forcePathStyle = false
         let url = try S3Store(configuration: c).presign(
-            key: "test.txt", method: .get, expires: 86400,
+            key: "test.txt", method: .GET, expires: 86400,
             date: Date(timeIntervalSince1970: 1_369_353_600))
         XCTAssertTrue(url.hasPrefix("https://examplebucket.s3.us-east-1.amazonaws.com/test.txt?X-Amz-Algorithm="), url)
         XCTAssertTrue(url.contains("X-Amz-Security-Token=TOKEN%2F%2B%3D"), url)
