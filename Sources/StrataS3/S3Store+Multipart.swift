@@ -204,10 +204,14 @@ extension S3Store {
 
     /// Aborts a multipart upload, freeing its parts. An upload that no longer exists is not an error.
     public func abortMultipartUpload(key: String, uploadId: String) throws {
-        _ = try send(
-            Request(
-                operation: "AbortMultipartUpload", method: "DELETE", key: key,
-                query: [.init("uploadId", uploadId)], accept: [404]))
+        do {
+            _ = try send(
+                Request(
+                    operation: "AbortMultipartUpload", method: "DELETE", key: key,
+                    query: [.init("uploadId", uploadId)]))
+        } catch let e as StoreError where e.kind == .notFound {
+            // NoSuchUpload: completed or aborted already.
+        }
     }
 }
 

@@ -295,7 +295,11 @@ extension S3Store {
     // MARK: delete
 
     public func delete(_ key: String) throws {
-        _ = try send(Request(operation: "DeleteObject", method: "DELETE", key: key, accept: [404]))
+        do {
+            _ = try send(Request(operation: "DeleteObject", method: "DELETE", key: key))
+        } catch let e as StoreError where e.kind == .notFound {
+            // Already gone (S3 answers 204 anyway; some stores say 404). A missing bucket still throws.
+        }
     }
 }
 

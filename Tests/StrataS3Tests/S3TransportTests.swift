@@ -153,5 +153,18 @@ final class S3TransportTests: XCTestCase {
         XCTAssertEqual(try s.head("amb/big")?.etag, info.etag)
         XCTAssertEqual(try s.getData("amb/big").data, data)
         XCTAssertEqual(try s.listMultipartUploads(), [])
+
+        // CompleteMultipartUpload answering 200 with an InternalError document is an error, retried.
+        let completes = Counter()
+        s.setFaultInjector { op, attempt in
+            guard op == "CompleteMultipartUpload" else { return .none }
+            completes.bump()
+            return attempt == 1 ? .respond(status: 200, code: "InternalError") : .none
+        }
+        let second = try s.put("amb/big2", data: data)
+        s.setFaultInjector(nil)
+        XCTAssertEqual(completes.value, 2)
+        XCTAssertEqual(try s.head("amb/big2")?.etag, second.etag)
+        XCTAssertEqual(try s.listMultipartUploads(), [])
     }
 }
