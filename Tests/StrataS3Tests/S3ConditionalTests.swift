@@ -165,7 +165,7 @@ final class S3ConditionalTests: XCTestCase {
             "percent%20sign",
             "percent%", "tilde~", "nested/dir/key", "amp&ersand", "question?mark", "a+b c", "semi;colon",
             "quote\"s'", "brackets[]{}<>", "dollar$", "star*", "comma,", "at@", "colon:", "emoji\u{1F600}",
-            "trailing-dot.", "dot./x", "dot../x",
+            "trailing-dot.", "dot./x", "dot../x", "tab\there", "control\u{01}char", "newline\nkey",
         ]
         let keys = names.map { base + $0 }
         for key in keys {
