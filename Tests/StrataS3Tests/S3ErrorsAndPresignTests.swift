@@ -71,7 +71,8 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         // (No PutObject here: SeaweedFS creates a missing bucket on PutObject, AWS does not.)
         for op in [
             { _ = try missing.getData("k") }, { _ = try missing.list(prefix: "") },
-            { _ = try missing.head("k") }, { _ = try missing.get("k", toFile: tmp.file("x")) }, { try missing.delete("k") },
+            { _ = try missing.head("k") }, { _ = try missing.get("k", toFile: tmp.file("x")) },
+            { try missing.delete("k") },
             { _ = try missing.delete(keys: ["a", "b"]) },
         ] {
             XCTAssertThrowsError(try op()) { error in

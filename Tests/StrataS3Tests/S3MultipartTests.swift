@@ -102,6 +102,49 @@ final class S3MultipartTests: XCTestCase {
         XCTAssertEqual(try s.listMultipartUploads(prefix: "mp/"), [])
     }
 
+    func testParallelDownloadRestartsWhenTheObjectChangesAndVerifies() throws {
+        let s = try store
+        let (src, sha) = try source
+        let key = "mp/changing-\(UUID().uuidString)"
+        try s.put(key, file: src)
+        let tmp = TempDir()
+        // The first ranged GET finds the object replaced (412 on If-Match): start over once.
+        let gets = Counter()
+        s.setFaultInjector { op, _ in
+            guard op == "GetObject" else { return .none }
+            gets.bump()
+            return gets.value == 2 ? .respond(status: 412, code: "PreconditionFailed") : .none
+        }
+        let info = try s.get(key, toFile: tmp.file("a"))
+        XCTAssertEqual(info.sha256, sha)
+        XCTAssertEqual(try SHA256.hexOfFile(atPath: tmp.file("a")).hex, sha)
+        // It keeps changing: give up with a retryable error and leave nothing behind.
+        s.setFaultInjector { op, attempt in
+            guard op == "GetObject" else { return .none }
+            gets.bump()
+            return gets.value > 1 ? .respond(status: 412, code: "PreconditionFailed") : .none
+        }
+        gets.reset()
+        XCTAssertThrowsError(try s.get(key, toFile: tmp.file("b"))) {
+            XCTAssertTrue($0.isStoreError(.transient), "\($0)")
+        }
+        s.setFaultInjector(nil)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path), ["a"])
+
+        // A large object whose recorded SHA-256 is wrong (written by another tool): refused.
+        let server = try SeaweedFS.shared()
+        let out = try TestPaths.run(
+            [
+                "aws", "--endpoint-url", server.endpoint, "s3api", "put-object", "--bucket", s.configuration.bucket,
+                "--key", "mp/tampered", "--body", src, "--metadata", "sha256=\(SHA256.hex("not these bytes"))",
+            ], environment: server.awsEnvironment)
+        XCTAssertEqual(out.status, 0, out.stderr)
+        XCTAssertThrowsError(try s.get("mp/tampered", toFile: tmp.file("c"))) {
+            XCTAssertTrue($0.isStoreError(.integrity), "\($0)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path), ["a"], "nothing left behind")
+    }
+
     func testFailedPartAbortsTheUpload() throws {
         let s = try store
         let (src, _) = try source
