@@ -322,13 +322,44 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         return httpDateFormatter.date(from: s)
     }
 
+    /// `2024-05-01T12:34:56.789Z` (fraction optional), as S3 listings give it. Parsed by hand:
+    /// a listing page has up to 1000 of them and a formatter per call is slow.
     static func parseISODate(_ s: String?) -> Date? {
         guard let s else { return nil }
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
+        let u = Array(s.utf8)
+        guard u.count >= 20, u[4] == 0x2d, u[7] == 0x2d, u[10] == 0x54, u[13] == 0x3a, u[16] == 0x3a,
+            u.last == 0x5a
+        else { return nil }
+        func num(_ r: Range<Int>) -> Int? {
+            var v = 0
+            for i in r {
+                guard u[i] >= 0x30 && u[i] <= 0x39 else { return nil }
+                v = v * 10 + Int(u[i] - 0x30)
+            }
+            return v
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13),
+            let mi = num(14..<16), let sec = num(17..<19)
+        else { return nil }
+        var fraction = 0.0
+        if u[19] == 0x2e {
+            var scale = 0.1
+            for i in 20..<(u.count - 1) {
+                guard u[i] >= 0x30 && u[i] <= 0x39 else { return nil }
+                fraction += Double(u[i] - 0x30) * scale
+                scale /= 10
+            }
+        } else if u.count != 20 {
+            return nil
+        }
+        var t = tm()
+        t.tm_year = Int32(y - 1900)
+        t.tm_mon = Int32(mo - 1)
+        t.tm_mday = Int32(d)
+        t.tm_hour = Int32(h)
+        t.tm_min = Int32(mi)
+        t.tm_sec = Int32(sec)
+        return Date(timeIntervalSince1970: Double(timegm(&t)) + fraction)
     }
 
     /// ObjectInfo from the headers of a HEAD or GET (whole size taken from Content-Range when

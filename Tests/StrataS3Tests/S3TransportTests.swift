@@ -128,6 +128,17 @@ final class S3TransportTests: XCTestCase {
         XCTAssertFalse(Redaction.url(url).contains("AKIAIOSFODNN7EXAMPLE"))
     }
 
+    func testDateParsing() {
+        XCTAssertEqual(S3Store.parseISODate("2013-05-24T00:00:00.000Z"), Date(timeIntervalSince1970: 1_369_353_600))
+        XCTAssertEqual(S3Store.parseISODate("2013-05-24T00:00:01Z"), Date(timeIntervalSince1970: 1_369_353_601))
+        XCTAssertEqual(
+            S3Store.parseISODate("2013-05-24T00:00:00.5Z")!.timeIntervalSince1970, 1_369_353_600.5, accuracy: 1e-6)
+        XCTAssertNil(S3Store.parseISODate("2013-05-24 00:00:00Z"))
+        XCTAssertNil(S3Store.parseISODate("garbage"))
+        XCTAssertEqual(
+            S3Store.parseHTTPDate("Fri, 24 May 2013 00:00:00 GMT"), Date(timeIntervalSince1970: 1_369_353_600))
+    }
+
     func testClockSkewIsReportedWithHint() throws {
         let s = try S3TestStore.make("skew")
         s.setClockOffset(-20 * 60)
