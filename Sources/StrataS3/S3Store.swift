@@ -202,20 +202,21 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             log.attempts = attempt
             let creds = try credentials(request.operation)
             let (url, path) = self.url(forKey: request.key, query: request.query)
-            var headers = request.headers
-            headers.append(("Host", host))
+            // Host is set explicitly so curl sends exactly the signed value.
+            var headers = [("Host", host)] + request.headers
             let signed = signer.sign(
                 SigV4Signer.Request(
                     method: request.method, path: path, query: request.query,
                     headers: headers.map { SigV4Signer.Header($0.name, $0.value) }),
                 payloadHash: payloadHash!, credentials: creds, date: now())
-            headers.removeAll { $0.name == "Host" }
             headers.append(contentsOf: signed.headersToAdd.map { ($0.name, $0.value) })
-            headers.insert(("Host", host), at: 0)
 
             var transport = TransportRequest(method: request.method, url: url, headers: headers)
             transport.body = request.body
-            transport.expectedBodySHA256 = request.bodySHA256
+            if case .file = request.body {
+                // A file can change under us: check it while it streams (Data cannot).
+                transport.expectedBodySHA256 = request.bodySHA256
+            }
             transport.sink = try request.sink()
             transport.stopIfLargerThan = request.stopIfLargerThan
 
@@ -228,13 +229,13 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
                     "\(request.operation) \(request.method) \(Redaction.url(url)) -> \(response.status)",
                     metadata: ["ms": "\(ms)", "attempt": "\(attempt)"])
                 let ok = (200..<300).contains(response.status)
-                if ok && request.errorMayComeWith200, !response.stoppedForSize,
-                    let err = S3ErrorBody.parse(response.body)
+                if ok && request.errorMayComeWith200 && !response.stoppedForSize
+                    && S3ErrorBody.parse(response.body) != nil
                 {
-                    _ = err
+                    // 200 with an <Error> document: mapped by its code (InternalError: retried).
                     failure = errorMapper(creds).error(
                         operation: request.operation, key: request.key,
-                        status: 500, headers: response.headers, body: response.body,
+                        status: response.status, headers: response.headers, body: response.body,
                         conditional: request.conditional)
                 } else if ok || request.accept.contains(response.status) {
                     return response
