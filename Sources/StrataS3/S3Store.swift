@@ -99,6 +99,8 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         case dropResponse
         /// Answer with this status and S3 error code without sending anything.
         case respond(status: Int, code: String)
+        /// Answer with this status and body without sending anything.
+        case respondWith(status: Int, body: String)
     }
 
     /// Installs (or removes) a fault injector, called with (operation, attempt number from 1).
@@ -292,6 +294,8 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
                 ambiguous: true)
         case .respond(let status, let code):
             let body = "<Error><Code>\(code)</Code><Message>injected</Message><RequestId>injected</RequestId></Error>"
+            return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
+        case .respondWith(let status, let body):
             return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
         }
     }

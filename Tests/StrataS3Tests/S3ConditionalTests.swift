@@ -193,6 +193,21 @@ final class S3ConditionalTests: XCTestCase {
         XCTAssertEqual(try s.list(prefix: base), [])
     }
 
+    func testBatchDeleteReportsPerKeyErrors() throws {
+        let s = try store
+        s.setFaultInjector { op, _ in
+            guard op == "DeleteObjects" else { return .none }
+            return .respondWith(
+                status: 200,
+                body: "<DeleteResult><Error><Key>cond/a &amp; b</Key><Code>AccessDenied</Code>"
+                    + "<Message>Access Denied</Message></Error><Error><Key>cond/gone</Key><Code>NoSuchKey</Code>"
+                    + "<Message>missing</Message></Error></DeleteResult>")
+        }
+        let failures = try s.delete(keys: ["cond/a & b", "cond/gone", "cond/ok"])
+        s.setFaultInjector(nil)
+        XCTAssertEqual(failures, [DeleteFailure(key: "cond/a & b", code: "AccessDenied", message: "Access Denied")])
+    }
+
     func testConditionalWriteProbeReportsEnforcing() throws {
         let s = try store
         let report = try ConditionalWriteProbe.run(store: s, layout: Layout(prefix: "probe-test"))
