@@ -89,6 +89,8 @@ struct TransportResponse {
     var sha256: String?
     /// The body was not read: it is at least `stopIfLargerThan` bytes.
     var stoppedForSize = false
+    /// New connections this transfer opened (0 when it reused a pooled one).
+    var connectionsOpened = 0
 }
 
 /// A request that got no (complete) response.
@@ -422,13 +424,17 @@ private final class CurlTransfer {
         }
         var code = 0
         _ = strata_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &code)
+        var connects = 0
+        _ = strata_curl_getinfo_long(h, CURLINFO_NUM_CONNECTS, &connects)
         let status = code != 0 ? code : transfer.status
         let ok = (200..<300).contains(status)
-        return TransportResponse(
+        var response = TransportResponse(
             status: status, headers: transfer.headers,
             body: ok ? transfer.memory : transfer.errorBody,
             bytesWritten: ok ? transfer.written : 0,
             sha256: ok ? transfer.finalDigest() : nil)
+        response.connectionsOpened = connects
+        return response
     }
 
     private func failure(_ rc: CURLcode, easy: CurlEasy, request: TransportRequest) -> TransportError {

@@ -78,6 +78,18 @@ final class S3TransportTests: XCTestCase {
         }
     }
 
+    func testPooledHandlesReuseTheirConnection() throws {
+        let server = try SeaweedFS.shared()
+        let pool = CurlHandlePool(options: TransportOptions())
+        var opened = 0
+        for _ in 0..<10 {
+            let r = try pool.perform(TransportRequest(method: "GET", url: server.endpoint + "/", headers: []))
+            XCTAssertEqual(r.status, 403)
+            opened += r.connectionsOpened
+        }
+        XCTAssertEqual(opened, 1, "ten requests in a row over one connection")
+    }
+
     func testAddressing() throws {
         let creds = StaticCredentialsProvider(Credentials(accessKeyId: "AKID", secretAccessKey: "secret"))
         let aws = try S3Store(
