@@ -48,44 +48,37 @@ final class S3ConditionalTests: XCTestCase {
     func testConcurrentCreateOnlyHasExactlyOneWinner() throws {
         let s = try store
         let key = "cond/race-\(UUID().uuidString)"
-        let lock = NSLock()
-        var wins: [Int] = []
-        var conflicts = 0
-        let errors = ErrorBox()
-        DispatchQueue.concurrentPerform(iterations: 8) { i in
+        let tally = Tally()
+        onThreads(8) { i in
             do {
                 _ = try s.put(key, data: Data("writer \(i)".utf8), condition: .ifNoneMatch)
-                lock.lock()
-                wins.append(i)
-                lock.unlock()
-            } catch let e as StoreError where e.kind == .preconditionFailed {
-                lock.lock()
-                conflicts += 1
-                lock.unlock()
+                tally.add(win: i)
             } catch {
-                errors.add(error)
+                tally.add(error)
             }
         }
-        XCTAssertNil(errors.first)
-        XCTAssertEqual(wins.count, 1)
-        XCTAssertEqual(conflicts, 7)
-        XCTAssertEqual(try s.getData(key).data, Data("writer \(wins[0])".utf8))
+        XCTAssertEqual(tally.wins.count, 1)
+        XCTAssertEqual(tally.errors.count, 7)
+        XCTAssertTrue(tally.errors.allSatisfy { $0.isStoreError(.preconditionFailed) }, "\(tally.errors)")
+        XCTAssertEqual(try s.getData(key).data, Data("writer \(tally.wins[0])".utf8))
     }
 
     func testConcurrentIfMatchHasExactlyOneWinner() throws {
         let s = try store
         let key = "cond/cas-\(UUID().uuidString)"
         let base = try s.put(key, data: Data("base".utf8))
-        let lock = NSLock()
-        var wins = 0
-        DispatchQueue.concurrentPerform(iterations: 8) { i in
-            if (try? s.put(key, data: Data("writer \(i)".utf8), condition: .ifMatch(base.etag))) != nil {
-                lock.lock()
-                wins += 1
-                lock.unlock()
+        let tally = Tally()
+        onThreads(8) { i in
+            do {
+                _ = try s.put(key, data: Data("writer \(i)".utf8), condition: .ifMatch(base.etag))
+                tally.add(win: i)
+            } catch {
+                tally.add(error)
             }
         }
-        XCTAssertEqual(wins, 1)
+        XCTAssertEqual(tally.wins.count, 1)
+        XCTAssertTrue(tally.errors.allSatisfy { $0.isStoreError(.preconditionFailed) }, "\(tally.errors)")
+        XCTAssertEqual(try s.getData(key).data, Data("writer \(tally.wins[0])".utf8))
     }
 
     /// The first attempt of a create-only write goes through but its response is lost; the retry
@@ -214,6 +207,50 @@ final class S3ConditionalTests: XCTestCase {
         XCTAssertTrue(report.conditionalWritesEnforced, "\(report)")
         XCTAssertEqual(report.notes, [])
         XCTAssertEqual(try s.list(prefix: "probe-test/"), [], "the probe cleans up")
+    }
+}
+
+/// Runs `body` on `count` threads (not a pool, whose width is the number of cores), released
+/// together so the requests really race, and waits for all of them.
+func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let start = DispatchSemaphore(value: 0)
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        Thread {
+            start.wait()
+            body(i)
+            group.leave()
+        }.start()
+    }
+    for _ in 0..<count { start.signal() }
+    group.wait()
+}
+
+/// Winners and errors of concurrent writers.
+final class Tally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var winners: [Int] = []
+    private var failures: [Error] = []
+    func add(win i: Int) {
+        lock.lock()
+        winners.append(i)
+        lock.unlock()
+    }
+    func add(_ e: Error) {
+        lock.lock()
+        failures.append(e)
+        lock.unlock()
+    }
+    var wins: [Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return winners
+    }
+    var errors: [Error] {
+        lock.lock()
+        defer { lock.unlock() }
+        return failures
     }
 }
 
