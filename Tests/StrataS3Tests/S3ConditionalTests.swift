@@ -128,6 +128,12 @@ final class S3ConditionalTests: XCTestCase {
         XCTAssertEqual(counter.value, 3)
         XCTAssertEqual(try s.getData(key).data, data)
 
+        // A download whose first attempt broke after writing: the retry starts the file over.
+        s.setFaultInjector { op, attempt in op == "GetObject" && attempt == 1 ? .dropResponse : .none }
+        let info = try s.get(key, toFile: tmp.file("down"))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("down"))), data)
+        XCTAssertEqual(info.sha256, SHA256.hex(data))
+
         counter.reset()
         s.setFaultInjector { op, _ in
             guard op == "PutObject" else { return .none }
