@@ -13,8 +13,9 @@ struct S3ErrorBody {
 
     static func parse(_ data: Data) -> S3ErrorBody? {
         guard !data.isEmpty, let root = XMLNode.parse(data), root.name == "Error" else { return nil }
-        return S3ErrorBody(code: root.value("Code"), message: root.value("Message"), requestId: root.value("RequestId"),
-                           region: root.value("Region"), endpoint: root.value("Endpoint"))
+        return S3ErrorBody(
+            code: root.value("Code"), message: root.value("Message"), requestId: root.value("RequestId"),
+            region: root.value("Region"), endpoint: root.value("Endpoint"))
     }
 }
 
@@ -41,41 +42,56 @@ struct S3ErrorMapper {
     var credentialsSource: String
     var accessKeyId: String?
 
-    func error(operation: String, key: String?, status: Int, headers: [String: String], body: Data,
-               conditional: Bool = false) -> StoreError {
+    func error(
+        operation: String, key: String?, status: Int, headers: [String: String], body: Data,
+        conditional: Bool = false
+    ) -> StoreError {
         let parsed = S3ErrorBody.parse(body)
         let code = parsed?.code ?? headers["x-amz-error-code"]
         let requestId = parsed?.requestId ?? headers["x-amz-request-id"]
         var message = parsed?.message ?? headers["x-amz-error-message"] ?? Self.statusText(status)
         if message.isEmpty { message = Self.statusText(status) }
         func make(_ kind: StoreError.Kind, _ hint: String? = nil) -> StoreError {
-            StoreError(kind, operation: operation, key: key, status: status, code: code, message: message,
-                       requestId: requestId, hint: hint)
+            StoreError(
+                kind, operation: operation, key: key, status: status, code: code, message: message,
+                requestId: requestId, hint: hint)
         }
         let resource = key.map { "arn:aws:s3:::\(bucket)/\($0)" } ?? "arn:aws:s3:::\(bucket)"
-        let who = accessKeyId.map { "access key \($0) (from \(credentialsSource))" } ?? "the credentials (from \(credentialsSource))"
+        let who =
+            accessKeyId.map { "access key \($0) (from \(credentialsSource))" }
+            ?? "the credentials (from \(credentialsSource))"
 
         switch code {
         case "NoSuchBucket":
-            return make(.noSuchBucket, "bucket \"\(bucket)\" does not exist at this endpoint: create it with "
-                            + "`snapctl store mb s3://\(bucket)` or check the bucket name and endpoint")
+            return make(
+                .noSuchBucket,
+                "bucket \"\(bucket)\" does not exist at this endpoint: create it with "
+                    + "`snapctl store mb s3://\(bucket)` or check the bucket name and endpoint")
         case "NoSuchKey", "NoSuchUpload", "NoSuchVersion":
             return make(.notFound)
         case "PreconditionFailed", "ConditionalRequestConflict":
             return make(.preconditionFailed, "another writer changed this object: read it again and retry")
         case "SignatureDoesNotMatch":
-            return make(.invalidCredentials, "the signature was refused: check the secret access key of \(who); "
-                            + "a wrong secret, a stray space or a proxy rewriting the request causes this")
+            return make(
+                .invalidCredentials,
+                "the signature was refused: check the secret access key of \(who); "
+                    + "a wrong secret, a stray space or a proxy rewriting the request causes this")
         case "InvalidAccessKeyId":
-            return make(.invalidCredentials, "the server does not know \(who): check the access key id and "
-                            + "that it belongs to this endpoint/account")
+            return make(
+                .invalidCredentials,
+                "the server does not know \(who): check the access key id and "
+                    + "that it belongs to this endpoint/account")
         case "ExpiredToken", "TokenRefreshRequired", "InvalidToken":
-            return make(.invalidCredentials, "the session token of \(who) is expired or invalid: refresh the "
-                            + "temporary credentials")
+            return make(
+                .invalidCredentials,
+                "the session token of \(who) is expired or invalid: refresh the "
+                    + "temporary credentials")
         case "RequestTimeTooSkewed", "RequestExpired":
             let server = headers["date"].map { " (server time: \($0))" } ?? ""
-            return make(.clockSkew, "this machine's clock differs too much from the server's\(server): sync the "
-                            + "clock (NTP, e.g. `chronyc makestep` or `timedatectl set-ntp true`)")
+            return make(
+                .clockSkew,
+                "this machine's clock differs too much from the server's\(server): sync the "
+                    + "clock (NTP, e.g. `chronyc makestep` or `timedatectl set-ntp true`)")
         case "AccessDenied", "AllAccessDisabled", "AccountProblem":
             var hint = "\(who) may not do this: it needs \(S3Permission.forOperation(operation)) on \(resource)"
             if operation == "HeadObject" {
@@ -83,11 +99,12 @@ struct S3ErrorMapper {
             }
             return make(.accessDenied, hint)
         case "AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException",
-             "TemporaryRedirect":
+            "TemporaryRedirect":
             let actual = headers["x-amz-bucket-region"] ?? parsed?.region
-            let hint = actual.map { "bucket \"\(bucket)\" is in region \($0), not \(region): set the region to \($0)" }
+            let hint =
+                actual.map { "bucket \"\(bucket)\" is in region \($0), not \(region): set the region to \($0)" }
                 ?? "bucket \"\(bucket)\" is in another region than \(region)"
-                    + (parsed?.endpoint.map { " (endpoint \($0))" } ?? "") + ": set the right region"
+                + (parsed?.endpoint.map { " (endpoint \($0))" } ?? "") + ": set the right region"
             return make(.wrongRegion, hint)
         case "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests":
             return make(.throttled, "the store is rate-limiting requests; they are retried with backoff")
@@ -100,8 +117,10 @@ struct S3ErrorMapper {
         case "NotImplemented":
             return make(.unsupported, "this store does not implement \(operation)")
         case "BucketAlreadyExists":
-            return make(.invalidRequest, "bucket names are global and \"\(bucket)\" belongs to someone else: "
-                            + "choose another name")
+            return make(
+                .invalidRequest,
+                "bucket names are global and \"\(bucket)\" belongs to someone else: "
+                    + "choose another name")
         default:
             break
         }
@@ -114,15 +133,21 @@ struct S3ErrorMapper {
             return make(.preconditionFailed, "a concurrent write to this key conflicted: read it again and retry")
         case 301, 307, 308:
             let actual = headers["x-amz-bucket-region"]
-            return make(.wrongRegion, actual.map { "bucket \"\(bucket)\" is in region \($0): set the region to \($0)" }
-                            ?? "the bucket is in another region or needs another endpoint")
+            return make(
+                .wrongRegion,
+                actual.map { "bucket \"\(bucket)\" is in region \($0): set the region to \($0)" }
+                    ?? "the bucket is in another region or needs another endpoint")
         case 400 where headers["x-amz-bucket-region"].map({ $0 != region }) == true:
-            return make(.wrongRegion, "bucket \"\(bucket)\" is in region \(headers["x-amz-bucket-region"]!): "
-                            + "set the region to it")
+            return make(
+                .wrongRegion,
+                "bucket \"\(bucket)\" is in region \(headers["x-amz-bucket-region"]!): "
+                    + "set the region to it")
         case 401, 403:
             if body.isEmpty {
-                return make(.accessDenied, "refused without details (a HEAD has no error body): check \(who) and "
-                                + "that it has \(S3Permission.forOperation(operation)) on \(resource)")
+                return make(
+                    .accessDenied,
+                    "refused without details (a HEAD has no error body): check \(who) and "
+                        + "that it has \(S3Permission.forOperation(operation)) on \(resource)")
             }
             return make(.accessDenied, "check \(who) and its permissions on \(resource)")
         case 429:

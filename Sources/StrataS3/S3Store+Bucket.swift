@@ -3,6 +3,8 @@ import StrataCore
 import StrataCrypto
 
 /// The methods a presigned URL can be made for.
+// swift-format-ignore: AlwaysUseLowerCamelCase
+// The cases are spelled as the HTTP methods; snapctl and others call `.GET` / `.PUT`.
 public enum PresignMethod: String, Sendable {
     case GET, PUT
 }
@@ -23,23 +25,27 @@ extension S3Store {
         let r = try send(Request(operation: "ListObjectsV2", method: "GET", key: nil, query: query))
         markBucketExists()
         guard let root = XMLNode.parse(r.body), root.name == "ListBucketResult" else {
-            throw StoreError(.invalidRequest, operation: "ListObjectsV2", key: prefix,
-                             message: "the response is not a ListBucketResult",
-                             hint: "check that the endpoint is an S3 API endpoint")
+            throw StoreError(
+                .invalidRequest, operation: "ListObjectsV2", key: prefix,
+                message: "the response is not a ListBucketResult",
+                hint: "check that the endpoint is an S3 API endpoint")
         }
         let encoded = root.value("EncodingType")?.lowercased() == "url"
         func decode(_ s: String) -> String { encoded ? SigV4Signer.percentDecode(s, plusAsSpace: true) : s }
         var objects: [ObjectInfo] = []
         for c in root.all("Contents") {
             guard let key = c.value("Key") else { continue }
-            objects.append(ObjectInfo(key: decode(key), size: Int64(c.value("Size") ?? "") ?? 0,
-                                      etag: c.value("ETag") ?? "", lastModified: S3Store.parseISODate(c.value("LastModified"))))
+            objects.append(
+                ObjectInfo(
+                    key: decode(key), size: Int64(c.value("Size") ?? "") ?? 0,
+                    etag: c.value("ETag") ?? "", lastModified: S3Store.parseISODate(c.value("LastModified"))))
         }
         let prefixes = root.all("CommonPrefixes").compactMap { $0.value("Prefix") }.map(decode)
         let truncated = root.value("IsTruncated") == "true"
         let next = root.value("NextContinuationToken")
-        return ListPage(objects: objects, commonPrefixes: prefixes,
-                        continuation: truncated && next?.isEmpty == false ? next : nil)
+        return ListPage(
+            objects: objects, commonPrefixes: prefixes,
+            continuation: truncated && next?.isEmpty == false ? next : nil)
     }
 
     // MARK: batch delete
@@ -69,15 +75,18 @@ extension S3Store {
 
     private func deleteBatch(_ keys: [String]) throws -> [DeleteFailure] {
         for key in keys { try validate(key: key, operation: "DeleteObjects") }
-        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        var xml =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
             + "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
         for key in keys { xml += "<Object><Key>\(XMLNode.escape(key))</Key></Object>" }
         xml += "</Delete>"
         let body = Data(xml.utf8)
         let md5 = Data(MD5.hash(body)).base64EncodedString()
-        let r = try send(Request(operation: "DeleteObjects", method: "POST", key: nil, query: [.init("delete", nil)],
-                                 headers: [("Content-Type", "application/xml"), ("Content-MD5", md5)],
-                                 body: .data(body), errorMayComeWith200: true))
+        let r = try send(
+            Request(
+                operation: "DeleteObjects", method: "POST", key: nil, query: [.init("delete", nil)],
+                headers: [("Content-Type", "application/xml"), ("Content-MD5", md5)],
+                body: .data(body), errorMayComeWith200: true))
         guard let root = XMLNode.parse(r.body) else {
             if r.body.isEmpty { return [] }
             throw StoreError(.invalidRequest, operation: "DeleteObjects", message: "unreadable response")
@@ -98,7 +107,8 @@ extension S3Store {
         var body = TransportBody.none
         var headers: [(name: String, value: String)] = []
         if configuration.region != "us-east-1" && !configuration.region.isEmpty {
-            let xml = "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+            let xml =
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
                 + "<LocationConstraint>\(XMLNode.escape(configuration.region))</LocationConstraint>"
                 + "</CreateBucketConfiguration>"
             body = .data(Data(xml.utf8))
@@ -128,9 +138,10 @@ extension S3Store {
         try validate(key: key, operation: "Presign")
         let seconds = Int(expires.rounded(.up))
         guard seconds >= 1 && seconds <= SigV4Signer.maxPresignExpiry else {
-            throw StoreError(.invalidRequest, operation: "Presign", key: key,
-                             message: "expiry of \(seconds) seconds is outside 1 s to 7 days (604800 s)",
-                             hint: "SigV4 presigned URLs live at most 7 days")
+            throw StoreError(
+                .invalidRequest, operation: "Presign", key: key,
+                message: "expiry of \(seconds) seconds is outside 1 s to 7 days (604800 s)",
+                hint: "SigV4 presigned URLs live at most 7 days")
         }
         let creds = try credentials("Presign")
         let path = basePath + "/" + key

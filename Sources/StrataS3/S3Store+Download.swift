@@ -1,8 +1,9 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension S3Store {
@@ -18,14 +19,16 @@ extension S3Store {
             } catch let e as StoreError where e.kind == .preconditionFailed && round == 0 {
                 // The object was replaced during the download: start over on the new version.
                 guard let now = try head(key) else {
-                    throw StoreError(.notFound, operation: "GetObject", key: key, status: 404,
-                                     message: "the object was deleted during the download")
+                    throw StoreError(
+                        .notFound, operation: "GetObject", key: key, status: 404,
+                        message: "the object was deleted during the download")
                 }
                 info = now
             } catch let e as StoreError where e.kind == .preconditionFailed {
-                throw StoreError(.transient, operation: "GetObject", key: key, status: e.status, code: e.code,
-                                 message: "the object kept changing during the download", requestId: e.requestId,
-                                 hint: "retry when writers are done with it")
+                throw StoreError(
+                    .transient, operation: "GetObject", key: key, status: e.status, code: e.code,
+                    message: "the object kept changing during the download", requestId: e.requestId,
+                    hint: "retry when writers are done with it")
             }
         }
         if let expected = info.sha256 {
@@ -45,30 +48,34 @@ extension S3Store {
         var threads: [Thread] = []
         for _ in 0..<workers {
             group.enter()
-            threads.append(Thread { [self] in
-                defer { group.leave() }
-                while true {
-                    guard let i = work.next() else { return }
-                    let start = Int64(i) * chunk
-                    let end = min(info.size, start + chunk)
-                    do {
-                        var headers: [(name: String, value: String)] = [("Range", "bytes=\(start)-\(end - 1)")]
-                        if !info.etag.isEmpty { headers.append(("If-Match", info.etag)) }
-                        let r = try send(Request(operation: "GetObject", method: "GET", key: key, headers: headers,
-                                                 sink: { .file(fd: fd, offset: start, hash: false) }))
-                        if r.bytesWritten != end - start {
-                            throw StoreError(.integrity, operation: "GetObject", key: key,
-                                             message: "range \(start)-\(end - 1): got \(r.bytesWritten) bytes, "
-                                                 + "expected \(end - start)")
+            threads.append(
+                Thread { [self] in
+                    defer { group.leave() }
+                    while true {
+                        guard let i = work.next() else { return }
+                        let start = Int64(i) * chunk
+                        let end = min(info.size, start + chunk)
+                        do {
+                            var headers: [(name: String, value: String)] = [("Range", "bytes=\(start)-\(end - 1)")]
+                            if !info.etag.isEmpty { headers.append(("If-Match", info.etag)) }
+                            let r = try send(
+                                Request(
+                                    operation: "GetObject", method: "GET", key: key, headers: headers,
+                                    sink: { .file(fd: fd, offset: start, hash: false) }))
+                            if r.bytesWritten != end - start {
+                                throw StoreError(
+                                    .integrity, operation: "GetObject", key: key,
+                                    message: "range \(start)-\(end - 1): got \(r.bytesWritten) bytes, "
+                                        + "expected \(end - start)")
+                            }
+                        } catch {
+                            work.fail(error)
+                            return
                         }
-                    } catch {
-                        work.fail(error)
-                        return
                     }
-                }
-            })
+                })
         }
-        threads.forEach { $0.start() }
+        for thread in threads { thread.start() }
         group.wait()
         if let error = work.firstError { throw error }
     }

@@ -1,8 +1,9 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A multipart upload in progress, as ListMultipartUploads reports it.
@@ -27,8 +28,10 @@ extension S3Store {
     /// partSize x concurrency: each worker reads its part into a buffer, hashes it and uploads it.
     /// The whole-object SHA-256 (`sha256`, recorded at initiation) is checked against the bytes
     /// actually read before completing. Any failure aborts the upload so no parts are left behind.
-    func multipartUpload(_ key: String, source: PartSource, sha256: String, condition: WriteCondition,
-                         options: PutOptions) throws -> ObjectInfo {
+    func multipartUpload(
+        _ key: String, source: PartSource, sha256: String, condition: WriteCondition,
+        options: PutOptions
+    ) throws -> ObjectInfo {
         let size = source.size
         var partSize = max(configuration.partSize, S3Store.minPartSize)
         while (size + Int64(partSize) - 1) / Int64(partSize) > Int64(S3Store.maxParts) { partSize *= 2 }
@@ -40,18 +43,22 @@ extension S3Store {
             (S3Store.sha256MetaHeader, sha256),
             (S3Store.writeIdMetaHeader, writeId),
         ]
-        let created = try send(Request(operation: "CreateMultipartUpload", method: "POST", key: key,
-                                       query: [.init("uploads", nil)], headers: initHeaders))
+        let created = try send(
+            Request(
+                operation: "CreateMultipartUpload", method: "POST", key: key,
+                query: [.init("uploads", nil)], headers: initHeaders))
         markBucketExists()
         guard let uploadId = XMLNode.parse(created.body)?.value("UploadId"), !uploadId.isEmpty else {
-            throw StoreError(.invalidRequest, operation: "CreateMultipartUpload", key: key,
-                             message: "the response has no UploadId")
+            throw StoreError(
+                .invalidRequest, operation: "CreateMultipartUpload", key: key,
+                message: "the response has no UploadId")
         }
         logger.debug("multipart upload of \(key): \(partCount) parts of \(partSize) bytes")
 
         do {
-            let etags = try uploadParts(key, uploadId: uploadId, source: source, partSize: partSize,
-                                        partCount: partCount, expectedSHA256: sha256)
+            let etags = try uploadParts(
+                key, uploadId: uploadId, source: source, partSize: partSize,
+                partCount: partCount, expectedSHA256: sha256)
             var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
             for (i, etag) in etags.enumerated() {
                 xml += "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(XMLNode.escape(etag))</ETag></Part>"
@@ -60,16 +67,19 @@ extension S3Store {
             let log = AttemptLog()
             let r: TransportResponse
             do {
-                r = try send(Request(operation: "CompleteMultipartUpload", method: "POST", key: key,
-                                     query: [.init("uploadId", uploadId)],
-                                     headers: [("Content-Type", "application/xml")] + S3Store.conditionHeaders(condition),
-                                     body: .data(Data(xml.utf8)), conditional: condition != .none,
-                                     errorMayComeWith200: true), log: log)
+                r = try send(
+                    Request(
+                        operation: "CompleteMultipartUpload", method: "POST", key: key,
+                        query: [.init("uploadId", uploadId)],
+                        headers: [("Content-Type", "application/xml")] + S3Store.conditionHeaders(condition),
+                        body: .data(Data(xml.utf8)), conditional: condition != .none,
+                        errorMayComeWith200: true), log: log)
             } catch var e as StoreError where log.ambiguous {
                 // An earlier attempt may have completed the upload: then the retry finds no upload
                 // (404 NoSuchUpload) or a failed condition. The key then carries our write id.
                 if e.kind == .notFound || e.kind == .preconditionFailed,
-                   let won = try resolveAmbiguousWrite(key: key, writeId: writeId) {
+                    let won = try resolveAmbiguousWrite(key: key, writeId: writeId)
+                {
                     return won
                 }
                 if e.kind == .notFound, condition != .none { e.kind = .preconditionFailed }
@@ -79,8 +89,9 @@ extension S3Store {
                 throw e
             }
             let etag = XMLNode.parse(r.body)?.value("ETag") ?? r.headers["etag"] ?? ""
-            return ObjectInfo(key: key, size: size, etag: etag, lastModified: S3Store.parseHTTPDate(r.headers["date"]),
-                              sha256: sha256)
+            return ObjectInfo(
+                key: key, size: size, etag: etag, lastModified: S3Store.parseHTTPDate(r.headers["date"]),
+                sha256: sha256)
         } catch {
             abortQuietly(key: key, uploadId: uploadId)
             throw error
@@ -98,20 +109,25 @@ extension S3Store {
     /// Uploads every part with `concurrency` workers. Parts are read in order by the calling
     /// thread (which also computes the whole-object hash) and handed to the workers; at most
     /// `concurrency` part buffers exist at once.
-    private func uploadParts(_ key: String, uploadId: String, source: PartSource, partSize: Int, partCount: Int,
-                             expectedSHA256: String) throws -> [String] {
+    private func uploadParts(
+        _ key: String, uploadId: String, source: PartSource, partSize: Int, partCount: Int,
+        expectedSHA256: String
+    ) throws -> [String] {
         let workers = max(1, min(configuration.concurrency, partCount))
         let state = PartPipeline(capacity: workers, partCount: partCount)
         let threads = (0..<workers).map { _ in
             Thread { [self] in
                 while let (number, data) = state.next() {
                     do {
-                        let r = try send(Request(operation: "UploadPart", method: "PUT", key: key,
-                                                 query: [.init("partNumber", String(number)), .init("uploadId", uploadId)],
-                                                 body: .data(data)))
+                        let r = try send(
+                            Request(
+                                operation: "UploadPart", method: "PUT", key: key,
+                                query: [.init("partNumber", String(number)), .init("uploadId", uploadId)],
+                                body: .data(data)))
                         guard let etag = r.headers["etag"], !etag.isEmpty else {
-                            throw StoreError(.invalidRequest, operation: "UploadPart", key: key,
-                                             message: "part \(number): the response has no ETag")
+                            throw StoreError(
+                                .invalidRequest, operation: "UploadPart", key: key,
+                                message: "part \(number): the response has no ETag")
                         }
                         state.finished(number, etag: etag)
                     } catch {
@@ -121,7 +137,7 @@ extension S3Store {
                 state.workerExited()
             }
         }
-        threads.forEach { $0.start() }
+        for thread in threads { thread.start() }
 
         let whole = Digest(.sha256)
         var readError: Error?
@@ -144,10 +160,11 @@ extension S3Store {
         if let error = state.firstError ?? readError { throw error }
         let actual = whole.finalizeHex()
         if actual != expectedSHA256 {
-            throw StoreError(.integrity, operation: "PutObject", key: key, code: "BadDigest",
-                             message: "the uploaded bytes have SHA-256 \(actual), expected \(expectedSHA256)",
-                             hint: "the source changed during the upload (or the given SHA-256 is wrong); "
-                                 + "the upload was aborted")
+            throw StoreError(
+                .integrity, operation: "PutObject", key: key, code: "BadDigest",
+                message: "the uploaded bytes have SHA-256 \(actual), expected \(expectedSHA256)",
+                hint: "the source changed during the upload (or the given SHA-256 is wrong); "
+                    + "the upload was aborted")
         }
         return state.etags()
     }
@@ -170,8 +187,10 @@ extension S3Store {
             }
             for u in root.all("Upload") {
                 guard let key = u.value("Key"), let id = u.value("UploadId") else { continue }
-                result.append(MultipartUploadInfo(key: key, uploadId: id,
-                                                  initiated: S3Store.parseISODate(u.value("Initiated"))))
+                result.append(
+                    MultipartUploadInfo(
+                        key: key, uploadId: id,
+                        initiated: S3Store.parseISODate(u.value("Initiated"))))
             }
             guard root.value("IsTruncated") == "true" else { break }
             let nextKey = root.value("NextKeyMarker")
@@ -185,8 +204,14 @@ extension S3Store {
 
     /// Aborts a multipart upload, freeing its parts. An upload that no longer exists is not an error.
     public func abortMultipartUpload(key: String, uploadId: String) throws {
-        _ = try send(Request(operation: "AbortMultipartUpload", method: "DELETE", key: key,
-                             query: [.init("uploadId", uploadId)], accept: [404]))
+        do {
+            _ = try send(
+                Request(
+                    operation: "AbortMultipartUpload", method: "DELETE", key: key,
+                    query: [.init("uploadId", uploadId)]))
+        } catch let e as StoreError where e.kind == .notFound {
+            // NoSuchUpload: completed or aborted already.
+        }
     }
 }
 

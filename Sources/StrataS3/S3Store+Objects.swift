@@ -1,8 +1,9 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension S3Store {
@@ -24,22 +25,27 @@ extension S3Store {
             return (info(key: key, headers: r.headers), r.headers)
         default:
             // A HEAD error has no body: repeat it as a one-byte GET to learn the error code.
-            let g = try send(Request(operation: "HeadObject", method: "GET", key: key,
-                                     headers: [("Range", "bytes=0-0")], accept: [404, 416]))
+            let g = try send(
+                Request(
+                    operation: "HeadObject", method: "GET", key: key,
+                    headers: [("Range", "bytes=0-0")], accept: [404, 416]))
             if g.status == 404 { return nil }
             let creds = try? credentials("HeadObject")
-            throw errorMapper(creds).error(operation: "HeadObject", key: key, status: r.status, headers: r.headers,
-                                           body: Data())
+            throw errorMapper(creds).error(
+                operation: "HeadObject", key: key, status: r.status, headers: r.headers,
+                body: Data())
         }
     }
 
     // MARK: get
 
+    @discardableResult
     public func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
         if let range {
             guard range.lowerBound >= 0, range.upperBound > range.lowerBound else {
-                throw StoreError(.invalidRequest, operation: "GetObject", key: key,
-                                 message: "range \(range) is empty or negative")
+                throw StoreError(
+                    .invalidRequest, operation: "GetObject", key: key,
+                    message: "range \(range) is empty or negative")
             }
         }
         let (tmp, fd) = try createTemporary(beside: path, key: key)
@@ -55,9 +61,10 @@ extension S3Store {
             info = try getWhole(key, fd: fd, tmp: tmp)
         }
         guard fsync(fd) == 0, rename(tmp, path) == 0 else {
-            throw StoreError(.io, operation: "GetObject", key: key,
-                             message: "cannot move the download into \(path): \(String(cString: strerror(errno)))",
-                             hint: "check that the directory is writable and has free space")
+            throw StoreError(
+                .io, operation: "GetObject", key: key,
+                message: "cannot move the download into \(path): \(String(cString: strerror(errno)))",
+                hint: "check that the directory is writable and has free space")
         }
         keep = true
         return info
@@ -68,20 +75,23 @@ extension S3Store {
         let tmp = path + ".part-" + Hex.encode(SecureRandom.bytes(6))
         let fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw StoreError(.io, operation: "GetObject", key: key,
-                             message: "cannot create \(tmp): \(String(cString: strerror(errno)))",
-                             hint: "check that the directory exists and is writable")
+            throw StoreError(
+                .io, operation: "GetObject", key: key,
+                message: "cannot create \(tmp): \(String(cString: strerror(errno)))",
+                hint: "check that the directory exists and is writable")
         }
         return (tmp, fd)
     }
 
     private func getRange(_ key: String, range: Range<Int64>, fd: Int32) throws -> ObjectInfo {
-        let r = try send(Request(operation: "GetObject", method: "GET", key: key,
-                                 headers: [("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")],
-                                 sink: {
-                                     guard ftruncate(fd, 0) == 0 else { throw S3Store.ioError("GetObject", key) }
-                                     return .file(fd: fd, offset: 0, hash: false)
-                                 }))
+        let r = try send(
+            Request(
+                operation: "GetObject", method: "GET", key: key,
+                headers: [("Range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)")],
+                sink: {
+                    guard ftruncate(fd, 0) == 0 else { throw S3Store.ioError("GetObject", key) }
+                    return .file(fd: fd, offset: 0, hash: false)
+                }))
         markBucketExists()
         if r.status == 200 {
             // The server ignored the range and sent everything: keep the asked part only.
@@ -92,21 +102,24 @@ extension S3Store {
     }
 
     private func getWhole(_ key: String, fd: Int32, tmp: String) throws -> ObjectInfo {
-        let r = try send(Request(operation: "GetObject", method: "GET", key: key,
-                                 sink: {
-                                     guard ftruncate(fd, 0) == 0 else { throw S3Store.ioError("GetObject", key) }
-                                     return .file(fd: fd, offset: 0, hash: true)
-                                 },
-                                 stopIfLargerThan: configuration.parallelDownloadThreshold))
+        let r = try send(
+            Request(
+                operation: "GetObject", method: "GET", key: key,
+                sink: {
+                    guard ftruncate(fd, 0) == 0 else { throw S3Store.ioError("GetObject", key) }
+                    return .file(fd: fd, offset: 0, hash: true)
+                },
+                stopIfLargerThan: configuration.parallelDownloadThreshold))
         markBucketExists()
         let info = self.info(key: key, headers: r.headers)
         if r.stoppedForSize {
             return try parallelDownload(key, info: info, fd: fd)
         }
         if let length = r.headers["content-length"].flatMap({ Int64($0) }), length != r.bytesWritten {
-            throw StoreError(.integrity, operation: "GetObject", key: key,
-                             message: "received \(r.bytesWritten) bytes of \(length)",
-                             hint: "the connection was cut: download it again")
+            throw StoreError(
+                .integrity, operation: "GetObject", key: key,
+                message: "received \(r.bytesWritten) bytes of \(length)",
+                hint: "the connection was cut: download it again")
         }
         if let expected = info.sha256, let actual = r.sha256, expected != actual {
             throw integrityMismatch(key: key, expected: expected, actual: actual)
@@ -115,14 +128,16 @@ extension S3Store {
     }
 
     func integrityMismatch(key: String, expected: String, actual: String) -> StoreError {
-        StoreError(.integrity, operation: "GetObject", key: key,
-                   message: "the downloaded bytes have SHA-256 \(actual), the object's recorded SHA-256 is \(expected)",
-                   hint: "the object or its metadata is damaged, or was changed outside Strata; nothing was kept")
+        StoreError(
+            .integrity, operation: "GetObject", key: key,
+            message: "the downloaded bytes have SHA-256 \(actual), the object's recorded SHA-256 is \(expected)",
+            hint: "the object or its metadata is damaged, or was changed outside Strata; nothing was kept")
     }
 
     static func ioError(_ operation: String, _ key: String) -> StoreError {
-        StoreError(.io, operation: operation, key: key, message: String(cString: strerror(errno)),
-                   hint: "check the destination's permissions and free space")
+        StoreError(
+            .io, operation: operation, key: key, message: String(cString: strerror(errno)),
+            hint: "check the destination's permissions and free space")
     }
 
     /// Moves `length` bytes at `from` to the start of the file and truncates it there.
@@ -142,8 +157,10 @@ extension S3Store {
     }
 
     public func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) {
-        let r = try send(Request(operation: "GetObject", method: "GET", key: key,
-                                 sink: { .memory(limit: 512 << 20) }))
+        let r = try send(
+            Request(
+                operation: "GetObject", method: "GET", key: key,
+                sink: { .memory(limit: 512 << 20) }))
         markBucketExists()
         let info = self.info(key: key, headers: r.headers)
         if let expected = info.sha256 {
@@ -155,6 +172,7 @@ extension S3Store {
 
     // MARK: put
 
+    @discardableResult
     public func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws
         -> ObjectInfo
     {
@@ -166,21 +184,24 @@ extension S3Store {
         case .data(let data):
             let sha = SHA256.hex(data)
             if let given = options.sha256, given.lowercased() != sha {
-                throw StoreError(.integrity, operation: "PutObject", key: key, code: "BadDigest",
-                                 message: "the body's SHA-256 is \(sha), the caller said \(given)",
-                                 hint: "the data changed after its hash was taken")
+                throw StoreError(
+                    .integrity, operation: "PutObject", key: key, code: "BadDigest",
+                    message: "the body's SHA-256 is \(sha), the caller said \(given)",
+                    hint: "the data changed after its hash was taken")
             }
             if Int64(data.count) >= configuration.multipartThreshold {
-                return try multipartUpload(key, source: DataPartSource(data: data), sha256: sha,
-                                           condition: condition, options: options)
+                return try multipartUpload(
+                    key, source: DataPartSource(data: data), sha256: sha,
+                    condition: condition, options: options)
             }
             return try putSingle(key, body: .data(data), sha256: sha, condition: condition, options: options)
         case .file(let path):
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
-                throw StoreError(.io, operation: "PutObject", key: key,
-                                 message: "cannot open \(path): \(String(cString: strerror(errno)))",
-                                 hint: "check that the file exists and is readable")
+                throw StoreError(
+                    .io, operation: "PutObject", key: key,
+                    message: "cannot open \(path): \(String(cString: strerror(errno)))",
+                    hint: "check that the file exists and is readable")
             }
             defer { close(fd) }
             var st = stat()
@@ -193,11 +214,13 @@ extension S3Store {
             // again while it streams (a file changed in between is refused, never stored).
             let sha = try options.sha256.map { $0.lowercased() } ?? hashFile(fd: fd, size: size, key: key)
             if size >= configuration.multipartThreshold {
-                return try multipartUpload(key, source: FilePartSource(fd: fd, size: size), sha256: sha,
-                                           condition: condition, options: options)
+                return try multipartUpload(
+                    key, source: FilePartSource(fd: fd, size: size), sha256: sha,
+                    condition: condition, options: options)
             }
-            return try putSingle(key, body: .file(fd: fd, offset: 0, length: size), sha256: sha,
-                                 condition: condition, options: options)
+            return try putSingle(
+                key, body: .file(fd: fd, offset: 0, length: size), sha256: sha,
+                condition: condition, options: options)
         }
     }
 
@@ -225,8 +248,10 @@ extension S3Store {
         }
     }
 
-    private func putSingle(_ key: String, body: TransportBody, sha256: String, condition: WriteCondition,
-                           options: PutOptions) throws -> ObjectInfo {
+    private func putSingle(
+        _ key: String, body: TransportBody, sha256: String, condition: WriteCondition,
+        options: PutOptions
+    ) throws -> ObjectInfo {
         let writeId = S3Store.newWriteId()
         var headers: [(name: String, value: String)] = [
             ("Content-Type", options.contentType ?? "application/octet-stream"),
@@ -236,11 +261,14 @@ extension S3Store {
         headers += S3Store.conditionHeaders(condition)
         let log = AttemptLog()
         do {
-            let r = try send(Request(operation: "PutObject", method: "PUT", key: key, headers: headers, body: body,
-                                     bodySHA256: sha256, conditional: condition != .none), log: log)
+            let r = try send(
+                Request(
+                    operation: "PutObject", method: "PUT", key: key, headers: headers, body: body,
+                    bodySHA256: sha256, conditional: condition != .none), log: log)
             markBucketExists()
-            return ObjectInfo(key: key, size: body.length, etag: r.headers["etag"] ?? "",
-                              lastModified: S3Store.parseHTTPDate(r.headers["date"]), sha256: sha256)
+            return ObjectInfo(
+                key: key, size: body.length, etag: r.headers["etag"] ?? "",
+                lastModified: S3Store.parseHTTPDate(r.headers["date"]), sha256: sha256)
         } catch var e as StoreError where condition != .none {
             if e.kind == .notFound, case .ifMatch = condition {
                 // AWS answers If-Match on a missing key with 404: the condition did not hold.
@@ -267,7 +295,11 @@ extension S3Store {
     // MARK: delete
 
     public func delete(_ key: String) throws {
-        _ = try send(Request(operation: "DeleteObject", method: "DELETE", key: key, accept: [404]))
+        do {
+            _ = try send(Request(operation: "DeleteObject", method: "DELETE", key: key))
+        } catch let e as StoreError where e.kind == .notFound {
+            // Already gone (S3 answers 204 anyway; some stores say 404). A missing bucket still throws.
+        }
     }
 }
 
@@ -297,13 +329,16 @@ struct FilePartSource: PartSource {
                 let n = pread(fd, raw.baseAddress! + got, length - got, off_t(offset + Int64(got)))
                 if n < 0 && errno == EINTR { continue }
                 if n < 0 {
-                    throw StoreError(.io, operation: "UploadPart", message: "cannot read the source file: "
-                                         + String(cString: strerror(errno)))
+                    throw StoreError(
+                        .io, operation: "UploadPart",
+                        message: "cannot read the source file: "
+                            + String(cString: strerror(errno)))
                 }
                 if n == 0 {
-                    throw StoreError(.io, operation: "UploadPart",
-                                     message: "the source file became shorter during the upload",
-                                     hint: "do not change a file while it is uploaded")
+                    throw StoreError(
+                        .io, operation: "UploadPart",
+                        message: "the source file became shorter during the upload",
+                        hint: "do not change a file while it is uploaded")
                 }
                 got += n
             }

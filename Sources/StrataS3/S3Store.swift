@@ -30,32 +30,40 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     private let stateLock = NSLock()
     private var bucketKnownToExist = false
     private var faultInjector: (@Sendable (String, Int) -> InjectedFault)?
+    private var clockOffset: TimeInterval = 0
 
     public var location: String {
         if let endpoint = configuration.endpoint { return "s3://\(configuration.bucket) at \(endpoint)" }
         return "s3://\(configuration.bucket)"
     }
 
-    public init(configuration: S3Configuration, logger: Logger = Logger(label: "strata.s3", factory: { _ in
-        SwiftLogNoOpLogHandler()
-    })) throws {
+    public init(
+        configuration: S3Configuration,
+        logger: Logger = Logger(
+            label: "strata.s3",
+            factory: { _ in
+                SwiftLogNoOpLogHandler()
+            })
+    ) throws {
         self.configuration = configuration
         self.logger = logger
         signer = SigV4Signer(region: configuration.region, service: "s3")
         pool = CurlHandlePool(options: TransportOptions(configuration))
         let bucket = configuration.bucket
         guard !bucket.isEmpty, !bucket.contains("/") else {
-            throw StoreError(.configuration, operation: "OpenStore", message: "invalid bucket name \"\(bucket)\"",
-                             hint: "give a bucket name without \"/\", e.g. s3://my-bucket")
+            throw StoreError(
+                .configuration, operation: "OpenStore", message: "invalid bucket name \"\(bucket)\"",
+                hint: "give a bucket name without \"/\", e.g. s3://my-bucket")
         }
         var pathStyle = configuration.usesPathStyle
         if let endpoint = configuration.endpoint {
             guard let url = URLComponents(string: endpoint), let s = url.scheme?.lowercased(),
-                  s == "http" || s == "https", let h = url.host, !h.isEmpty
+                s == "http" || s == "https", let h = url.host, !h.isEmpty
             else {
-                throw StoreError(.configuration, operation: "OpenStore",
-                                 message: "invalid endpoint \"\(endpoint)\"",
-                                 hint: "give a URL like http://127.0.0.1:8333 or https://minio.example.com")
+                throw StoreError(
+                    .configuration, operation: "OpenStore",
+                    message: "invalid endpoint \"\(endpoint)\"",
+                    hint: "give a URL like http://127.0.0.1:8333 or https://minio.example.com")
             }
             scheme = s
             var hostPort = h.contains(":") ? "[\(h)]" : h
@@ -91,6 +99,8 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         case dropResponse
         /// Answer with this status and S3 error code without sending anything.
         case respond(status: Int, code: String)
+        /// Answer with this status and body without sending anything.
+        case respondWith(status: Int, body: String)
     }
 
     /// Installs (or removes) a fault injector, called with (operation, attempt number from 1).
@@ -98,6 +108,19 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         stateLock.lock()
         faultInjector = injector
         stateLock.unlock()
+    }
+
+    /// Signs requests as if the clock were off by `seconds` (to test clock-skew handling).
+    func setClockOffset(_ seconds: TimeInterval) {
+        stateLock.lock()
+        clockOffset = seconds
+        stateLock.unlock()
+    }
+
+    func now() -> Date {
+        stateLock.lock()
+        defer { stateLock.unlock() }
+        return Date().addingTimeInterval(clockOffset)
     }
 
     private func injectedFault(_ operation: String, _ attempt: Int) -> InjectedFault {
@@ -148,14 +171,16 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         } catch let e as StoreError {
             throw e
         } catch {
-            throw StoreError(.configuration, operation: operation, message: "no credentials: \(error)",
-                             hint: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
+            throw StoreError(
+                .configuration, operation: operation, message: "no credentials: \(error)",
+                hint: "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
         }
     }
 
     func errorMapper(_ creds: Credentials?) -> S3ErrorMapper {
-        S3ErrorMapper(bucket: configuration.bucket, region: configuration.region,
-                      credentialsSource: configuration.credentials.source, accessKeyId: creds?.accessKeyId)
+        S3ErrorMapper(
+            bucket: configuration.bucket, region: configuration.region,
+            credentialsSource: configuration.credentials.source, accessKeyId: creds?.accessKeyId)
     }
 
     /// Sends `request` with retries per the retry policy and returns a response whose status is
@@ -179,19 +204,21 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             log.attempts = attempt
             let creds = try credentials(request.operation)
             let (url, path) = self.url(forKey: request.key, query: request.query)
-            var headers = request.headers
-            headers.append(("Host", host))
+            // Host is set explicitly so curl sends exactly the signed value.
+            var headers = [("Host", host)] + request.headers
             let signed = signer.sign(
-                SigV4Signer.Request(method: request.method, path: path, query: request.query,
-                                    headers: headers.map { SigV4Signer.Header($0.name, $0.value) }),
-                payloadHash: payloadHash!, credentials: creds, date: Date())
-            headers.removeAll { $0.name == "Host" }
+                SigV4Signer.Request(
+                    method: request.method, path: path, query: request.query,
+                    headers: headers.map { SigV4Signer.Header($0.name, $0.value) }),
+                payloadHash: payloadHash!, credentials: creds, date: now())
             headers.append(contentsOf: signed.headersToAdd.map { ($0.name, $0.value) })
-            headers.insert(("Host", host), at: 0)
 
             var transport = TransportRequest(method: request.method, url: url, headers: headers)
             transport.body = request.body
-            transport.expectedBodySHA256 = request.bodySHA256
+            if case .file = request.body {
+                // A file can change under us: check it while it streams (Data cannot).
+                transport.expectedBodySHA256 = request.bodySHA256
+            }
             transport.sink = try request.sink()
             transport.stopIfLargerThan = request.stopIfLargerThan
 
@@ -200,21 +227,25 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             do {
                 let response = try perform(transport, operation: request.operation, attempt: attempt)
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
-                logger.debug("\(request.operation) \(request.method) \(Redaction.url(url)) -> \(response.status)",
-                             metadata: ["ms": "\(ms)", "attempt": "\(attempt)"])
+                logger.debug(
+                    "\(request.operation) \(request.method) \(Redaction.url(url)) -> \(response.status)",
+                    metadata: ["ms": "\(ms)", "attempt": "\(attempt)"])
                 let ok = (200..<300).contains(response.status)
-                if ok && request.errorMayComeWith200, !response.stoppedForSize,
-                   let err = S3ErrorBody.parse(response.body) {
-                    _ = err
-                    failure = errorMapper(creds).error(operation: request.operation, key: request.key,
-                                                       status: 500, headers: response.headers, body: response.body,
-                                                       conditional: request.conditional)
+                if ok && request.errorMayComeWith200 && !response.stoppedForSize
+                    && S3ErrorBody.parse(response.body) != nil
+                {
+                    // 200 with an <Error> document: mapped by its code (InternalError: retried).
+                    failure = errorMapper(creds).error(
+                        operation: request.operation, key: request.key,
+                        status: response.status, headers: response.headers, body: response.body,
+                        conditional: request.conditional)
                 } else if ok || request.accept.contains(response.status) {
                     return response
                 } else {
-                    failure = errorMapper(creds).error(operation: request.operation, key: request.key,
-                                                       status: response.status, headers: response.headers,
-                                                       body: response.body, conditional: request.conditional)
+                    failure = errorMapper(creds).error(
+                        operation: request.operation, key: request.key,
+                        status: response.status, headers: response.headers,
+                        body: response.body, conditional: request.conditional)
                 }
                 if isWrite && response.status >= 500 { log.ambiguous = true }
             } catch let e as TransportError {
@@ -233,16 +264,19 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
                 case .integrity: hint = "the source changed while it was uploaded; upload it again"
                 default: hint = nil
                 }
-                failure = StoreError(kind, operation: request.operation, key: request.key, message: e.message,
-                                     hint: hint)
-                logger.debug("\(request.operation) \(request.method) \(Redaction.url(url)) failed: \(e.message)",
-                             metadata: ["attempt": "\(attempt)"])
+                failure = StoreError(
+                    kind, operation: request.operation, key: request.key, message: e.message,
+                    hint: hint)
+                logger.debug(
+                    "\(request.operation) \(request.method) \(Redaction.url(url)) failed: \(e.message)",
+                    metadata: ["attempt": "\(attempt)"])
             }
             guard failure.isRetryable, attempt < policy.maxAttempts else { throw failure }
             let delay = policy.delay(afterAttempt: attempt - 1)
             guard Date().timeIntervalSince(started) + delay < policy.maxTotalTime else { throw failure }
-            logger.notice("retrying \(request.operation) after: \(failure.message)",
-                          metadata: ["attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))"])
+            logger.notice(
+                "retrying \(request.operation) after: \(failure.message)",
+                metadata: ["attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))"])
             if delay > 0 { Thread.sleep(forTimeInterval: delay) }
         }
     }
@@ -255,19 +289,23 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             throw TransportError(kind: .transient, message: "injected: connection refused", ambiguous: false)
         case .dropResponse:
             _ = try pool.perform(request)
-            throw TransportError(kind: .transient, message: "injected: connection reset before the response",
-                                 ambiguous: true)
+            throw TransportError(
+                kind: .transient, message: "injected: connection reset before the response",
+                ambiguous: true)
         case .respond(let status, let code):
             let body = "<Error><Code>\(code)</Code><Message>injected</Message><RequestId>injected</RequestId></Error>"
+            return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
+        case .respondWith(let status, let body):
             return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
         }
     }
 
     func validate(key: String, operation: String) throws {
         if key.isEmpty || key.utf8.count > 1024 {
-            throw StoreError(.invalidRequest, operation: operation, key: key,
-                             message: key.isEmpty ? "the key is empty" : "the key is longer than 1024 bytes",
-                             hint: "S3 keys are 1 to 1024 bytes of UTF-8")
+            throw StoreError(
+                .invalidRequest, operation: operation, key: key,
+                message: key.isEmpty ? "the key is empty" : "the key is longer than 1024 bytes",
+                hint: "S3 keys are 1 to 1024 bytes of UTF-8")
         }
     }
 
@@ -289,13 +327,44 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         return httpDateFormatter.date(from: s)
     }
 
+    /// `2024-05-01T12:34:56.789Z` (fraction optional), as S3 listings give it. Parsed by hand:
+    /// a listing page has up to 1000 of them and a formatter per call is slow.
     static func parseISODate(_ s: String?) -> Date? {
         guard let s else { return nil }
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
+        let u = Array(s.utf8)
+        guard u.count >= 20, u[4] == 0x2d, u[7] == 0x2d, u[10] == 0x54, u[13] == 0x3a, u[16] == 0x3a,
+            u.last == 0x5a
+        else { return nil }
+        func num(_ r: Range<Int>) -> Int? {
+            var v = 0
+            for i in r {
+                guard u[i] >= 0x30 && u[i] <= 0x39 else { return nil }
+                v = v * 10 + Int(u[i] - 0x30)
+            }
+            return v
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13),
+            let mi = num(14..<16), let sec = num(17..<19)
+        else { return nil }
+        var fraction = 0.0
+        if u[19] == 0x2e {
+            var scale = 0.1
+            for i in 20..<(u.count - 1) {
+                guard u[i] >= 0x30 && u[i] <= 0x39 else { return nil }
+                fraction += Double(u[i] - 0x30) * scale
+                scale /= 10
+            }
+        } else if u.count != 20 {
+            return nil
+        }
+        var t = tm()
+        t.tm_year = Int32(y - 1900)
+        t.tm_mon = Int32(mo - 1)
+        t.tm_mday = Int32(d)
+        t.tm_hour = Int32(h)
+        t.tm_min = Int32(mi)
+        t.tm_sec = Int32(sec)
+        return Date(timeIntervalSince1970: Double(timegm(&t)) + fraction)
     }
 
     /// ObjectInfo from the headers of a HEAD or GET (whole size taken from Content-Range when
@@ -303,13 +372,15 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     func info(key: String, headers: [String: String]) -> ObjectInfo {
         var size = Int64(headers["content-length"] ?? "") ?? 0
         if let range = headers["content-range"], let slash = range.lastIndex(of: "/"),
-           let total = Int64(range[range.index(after: slash)...]) {
+            let total = Int64(range[range.index(after: slash)...])
+        {
             size = total
         }
         let sha = headers[S3Store.sha256MetaHeader].map { $0.lowercased() }
-        return ObjectInfo(key: key, size: size, etag: headers["etag"] ?? "",
-                          lastModified: S3Store.parseHTTPDate(headers["last-modified"]),
-                          sha256: sha.flatMap { S3Store.isHexSHA256($0) ? $0 : nil })
+        return ObjectInfo(
+            key: key, size: size, etag: headers["etag"] ?? "",
+            lastModified: S3Store.parseHTTPDate(headers["last-modified"]),
+            sha256: sha.flatMap { S3Store.isHexSHA256($0) ? $0 : nil })
     }
 
     static func isHexSHA256(_ s: String) -> Bool {
@@ -327,8 +398,11 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         if known { return }
         let r = try send(Request(operation: "HeadBucket", method: "HEAD", key: nil, accept: [404]))
         if r.status == 404 {
-            throw errorMapper(nil).error(operation: operation, key: key, status: 404, headers: r.headers,
-                                         body: Data("<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>".utf8))
+            throw errorMapper(nil).error(
+                operation: operation, key: key, status: 404, headers: r.headers,
+                body: Data(
+                    "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"
+                        .utf8))
         }
         stateLock.lock()
         bucketKnownToExist = true

@@ -90,9 +90,10 @@ public struct SigV4Signer: Sendable {
     ///   - payloadHash: hex SHA-256 of the body, or `UNSIGNED-PAYLOAD` / a streaming marker.
     ///   - addContentSHA256Header: add and sign `x-amz-content-sha256` (S3 requires it).
     ///   - signSessionToken: sign `X-Amz-Security-Token` (S3 does); false adds it after signing.
-    public func sign(_ request: Request, payloadHash: String, credentials: Credentials, date: Date,
-                     addContentSHA256Header: Bool = true, signSessionToken: Bool = true) -> HeaderSignature
-    {
+    public func sign(
+        _ request: Request, payloadHash: String, credentials: Credentials, date: Date,
+        addContentSHA256Header: Bool = true, signSessionToken: Bool = true
+    ) -> HeaderSignature {
         let (amzDate, day) = SigV4Signer.timestamps(date)
         var managed: Set<String> = ["x-amz-date", "authorization"]
         if addContentSHA256Header { managed.insert("x-amz-content-sha256") }
@@ -112,26 +113,31 @@ public struct SigV4Signer: Sendable {
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let stringToSign = [SigV4Signer.algorithm, amzDate, scope, SHA256.hex(canonicalRequest)]
             .joined(separator: "\n")
-        let signature = Hex.encode(HMAC.sha256(key: signingKey(secret: credentials.secretAccessKey, day: day),
-                                               message: stringToSign))
-        let authorization = "\(SigV4Signer.algorithm) Credential=\(credentials.accessKeyId)/\(scope), "
+        let signature = Hex.encode(
+            HMAC.sha256(
+                key: signingKey(secret: credentials.secretAccessKey, day: day),
+                message: stringToSign))
+        let authorization =
+            "\(SigV4Signer.algorithm) Credential=\(credentials.accessKeyId)/\(scope), "
             + "SignedHeaders=\(signedHeaders), Signature=\(signature)"
         if let token = credentials.sessionToken, !signSessionToken {
             added.append(Header("X-Amz-Security-Token", token))
         }
         added.append(Header("Authorization", authorization))
-        return HeaderSignature(canonicalRequest: canonicalRequest, stringToSign: stringToSign, signature: signature,
-                               signedHeaders: signedHeaders, authorization: authorization, headersToAdd: added)
+        return HeaderSignature(
+            canonicalRequest: canonicalRequest, stringToSign: stringToSign, signature: signature,
+            signedHeaders: signedHeaders, authorization: authorization, headersToAdd: added)
     }
 
     // MARK: query signing (presigned URLs)
 
     /// Signs with query parameters, for a URL that works without any header but those signed
     /// (normally only `Host`). `expires` is in seconds, 1 to 604800.
-    public func presign(_ request: Request, expires: Int, credentials: Credentials, date: Date,
-                        payloadHash: String = SigV4Signer.unsignedPayload,
-                        signSessionToken: Bool = true) -> QuerySignature
-    {
+    public func presign(
+        _ request: Request, expires: Int, credentials: Credentials, date: Date,
+        payloadHash: String = SigV4Signer.unsignedPayload,
+        signSessionToken: Bool = true
+    ) -> QuerySignature {
         let (amzDate, day) = SigV4Signer.timestamps(date)
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let (canonicalHeaders, signedHeaders) = SigV4Signer.canonicalHeaders(request.headers)
@@ -150,15 +156,18 @@ public struct SigV4Signer: Sendable {
         ].joined(separator: "\n")
         let stringToSign = [SigV4Signer.algorithm, amzDate, scope, SHA256.hex(canonicalRequest)]
             .joined(separator: "\n")
-        let signature = Hex.encode(HMAC.sha256(key: signingKey(secret: credentials.secretAccessKey, day: day),
-                                               message: stringToSign))
+        let signature = Hex.encode(
+            HMAC.sha256(
+                key: signingKey(secret: credentials.secretAccessKey, day: day),
+                message: stringToSign))
         var queryString = canonicalQuery
         if let token = credentials.sessionToken, !signSessionToken {
             queryString += "&X-Amz-Security-Token=" + SigV4Signer.uriEncode(token)
         }
         queryString += "&X-Amz-Signature=" + signature
-        return QuerySignature(canonicalRequest: canonicalRequest, stringToSign: stringToSign, signature: signature,
-                              queryString: queryString)
+        return QuerySignature(
+            canonicalRequest: canonicalRequest, stringToSign: stringToSign, signature: signature,
+            queryString: queryString)
     }
 
     // MARK: chunked uploads (aws-chunked)
@@ -167,8 +176,10 @@ public struct SigV4Signer: Sendable {
     /// previous chunk's signature (the seed signature for the first).
     public func chunkSignature(previous: String, chunkHash: String, credentials: Credentials, date: Date) -> String {
         let (amzDate, day) = SigV4Signer.timestamps(date)
-        let sts = ["AWS4-HMAC-SHA256-PAYLOAD", amzDate, "\(day)/\(region)/\(service)/aws4_request", previous,
-                   SHA256.emptyHex, chunkHash].joined(separator: "\n")
+        let sts = [
+            "AWS4-HMAC-SHA256-PAYLOAD", amzDate, "\(day)/\(region)/\(service)/aws4_request", previous,
+            SHA256.emptyHex, chunkHash,
+        ].joined(separator: "\n")
         return Hex.encode(HMAC.sha256(key: signingKey(secret: credentials.secretAccessKey, day: day), message: sts))
     }
 
@@ -178,8 +189,10 @@ public struct SigV4Signer: Sendable {
         -> String
     {
         let (amzDate, day) = SigV4Signer.timestamps(date)
-        let sts = ["AWS4-HMAC-SHA256-TRAILER", amzDate, "\(day)/\(region)/\(service)/aws4_request", previous,
-                   trailerHash].joined(separator: "\n")
+        let sts = [
+            "AWS4-HMAC-SHA256-TRAILER", amzDate, "\(day)/\(region)/\(service)/aws4_request", previous,
+            trailerHash,
+        ].joined(separator: "\n")
         return Hex.encode(HMAC.sha256(key: signingKey(secret: credentials.secretAccessKey, day: day), message: sts))
     }
 
@@ -205,7 +218,10 @@ public struct SigV4Signer: Sendable {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         for part in parts {
             if part == "." { continue }
-            if part == ".." { _ = out.popLast(); continue }
+            if part == ".." {
+                _ = out.popLast()
+                continue
+            }
             out.append(part)
         }
         var result = "/" + out.joined(separator: "/")
@@ -250,7 +266,10 @@ public struct SigV4Signer: Sendable {
             if b == 0x20 || b == 0x09 || b == 0x0a || b == 0x0d {
                 pendingSpace = !out.isEmpty
             } else {
-                if pendingSpace { out.append(0x20); pendingSpace = false }
+                if pendingSpace {
+                    out.append(0x20)
+                    pendingSpace = false
+                }
                 out.append(b)
             }
         }

@@ -87,13 +87,19 @@ final class S3StoreBasicTests: XCTestCase {
 
         // With the caller's hash no pre-pass is made, but a wrong hash is still caught while streaming
         // and nothing is stored.
-        XCTAssertThrowsError(try s.put("basic/wrong-sha.bin", file: src,
-                                       options: PutOptions(sha256: String(repeating: "0", count: 64)))) {
+        XCTAssertThrowsError(
+            try s.put(
+                "basic/wrong-sha.bin", file: src,
+                options: PutOptions(sha256: String(repeating: "0", count: 64)))
+        ) {
             XCTAssertTrue($0.isStoreError(.integrity), "\($0)")
         }
         XCTAssertNil(try s.head("basic/wrong-sha.bin"))
-        XCTAssertThrowsError(try s.put("basic/wrong-sha2", data: data,
-                                       options: PutOptions(sha256: String(repeating: "1", count: 64)))) {
+        XCTAssertThrowsError(
+            try s.put(
+                "basic/wrong-sha2", data: data,
+                options: PutOptions(sha256: String(repeating: "1", count: 64)))
+        ) {
             XCTAssertTrue($0.isStoreError(.integrity), "\($0)")
         }
         XCTAssertThrowsError(try s.put("basic/nofile", file: tmp.file("does-not-exist"))) {
@@ -126,10 +132,13 @@ final class S3StoreBasicTests: XCTestCase {
         let s = try store
         let tmp = TempDir()
         try Data("real bytes".utf8).write(to: URL(fileURLWithPath: tmp.file("src")))
-        let out = try TestPaths.run(["aws", "--endpoint-url", server.endpoint, "s3api", "put-object", "--bucket",
-                                     s.configuration.bucket, "--key", "basic/tampered", "--body", tmp.file("src"),
-                                     "--metadata", "sha256=\(SHA256.hex("other bytes"))"],
-                                    environment: server.awsEnvironment)
+        let out = try TestPaths.run(
+            [
+                "aws", "--endpoint-url", server.endpoint, "s3api", "put-object", "--bucket",
+                s.configuration.bucket, "--key", "basic/tampered", "--body", tmp.file("src"),
+                "--metadata", "sha256=\(SHA256.hex("other bytes"))",
+            ],
+            environment: server.awsEnvironment)
         XCTAssertEqual(out.status, 0, out.stderr)
         XCTAssertEqual(try s.head("basic/tampered")?.sha256, SHA256.hex("other bytes"))
         XCTAssertThrowsError(try s.get("basic/tampered", toFile: tmp.file("dest"))) {
@@ -155,7 +164,8 @@ final class S3StoreBasicTests: XCTestCase {
         XCTAssertEqual(first.objects.count, 5)
         XCTAssertNotNil(first.continuation)
         XCTAssertEqual(first.objects[0].size, Int64("list/k000".utf8.count))
-        XCTAssertFalse(first.objects[0].etag.isEmpty)
+        XCTAssertEqual(first.objects[0].etag, try s.head("list/k000")?.etag, "listing and HEAD agree on ETags")
+        XCTAssertNotNil(first.objects[0].lastModified)
 
         let dir = try s.listDirectory(prefix: "list/")
         XCTAssertEqual(dir.prefixes, ["list/sub/", "list/zz/"])
@@ -192,6 +202,19 @@ final class S3StoreBasicTests: XCTestCase {
         XCTAssertTrue(try s.bucketExists())
     }
 
+    func testCreateBucketOutsideUSEast1SendsALocationConstraint() throws {
+        let server = try SeaweedFS.shared()
+        var c = S3TestStore.configuration(bucket: SeaweedFS.uniqueBucketName("eu"), server: server)
+        c.region = "eu-west-1"
+        let s = try S3Store(configuration: c)
+        XCTAssertFalse(try s.bucketExists())
+        try s.createBucket()
+        try s.createBucket()
+        XCTAssertTrue(try s.bucketExists())
+        try s.put("k", data: Data("eu".utf8))
+        XCTAssertEqual(try s.getData("k").data, Data("eu".utf8))
+    }
+
     func testCurlHTTPClient() throws {
         let server = try SeaweedFS.shared()
         let client = CurlHTTPClient()
@@ -203,6 +226,14 @@ final class S3StoreBasicTests: XCTestCase {
         // Nobody listens on port 1: a transient error, thrown, no response.
         XCTAssertThrowsError(try client.send(HTTPRequest(method: "GET", url: "http://127.0.0.1:1/", timeout: 2))) {
             XCTAssertTrue($0.isStoreError(.transient), "\($0)")
+        }
+        // A CA bundle that does not exist: a configuration error, not something to retry.
+        let silent = try SilentListener()
+        let strict = CurlHTTPClient(options: TransportOptions(caBundle: "/nonexistent/ca.pem"))
+        XCTAssertThrowsError(
+            try strict.send(HTTPRequest(method: "GET", url: "https://127.0.0.1:\(silent.port)/", timeout: 2))
+        ) {
+            XCTAssertTrue($0.isStoreError(.configuration), "\($0)")
         }
         XCTAssertThrowsError(try client.send(HTTPRequest(method: "GET", url: "ftp://127.0.0.1/x", timeout: 2))) {
             XCTAssertTrue($0.isStoreError(.configuration), "\($0)")

@@ -7,6 +7,12 @@ import XCTest
 
 /// AWS's published SigV4 vectors, read from ../shared/oracles (never copied into the repo).
 final class SigV4VectorTests: XCTestCase {
+    let snakeDecoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }()
+
     static let oracles = TestPaths.shared + "/oracles"
     static let date = Date(timeIntervalSince1970: 1_440_938_160)  // 2015-08-30T12:36:00Z
 
@@ -39,8 +45,10 @@ final class SigV4VectorTests: XCTestCase {
             path = String(target[..<q])
             for part in target[target.index(after: q)...].split(separator: "&") {
                 if let eq = part.firstIndex(of: "=") {
-                    query.append(.init(SigV4Signer.percentDecode(String(part[..<eq])),
-                                       SigV4Signer.percentDecode(String(part[part.index(after: eq)...]))))
+                    query.append(
+                        .init(
+                            SigV4Signer.percentDecode(String(part[..<eq])),
+                            SigV4Signer.percentDecode(String(part[part.index(after: eq)...]))))
                 } else {
                     query.append(.init(SigV4Signer.percentDecode(String(part)), nil))
                 }
@@ -50,8 +58,14 @@ final class SigV4VectorTests: XCTestCase {
         var bodyLines: [String] = []
         var inBody = false
         for line in lines {
-            if inBody { bodyLines.append(line); continue }
-            if line.isEmpty { inBody = true; continue }
+            if inBody {
+                bodyLines.append(line)
+                continue
+            }
+            if line.isEmpty {
+                inBody = true
+                continue
+            }
             if line.first == " " || line.first == "\t" {
                 headers[headers.count - 1].value += "\n" + line
                 continue
@@ -59,8 +73,9 @@ final class SigV4VectorTests: XCTestCase {
             guard let colon = line.firstIndex(of: ":") else { continue }
             headers.append(.init(String(line[..<colon]), String(line[line.index(after: colon)...])))
         }
-        return RawRequest(method: method, path: path, query: query, headers: headers,
-                          body: Data(bodyLines.joined(separator: "\n").utf8))
+        return RawRequest(
+            method: method, path: path, query: query, headers: headers,
+            body: Data(bodyLines.joined(separator: "\n").utf8))
     }
 
     // MARK: classic aws4_testsuite
@@ -85,9 +100,10 @@ final class SigV4VectorTests: XCTestCase {
             // there). They run with the normalisation option; their S3 forms are checked below.
             let normalize = rel.hasPrefix("normalize-path/")
             let signer = SigV4Signer(region: "us-east-1", service: "service", normalizePath: normalize)
-            let s = signer.sign(.init(method: req.method, path: req.path, query: req.query, headers: req.headers),
-                                payloadHash: SHA256.hex(req.body), credentials: c, date: Self.date,
-                                addContentSHA256Header: false)
+            let s = signer.sign(
+                .init(method: req.method, path: req.path, query: req.query, headers: req.headers),
+                payloadHash: SHA256.hex(req.body), credentials: c, date: Self.date,
+                addContentSHA256Header: false)
             XCTAssertEqual(s.canonicalRequest, try Self.read(base + ".creq"), "\(rel): canonical request")
             XCTAssertEqual(s.stringToSign, try Self.read(base + ".sts"), "\(rel): string to sign")
             XCTAssertEqual(s.authorization, try Self.read(base + ".authz"), "\(rel): authorization")
@@ -95,8 +111,9 @@ final class SigV4VectorTests: XCTestCase {
             // known to disagree with its own .authz (it carries another case's signature), so
             // only the .authz is authoritative there.
             if name != "get-vanilla-with-session-token" {
-                XCTAssertTrue(try Self.read(base + ".sreq").contains("Authorization: " + s.authorization),
-                              "\(rel): signed request")
+                XCTAssertTrue(
+                    try Self.read(base + ".sreq").contains("Authorization: " + s.authorization),
+                    "\(rel): signed request")
             }
             checked += 1
         }
@@ -108,7 +125,8 @@ final class SigV4VectorTests: XCTestCase {
         let expected: [String: String] = [
             "get-relative": "/example/..", "get-relative-relative": "/example1/example2/../..",
             "get-slash": "//", "get-slash-dot-slash": "/./", "get-slash-pointless-dot": "/./example",
-            "get-slashes": "//example//", "get-space": "/example%20space/", "get-special-character": "/example/%24delete",
+            "get-slashes": "//example//", "get-space": "/example%20space/",
+            "get-special-character": "/example/%24delete",
         ]
         let root = Self.oracles + "/aws4_testsuite/normalize-path"
         for (name, uri) in expected {
@@ -121,18 +139,18 @@ final class SigV4VectorTests: XCTestCase {
 
     struct Context: Decodable {
         struct Creds: Decodable {
-            var access_key_id: String
-            var secret_access_key: String
+            var accessKeyId: String
+            var secretAccessKey: String
             var token: String?
         }
         var credentials: Creds
-        var expiration_in_seconds: Int
+        var expirationInSeconds: Int
         var normalize: Bool
         var region: String
         var service: String
-        var sign_body: Bool
+        var signBody: Bool
         var timestamp: String
-        var omit_session_token: Bool?
+        var omitSessionToken: Bool?
     }
 
     func testNewSuiteHeaderAndQuerySigning() throws {
@@ -141,19 +159,24 @@ final class SigV4VectorTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(cases.count, 38)
         for name in cases {
             let dir = root + "/" + name
-            let ctx = try JSONDecoder().decode(Context.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/context.json")))
+            let ctx = try snakeDecoder.decode(
+                Context.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/context.json")))
             XCTAssertEqual(ctx.timestamp, "2015-08-30T12:36:00Z")
             let req = try Self.parseRequest(try Self.read(dir + "/request.txt"))
-            let creds = Credentials(accessKeyId: ctx.credentials.access_key_id,
-                                    secretAccessKey: ctx.credentials.secret_access_key,
-                                    sessionToken: ctx.credentials.token)
+            let creds = Credentials(
+                accessKeyId: ctx.credentials.accessKeyId,
+                secretAccessKey: ctx.credentials.secretAccessKey,
+                sessionToken: ctx.credentials.token)
             let signer = SigV4Signer(region: ctx.region, service: ctx.service, normalizePath: ctx.normalize)
-            let request = SigV4Signer.Request(method: req.method, path: req.path, query: req.query, headers: req.headers)
-            let signToken = !(ctx.omit_session_token ?? false)
+            let request = SigV4Signer.Request(
+                method: req.method, path: req.path, query: req.query, headers: req.headers)
+            let signToken = !(ctx.omitSessionToken ?? false)
 
-            let h = signer.sign(request, payloadHash: SHA256.hex(req.body), credentials: creds, date: Self.date,
-                                addContentSHA256Header: ctx.sign_body, signSessionToken: signToken)
-            XCTAssertEqual(h.canonicalRequest, try Self.read(dir + "/header-canonical-request.txt"), "\(name): header creq")
+            let h = signer.sign(
+                request, payloadHash: SHA256.hex(req.body), credentials: creds, date: Self.date,
+                addContentSHA256Header: ctx.signBody, signSessionToken: signToken)
+            XCTAssertEqual(
+                h.canonicalRequest, try Self.read(dir + "/header-canonical-request.txt"), "\(name): header creq")
             XCTAssertEqual(h.stringToSign, try Self.read(dir + "/header-string-to-sign.txt"), "\(name): header sts")
             XCTAssertEqual(h.signature, try Self.read(dir + "/header-signature.txt"), "\(name): header signature")
             let signedReq = try Self.read(dir + "/header-signed-request.txt")
@@ -162,20 +185,24 @@ final class SigV4VectorTests: XCTestCase {
                 XCTAssertTrue(h.headersToAdd.contains(.init("X-Amz-Security-Token", token)), name)
             }
 
-            let q = signer.presign(request, expires: ctx.expiration_in_seconds, credentials: creds, date: Self.date,
-                                   payloadHash: SHA256.hex(req.body), signSessionToken: signToken)
-            XCTAssertEqual(q.canonicalRequest, try Self.read(dir + "/query-canonical-request.txt"), "\(name): query creq")
+            let q = signer.presign(
+                request, expires: ctx.expirationInSeconds, credentials: creds, date: Self.date,
+                payloadHash: SHA256.hex(req.body), signSessionToken: signToken)
+            XCTAssertEqual(
+                q.canonicalRequest, try Self.read(dir + "/query-canonical-request.txt"), "\(name): query creq")
             XCTAssertEqual(q.stringToSign, try Self.read(dir + "/query-string-to-sign.txt"), "\(name): query sts")
             XCTAssertEqual(q.signature, try Self.read(dir + "/query-signature.txt"), "\(name): query signature")
             // The signed request's query holds the same parameters (in another order).
             let line = try Self.read(dir + "/query-signed-request.txt").components(separatedBy: "\n")[0]
             let target = line[line.index(after: line.firstIndex(of: " ")!)..<line.lastIndex(of: " ")!]
             // (compared decoded: the file shows raw UTF-8 where the wire has %E1%88%B4)
-            let expectedParams = Set(target.split(separator: "?", maxSplits: 1)[1].split(separator: "&")
-                .map { SigV4Signer.percentDecode(String($0)) })
-            XCTAssertEqual(Set(q.queryString.split(separator: "&").map { SigV4Signer.percentDecode(String($0)) }),
-                           expectedParams,
-                           "\(name): query signed request")
+            let expectedParams = Set(
+                target.split(separator: "?", maxSplits: 1)[1].split(separator: "&")
+                    .map { SigV4Signer.percentDecode(String($0)) })
+            XCTAssertEqual(
+                Set(q.queryString.split(separator: "&").map { SigV4Signer.percentDecode(String($0)) }),
+                expectedParams,
+                "\(name): query signed request")
         }
     }
 
@@ -183,32 +210,32 @@ final class SigV4VectorTests: XCTestCase {
 
     struct S3Examples: Decodable {
         struct Creds: Decodable {
-            var access_key_id: String
-            var secret_access_key: String
+            var accessKeyId: String
+            var secretAccessKey: String
         }
         struct Chunk: Decodable {
             var size: Int
-            var string_to_sign: String
+            var stringToSign: String
             var signature: String
         }
         struct Trailer: Decodable {
-            var trailing_header_bytes_hashed: String
-            var string_to_sign: String
+            var trailingHeaderBytesHashed: String
+            var stringToSign: String
             var signature: String
         }
         struct Example: Decodable {
             var name: String
             var method: String
-            var canonical_uri: String
-            var canonical_query: String
+            var canonicalUri: String
+            var canonicalQuery: String
             var headers: [String: String]
-            var payload_hash: String
-            var canonical_request: String
-            var string_to_sign: String
+            var payloadHash: String
+            var canonicalRequest: String
+            var stringToSign: String
             var signature: String
-            var signed_headers: String
-            var authorization_header_with_sdk_spacing: String?
-            var presigned_url: String?
+            var signedHeaders: String
+            var authorizationHeaderWithSdkSpacing: String?
+            var presignedUrl: String?
             var chunks: [Chunk]?
             var trailer: Trailer?
         }
@@ -220,56 +247,66 @@ final class SigV4VectorTests: XCTestCase {
     }
 
     func testS3Examples() throws {
-        let doc = try JSONDecoder().decode(S3Examples.self,
-                                           from: Data(contentsOf: URL(fileURLWithPath: Self.oracles + "/s3_examples.json")))
+        let doc = try snakeDecoder.decode(
+            S3Examples.self,
+            from: Data(contentsOf: URL(fileURLWithPath: Self.oracles + "/s3_examples.json")))
         XCTAssertEqual(doc.timestamp, "20130524T000000Z")
         let date = Date(timeIntervalSince1970: 1_369_353_600)  // 2013-05-24T00:00:00Z
-        let creds = Credentials(accessKeyId: doc.credentials.access_key_id,
-                                secretAccessKey: doc.credentials.secret_access_key)
+        let creds = Credentials(
+            accessKeyId: doc.credentials.accessKeyId,
+            secretAccessKey: doc.credentials.secretAccessKey)
         let signer = SigV4Signer(region: doc.region, service: doc.service)
         XCTAssertEqual(doc.examples.count, 7)
         for ex in doc.examples {
             // The canonical URI and query are given encoded: decode them into the signer's inputs.
-            let path = SigV4Signer.percentDecode(ex.canonical_uri)
-            let query: [SigV4Signer.QueryItem] = ex.canonical_query.isEmpty ? [] :
-                ex.canonical_query.split(separator: "&").map { part in
+            let path = SigV4Signer.percentDecode(ex.canonicalUri)
+            let query: [SigV4Signer.QueryItem] =
+                ex.canonicalQuery.isEmpty
+                ? []
+                : ex.canonicalQuery.split(separator: "&").map { part in
                     let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                    return .init(SigV4Signer.percentDecode(String(kv[0])),
-                                 kv.count > 1 && !kv[1].isEmpty ? SigV4Signer.percentDecode(String(kv[1])) : nil)
+                    return .init(
+                        SigV4Signer.percentDecode(String(kv[0])),
+                        kv.count > 1 && !kv[1].isEmpty ? SigV4Signer.percentDecode(String(kv[1])) : nil)
                 }
-            XCTAssertEqual(signer.canonicalURI(path), ex.canonical_uri, ex.name)
+            XCTAssertEqual(signer.canonicalURI(path), ex.canonicalUri, ex.name)
             let headers = ex.headers.map { SigV4Signer.Header($0.key, $0.value) }
-            if let url = ex.presigned_url {
+            if let url = ex.presignedUrl {
                 let nonSig = query.filter { !$0.name.hasPrefix("X-Amz-") }
-                let q = signer.presign(.init(method: ex.method, path: path, query: nonSig, headers: headers),
-                                       expires: 86400, credentials: creds, date: date)
-                XCTAssertEqual(q.canonicalRequest, ex.canonical_request, ex.name)
-                XCTAssertEqual(q.stringToSign, ex.string_to_sign, ex.name)
+                let q = signer.presign(
+                    .init(method: ex.method, path: path, query: nonSig, headers: headers),
+                    expires: 86400, credentials: creds, date: date)
+                XCTAssertEqual(q.canonicalRequest, ex.canonicalRequest, ex.name)
+                XCTAssertEqual(q.stringToSign, ex.stringToSign, ex.name)
                 XCTAssertEqual(q.signature, ex.signature, ex.name)
-                XCTAssertEqual("https://\(ex.headers["Host"]!)\(signer.canonicalURI(path))?\(q.queryString)", url, ex.name)
+                XCTAssertEqual(
+                    "https://\(ex.headers["Host"]!)\(signer.canonicalURI(path))?\(q.queryString)", url, ex.name)
                 continue
             }
-            let s = signer.sign(.init(method: ex.method, path: path, query: query, headers: headers),
-                                payloadHash: ex.payload_hash, credentials: creds, date: date)
-            XCTAssertEqual(s.canonicalRequest, ex.canonical_request, ex.name)
-            XCTAssertEqual(s.stringToSign, ex.string_to_sign, ex.name)
+            let s = signer.sign(
+                .init(method: ex.method, path: path, query: query, headers: headers),
+                payloadHash: ex.payloadHash, credentials: creds, date: date)
+            XCTAssertEqual(s.canonicalRequest, ex.canonicalRequest, ex.name)
+            XCTAssertEqual(s.stringToSign, ex.stringToSign, ex.name)
             XCTAssertEqual(s.signature, ex.signature, ex.name)
-            XCTAssertEqual(s.signedHeaders, ex.signed_headers, ex.name)
-            XCTAssertEqual(s.authorization, ex.authorization_header_with_sdk_spacing, ex.name)
+            XCTAssertEqual(s.signedHeaders, ex.signedHeaders, ex.name)
+            XCTAssertEqual(s.authorization, ex.authorizationHeaderWithSdkSpacing, ex.name)
 
             var previous = s.signature
             for chunk in ex.chunks ?? [] {
                 let hash = SHA256.hex(Data(repeating: 0x61, count: chunk.size))
                 let sig = signer.chunkSignature(previous: previous, chunkHash: hash, credentials: creds, date: date)
-                XCTAssertTrue(chunk.string_to_sign.hasSuffix(hash), "\(ex.name) chunk of \(chunk.size)")
+                XCTAssertTrue(chunk.stringToSign.hasSuffix(hash), "\(ex.name) chunk of \(chunk.size)")
                 XCTAssertEqual(sig, chunk.signature, "\(ex.name) chunk of \(chunk.size)")
                 previous = sig
             }
             if let t = ex.trailer {
-                let hash = SHA256.hex(t.trailing_header_bytes_hashed)
-                XCTAssertTrue(t.string_to_sign.hasSuffix(hash), ex.name)
-                XCTAssertEqual(signer.trailerSignature(previous: previous, trailerHash: hash, credentials: creds,
-                                                       date: date), t.signature, "\(ex.name) trailer")
+                let hash = SHA256.hex(t.trailingHeaderBytesHashed)
+                XCTAssertTrue(t.stringToSign.hasSuffix(hash), ex.name)
+                XCTAssertEqual(
+                    signer.trailerSignature(
+                        previous: previous, trailerHash: hash, credentials: creds,
+                        date: date), t.signature, "\(ex.name) trailer")
             }
         }
     }
@@ -285,15 +322,19 @@ final class SigV4VectorTests: XCTestCase {
             ("/b/\u{1F600}", "/b/%F0%9F%98%80"), ("/b/a:b@c", "/b/a%3Ab%40c"), ("/b/$", "/b/%24"),
         ]
         for (path, uri) in cases { XCTAssertEqual(s.canonicalURI(path), uri, path) }
-        XCTAssertEqual(SigV4Signer.canonicalQuery([.init("uploads", nil), .init("prefix", "a b/c+d"),
-                                                   .init("b", "2"), .init("b", "1")]),
-                       "b=1&b=2&prefix=a%20b%2Fc%2Bd&uploads=")
+        XCTAssertEqual(
+            SigV4Signer.canonicalQuery([
+                .init("uploads", nil), .init("prefix", "a b/c+d"),
+                .init("b", "2"), .init("b", "1"),
+            ]),
+            "b=1&b=2&prefix=a%20b%2Fc%2Bd&uploads=")
         XCTAssertEqual(SigV4Signer.percentDecode("a%20b+c%2B", plusAsSpace: true), "a b c+")
         XCTAssertEqual(SigV4Signer.percentDecode("a%2"), "a%2")
     }
 
     func testRedaction() {
-        let url = "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F2013&"
+        let url =
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F2013&"
             + "X-Amz-Security-Token=tok%2Ben&X-Amz-Signature=abcdef&x-id=GetObject"
         let r = Redaction.url(url)
         XCTAssertFalse(r.contains("AKID"))

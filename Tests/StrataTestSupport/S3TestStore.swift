@@ -6,10 +6,11 @@ import StrataS3
 public enum S3TestStore {
     /// Settings for `bucket` on the shared server (path style, loopback, fast retries).
     public static func configuration(bucket: String, server: SeaweedFS) -> S3Configuration {
-        var c = S3Configuration(bucket: bucket, region: "us-east-1", endpoint: server.endpoint,
-                                credentials: StaticCredentialsProvider(
-                                    Credentials(accessKeyId: server.accessKey, secretAccessKey: server.secretKey),
-                                    source: "the test SeaweedFS"))
+        var c = S3Configuration(
+            bucket: bucket, region: "us-east-1", endpoint: server.endpoint,
+            credentials: StaticCredentialsProvider(
+                Credentials(accessKeyId: server.accessKey, secretAccessKey: server.secretKey),
+                source: "the test SeaweedFS"))
         c.retry = RetryPolicy(maxAttempts: 4, baseDelay: 0.05, maxDelay: 0.5, maxTotalTime: 20)
         c.connectTimeout = 5
         return c

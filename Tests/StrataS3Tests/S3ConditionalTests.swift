@@ -1,0 +1,281 @@
+import Foundation
+import StrataCore
+import StrataCrypto
+import StrataTestSupport
+import XCTest
+
+@testable import StrataS3
+
+/// Conditional writes, odd keys, retries and fault injection against the private SeaweedFS.
+final class S3ConditionalTests: XCTestCase {
+    nonisolated(unsafe) static var shared: S3Store?
+
+    var store: S3Store {
+        get throws {
+            if let s = Self.shared { return s }
+            let s = try S3TestStore.make("cond")
+            Self.shared = s
+            return s
+        }
+    }
+
+    override func tearDown() {
+        Self.shared?.setFaultInjector(nil)
+        super.tearDown()
+    }
+
+    func testIfNoneMatchAndIfMatch() throws {
+        let s = try store
+        let key = "cond/pointer-\(UUID().uuidString)"
+        let first = try s.put(key, data: Data("v1".utf8), condition: .ifNoneMatch)
+        XCTAssertThrowsError(try s.put(key, data: Data("v2".utf8), condition: .ifNoneMatch)) {
+            XCTAssertTrue($0.isStoreError(.preconditionFailed), "\($0)")
+            XCTAssertEqual(($0 as? StoreError)?.status, 412)
+        }
+        let second = try s.put(key, data: Data("v2".utf8), condition: .ifMatch(first.etag))
+        XCTAssertNotEqual(second.etag, first.etag)
+        XCTAssertEqual(try s.getData(key).data, Data("v2".utf8))
+        XCTAssertThrowsError(try s.put(key, data: Data("v3".utf8), condition: .ifMatch(first.etag))) {
+            XCTAssertTrue($0.isStoreError(.preconditionFailed), "\($0)")
+        }
+        XCTAssertEqual(try s.getData(key).data, Data("v2".utf8), "a refused write changes nothing")
+        XCTAssertThrowsError(try s.put(key + "-missing", data: Data("x".utf8), condition: .ifMatch(first.etag))) {
+            XCTAssertTrue($0.isStoreError(.preconditionFailed), "\($0)")
+        }
+        XCTAssertNil(try s.head(key + "-missing"))
+    }
+
+    func testConcurrentCreateOnlyHasExactlyOneWinner() throws {
+        let s = try store
+        let key = "cond/race-\(UUID().uuidString)"
+        let tally = Tally()
+        onThreads(8) { i in
+            do {
+                _ = try s.put(key, data: Data("writer \(i)".utf8), condition: .ifNoneMatch)
+                tally.add(win: i)
+            } catch {
+                tally.add(error)
+            }
+        }
+        XCTAssertEqual(tally.wins.count, 1)
+        XCTAssertEqual(tally.errors.count, 7)
+        XCTAssertTrue(tally.errors.allSatisfy { $0.isStoreError(.preconditionFailed) }, "\(tally.errors)")
+        XCTAssertEqual(try s.getData(key).data, Data("writer \(tally.wins[0])".utf8))
+    }
+
+    func testConcurrentIfMatchHasExactlyOneWinner() throws {
+        let s = try store
+        let key = "cond/cas-\(UUID().uuidString)"
+        let base = try s.put(key, data: Data("base".utf8))
+        let tally = Tally()
+        onThreads(8) { i in
+            do {
+                _ = try s.put(key, data: Data("writer \(i)".utf8), condition: .ifMatch(base.etag))
+                tally.add(win: i)
+            } catch {
+                tally.add(error)
+            }
+        }
+        XCTAssertEqual(tally.wins.count, 1)
+        XCTAssertTrue(tally.errors.allSatisfy { $0.isStoreError(.preconditionFailed) }, "\(tally.errors)")
+        XCTAssertEqual(try s.getData(key).data, Data("writer \(tally.wins[0])".utf8))
+    }
+
+    /// The first attempt of a create-only write goes through but its response is lost; the retry
+    /// gets 412 because the first attempt won. The store must report success, not a conflict.
+    func testAmbiguousRetryOfConditionalPutIsResolved() throws {
+        let s = try store
+        let key = "cond/ambiguous-\(UUID().uuidString)"
+        s.setFaultInjector { op, attempt in op == "PutObject" && attempt == 1 ? .dropResponse : .none }
+        let info = try s.put(key, data: Data("mine".utf8), condition: .ifNoneMatch)
+        s.setFaultInjector(nil)
+        let head = try XCTUnwrap(try s.head(key))
+        XCTAssertEqual(info.etag, head.etag)
+        XCTAssertEqual(try s.getData(key).data, Data("mine".utf8))
+
+        // Same with If-Match: the first attempt replaced the object, the retry's ETag is stale.
+        s.setFaultInjector { op, attempt in op == "PutObject" && attempt == 1 ? .dropResponse : .none }
+        let replaced = try s.put(key, data: Data("mine 2".utf8), condition: .ifMatch(head.etag))
+        s.setFaultInjector(nil)
+        XCTAssertEqual(try s.head(key)?.etag, replaced.etag)
+
+        // Someone else's object is still a conflict after an ambiguous attempt (the first attempt
+        // was refused too, but its answer was lost).
+        let other = "cond/ambiguous-other-\(UUID().uuidString)"
+        try s.put(other, data: Data("theirs".utf8))
+        s.setFaultInjector { op, attempt in op == "PutObject" && attempt == 1 ? .dropResponse : .none }
+        XCTAssertThrowsError(try s.put(other, data: Data("mine".utf8), condition: .ifNoneMatch)) {
+            XCTAssertTrue($0.isStoreError(.preconditionFailed), "\($0)")
+        }
+        s.setFaultInjector(nil)
+        XCTAssertEqual(try s.getData(other).data, Data("theirs".utf8))
+    }
+
+    func testRetriesOnThrottlingAndNotOnClientErrors() throws {
+        let s = try store
+        let key = "cond/retry-\(UUID().uuidString)"
+        let counter = Counter()
+        // A file body is re-read from the start on every attempt.
+        let tmp = TempDir()
+        let data = Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try data.write(to: URL(fileURLWithPath: tmp.file("body")))
+        s.setFaultInjector { op, attempt in
+            guard op == "PutObject" else { return .none }
+            counter.bump()
+            return attempt == 1 ? .dropResponse : attempt == 2 ? .respond(status: 503, code: "SlowDown") : .none
+        }
+        try s.put(key, file: tmp.file("body"))
+        XCTAssertEqual(counter.value, 3)
+        XCTAssertEqual(try s.getData(key).data, data)
+
+        // A download whose first attempt broke after writing: the retry starts the file over.
+        s.setFaultInjector { op, attempt in op == "GetObject" && attempt == 1 ? .dropResponse : .none }
+        let info = try s.get(key, toFile: tmp.file("down"))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("down"))), data)
+        XCTAssertEqual(info.sha256, SHA256.hex(data))
+
+        counter.reset()
+        s.setFaultInjector { op, _ in
+            guard op == "PutObject" else { return .none }
+            counter.bump()
+            return .respond(status: 500, code: "InternalError")
+        }
+        XCTAssertThrowsError(try s.put(key, data: Data())) { XCTAssertTrue($0.isStoreError(.transient), "\($0)") }
+        XCTAssertEqual(counter.value, s.configuration.retry.maxAttempts, "bounded attempts")
+
+        counter.reset()
+        s.setFaultInjector { op, _ in
+            guard op == "PutObject" else { return .none }
+            counter.bump()
+            return .respond(status: 403, code: "AccessDenied")
+        }
+        XCTAssertThrowsError(try s.put(key, data: Data())) { error in
+            XCTAssertTrue(error.isStoreError(.accessDenied), "\(error)")
+            XCTAssertTrue((error as? StoreError)?.hint?.contains("s3:PutObject") == true, "\(error)")
+        }
+        XCTAssertEqual(counter.value, 1, "a 403 is not retried")
+    }
+
+    func testOddKeysRoundTrip() throws {
+        let s = try store
+        let base = "odd-\(UUID().uuidString.prefix(8))/"
+        let names = [
+            "with space", "unicod\u{e9}/caf\u{e9} \u{65e5}\u{672c}", "plus+sign", "equals=sign", "hash#tag",
+            "percent%20sign",
+            "percent%", "tilde~", "nested/dir/key", "amp&ersand", "question?mark", "a+b c", "semi;colon",
+            "quote\"s'", "brackets[]{}<>", "dollar$", "star*", "comma,", "at@", "colon:", "emoji\u{1F600}",
+            "trailing-dot.", "dot./x", "dot../x", "tab\there", "control\u{01}char", "newline\nkey",
+        ]
+        let keys = names.map { base + $0 }
+        for key in keys {
+            let put = try s.put(key, data: Data(key.utf8))
+            let head = try XCTUnwrap(try s.head(key), key)
+            XCTAssertEqual(head.etag, put.etag, key)
+            XCTAssertEqual(try s.getData(key).data, Data(key.utf8), key)
+            let tmp = TempDir()
+            try s.get(key, toFile: tmp.file("f"))
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("f"))), Data(key.utf8), key)
+        }
+        let listed = try s.list(prefix: base, pageSize: 5).map(\.key)
+        // SeaweedFS lists by directory ("dot./x" before "dot../x"), not strictly by key bytes as
+        // AWS does, so only the set and the count are compared here.
+        XCTAssertEqual(listed.count, keys.count)
+        XCTAssertEqual(Set(listed), Set(keys))
+        // Prefixes and delimiters with odd characters.
+        let dir = try s.listDirectory(prefix: base + "nested/")
+        XCTAssertEqual(dir.prefixes, [base + "nested/dir/"])
+        XCTAssertEqual(try s.list(prefix: base + "a+b").map(\.key), [base + "a+b c"])
+        XCTAssertEqual(try s.list(prefix: base + "with ").map(\.key), [base + "with space"])
+        // Batch delete with odd keys, then single delete.
+        XCTAssertEqual(try s.delete(keys: Array(keys.dropLast())), [])
+        try s.delete(keys.last!)
+        XCTAssertEqual(try s.list(prefix: base), [])
+    }
+
+    func testBatchDeleteReportsPerKeyErrors() throws {
+        let s = try store
+        s.setFaultInjector { op, _ in
+            guard op == "DeleteObjects" else { return .none }
+            return .respondWith(
+                status: 200,
+                body: "<DeleteResult><Error><Key>cond/a &amp; b</Key><Code>AccessDenied</Code>"
+                    + "<Message>Access Denied</Message></Error><Error><Key>cond/gone</Key><Code>NoSuchKey</Code>"
+                    + "<Message>missing</Message></Error></DeleteResult>")
+        }
+        let failures = try s.delete(keys: ["cond/a & b", "cond/gone", "cond/ok"])
+        s.setFaultInjector(nil)
+        XCTAssertEqual(failures, [DeleteFailure(key: "cond/a & b", code: "AccessDenied", message: "Access Denied")])
+    }
+
+    func testConditionalWriteProbeReportsEnforcing() throws {
+        let s = try store
+        let report = try ConditionalWriteProbe.run(store: s, layout: Layout(prefix: "probe-test"))
+        XCTAssertTrue(report.conditionalWritesEnforced, "\(report)")
+        XCTAssertEqual(report.notes, [])
+        XCTAssertEqual(try s.list(prefix: "probe-test/"), [], "the probe cleans up")
+    }
+}
+
+/// Runs `body` on `count` threads (not a pool, whose width is the number of cores), released
+/// together so the requests really race, and waits for all of them.
+func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let start = DispatchSemaphore(value: 0)
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        Thread {
+            start.wait()
+            body(i)
+            group.leave()
+        }.start()
+    }
+    for _ in 0..<count { start.signal() }
+    group.wait()
+}
+
+/// Winners and errors of concurrent writers.
+final class Tally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var winners: [Int] = []
+    private var failures: [Error] = []
+    func add(win i: Int) {
+        lock.lock()
+        winners.append(i)
+        lock.unlock()
+    }
+    func add(_ e: Error) {
+        lock.lock()
+        failures.append(e)
+        lock.unlock()
+    }
+    var wins: [Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return winners
+    }
+    var errors: [Error] {
+        lock.lock()
+        defer { lock.unlock() }
+        return failures
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func bump() {
+        lock.lock()
+        n += 1
+        lock.unlock()
+    }
+    func reset() {
+        lock.lock()
+        n = 0
+        lock.unlock()
+    }
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return n
+    }
+}
