@@ -234,3 +234,32 @@ public final class SnapshotReader {
         }
     }
 }
+
+extension SnapshotReader {
+    /// Fetches a collection's snapshot (the pointer's version, or `version`) into a new private
+    /// directory under `temporaryDirectory` (default: $TMPDIR or /tmp), verifies it against its
+    /// manifest, opens it, and removes the directory at once: the open file stays readable until
+    /// the reader goes away, and nothing is left behind even if the process is killed later.
+    /// Checks that the file's collection and dimension agree with the manifest.
+    public static func fetch(_ collection: String, version: String? = nil, store: any ObjectStore, layout: Layout,
+                             temporaryDirectory: String? = nil) throws -> (reader: SnapshotReader, snapshot: LocatedSnapshot)
+    {
+        let base = temporaryDirectory ?? ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        let dir = "\(base)/strata-snapshot-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let located = try SnapshotLocator(store: store, layout: layout).fetch(collection, version: version, into: dir)
+        let reader = try SnapshotReader(path: located.path)
+        let object = "snapshot \(layout.versionFileKey(collection: collection, version: located.version, file: SnapshotFormat.fileName))"
+        guard reader.collection == collection else {
+            throw StrataError(.corrupt, object: object, field: "meta.collection",
+                              message: "is \(reader.collection), expected \(collection)")
+        }
+        guard reader.dimension == located.manifest.dimension else {
+            throw StrataError(.corrupt, object: object, field: "meta.dimension",
+                              message: "is \(reader.dimension); the manifest says \(located.manifest.dimension)")
+        }
+        return (reader, located)
+    }
+}

@@ -163,19 +163,21 @@ public enum VectorSearch {
     }
 
     /// Checks a query vector: `dimension` values, all finite, and not all zero for cosine.
-    public static func validate(query: [Float], dimension: Int, metric: VectorMetric) throws {
+    /// `object` names the vector in errors.
+    public static func validate(query: [Float], dimension: Int, metric: VectorMetric,
+                                object: String = "query vector") throws {
         guard query.count == dimension else {
-            throw StrataError(.invalidInput, object: "query vector", field: "dimension",
+            throw StrataError(.invalidInput, object: object, field: "dimension",
                               message: "has \(query.count) values; the collection's dimension is \(dimension)",
                               fix: "pass a vector of \(dimension) numbers")
         }
         if let i = query.firstIndex(where: { !$0.isFinite }) {
-            throw StrataError(.invalidInput, object: "query vector", field: "[\(i)]",
+            throw StrataError(.invalidInput, object: object, field: "[\(i)]",
                               message: "is \(query[i]); every value must be a finite float32",
                               fix: "replace NaN, infinity, and values beyond ±3.4e38")
         }
         if metric == .cosine, !(norm(query) > 0) {
-            throw StrataError(.invalidInput, object: "query vector", message: "is all zeros, so cosine similarity is undefined",
+            throw StrataError(.invalidInput, object: object, message: "is all zeros, so cosine similarity is undefined",
                               fix: "use another vector, or --metric ip or l2")
         }
     }
