@@ -33,9 +33,10 @@ public struct SnapshotRowView {
     public var idString: String { String(decoding: id, as: UTF8.self) }
 
     public func row() -> SnapshotRow {
-        SnapshotRow(id: idString, embedding: SnapshotReader.floats(embedding),
-                    document: document.map { String(decoding: $0, as: UTF8.self) },
-                    metadata: metadata.map { String(decoding: $0, as: UTF8.self) })
+        SnapshotRow(
+            id: idString, embedding: SnapshotReader.floats(embedding),
+            document: document.map { String(decoding: $0, as: UTF8.self) },
+            metadata: metadata.map { String(decoding: $0, as: UTF8.self) })
     }
 }
 
@@ -85,12 +86,15 @@ public final class SnapshotReader {
             guard meta["format"] == SnapshotFormat.name else {
                 throw StrataError(
                     .corrupt, object: object, field: "meta.format",
-                    message: "is \(meta["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(SnapshotFormat.name)\"",
+                    message:
+                        "is \(meta["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(SnapshotFormat.name)\"",
                     fix: "this is not a Strata snapshot; fetch it with `snapctl get`/`query`, or check the path")
             }
             guard let fv = meta["format_version"], let major = DeltaFormat.major(ofVersion: fv) else {
-                throw StrataError(.corrupt, object: object, field: "meta.format_version",
-                                  message: "is \(meta["format_version"].map { "\"\($0)\"" } ?? "missing"), expected a version like \"1\"")
+                throw StrataError(
+                    .corrupt, object: object, field: "meta.format_version",
+                    message:
+                        "is \(meta["format_version"].map { "\"\($0)\"" } ?? "missing"), expected a version like \"1\"")
             }
             guard major <= SnapshotFormat.majorVersion else {
                 throw StrataError(
@@ -102,8 +106,9 @@ public final class SnapshotReader {
                 throw StrataError(.corrupt, object: object, field: "meta.collection", message: "is missing")
             }
             guard let d = meta["dimension"].flatMap({ Int($0) }), d > 0, d <= DeltaFormat.maxDimension else {
-                throw StrataError(.corrupt, object: object, field: "meta.dimension",
-                                  message: "is \(meta["dimension"] ?? "missing"), expected 1 to \(DeltaFormat.maxDimension)")
+                throw StrataError(
+                    .corrupt, object: object, field: "meta.dimension",
+                    message: "is \(meta["dimension"] ?? "missing"), expected 1 to \(DeltaFormat.maxDimension)")
             }
             formatVersion = fv
             collection = c
@@ -113,8 +118,9 @@ public final class SnapshotReader {
             do {
                 _ = try db.prepare("SELECT id, embedding, document, metadata FROM embeddings LIMIT 0")
             } catch let e as SQLiteError {
-                throw StrataError(.corrupt, object: object, field: "embeddings",
-                                  message: "has no table embeddings(id, embedding, document, metadata): \(e.message)")
+                throw StrataError(
+                    .corrupt, object: object, field: "embeddings",
+                    message: "has no table embeddings(id, embedding, document, metadata): \(e.message)")
             }
         } catch let e as SQLiteError {
             throw e.strataError
@@ -126,8 +132,9 @@ public final class SnapshotReader {
         do {
             s = try db.prepare("SELECT key, value FROM meta")
         } catch let e as SQLiteError where e.primaryCode == 1 {  // SQLITE_ERROR: no such table (not NOTADB/CORRUPT)
-            throw StrataError(.corrupt, object: object, field: "meta", message: "has no meta table: \(e.message)",
-                              fix: "this is not a Strata snapshot; check the path")
+            throw StrataError(
+                .corrupt, object: object, field: "meta", message: "has no meta table: \(e.message)",
+                fix: "this is not a Strata snapshot; check the path")
         }
         var out: [String: String] = [:]
         while try s.step() {
@@ -190,7 +197,8 @@ public final class SnapshotReader {
     /// Streams every row (in storage order) to `body`, which returns false to stop early. Each
     /// row's embedding length is checked. The views are valid only during the call.
     public func scan(fields: ScanFields = .all, _ body: (SnapshotRowView) throws -> Bool) throws {
-        let columns = "id, embedding" + (fields.contains(.document) ? ", document" : ", NULL")
+        let columns =
+            "id, embedding" + (fields.contains(.document) ? ", document" : ", NULL")
             + (fields.contains(.metadata) ? ", metadata" : ", NULL")
         do {
             let s = try db.prepare("SELECT \(columns) FROM embeddings")
@@ -208,7 +216,8 @@ public final class SnapshotReader {
         let embedding = s.columnBytes(1)
         guard embedding.count == dimension * 4 else {
             throw StrataError(
-                .corrupt, object: "snapshot \(path)", field: "embeddings[\(String(decoding: id, as: UTF8.self))].embedding",
+                .corrupt, object: "snapshot \(path)",
+                field: "embeddings[\(String(decoding: id, as: UTF8.self))].embedding",
                 message: "is \(embedding.count) bytes; dimension \(dimension) needs \(dimension * 4)",
                 fix: "the snapshot is damaged; roll back to a good version")
         }
@@ -228,7 +237,8 @@ public final class SnapshotReader {
         let n = bytes.count / 4
         return [Float](unsafeUninitializedCapacity: n) { buf, count in
             for i in 0..<n {
-                buf[i] = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                buf[i] = Float(
+                    bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
             }
             count = n
         }
@@ -241,24 +251,29 @@ extension SnapshotReader {
     /// manifest, opens it, and removes the directory at once: the open file stays readable until
     /// the reader goes away, and nothing is left behind even if the process is killed later.
     /// Checks that the file's collection and dimension agree with the manifest.
-    public static func fetch(_ collection: String, version: String? = nil, store: any ObjectStore, layout: Layout,
-                             temporaryDirectory: String? = nil) throws -> (reader: SnapshotReader, snapshot: LocatedSnapshot)
-    {
+    public static func fetch(
+        _ collection: String, version: String? = nil, store: any ObjectStore, layout: Layout,
+        temporaryDirectory: String? = nil
+    ) throws -> (reader: SnapshotReader, snapshot: LocatedSnapshot) {
         let base = temporaryDirectory ?? ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
         let dir = "\(base)/strata-snapshot-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: dir, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let located = try SnapshotLocator(store: store, layout: layout).fetch(collection, version: version, into: dir)
         let reader = try SnapshotReader(path: located.path)
-        let object = "snapshot \(layout.versionFileKey(collection: collection, version: located.version, file: SnapshotFormat.fileName))"
+        let key = layout.versionFileKey(collection: collection, version: located.version, file: SnapshotFormat.fileName)
+        let object = "snapshot \(key)"
         guard reader.collection == collection else {
-            throw StrataError(.corrupt, object: object, field: "meta.collection",
-                              message: "is \(reader.collection), expected \(collection)")
+            throw StrataError(
+                .corrupt, object: object, field: "meta.collection",
+                message: "is \(reader.collection), expected \(collection)")
         }
         guard reader.dimension == located.manifest.dimension else {
-            throw StrataError(.corrupt, object: object, field: "meta.dimension",
-                              message: "is \(reader.dimension); the manifest says \(located.manifest.dimension)")
+            throw StrataError(
+                .corrupt, object: object, field: "meta.dimension",
+                message: "is \(reader.dimension); the manifest says \(located.manifest.dimension)")
         }
         return (reader, located)
     }

@@ -34,8 +34,9 @@ public struct MetadataFilter: Sendable, Equatable, CustomStringConvertible {
     public init(parsing expressions: [String]) throws {
         for e in expressions {
             guard let eq = e.firstIndex(of: "="), eq != e.startIndex else {
-                throw StrataError(.invalidInput, object: "--where \(e)", message: "is not key=value",
-                                  fix: "write --where key=value, e.g. --where image_id=abc or --where has_price=true")
+                throw StrataError(
+                    .invalidInput, object: "--where \(e)", message: "is not key=value",
+                    fix: "write --where key=value, e.g. --where image_id=abc or --where has_price=true")
             }
             let key = String(e[..<eq])
             var value = String(e[e.index(after: eq)...])
@@ -122,10 +123,12 @@ public struct MetadataFilter: Sendable, Equatable, CustomStringConvertible {
     }
 
     static func numbersEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        let na = isNumber(a), nb = isNumber(b)
+        let na = isNumber(a)
+        let nb = isNumber(b)
         guard na.ok, nb.ok else { return false }
         if na.integer, nb.integer { return canonicalInteger(a) == canonicalInteger(b) }
-        guard let x = Double(String(decoding: a, as: UTF8.self)), let y = Double(String(decoding: b, as: UTF8.self)) else {
+        guard let x = Double(String(decoding: a, as: UTF8.self)), let y = Double(String(decoding: b, as: UTF8.self))
+        else {
             return false
         }
         return x == y
@@ -213,7 +216,9 @@ struct FlatJSONObjectParser {
             return skipNested() ? .nested : nil
         case let c? where c == UInt8(ascii: "-") || (c >= 0x30 && c <= 0x39):
             let start = pos
-            while let c = peek(), c == 0x2b || c == 0x2d || c == 0x2e || c == 0x45 || c == 0x65 || (c >= 0x30 && c <= 0x39) {
+            while let c = peek(),
+                c == 0x2b || c == 0x2d || c == 0x2e || c == 0x45 || c == 0x65 || (c >= 0x30 && c <= 0x39)
+            {
                 pos += 1
             }
             return .number(Array(bytes[start..<pos]))
@@ -246,7 +251,8 @@ struct FlatJSONObjectParser {
                     if (0xD800..<0xDC00).contains(scalar) {
                         // A surrogate pair: \uD83D\uDE00.
                         guard take(UInt8(ascii: "\\")), take(UInt8(ascii: "u")), let low = hex4(),
-                              (0xDC00..<0xE000).contains(low) else { return nil }
+                            (0xDC00..<0xE000).contains(low)
+                        else { return nil }
                         scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     }
                     guard let u = Unicode.Scalar(scalar) else { return nil }

@@ -55,7 +55,8 @@ struct TopKHeap {
         var i = start
         let n = entries.count
         while true {
-            let l = 2 * i + 1, r = l + 1
+            let l = 2 * i + 1
+            let r = l + 1
             var m = i
             if l < n, TopKHeap.worse(entries[l], entries[m]) { m = l }
             if r < n, TopKHeap.worse(entries[r], entries[m]) { m = r }

@@ -2,7 +2,7 @@
 // guarantee, hence `loadUnaligned`; the stored format is little-endian, which is what every
 // platform Strata builds for (x86_64, arm64) uses natively.
 #if _endian(big)
-#error("VectorKernels read float32 little-endian BLOBs in place; add a byte-swapping path for big-endian hosts")
+    #error("VectorKernels read float32 little-endian BLOBs in place; add a byte-swapping path for big-endian hosts")
 #endif
 
 /// SIMD kernels over `n` floats: `q` is the (aligned) query, `x` a row's raw bytes. Lanes of 16,
@@ -15,13 +15,15 @@ enum VectorKernels {
         var acc16 = SIMD16<Float>()
         var i = 0
         while i + 16 <= n {
-            acc16 += qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            acc16 +=
+                qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
                 * x.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
             i += 16
         }
         var acc8 = SIMD8<Float>()
         if i + 8 <= n {
-            acc8 = qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            acc8 =
+                qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
                 * x.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
             i += 8
         }
@@ -37,7 +39,8 @@ enum VectorKernels {
     @inline(__always)
     static func dotAndNorm(_ q: UnsafePointer<Float>, _ x: UnsafeRawPointer, _ n: Int) -> (dot: Float, norm2: Float) {
         let qr = UnsafeRawPointer(q)
-        var d16 = SIMD16<Float>(), n16 = SIMD16<Float>()
+        var d16 = SIMD16<Float>()
+        var n16 = SIMD16<Float>()
         var i = 0
         while i + 16 <= n {
             let b = x.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
@@ -45,7 +48,8 @@ enum VectorKernels {
             n16 += b * b
             i += 16
         }
-        var d8 = SIMD8<Float>(), n8 = SIMD8<Float>()
+        var d8 = SIMD8<Float>()
+        var n8 = SIMD8<Float>()
         if i + 8 <= n {
             let b = x.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
             d8 = qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * b
@@ -69,14 +73,16 @@ enum VectorKernels {
         var acc16 = SIMD16<Float>()
         var i = 0
         while i + 16 <= n {
-            let d = qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            let d =
+                qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
                 - x.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
             acc16 += d * d
             i += 16
         }
         var acc8 = SIMD8<Float>()
         if i + 8 <= n {
-            let d = qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let d =
+                qr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
                 - x.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
             acc8 = d * d
             i += 8

@@ -41,14 +41,16 @@ extension VectorSearch {
                             }
                         }
                         guard found else {
-                            throw s.problem("vector", "is an object without an \"embedding\" array",
-                                            fix: "pass a JSON array of numbers, or {\"embedding\": [...]}")
+                            throw s.problem(
+                                "vector", "is an object without an \"embedding\" array",
+                                fix: "pass a JSON array of numbers, or {\"embedding\": [...]}")
                         }
                     } else if s.peek() == UInt8(ascii: "[") {
                         try s.parseFloatArray(field: "vector", into: &out)
                     } else {
-                        throw s.problem("vector", s.atEnd ? "is empty" : "is not a JSON array of numbers",
-                                        fix: "write the vector as a JSON array, e.g. [0.12, -0.5, 3e-3]")
+                        throw s.problem(
+                            "vector", s.atEnd ? "is empty" : "is not a JSON array of numbers",
+                            fix: "write the vector as a JSON array, e.g. [0.12, -0.5, 3e-3]")
                     }
                     s.skipWhitespace()
                     guard s.atEnd else {

@@ -57,12 +57,15 @@ public struct VectorSearcher {
 
     /// Validates the query (dimension, finite values, not zero for cosine) and `k` (at least 1).
     /// `excluding` names ids never returned (the query's own id for a search by id).
-    public init(query: [Float], dimension: Int, metric: VectorMetric, k: Int, filter: MetadataFilter = MetadataFilter(),
-                excluding: [String] = []) throws {
+    public init(
+        query: [Float], dimension: Int, metric: VectorMetric, k: Int, filter: MetadataFilter = MetadataFilter(),
+        excluding: [String] = []
+    ) throws {
         try VectorSearch.validate(query: query, dimension: dimension, metric: metric)
         guard k >= 1 else {
-            throw StrataError(.invalidInput, object: "query", field: "k", message: "is \(k); ask for at least 1 result",
-                              fix: "pass -k 1 or more")
+            throw StrataError(
+                .invalidInput, object: "query", field: "k", message: "is \(k); ask for at least 1 result",
+                fix: "pass -k 1 or more")
         }
         self.dimension = dimension
         self.metric = metric
@@ -85,12 +88,15 @@ public struct VectorSearcher {
     /// Scores one row: `embedding` is `dimension × 4` bytes of float32 little-endian (any
     /// alignment), `metadata` the row's JSON or nil. Valid only during the call; nothing is kept
     /// unless the row enters the top k.
-    public mutating func add(id: UnsafeRawBufferPointer, embedding: UnsafeRawBufferPointer,
-                             metadata: UnsafeRawBufferPointer?) throws {
+    public mutating func add(
+        id: UnsafeRawBufferPointer, embedding: UnsafeRawBufferPointer,
+        metadata: UnsafeRawBufferPointer?
+    ) throws {
         scanned += 1
         guard embedding.count == dimension * 4 else {
-            throw StrataError(.corrupt, object: String(decoding: id, as: UTF8.self), field: "embedding",
-                              message: "is \(embedding.count) bytes; dimension \(dimension) needs \(dimension * 4)")
+            throw StrataError(
+                .corrupt, object: String(decoding: id, as: UTF8.self), field: "embedding",
+                message: "is \(embedding.count) bytes; dimension \(dimension) needs \(dimension * 4)")
         }
         if !filter.isEmpty, !filter.matches(metadata) { return }
         if !excluded.isEmpty, excluded.contains(where: { $0.elementsEqual(id) }) { return }
@@ -99,7 +105,8 @@ public struct VectorSearcher {
         guard key.isFinite else {
             throw StrataError(
                 .corrupt, object: String(decoding: id, as: UTF8.self), field: "embedding",
-                message: "gives a \(metric.rawValue) score that is not finite (NaN or infinity in the vector, or values too large)",
+                message: "gives a \(metric.rawValue) score that is not finite "
+                    + "(NaN or infinity in the vector, or values too large)",
                 fix: "the snapshot holds a bad vector; re-produce the row")
         }
         heap.offer(key: key, id: id)
@@ -149,12 +156,15 @@ public struct VectorSearcher {
 public enum VectorSearch {
     /// Searches a snapshot by a full scan. Documents are not read (fetch them for the hits with
     /// `reader.rows(ids:)`); metadata is read only when there is a filter.
-    public static func search(_ reader: SnapshotReader, query: [Float], metric: VectorMetric, k: Int,
-                              filter: MetadataFilter = MetadataFilter(), excluding: [String] = []) throws
+    public static func search(
+        _ reader: SnapshotReader, query: [Float], metric: VectorMetric, k: Int,
+        filter: MetadataFilter = MetadataFilter(), excluding: [String] = []
+    ) throws
         -> VectorSearchResult
     {
-        var searcher = try VectorSearcher(query: query, dimension: reader.dimension, metric: metric, k: k,
-                                          filter: filter, excluding: excluding)
+        var searcher = try VectorSearcher(
+            query: query, dimension: reader.dimension, metric: metric, k: k,
+            filter: filter, excluding: excluding)
         try reader.scan(fields: filter.isEmpty ? [] : .metadata) { row in
             try searcher.add(id: row.id, embedding: row.embedding, metadata: row.metadata)
             return true
@@ -164,21 +174,26 @@ public enum VectorSearch {
 
     /// Checks a query vector: `dimension` values, all finite, and not all zero for cosine.
     /// `object` names the vector in errors.
-    public static func validate(query: [Float], dimension: Int, metric: VectorMetric,
-                                object: String = "query vector") throws {
+    public static func validate(
+        query: [Float], dimension: Int, metric: VectorMetric,
+        object: String = "query vector"
+    ) throws {
         guard query.count == dimension else {
-            throw StrataError(.invalidInput, object: object, field: "dimension",
-                              message: "has \(query.count) values; the collection's dimension is \(dimension)",
-                              fix: "pass a vector of \(dimension) numbers")
+            throw StrataError(
+                .invalidInput, object: object, field: "dimension",
+                message: "has \(query.count) values; the collection's dimension is \(dimension)",
+                fix: "pass a vector of \(dimension) numbers")
         }
         if let i = query.firstIndex(where: { !$0.isFinite }) {
-            throw StrataError(.invalidInput, object: object, field: "[\(i)]",
-                              message: "is \(query[i]); every value must be a finite float32",
-                              fix: "replace NaN, infinity, and values beyond ±3.4e38")
+            throw StrataError(
+                .invalidInput, object: object, field: "[\(i)]",
+                message: "is \(query[i]); every value must be a finite float32",
+                fix: "replace NaN, infinity, and values beyond ±3.4e38")
         }
         if metric == .cosine, !(norm(query) > 0) {
-            throw StrataError(.invalidInput, object: object, message: "is all zeros, so cosine similarity is undefined",
-                              fix: "use another vector, or --metric ip or l2")
+            throw StrataError(
+                .invalidInput, object: object, message: "is all zeros, so cosine similarity is undefined",
+                fix: "use another vector, or --metric ip or l2")
         }
     }
 

@@ -30,9 +30,12 @@ struct GetCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             do { try Layout.validate(collection: collection) } catch { throw CLIError.usage(String(describing: error)) }
-            guard !ids.isEmpty else { throw CLIError.usage("get needs at least one id: snapctl get \(collection) ID...") }
+            guard !ids.isEmpty else {
+                throw CLIError.usage("get needs at least one id: snapctl get \(collection) ID...")
+            }
             let (store, layout, _) = try global.openStore()
-            let (reader, snapshot) = try SnapshotReader.fetch(collection, version: version, store: store, layout: layout)
+            let (reader, snapshot) = try SnapshotReader.fetch(
+                collection, version: version, store: store, layout: layout)
             let found = try reader.rows(ids: ids)
             let foundIds = Set(found.map(\.id))
             var seen = Set<String>()
@@ -51,16 +54,19 @@ struct GetCommand: ParsableCommand {
             }
             if !missing.isEmpty {
                 let list = missing.map { "\"\($0)\"" }.joined(separator: ", ")
-                FileHandle.standardError.write(Data(
-                    "snapctl: not in \(collection) (version \(snapshot.version)): \(list)\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "snapctl: not in \(collection) (version \(snapshot.version)): \(list)\n".utf8))
                 throw ExitCode(ExitCodes.failure)
             }
         }
     }
 
     func jsonRow(_ r: SnapshotRow) -> [String: Any] {
-        var o: [String: Any] = ["id": r.id, "document": r.document ?? NSNull(),
-                                "metadata": r.metadata.map(jsonMetadata) ?? NSNull()]
+        var o: [String: Any] = [
+            "id": r.id, "document": r.document ?? NSNull(),
+            "metadata": r.metadata.map(jsonMetadata) ?? NSNull(),
+        ]
         if embedding { o["embedding"] = r.embedding.map(jsonNumber) }
         return o
     }
@@ -71,7 +77,8 @@ struct GetCommand: ParsableCommand {
         print("document   \(doc)")
         print("metadata   \(r.metadata ?? "(none)")")
         if embedding {
-            print("embedding  [\(r.embedding.map { String(describing: $0) }.joined(separator: ", "))]  (\(r.embedding.count) values)")
+            let values = r.embedding.map { String(describing: $0) }.joined(separator: ", ")
+            print("embedding  [\(values)]  (\(r.embedding.count) values)")
         }
     }
 }

@@ -36,8 +36,11 @@ struct QueryCommand: ParsableCommand {
     var vector: String?
     @Option(name: [.customShort("k"), .long], help: "Number of results.") var k: Int = 10
     @Option(help: "cosine, ip or l2.") var metric: String = "cosine"
-    @Option(name: .customLong("where"), help: ArgumentHelp("Metadata condition key=value (repeatable, AND).",
-                                                           valueName: "key=value"))
+    @Option(
+        name: .customLong("where"),
+        help: ArgumentHelp(
+            "Metadata condition key=value (repeatable, AND).",
+            valueName: "key=value"))
     var conditions: [String] = []
     @Option(help: "Version to query (default: the one the pointer names).") var version: String?
     @Flag(help: "Print the results as JSON.") var json = false
@@ -46,32 +49,37 @@ struct QueryCommand: ParsableCommand {
         try runReportingErrors {
             let request = try parseRequest()
             let (store, layout, _) = try global.openStore()
-            let (reader, snapshot) = try SnapshotReader.fetch(collection, version: version, store: store, layout: layout)
+            let (reader, snapshot) = try SnapshotReader.fetch(
+                collection, version: version, store: store, layout: layout)
             let query: [Float]
             var excluding: [String] = []
             if let id {
                 guard let row = try reader.row(id: id) else {
-                    throw StrataError(.notFound, object: "id \"\(id)\"",
-                                      message: "is not in collection \(collection) (version \(snapshot.version))",
-                                      fix: "check the id with `snapctl get \(collection) \(id)`")
+                    throw StrataError(
+                        .notFound, object: "id \"\(id)\"",
+                        message: "is not in collection \(collection) (version \(snapshot.version))",
+                        fix: "check the id with `snapctl get \(collection) \(id)`")
                 }
                 query = row.embedding
                 excluding = [id]
             } else {
                 query = request.vector!
             }
-            try VectorSearch.validate(query: query, dimension: reader.dimension, metric: request.metric,
-                                      object: id.map { "the embedding of id \"\($0)\"" } ?? "query vector \(vector!)")
+            try VectorSearch.validate(
+                query: query, dimension: reader.dimension, metric: request.metric,
+                object: id.map { "the embedding of id \"\($0)\"" } ?? "query vector \(vector!)")
             let started = DispatchTime.now().uptimeNanoseconds
-            let result = try VectorSearch.search(reader, query: query, metric: request.metric, k: k,
-                                                 filter: request.filter, excluding: excluding)
+            let result = try VectorSearch.search(
+                reader, query: query, metric: request.metric, k: k,
+                filter: request.filter, excluding: excluding)
             let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
             var rows: [String: SnapshotRow] = [:]
             for r in try reader.rows(ids: result.hits.map(\.id)) { rows[r.id] = r }
             if json {
                 printJSON(result, rows: rows, snapshot: snapshot, metric: request.metric, ms: ms)
             } else {
-                printTable(result, rows: rows, snapshot: snapshot, metric: request.metric, filter: request.filter, ms: ms)
+                printTable(
+                    result, rows: rows, snapshot: snapshot, metric: request.metric, filter: request.filter, ms: ms)
             }
         }
     }
@@ -93,7 +101,9 @@ struct QueryCommand: ParsableCommand {
         }
         guard k >= 1 else { throw CLIError.usage("-k \(k): ask for at least 1 result") }
         let filter: MetadataFilter
-        do { filter = try MetadataFilter(parsing: conditions) } catch { throw CLIError.usage(String(describing: error)) }
+        do { filter = try MetadataFilter(parsing: conditions) } catch {
+            throw CLIError.usage(String(describing: error))
+        }
         var v: [Float]? = nil
         if let vector {
             let data: Data
@@ -105,38 +115,48 @@ struct QueryCommand: ParsableCommand {
                 }
                 data = d
             }
-            v = try VectorSearch.parseQueryVector(data, source: vector == "-" ? "query vector (stdin)" : "query vector \(vector)")
+            v = try VectorSearch.parseQueryVector(
+                data, source: vector == "-" ? "query vector (stdin)" : "query vector \(vector)")
             try VectorSearch.validate(query: v!, dimension: v!.count, metric: m)
         }
         return Request(metric: m, filter: filter, vector: v)
     }
 
-    func printTable(_ result: VectorSearchResult, rows: [String: SnapshotRow], snapshot: LocatedSnapshot,
-                    metric: VectorMetric, filter: MetadataFilter, ms: Double) {
+    func printTable(
+        _ result: VectorSearchResult, rows: [String: SnapshotRow], snapshot: LocatedSnapshot,
+        metric: VectorMetric, filter: MetadataFilter, ms: Double
+    ) {
         let from = snapshot.pointerETag == nil ? "" : " (pointer)"
         var header = "\(collection) @ \(snapshot.version)\(from): \(result.scanned) rows"
         if !filter.isEmpty { header += ", \(result.matched) where \(filter)" }
-        header += "; \(metric.rawValue), \(metric.higherIsNearer ? "higher" : "lower") is nearer; \(String(format: "%.1f", ms)) ms"
+        let nearer = metric.higherIsNearer ? "higher" : "lower"
+        header += "; \(metric.rawValue), \(nearer) is nearer; \(String(format: "%.1f", ms)) ms"
         print(header)
         guard !result.hits.isEmpty else {
-            print(result.matched == 0 ? "no rows to rank" + (filter.isEmpty ? "" : ": none matched the --where conditions")
-                                      : "no results")
+            print(
+                result.matched == 0
+                    ? "no rows to rank" + (filter.isEmpty ? "" : ": none matched the --where conditions")
+                    : "no results")
             return
         }
         let scores = result.hits.map { formatScore($0.score) }
         let scoreWidth = max(5, scores.map(\.count).max() ?? 0)
         let idWidth = min(40, max(2, result.hits.map { $0.id.count }.max() ?? 0))
-        print("rank  " + "score".padding(toLength: scoreWidth, withPad: " ", startingAt: 0) + "  "
-              + "id".padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  document")
+        print(
+            "rank  " + "score".padding(toLength: scoreWidth, withPad: " ", startingAt: 0) + "  "
+                + "id".padding(toLength: idWidth, withPad: " ", startingAt: 0) + "  document")
         for (i, h) in result.hits.enumerated() {
             let doc = rows[h.id]?.document.map { oneLine($0, limit: 60) } ?? "-"
-            print(String(i + 1).leftPadded(4) + "  " + scores[i].leftPadded(scoreWidth) + "  "
-                  + h.id.padding(toLength: max(idWidth, h.id.count), withPad: " ", startingAt: 0) + "  " + doc)
+            print(
+                String(i + 1).leftPadded(4) + "  " + scores[i].leftPadded(scoreWidth) + "  "
+                    + h.id.padding(toLength: max(idWidth, h.id.count), withPad: " ", startingAt: 0) + "  " + doc)
         }
     }
 
-    func printJSON(_ result: VectorSearchResult, rows: [String: SnapshotRow], snapshot: LocatedSnapshot,
-                   metric: VectorMetric, ms: Double) {
+    func printJSON(
+        _ result: VectorSearchResult, rows: [String: SnapshotRow], snapshot: LocatedSnapshot,
+        metric: VectorMetric, ms: Double
+    ) {
         var obj: [String: Any] = [
             "collection": collection, "version": snapshot.version, "metric": metric.rawValue, "k": k,
             "scanned": result.scanned, "matched": result.matched,

@@ -13,23 +13,32 @@ final class QueryCLITests: XCTestCase {
 
     override func setUpWithError() throws {
         fixture = try QueryFixture()
-        firstVersion = try fixture.publish("lines", rows: [
-            FixtureRow(id: "a", embedding: [1, 0, 0, 0], document: "alpha receipt",
-                       metadata: #"{"image_id":"abc","receipt_id":1,"has_price":true}"#),
-            FixtureRow(id: "b", embedding: [0.9, 0.1, 0, 0], document: "beta",
-                       metadata: #"{"image_id":"abc","receipt_id":2,"has_price":false}"#),
-            FixtureRow(id: "c", embedding: [0, 1, 0, 0], document: longDocument,
-                       metadata: #"{"image_id":"def","receipt_id":1,"has_price":true}"#),
-            FixtureRow(id: "d", embedding: [0.5, 0.5, 0, 0], document: "delta",
-                       metadata: #"{"image_id":"def","receipt_id":"1","has_price":true}"#),
-            FixtureRow(id: "e", embedding: [0, 0, 1, 0]),
-        ])
+        firstVersion = try fixture.publish(
+            "lines",
+            rows: [
+                FixtureRow(
+                    id: "a", embedding: [1, 0, 0, 0], document: "alpha receipt",
+                    metadata: #"{"image_id":"abc","receipt_id":1,"has_price":true}"#),
+                FixtureRow(
+                    id: "b", embedding: [0.9, 0.1, 0, 0], document: "beta",
+                    metadata: #"{"image_id":"abc","receipt_id":2,"has_price":false}"#),
+                FixtureRow(
+                    id: "c", embedding: [0, 1, 0, 0], document: longDocument,
+                    metadata: #"{"image_id":"def","receipt_id":1,"has_price":true}"#),
+                FixtureRow(
+                    id: "d", embedding: [0.5, 0.5, 0, 0], document: "delta",
+                    metadata: #"{"image_id":"def","receipt_id":"1","has_price":true}"#),
+                FixtureRow(id: "e", embedding: [0, 0, 1, 0]),
+            ])
     }
 
     override func tearDown() { fixture = nil }
 
-    func snapctl(_ args: [String], input: Data? = nil, environment: [String: String]? = nil) throws -> TestPaths.ProcessResult {
-        try TestPaths.run([TestPaths.snapctl] + args + ["--store", fixture.storeURL], environment: environment, input: input)
+    func snapctl(_ args: [String], input: Data? = nil, environment: [String: String]? = nil) throws
+        -> TestPaths.ProcessResult
+    {
+        try TestPaths.run(
+            [TestPaths.snapctl] + args + ["--store", fixture.storeURL], environment: environment, input: input)
     }
 
     /// The table's rows as (rank, score, id).
@@ -73,7 +82,8 @@ final class QueryCLITests: XCTestCase {
         XCTAssertEqual(rows[1].score, 0.5.squareRoot(), accuracy: 1e-5)
         XCTAssertTrue(r.stdout.contains("l2, lower is nearer"), r.stdout)
 
-        r = try snapctl(["query", "lines", "--vector", "-", "--metric", "ip", "-k", "10"], input: Data("[2, 0, 0, 0]".utf8))
+        r = try snapctl(
+            ["query", "lines", "--vector", "-", "--metric", "ip", "-k", "10"], input: Data("[2, 0, 0, 0]".utf8))
         XCTAssertEqual(r.status, 0, r.stderr)
         rows = tableRows(r.stdout)
         XCTAssertEqual(rows.map(\.id), ["a", "b", "d", "c", "e"], "k above the row count returns every row")
@@ -135,8 +145,9 @@ final class QueryCLITests: XCTestCase {
 
         r = try snapctl(["query", "words", "--id", "a"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("has no published version") && r.stderr.contains("snapctl compact --collection words"),
-                      r.stderr)
+        XCTAssertTrue(
+            r.stderr.contains("has no published version") && r.stderr.contains("snapctl compact --collection words"),
+            r.stderr)
 
         r = try snapctl(["query", "lines", "--id", "a", "--version", "20000101T000000000Z-000000000000"])
         XCTAssertEqual(r.status, 1)
@@ -148,7 +159,8 @@ final class QueryCLITests: XCTestCase {
         let tmp = TempDir(prefix: "strata-cli-tmp")
         var r = try snapctl(["query", "lines", "--id", "a", "-k", "1"], environment: ["TMPDIR": tmp.path])
         XCTAssertEqual(tableRows(r.stdout).map(\.id), ["f"], r.stdout + r.stderr)
-        r = try snapctl(["query", "lines", "--id", "a", "-k", "1", "--version", firstVersion], environment: ["TMPDIR": tmp.path])
+        r = try snapctl(
+            ["query", "lines", "--id", "a", "-k", "1", "--version", firstVersion], environment: ["TMPDIR": tmp.path])
         XCTAssertEqual(tableRows(r.stdout).map(\.id), ["b"], r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.hasPrefix("lines @ \(firstVersion): 5 rows"), r.stdout)
         r = try snapctl(["get", "lines", "f"], environment: ["TMPDIR": tmp.path])
@@ -159,7 +171,9 @@ final class QueryCLITests: XCTestCase {
     func testGet() throws {
         var r = try snapctl(["get", "lines", "a", "e"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout, """
+        XCTAssertEqual(
+            r.stdout,
+            """
             id         a
             document   alpha receipt
             metadata   {"has_price":true,"image_id":"abc","receipt_id":1}

@@ -41,16 +41,21 @@ final class QueryFixture {
             var obj: [String: Any] = ["id": r.id, "embedding": r.embedding.map { Double($0) }]
             if let d = r.document { obj["document"] = d }
             if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
-            text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
+            text +=
+                String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+                + "\n"
         }
         for id in deletes {
-            text += String(decoding: try JSONSerialization.data(withJSONObject: ["id": id, "delete": true]), as: UTF8.self) + "\n"
+            text +=
+                String(decoding: try JSONSerialization.data(withJSONObject: ["id": id, "delete": true]), as: UTF8.self)
+                + "\n"
         }
         try text.write(toFile: path, atomically: false, encoding: .utf8)
         var ps = ProducerSettings()
         ps.workDirectory = dir.path
         _ = try RunProducer(store: store, layout: layout, settings: ps)
-            .produce(inputs: [ProducerInput(collection: collection, path: path, dimension: rows.first?.embedding.count)])
+            .produce(inputs: [ProducerInput(collection: collection, path: path, dimension: rows.first?.embedding.count)]
+            )
         var s = CompactorSettings(compactorId: "query-test", host: "test")
         s.cacheMode = .s3
         s.workDirectory = dir.path
@@ -68,7 +73,8 @@ final class QueryFixture {
         let into = dir.file("fetched")
         try FileManager.default.createDirectory(atPath: into, withIntermediateDirectories: true)
         let path = into + "/\(collection)-\(version).sqlite3"
-        try store.get(layout.versionFileKey(collection: collection, version: version, file: "snapshot.sqlite3"), toFile: path)
+        try store.get(
+            layout.versionFileKey(collection: collection, version: version, file: "snapshot.sqlite3"), toFile: path)
         return path
     }
 }

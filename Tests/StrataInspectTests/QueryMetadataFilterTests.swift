@@ -1,6 +1,7 @@
 import Foundation
-@testable import StrataInspect
 import XCTest
+
+@testable import StrataInspect
 
 /// `--where key=value` against metadata JSON: typed by the metadata's value.
 final class QueryMetadataFilterTests: XCTestCase {
@@ -57,8 +58,9 @@ final class QueryMetadataFilterTests: XCTestCase {
     func testEscapesNestedAndMalformed() throws {
         XCTAssertTrue(try f("näme=é \"q\"").matches(#"{"n\u00e4me":"\u00e9 \"q\""}"#))
         XCTAssertTrue(try f("emoji=😀").matches(#"{"emoji":"\ud83d\ude00"}"#))
-        XCTAssertTrue(try f("k=v").matches(" { \"a\" : [1, {\"k\": \"v\"}], \"o\": {\"x\": \"]\"}, \"k\" : \"v\" } "),
-                      "nested values are skipped, whitespace allowed")
+        XCTAssertTrue(
+            try f("k=v").matches(" { \"a\" : [1, {\"k\": \"v\"}], \"o\": {\"x\": \"]\"}, \"k\" : \"v\" } "),
+            "nested values are skipped, whitespace allowed")
         XCTAssertFalse(try f("a=1").matches(#"{"a":[1]}"#), "a nested value never matches")
         XCTAssertFalse(try f("a=null").matches(#"{"a":null}"#))
         for bad in ["", "[]", "{", #"{"b":1"#, #"{"a" 1}"#, "not json", #"{"k":"v"} trailing"#] {

@@ -1,7 +1,8 @@
 import Foundation
 import StrataCore
-@testable import StrataInspect
 import XCTest
+
+@testable import StrataInspect
 
 /// The SIMD search against a brute-force scalar reference in Double on seeded random data.
 final class QueryVectorSearchTests: XCTestCase {
@@ -12,14 +13,18 @@ final class QueryVectorSearchTests: XCTestCase {
     }
 
     /// Nearer first, ties by id bytes; scores in the metric's own terms.
-    static func reference(_ rows: [Row], query: [Float], metric: VectorMetric, k: Int,
-                          keep: (Row) -> Bool = { _ in true }) -> [(id: String, score: Double)] {
+    static func reference(
+        _ rows: [Row], query: [Float], metric: VectorMetric, k: Int,
+        keep: (Row) -> Bool = { _ in true }
+    ) -> [(id: String, score: Double)] {
         let q = query.map(Double.init)
         let qn = q.map { $0 * $0 }.reduce(0, +).squareRoot()
         var scored: [(id: String, score: Double)] = []
         for r in rows where keep(r) {
             let x = r.v.map(Double.init)
-            var dot = 0.0, xx = 0.0, d2 = 0.0
+            var dot = 0.0
+            var xx = 0.0
+            var d2 = 0.0
             for i in 0..<x.count {
                 dot += q[i] * x[i]
                 xx += x[i] * x[i]
@@ -40,18 +45,23 @@ final class QueryVectorSearchTests: XCTestCase {
         return Array(scored.prefix(k))
     }
 
-    func search(_ rows: [Row], query: [Float], metric: VectorMetric, k: Int,
-                filter: MetadataFilter = MetadataFilter(), excluding: [String] = []) throws -> VectorSearchResult {
-        var s = try VectorSearcher(query: query, dimension: query.count, metric: metric, k: k, filter: filter,
-                                   excluding: excluding)
+    func search(
+        _ rows: [Row], query: [Float], metric: VectorMetric, k: Int,
+        filter: MetadataFilter = MetadataFilter(), excluding: [String] = []
+    ) throws -> VectorSearchResult {
+        var s = try VectorSearcher(
+            query: query, dimension: query.count, metric: metric, k: k, filter: filter,
+            excluding: excluding)
         for r in rows { try s.add(id: r.id, embedding: r.v, metadata: r.metadata) }
         return s.result()
     }
 
     /// Same length, scores within float32 rounding, and ids equal except where the reference's
     /// own scores of the two ids are that close (a near-tie that rounding may order either way).
-    func assertAgrees(_ got: VectorSearchResult, _ ref: [(id: String, score: Double)], scale: Double,
-                      _ context: String, file: StaticString = #filePath, line: UInt = #line) {
+    func assertAgrees(
+        _ got: VectorSearchResult, _ ref: [(id: String, score: Double)], scale: Double,
+        _ context: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(got.hits.count, ref.count, context, file: file, line: line)
         let refScore = Dictionary(uniqueKeysWithValues: ref.map { ($0.id, $0.score) })
         let tol = 1e-4 * max(1, scale)
@@ -59,15 +69,18 @@ final class QueryVectorSearchTests: XCTestCase {
             XCTAssertEqual(Double(h.score), r.score, accuracy: tol, "\(context) rank \(i + 1)", file: file, line: line)
             if h.id != r.id {
                 let other = refScore[h.id]
-                XCTAssertNotNil(other, "\(context) rank \(i + 1): \(h.id) is not in the reference's top k",
-                                file: file, line: line)
+                XCTAssertNotNil(
+                    other, "\(context) rank \(i + 1): \(h.id) is not in the reference's top k",
+                    file: file, line: line)
                 if let other {
-                    XCTAssertEqual(other, r.score, accuracy: tol, "\(context) rank \(i + 1): \(h.id) vs \(r.id)",
-                                   file: file, line: line)
+                    XCTAssertEqual(
+                        other, r.score, accuracy: tol, "\(context) rank \(i + 1): \(h.id) vs \(r.id)",
+                        file: file, line: line)
                 }
             }
         }
-        XCTAssertEqual(Set(got.hits.map(\.id)).count, got.hits.count, "\(context): duplicate ids", file: file, line: line)
+        XCTAssertEqual(
+            Set(got.hits.map(\.id)).count, got.hits.count, "\(context): duplicate ids", file: file, line: line)
     }
 
     func testMatchesScalarReferenceAcrossDimensionsMetricsAndK() throws {
@@ -90,14 +103,21 @@ final class QueryVectorSearchTests: XCTestCase {
 
     func testUnalignedRowBytesScoreTheSame() throws {
         var rng = SeededRandom(seed: 7)
-        let q = rng.vector(37), x = rng.vector(37)
+        let q = rng.vector(37)
+        let x = rng.vector(37)
         var s = try VectorSearcher(query: q, dimension: 37, metric: .l2, k: 1)
         // One byte of padding in front: the embedding starts at an odd address.
         var raw = [UInt8](repeating: 0, count: 1 + 37 * 4)
-        x.withUnsafeBytes { src in raw.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: 1).copyMemory(from: src.baseAddress!, byteCount: src.count) } }
+        x.withUnsafeBytes { src in
+            raw.withUnsafeMutableBytes {
+                $0.baseAddress!.advanced(by: 1).copyMemory(from: src.baseAddress!, byteCount: src.count)
+            }
+        }
         let id = Array("odd".utf8)
         try raw.withUnsafeBytes { all in
-            try id.withUnsafeBytes { try s.add(id: $0, embedding: UnsafeRawBufferPointer(rebasing: all[1...]), metadata: nil) }
+            try id.withUnsafeBytes {
+                try s.add(id: $0, embedding: UnsafeRawBufferPointer(rebasing: all[1...]), metadata: nil)
+            }
         }
         let ref = Self.reference([Row(id: "odd", v: x)], query: q, metric: .l2, k: 1)
         XCTAssertEqual(Double(s.result().hits[0].score), ref[0].score, accuracy: 1e-4)
@@ -122,8 +142,9 @@ final class QueryVectorSearchTests: XCTestCase {
                 if let first { XCTAssertEqual(got.hits, first, "\(metric): same result in any order") }
                 first = got.hits
                 let all = try search(order, query: query, metric: metric, k: 100)
-                XCTAssertEqual(Array(all.hits.prefix(10)).map(\.id),
-                               ["T3", "t-", "t00", "t05", "t09", "t1", "t10", "t2", "tz", "té"], "\(metric)")
+                XCTAssertEqual(
+                    Array(all.hits.prefix(10)).map(\.id),
+                    ["T3", "t-", "t00", "t05", "t09", "t1", "t10", "t2", "tz", "té"], "\(metric)")
             }
         }
     }
@@ -162,8 +183,10 @@ final class QueryVectorSearchTests: XCTestCase {
         let dimension = 21
         var rows: [Row] = []
         for i in 0..<300 {
-            let meta = #"{"has_price":\#(i % 3 == 0),"image_id":"\#(["abc", "def", "1"][i % 3 == 0 ? i % 2 : 2])","receipt_id":\#(i % 5)}"#
-            rows.append(Row(id: String(format: "row-%03d", i), v: rng.vector(dimension), metadata: i % 17 == 0 ? nil : meta))
+            let image = ["abc", "def", "1"][i % 3 == 0 ? i % 2 : 2]
+            let meta = #"{"has_price":\#(i % 3 == 0),"image_id":"\#(image)","receipt_id":\#(i % 5)}"#
+            rows.append(
+                Row(id: String(format: "row-%03d", i), v: rng.vector(dimension), metadata: i % 17 == 0 ? nil : meta))
         }
         let query = rng.vector(dimension)
         let filter = try MetadataFilter(parsing: ["has_price=true", "receipt_id=1"])
@@ -178,7 +201,8 @@ final class QueryVectorSearchTests: XCTestCase {
             XCTAssertEqual(got.matched, expected.count)
             XCTAssertTrue(got.hits.allSatisfy { h in expected.contains { $0.id == h.id } })
         }
-        let none = try search(rows, query: query, metric: .l2, k: 8, filter: try MetadataFilter(parsing: ["image_id=zzz"]))
+        let none = try search(
+            rows, query: query, metric: .l2, k: 8, filter: try MetadataFilter(parsing: ["image_id=zzz"]))
         XCTAssertEqual(none.hits, [])
         XCTAssertEqual(none.matched, 0)
         XCTAssertEqual(none.scanned, 300)
@@ -186,8 +210,10 @@ final class QueryVectorSearchTests: XCTestCase {
 
     // MARK: bad inputs
 
-    func assertInvalid(_ body: @autoclosure () throws -> Any, contains text: String,
-                       file: StaticString = #filePath, line: UInt = #line) {
+    func assertInvalid(
+        _ body: @autoclosure () throws -> Any, contains text: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try body(), file: file, line: line) { e in
             guard let e = e as? StrataError else { return XCTFail("\(e)", file: file, line: line) }
             XCTAssertEqual(e.kind, .invalidInput, file: file, line: line)
@@ -196,10 +222,12 @@ final class QueryVectorSearchTests: XCTestCase {
     }
 
     func testBadQueriesAreRefusedWithClearErrors() {
-        assertInvalid(try VectorSearcher(query: [1, 2], dimension: 3, metric: .ip, k: 1),
-                      contains: "has 2 values; the collection's dimension is 3")
+        assertInvalid(
+            try VectorSearcher(query: [1, 2], dimension: 3, metric: .ip, k: 1),
+            contains: "has 2 values; the collection's dimension is 3")
         assertInvalid(try VectorSearcher(query: [1, .nan, 2], dimension: 3, metric: .l2, k: 1), contains: "[1]")
-        assertInvalid(try VectorSearcher(query: [1, 2, .infinity], dimension: 3, metric: .l2, k: 1), contains: "finite")
+        assertInvalid(
+            try VectorSearcher(query: [1, 2, .infinity], dimension: 3, metric: .l2, k: 1), contains: "finite")
         assertInvalid(try VectorSearcher(query: [0, 0, 0], dimension: 3, metric: .cosine, k: 1), contains: "all zeros")
         XCTAssertNoThrow(try VectorSearcher(query: [0, 0, 0], dimension: 3, metric: .l2, k: 1))
         assertInvalid(try VectorSearcher(query: [1, 2, 3], dimension: 3, metric: .ip, k: 0), contains: "at least 1")
@@ -228,13 +256,19 @@ final class QueryVectorSearchTests: XCTestCase {
     // MARK: query vector input
 
     func testQueryVectorParsing() throws {
-        XCTAssertEqual(try VectorSearch.parseQueryVector(Data(" [0.5, -1, 3e-3 ]\n".utf8), source: "q"), [0.5, -1, 0.003])
-        XCTAssertEqual(try VectorSearch.parseQueryVector(Data(#"{"id":"x","embedding":[1,2],"metadata":{"a":[1]}}"#.utf8),
-                                                         source: "q"), [1, 2])
-        for (bad, text) in [("", "is empty"), ("[]", "has no values"), ("[1, \"2\"]", "vector[1]"), ("[1, true]", "vector[1]"),
-                            ("[1e39]", "outside the float32 range"), ("[NaN]", "expected a number"), ("[1] [2]", "text after"),
-                            ("{\"id\": \"x\"}", "without an \"embedding\""), ("42", "not a JSON array"), ("[1, 2", "not terminated")] {
-            XCTAssertThrowsError(try VectorSearch.parseQueryVector(Data(bad.utf8), source: "query vector q.json"), bad) { e in
+        XCTAssertEqual(
+            try VectorSearch.parseQueryVector(Data(" [0.5, -1, 3e-3 ]\n".utf8), source: "q"), [0.5, -1, 0.003])
+        XCTAssertEqual(
+            try VectorSearch.parseQueryVector(
+                Data(#"{"id":"x","embedding":[1,2],"metadata":{"a":[1]}}"#.utf8),
+                source: "q"), [1, 2])
+        for (bad, text) in [
+            ("", "is empty"), ("[]", "has no values"), ("[1, \"2\"]", "vector[1]"), ("[1, true]", "vector[1]"),
+            ("[1e39]", "outside the float32 range"), ("[NaN]", "expected a number"), ("[1] [2]", "text after"),
+            ("{\"id\": \"x\"}", "without an \"embedding\""), ("42", "not a JSON array"), ("[1, 2", "not terminated"),
+        ] {
+            XCTAssertThrowsError(try VectorSearch.parseQueryVector(Data(bad.utf8), source: "query vector q.json"), bad)
+            { e in
                 XCTAssertTrue("\(e)".contains(text), "\(bad): \(e)")
                 XCTAssertTrue("\(e)".contains("q.json"), "\(bad): \(e)")
             }

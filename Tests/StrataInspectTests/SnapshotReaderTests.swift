@@ -1,9 +1,10 @@
 import Foundation
 import StrataCore
 import StrataDelta
-@testable import StrataInspect
 import StrataTestSupport
 import XCTest
+
+@testable import StrataInspect
 
 /// `SnapshotReader` on snapshots made by the real producer and compactor on a file store.
 final class SnapshotReaderTests: XCTestCase {
@@ -14,9 +15,10 @@ final class SnapshotReaderTests: XCTestCase {
         fixture = try QueryFixture()
         var rng = SeededRandom(seed: 2024)
         rows = (0..<60).map { i in
-            FixtureRow(id: "img-\(i / 10)/line-\(i % 10)", embedding: rng.vector(13),
-                       document: i % 7 == 0 ? nil : "line \(i) of image \(i / 10)",
-                       metadata: i % 11 == 0 ? nil : #"{"image_id":"img-\#(i / 10)","has_price":\#(i % 2 == 0),"n":\#(i)}"#)
+            FixtureRow(
+                id: "img-\(i / 10)/line-\(i % 10)", embedding: rng.vector(13),
+                document: i % 7 == 0 ? nil : "line \(i) of image \(i / 10)",
+                metadata: i % 11 == 0 ? nil : #"{"image_id":"img-\#(i / 10)","has_price":\#(i % 2 == 0),"n":\#(i)}"#)
         }
         try fixture.publish("lines", rows: rows)
     }
@@ -71,10 +73,12 @@ final class SnapshotReaderTests: XCTestCase {
         let query = rows[3].embedding
         let filter = try MetadataFilter(parsing: ["has_price=true"])
         for metric in VectorMetric.allCases {
-            let got = try VectorSearch.search(reader, query: query, metric: metric, k: 5, filter: filter,
-                                              excluding: [rows[3].id])
-            var mem = try VectorSearcher(query: query, dimension: 13, metric: metric, k: 5, filter: filter,
-                                         excluding: [rows[3].id])
+            let got = try VectorSearch.search(
+                reader, query: query, metric: metric, k: 5, filter: filter,
+                excluding: [rows[3].id])
+            var mem = try VectorSearcher(
+                query: query, dimension: 13, metric: metric, k: 5, filter: filter,
+                excluding: [rows[3].id])
             for r in rows { try mem.add(id: r.id, embedding: r.embedding, metadata: r.metadata) }
             XCTAssertEqual(got, mem.result(), "\(metric)")
             XCTAssertEqual(got.scanned, 60)
@@ -83,9 +87,14 @@ final class SnapshotReaderTests: XCTestCase {
     }
 
     func testLaterVersionsAreRead() throws {
-        try fixture.publish("lines", rows: [FixtureRow(id: "img-0/line-1", embedding: Array(repeating: 0.5, count: 13),
-                                                       document: "replaced")],
-                            deletes: ["img-0/line-2"])
+        try fixture.publish(
+            "lines",
+            rows: [
+                FixtureRow(
+                    id: "img-0/line-1", embedding: Array(repeating: 0.5, count: 13),
+                    document: "replaced")
+            ],
+            deletes: ["img-0/line-2"])
         let reader = try SnapshotReader(path: try fixture.snapshotFile("lines"))
         XCTAssertEqual(try reader.rowCount(), 59)
         XCTAssertEqual(try reader.row(id: "img-0/line-1")?.document, "replaced")
@@ -94,20 +103,26 @@ final class SnapshotReaderTests: XCTestCase {
 
     func testFetchLeavesNothingBehindAndChecksTheManifest() throws {
         let tmp = TempDir(prefix: "strata-fetch")
-        let (reader, snap) = try SnapshotReader.fetch("lines", store: fixture.store, layout: fixture.layout,
-                                                      temporaryDirectory: tmp.path)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path), [],
-                       "the private directory is gone as soon as the file is open")
+        let (reader, snap) = try SnapshotReader.fetch(
+            "lines", store: fixture.store, layout: fixture.layout,
+            temporaryDirectory: tmp.path)
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: tmp.path), [],
+            "the private directory is gone as soon as the file is open")
         XCTAssertEqual(try reader.rowCount(), 60, "the open file is still readable")
         XCTAssertEqual(snap.manifest.rowCount, 60)
         XCTAssertNotNil(snap.pointerETag)
-        let older = try SnapshotReader.fetch("lines", version: snap.version, store: fixture.store, layout: fixture.layout,
-                                             temporaryDirectory: tmp.path)
+        let older = try SnapshotReader.fetch(
+            "lines", version: snap.version, store: fixture.store, layout: fixture.layout,
+            temporaryDirectory: tmp.path)
         XCTAssertEqual(older.snapshot.version, snap.version)
         XCTAssertNil(older.snapshot.pointerETag)
 
-        XCTAssertThrowsError(try SnapshotReader.fetch("words", store: fixture.store, layout: fixture.layout,
-                                                      temporaryDirectory: tmp.path)) { e in
+        XCTAssertThrowsError(
+            try SnapshotReader.fetch(
+                "words", store: fixture.store, layout: fixture.layout,
+                temporaryDirectory: tmp.path)
+        ) { e in
             XCTAssertEqual((e as? StrataError)?.kind, .notFound)
             XCTAssertTrue("\(e)".contains("snapctl compact --collection words"), "names the fix: \(e)")
         }
@@ -126,8 +141,10 @@ final class SnapshotReaderTests: XCTestCase {
         return path
     }
 
-    func assertRefused(_ path: String, _ kind: StrataError.Kind, _ text: String, file: StaticString = #filePath,
-                       line: UInt = #line) {
+    func assertRefused(
+        _ path: String, _ kind: StrataError.Kind, _ text: String, file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
         XCTAssertThrowsError(try SnapshotReader(path: path), file: file, line: line) { e in
             XCTAssertEqual((e as? StrataError)?.kind, kind, "\(e)", file: file, line: line)
             XCTAssertTrue("\(e)".contains(text), "\(e)", file: file, line: line)
@@ -135,14 +152,17 @@ final class SnapshotReaderTests: XCTestCase {
     }
 
     func testNewerMajorFormatAsksForAnUpgrade() throws {
-        assertRefused(try altered("UPDATE meta SET value = '2' WHERE key = 'format_version'"), .unsupportedVersion,
-                      "upgrade snapctl")
-        XCTAssertNoThrow(try SnapshotReader(path: try altered("UPDATE meta SET value = '1.3' WHERE key = 'format_version'")),
-                         "a newer minor version of the same major is read")
+        assertRefused(
+            try altered("UPDATE meta SET value = '2' WHERE key = 'format_version'"), .unsupportedVersion,
+            "upgrade snapctl")
+        XCTAssertNoThrow(
+            try SnapshotReader(path: try altered("UPDATE meta SET value = '1.3' WHERE key = 'format_version'")),
+            "a newer minor version of the same major is read")
     }
 
     func testOtherFilesAreRefused() throws {
-        assertRefused(try altered("UPDATE meta SET value = 'strata-delta' WHERE key = 'format'"), .corrupt, "meta.format")
+        assertRefused(
+            try altered("UPDATE meta SET value = 'strata-delta' WHERE key = 'format'"), .corrupt, "meta.format")
         assertRefused(try altered("DELETE FROM meta WHERE key = 'dimension'"), .corrupt, "meta.dimension")
         assertRefused(try altered("UPDATE meta SET value = 'x' WHERE key = 'dimension'"), .corrupt, "meta.dimension")
         assertRefused(try altered("DROP TABLE meta"), .corrupt, "no meta table")
