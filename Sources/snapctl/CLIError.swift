@@ -49,7 +49,9 @@ func describe(_ error: Error) -> (Int32, String) {
         default: return (ExitCodes.failure, e.description)
         }
     case let e as StrataError:
-        return (e.kind == .invalidInput ? ExitCodes.failure : ExitCodes.failure, e.description)
+        // A bad input line or row is a failed operation (1); flag and setting errors are usage (2)
+        // and are raised as CLIError.usage before any work starts.
+        return (ExitCodes.failure, e.description)
     default:
         return (ExitCodes.failure, String(describing: error))
     }
