@@ -100,6 +100,11 @@ public struct VerifyEvidence: Codable, Sendable, Equatable, ExpressibleByDiction
 
     public var isEmpty: Bool { entries.isEmpty }
 
+    /// Evidence is a map: the order entries were added in (kept for display) does not count.
+    public static func == (a: VerifyEvidence, b: VerifyEvidence) -> Bool {
+        a.entries.count == b.entries.count && a.entries.allSatisfy { b[$0.key] == $0.value }
+    }
+
     private struct Name: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
@@ -191,6 +196,13 @@ public struct VerifyReport: Codable, Sendable {
         public var info = 0
         public var warning = 0
         public var failed = 0
+
+        public init(passed: Int = 0, info: Int = 0, warning: Int = 0, failed: Int = 0) {
+            self.passed = passed
+            self.info = info
+            self.warning = warning
+            self.failed = failed
+        }
     }
 
     public var format: String = VerifyReport.formatName

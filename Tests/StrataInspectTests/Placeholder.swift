@@ -1,2 +1,0 @@
-import XCTest
-final class StrataInspectPlaceholderTests: XCTestCase { func testBuilds() {} }
