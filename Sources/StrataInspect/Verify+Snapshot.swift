@@ -104,7 +104,7 @@ extension Verifier {
             add(VerifyCheck.snapshotDimension, c, .failed,
                 "wrong dimension: the manifest says \(m.dimension), the file's meta says \(meta["dimension"] ?? "nothing")",
                 ["manifest": .int(m.dimension), "file": .string(meta["dimension"] ?? "-")],
-                hint: "readers size vectors by the manifest; this version is unusable. " + (rollbackHint ?? ""))
+                hint: "readers that trust either one get vectors of the wrong size: this version is unusable. " + (rollbackHint ?? ""))
         }
 
         let rows: Int
@@ -122,7 +122,7 @@ extension Verifier {
     /// `snapctl rollback` to the newest ancestor, when there is one.
     func rollbackHint(_ c: String, _ st: CollectionState) -> String? {
         guard st.chain.count > 1 else { return nil }
-        return "roll back to the version before it: `snapctl rollback \(c) \(st.chain[1].version)`"
+        return "Roll back to the version before it: `snapctl rollback \(c) \(st.chain[1].version)`"
     }
 
     private func checkRows(_ c: String, rows: Int, meta: [String: String], _ st: CollectionState) {
@@ -228,8 +228,8 @@ extension Verifier {
             add(VerifyCheck.snapshotEmbeddings, c, .failed,
                 "\(badEmbeddings.count) of \(scope) have bad embeddings", 
                 ["checked": .int(sampled), "rows": .int(rows), "dimension": .int(dimension), "bad": listed(badEmbeddings)],
-                hint: "similarity search on these rows fails or lies. " + (rollbackHint ?? "")
-                    + (settings.deep ? "" : " Run with --deep to check every row."))
+                hint: "similarity search on these rows fails or returns nonsense. " + (rollbackHint ?? "")
+                    + (sampled < rows ? " Run with --deep to check every row." : ""))
         }
         if badMetadata.isEmpty {
             add(VerifyCheck.snapshotMetadata, c, .passed, "\(scope): metadata is NULL or a flat JSON object",

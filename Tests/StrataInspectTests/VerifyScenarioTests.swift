@@ -154,8 +154,8 @@ final class VerifyScenarioTests: XCTestCase {
     func testBadEmbeddingsAndMetadata() throws {
         let w = try published("badrows")
         try w.publishHandMade("lines", sql: [
-            "UPDATE embeddings SET embedding = x'0000c07f' || substr(embedding, 5) WHERE rowid = (SELECT min(rowid) FROM embeddings)",
-            "UPDATE embeddings SET embedding = substr(embedding, 1, 12) WHERE rowid = (SELECT max(rowid) FROM embeddings)",
+            "UPDATE embeddings SET embedding = CAST(x'0000c07f' || substr(embedding, 5) AS BLOB) WHERE rowid = (SELECT min(rowid) FROM embeddings)",
+            "UPDATE embeddings SET embedding = CAST(substr(embedding, 1, 12) AS BLOB) WHERE rowid = (SELECT max(rowid) FROM embeddings)",
             "UPDATE embeddings SET metadata = '[1,2]' WHERE rowid = (SELECT max(rowid) FROM embeddings)",
         ])
         let o = try w.verify()
