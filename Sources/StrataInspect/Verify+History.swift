@@ -10,9 +10,10 @@ extension Verifier {
         let chain = st.chain
         guard !chain.isEmpty else { return }
         let counts = chain.map { "\($0.version): \($0.rowCount)" }
-        var failures: [String] = []
-        var warnings: [String] = []
-        var notes: [String] = []
+        var lost: [String] = []  // failed: to zero, or more than the threshold, without deletes
+        var mismatched: [String] = []  // warning: the counts do not add up, by a little
+        var deletedMany: [String] = []  // warning: a large drop, by explicit deletes
+        var rollbacks: [String] = []
         var restoreTo: SnapshotManifest? = nil
         for i in 0..<(chain.count - 1) {
             let v = chain[i]
@@ -20,49 +21,52 @@ extension Verifier {
             let added = v.appliedRuns.reduce(0) { $0 + $1.newIds }
             let deleted = v.appliedRuns.reduce(0) { $0 + $1.deletedExisting }
             let expected = parent.rowCount + added - deleted
-            let lost = parent.rowCount - v.rowCount
-            let share = parent.rowCount > 0 ? Double(lost) / Double(parent.rowCount) : 0
-            let percent = String(format: "%.0f%%", share * 100)
+            let drop = parent.rowCount - v.rowCount
+            func percent(_ n: Int) -> String {
+                parent.rowCount > 0 ? String(format: "%.0f%%", Double(n) * 100 / Double(parent.rowCount)) : "-"
+            }
             if v.rolledBackRuns != nil {
-                if lost != 0 {
-                    notes.append("\(v.version) is a rollback (\(v.note ?? "no note")): \(parent.rowCount) -> \(v.rowCount) rows")
-                }
+                if drop != 0 { rollbacks.append("\(v.version) is a rollback (\(v.note ?? "no note")): \(parent.rowCount) -> \(v.rowCount) rows") }
                 continue
             }
+            let sum = "\(parent.rowCount) + \(added) new − \(deleted) deleted = \(expected)"
             if v.rowCount == expected {
-                if lost > 0, share > settings.dropThreshold || v.rowCount == 0 {
-                    warnings.append("\(v.version) deleted \(lost) of \(parent.rowCount) rows (\(percent)) with explicit deletes in "
-                                        + "\(v.appliedRuns.filter { $0.deletedExisting > 0 }.map(\.runId).joined(separator: ", "))")
+                if drop > 0, parent.rowCount > 0, Double(drop) / Double(parent.rowCount) > settings.dropThreshold || v.rowCount == 0 {
+                    let runs = v.appliedRuns.filter { $0.deletedExisting > 0 }.map(\.runId)
+                    deletedMany.append("\(v.version) deleted \(drop) of \(parent.rowCount) rows (\(percent(drop))) with explicit "
+                                           + "deletes in run\(runs.count == 1 ? "" : "s") \(runs.joined(separator: ", "))")
                 }
                 continue
             }
-            let unexplained = v.rowCount < expected ? expected - v.rowCount : 0
-            if v.rowCount == 0, parent.rowCount > 0 {
-                failures.append("\(v.version) dropped to zero from \(parent.rowCount) rows; its runs deleted only \(deleted)")
-                restoreTo = restoreTo ?? parent
-            } else if unexplained > 0, parent.rowCount > 0, Double(unexplained) / Double(parent.rowCount) > settings.dropThreshold {
-                failures.append("\(v.version) lost \(unexplained) rows not explained by deletes: \(parent.rowCount) + \(added) new − "
-                                    + "\(deleted) deleted = \(expected), but it has \(v.rowCount)")
+            let unexplained = max(0, expected - v.rowCount)
+            if parent.rowCount > 0, v.rowCount == 0 || Double(unexplained) / Double(parent.rowCount) > settings.dropThreshold {
+                lost.append("\(v.version) has \(v.rowCount) rows where \(sum): \(unexplained) rows (\(percent(unexplained))) "
+                                + "lost without deletes")
                 restoreTo = restoreTo ?? parent
             } else {
-                warnings.append("\(v.version) has \(v.rowCount) rows; \(parent.rowCount) + \(added) new − \(deleted) deleted = \(expected)")
+                mismatched.append("\(v.version) has \(v.rowCount) rows where \(sum)")
             }
         }
         var ev: VerifyEvidence = ["versions_checked": .int(chain.count), "rows_newest_first": listed(counts)]
         if let end = st.chainEnd { ev["history_ends"] = .string(end) }
-        if !notes.isEmpty { ev["rollbacks"] = listed(notes) }
-        if !failures.isEmpty {
-            ev["problems"] = listed(failures + warnings)
-            add(VerifyCheck.historyRows, c, .failed, "rows were lost without deletes: " + failures.joined(separator: "; "), ev,
-                hint: "a version was published that breaks the counts (not by a Strata compactor, or a bug). "
-                    + (restoreTo.map { "Roll back to \($0.version) (\($0.rowCount) rows): `snapctl rollback \(c) \($0.version)`, " }
-                        ?? "")
-                    + "and find who writes to \(layout.snapshotPrefix(c))")
-        } else if !warnings.isEmpty {
-            ev["problems"] = listed(warnings)
-            add(VerifyCheck.historyRows, c, .warning, warnings.joined(separator: "; "), ev,
-                hint: "large drops through explicit deletes are legal: check that the producers meant to delete these rows "
-                    + "(the run ids are in the applied runs)")
+        if !rollbacks.isEmpty { ev["rollbacks"] = listed(rollbacks) }
+        let all = lost + mismatched + deletedMany
+        if all.count > 1 { ev["problems"] = listed(all) }
+        let foreign = "a version whose counts do not add up was not made by a Strata compactor (which refuses to publish "
+            + "one), or its manifest was edited: find who writes to \(layout.snapshotPrefix(c))"
+        if !lost.isEmpty {
+            add(VerifyCheck.historyRows, c, .failed, "rows were lost without deletes: " + lost.joined(separator: "; "), ev,
+                hint: (restoreTo.map { "Roll back to \($0.version) (\($0.rowCount) rows): `snapctl rollback \(c) \($0.version)`; " }
+                        ?? "") + foreign)
+        } else if !mismatched.isEmpty || !deletedMany.isEmpty {
+            var hints: [String] = []
+            if !mismatched.isEmpty { hints.append(foreign) }
+            if !deletedMany.isEmpty {
+                hints.append("large drops by explicit deletes are legal: check that the producers of these runs meant to "
+                                 + "delete the rows (their records carry the producers' labels: `snapctl store get runs/RUN.json -`)")
+            }
+            add(VerifyCheck.historyRows, c, .warning, (mismatched + deletedMany).joined(separator: "; "), ev,
+                hint: hints.joined(separator: "; "))
         } else {
             add(VerifyCheck.historyRows, c, .passed,
                 chain.count == 1 ? "one version (\(chain[0].rowCount) rows); nothing to compare yet"

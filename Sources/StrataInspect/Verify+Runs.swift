@@ -41,6 +41,7 @@ extension Verifier {
 
     func checkRuns(_ c: String, _ st: inout CollectionState) {
         let processed = st.processed ?? []
+        let known = st.processed != nil
 
         // Quarantine records: why a run could not be applied.
         var quarantined: [String: String] = [:]  // run id -> "reason: detail"
@@ -67,7 +68,14 @@ extension Verifier {
             let (da, db) = (a.createdDate ?? .distantPast, b.createdDate ?? .distantPast)
             return da != db ? da < db : a.runId < b.runId
         }
-        checkPending(c, pending, processed: processed, source: st.processedSource)
+        if known {
+            checkPending(c, pending, processed: processed, source: st.processedSource)
+        } else {
+            add(VerifyCheck.runsPending, c, .info,
+                "cannot tell which runs are pending: the published version cannot be read (see above); "
+                    + "\(pending.count) run\(pending.count == 1 ? " names" : "s name") \(c) in all",
+                ["runs_naming_collection": .int(pending.count)])
+        }
 
         if quarantineOK {
             if quarantined.isEmpty {
@@ -77,7 +85,7 @@ extension Verifier {
                 let reasons = Set(quarantined.values.map { String($0.prefix { $0 != ":" }) }).sorted()
                 add(VerifyCheck.runsQuarantined, c, .warning,
                     "\(quarantined.count) run\(quarantined.count == 1 ? " is" : "s are") quarantined (\(reasons.joined(separator: ", "))): "
-                        + "their rows are not in the snapshot",
+                        + (quarantined.count == 1 ? "its rows are" : "their rows are") + " not in the snapshot",
                     ["count": .int(quarantined.count), "runs": listed(items)],
                     hint: "see `snapctl runs --quarantined`; fix the cause (the producer, a lifecycle rule deleting deltas), then "
                         + "produce the rows again as a new run, or re-queue a run whose delta is now good by deleting its record "
@@ -85,7 +93,7 @@ extension Verifier {
             }
         }
 
-        checkPendingDeltas(c, pending)
+        if known { checkPendingDeltas(c, pending) }
         checkOrphans(c)
     }
 
@@ -109,8 +117,9 @@ extension Verifier {
             ev["pending_age_limit"] = .string(VerifySettings.describe(duration: settings.pendingAge))
             add(VerifyCheck.runsPending, c, .failed,
                 "compaction is not running: \(what), longer than \(VerifySettings.describe(duration: settings.pendingAge))", ev,
-                hint: "readers do not see these rows yet. Run `snapctl compact --collection \(c)` now; then check the compactor "
-                    + "worker (`snapctl compactor --collections ...` includes \(c)? its logs? see the lease below)")
+                hint: "readers do not see these rows yet. Run `snapctl compact --collection \(c)` now; then find out why the "
+                    + "compactor did not: is a worker running with \(c) in its --collections, can it reach the store, what do "
+                    + "its logs say? The lease check shows whether one holds \(c) right now")
         } else {
             add(VerifyCheck.runsPending, c, .info, "\(what): the next compaction applies them", ev)
         }
@@ -190,7 +199,7 @@ extension Verifier {
                 "\(old.count) orphaned delta\(old.count == 1 ? "" : "s") with no run record, older than "
                     + VerifySettings.describe(duration: settings.orphanGrace), ev,
                 hint: "a producer uploaded deltas but never wrote the record (crashed, killed, or the record write failed): "
-                    + "their rows are not pending. Re-run that job with the same run id (its checkpoint keeps it) to publish it; "
+                    + "no compaction will ever apply their rows. Re-run that job with the same run id (its checkpoint keeps it) to publish it; "
                     + "`snapctl gc` removes orphans after its grace period")
         } else if !young.isEmpty {
             add(VerifyCheck.runsOrphans, c, .info,
@@ -205,7 +214,7 @@ extension Verifier {
     func checkRunRecords() {
         guard runsListed else { return }
         var ev: VerifyEvidence = ["records": .int(runKeys.count), "read": .int(records.count + unreadableRecords.count)]
-        let bad = unreadableRecords.keys.sorted().map { "\($0): \(unreadableRecords[$0]!)" }
+        let bad = unreadableRecords.keys.sorted().map { unreadableRecords[$0]! }
         if !strayRunKeys.isEmpty { ev["not_record_keys"] = listed(strayRunKeys) }
         if bad.isEmpty {
             add(VerifyCheck.runRecords, nil, strayRunKeys.isEmpty ? .passed : .warning,

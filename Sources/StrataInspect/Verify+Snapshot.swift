@@ -157,7 +157,8 @@ extension Verifier {
             }
             add(VerifyCheck.snapshotRows, c, .failed,
                 "empty snapshot: version \(emptied.version) went from \(before) rows to 0"
-                    + (emptied.rolledBackRuns != nil ? " in a rollback" : " although its runs deleted only \(deleted)"), ev,
+                    + (emptied.rolledBackRuns != nil ? " in a rollback"
+                        : deleted == 0 ? " without explicit deletes" : " although its runs deleted only \(deleted)"), ev,
                 hint: "readers see no rows. Roll back to the last version with rows: "
                     + "`snapctl rollback \(c) \(lastWithRows!.version)` (\(before) rows)")
             return

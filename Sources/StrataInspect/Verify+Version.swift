@@ -53,8 +53,8 @@ extension Verifier {
             let oldest = naming.compactMap(\.createdDate).min()
             if let oldest { ev["oldest_run_age"] = .string(age(oldest)) }
             add(VerifyCheck.pointer, c, .failed,
-                "no pointer: the collection was never published, although \(naming.count) run\(naming.count == 1 ? "" : "s") "
-                    + "name it" + (oldest.map { " (the oldest for \(age($0)))" } ?? ""), ev,
+                "no pointer: the collection was never published, although \(naming.count) "
+                    + (naming.count == 1 ? "run names it" : "runs name it") + (oldest.map { " (the oldest for \(age($0)))" } ?? ""), ev,
                 hint: "run `snapctl compact --collection \(c)`, or check that the compactor worker runs with this collection "
                     + "in --collections and can reach the store")
         } else {
@@ -82,7 +82,8 @@ extension Verifier {
             if let p = m.parentVersion { ev["parent_version"] = .string(p) }
             if let note = m.note { ev["note"] = .string(note) }
             add(VerifyCheck.manifest, c, .passed,
-                "version \(version): \(m.rowCount) rows of dimension \(m.dimension), \(m.appliedRuns.count) runs applied, "
+                "version \(version): \(m.rowCount) rows of dimension \(m.dimension), \(m.appliedRuns.count) "
+                    + "run\(m.appliedRuns.count == 1 ? "" : "s") applied in it, "
                     + "made \(age(m.createdAt)) ago", ev)
             return m
         } catch let e as StrataError where e.kind == .notFound {
@@ -199,7 +200,7 @@ extension Verifier {
                     + checked.joined(separator: ", "), ev)
             return snapshotPath
         }
-        ev["problems"] = listed(problems)
+        if problems.count > 1 { ev["problems"] = listed(problems) }
         let parent = m.parentVersion.flatMap { p in (try? locator.manifest(c, version: p)).map { _ in p } }
         if let parent { ev["parent_version"] = .string(parent) }
         add(VerifyCheck.files, c, .failed,

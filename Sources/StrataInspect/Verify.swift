@@ -99,12 +99,11 @@ public final class Verifier {
             }
             checkHistoryRows(c, st)
         }
-        if st.processed == nil {
+        if st.processed == nil, !st.chain.isEmpty {
             // The snapshot could not be read: the manifests along the history know what was applied.
             st.processed = Set(st.chain.flatMap { $0.appliedRuns.map(\.runId) + ($0.rolledBackRuns ?? []) })
-            st.processedSource = st.chain.isEmpty
-                ? "nothing (the version could not be read)"
-                : "the manifests of \(st.chain.count) versions (the snapshot could not be read; older runs may show as pending)"
+            st.processedSource = "the manifests of \(st.chain.count) versions (the snapshot could not be read; "
+                + "runs applied before them may show as pending)"
         }
         checkUnpublished(c, pointer: pointer)
         checkRuns(c, &st)

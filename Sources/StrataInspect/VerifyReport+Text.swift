@@ -18,7 +18,7 @@ extension VerifyReport {
             }
         }
         let width = max(20, (findings.map(\.check.count).max() ?? 0) + 2)
-        var out = "snapctl verify \(store) at \(StrataJSON.iso8601(checkedAt))\n"
+        var out = "snapctl verify: \(store)\nchecked at \(StrataJSON.iso8601(checkedAt))\n"
         var group: String?? = .none
         for f in findings {
             if group == nil || group! != f.collection {

@@ -89,6 +89,8 @@ final class VerifyScenarioTests: XCTestCase {
         try w.store.put(w.layout.pointerKey("lines"), data: Pointer.body(version: bogus))
         let o = try w.verify(name: "pointer-missing-version")
         assertFailed(o, VerifyCheck.manifest, ["manifest is missing", bogus, "snapctl rollback lines \(good)"])
+        XCTAssertEqual(o.status(of: VerifyCheck.runsPending, "lines"), .info, "unknown, not wrongly failed")
+        XCTAssertTrue(o.text(VerifyCheck.runsPending, "lines").contains("cannot tell which runs are pending"))
     }
 
     func testMissingFile() throws {
@@ -120,7 +122,7 @@ final class VerifyScenarioTests: XCTestCase {
         let o = try w.verify(name: "empty-snapshot")
         assertFailed(o, VerifyCheck.snapshotRows, ["empty snapshot", "snapctl rollback lines \(before)"])
         XCTAssertEqual(o.status(of: VerifyCheck.historyRows, "lines"), .failed, o.text(VerifyCheck.historyRows, "lines"))
-        XCTAssertTrue(o.text(VerifyCheck.historyRows, "lines").contains("dropped to zero"))
+        XCTAssertTrue(o.text(VerifyCheck.historyRows, "lines").contains("0 rows where 15 + 0 new − 0 deleted = 15: 15 rows (100%) lost without deletes"))
     }
 
     func testEmptiedByExplicitDeletesIsNotAFailure() throws {
@@ -178,7 +180,7 @@ final class VerifyScenarioTests: XCTestCase {
         let before = try w.pointer("lines")
         try w.publishHandMade("lines", sql: ["DELETE FROM embeddings WHERE rowid % 5 != 0"])
         let o = try w.verify(name: "unexplained-drop")
-        assertFailed(o, VerifyCheck.historyRows, ["not explained by deletes", "snapctl rollback lines \(before)"])
+        assertFailed(o, VerifyCheck.historyRows, ["3 rows where 15 + 0 new − 0 deleted = 15: 12 rows (80%) lost without deletes", "snapctl rollback lines \(before)"])
         XCTAssertEqual(o.status(of: VerifyCheck.snapshotRows, "lines"), .passed, "the file agrees with its manifest")
         // A threshold above the loss lets it pass as a warning.
         let lenient = try w.verify(["--drop-threshold", "0.95"])

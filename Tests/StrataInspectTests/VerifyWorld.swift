@@ -142,7 +142,8 @@ final class VerifyWorld {
         if let name, let dir = ProcessInfo.processInfo.environment["STRATA_VERIFY_TRANSCRIPTS"] {
             // The runbook's examples are pasted from these: the same run, as a person sees it.
             let t = json ? try TestPaths.run(Array(argv.dropLast()), environment: server.awsEnvironment.merging(env) { $1 }) : r
-            let shown = (["snapctl", "verify", "--store", "s3://\(bucket)"] + args).joined(separator: " ")
+            let shown = (["snapctl", "verify", "--store", "s3://\(bucket)"] + args)
+                .map { $0.contains(where: { " {}#".contains($0) }) ? "'\($0)'" : $0 }.joined(separator: " ")
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try? "$ \(shown)\n\(t.stdout)(exit \(t.status))\n".write(toFile: dir + "/\(name).txt", atomically: true, encoding: .utf8)
         }
