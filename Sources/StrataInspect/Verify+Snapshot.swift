@@ -13,12 +13,17 @@ extension Verifier {
             try db.execute("PRAGMA trusted_schema = OFF")
             _ = try db.scalarInt("SELECT count(*) FROM sqlite_master")
         } catch {
-            addFailure(VerifyCheck.snapshotOpen, c, "the snapshot of version \(m.version) does not open as SQLite", error,
-                       hint: rollbackHint)
+            addFailure(
+                VerifyCheck.snapshotOpen, c, "the snapshot of version \(m.version) does not open as SQLite", error,
+                hint: rollbackHint)
             return
         }
-        add(VerifyCheck.snapshotOpen, c, .passed, "opens read-only as SQLite",
-            ["file": .string(SnapshotFormat.fileName), "size": .string(Verifier.mib(m.file(SnapshotFormat.fileName)?.size ?? 0))])
+        add(
+            VerifyCheck.snapshotOpen, c, .passed, "opens read-only as SQLite",
+            [
+                "file": .string(SnapshotFormat.fileName),
+                "size": .string(Verifier.mib(m.file(SnapshotFormat.fileName)?.size ?? 0)),
+            ])
 
         // Integrity: SQLite's own check of pages and indexes.
         let pragma = settings.deep ? "integrity_check" : "quick_check"
@@ -29,7 +34,9 @@ extension Verifier {
             if lines == ["ok"] {
                 add(VerifyCheck.snapshotIntegrity, c, .passed, "PRAGMA \(pragma): ok")
             } else {
-                add(VerifyCheck.snapshotIntegrity, c, .failed, "PRAGMA \(pragma) found damage: \(lines.joined(separator: "; "))",
+                add(
+                    VerifyCheck.snapshotIntegrity, c, .failed,
+                    "PRAGMA \(pragma) found damage: \(lines.joined(separator: "; "))",
                     ["pragma": .string(pragma), "problems": .list(lines)], hint: rollbackHint)
             }
         } catch {
@@ -59,19 +66,27 @@ extension Verifier {
         }
         var problems: [String] = []
         let missing = ["meta", "embeddings", "applied_runs"].filter { !tables.contains($0) }
-        if !missing.isEmpty { problems.append("missing table\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", "))") }
+        if !missing.isEmpty {
+            problems.append("missing table\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", "))")
+        }
         if tables.contains("meta") {
             if meta["format"] != SnapshotFormat.name {
-                problems.append("meta.format is \(meta["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(SnapshotFormat.name)\"")
+                problems.append(
+                    "meta.format is \(meta["format"].map { "\"\($0)\"" } ?? "missing"), expected \"\(SnapshotFormat.name)\""
+                )
             }
             if let v = meta["format_version"], let major = DeltaFormat.major(ofVersion: v) {
                 if major > SnapshotFormat.majorVersion {
-                    problems.append("meta.format_version is \(v); this snapctl reads version \(SnapshotFormat.majorVersion) (upgrade snapctl)")
+                    problems.append(
+                        "meta.format_version is \(v); this snapctl reads version \(SnapshotFormat.majorVersion) (upgrade snapctl)"
+                    )
                 }
             } else {
                 problems.append("meta.format_version is \(meta["format_version"] ?? "missing")")
             }
-            if meta["collection"] != c { problems.append("meta.collection is \(meta["collection"] ?? "missing"), expected \(c)") }
+            if meta["collection"] != c {
+                problems.append("meta.collection is \(meta["collection"] ?? "missing"), expected \(c)")
+            }
             if let v = meta["version"], v != m.version {
                 problems.append("meta.version is \(v): the file belongs to another version than \(m.version)")
             }
@@ -82,14 +97,20 @@ extension Verifier {
                 problems.append("applied_runs lacks \(unrecorded.count) run(s) the manifest says this version applied")
             }
         }
-        var ev: VerifyEvidence = ["format": .string(meta["format"] ?? "-"), "format_version": .string(meta["format_version"] ?? "-"),
-                                  "collection": .string(meta["collection"] ?? "-"), "tables": .list(tables.sorted())]
+        var ev: VerifyEvidence = [
+            "format": .string(meta["format"] ?? "-"), "format_version": .string(meta["format_version"] ?? "-"),
+            "collection": .string(meta["collection"] ?? "-"), "tables": .list(tables.sorted()),
+        ]
         if problems.isEmpty {
-            add(VerifyCheck.snapshotFormat, c, .passed, "\(SnapshotFormat.name) v\(meta["format_version"] ?? "?") for \(c)", ev)
+            add(
+                VerifyCheck.snapshotFormat, c, .passed,
+                "\(SnapshotFormat.name) v\(meta["format_version"] ?? "?") for \(c)", ev)
             st.processed = processed
         } else {
             ev["problems"] = .list(problems)
-            add(VerifyCheck.snapshotFormat, c, .failed, "not a valid snapshot of \(c): " + problems.joined(separator: "; "), ev,
+            add(
+                VerifyCheck.snapshotFormat, c, .failed,
+                "not a valid snapshot of \(c): " + problems.joined(separator: "; "), ev,
                 hint: rollbackHint)
             if missing.contains("embeddings") { return }
             if processed != nil { st.processed = processed }
@@ -98,13 +119,16 @@ extension Verifier {
         // Dimension: the manifest's, the file's, and (below) every sampled blob's.
         let fileDimension = meta["dimension"].flatMap { Int($0) }
         if fileDimension == m.dimension && m.dimension > 0 {
-            add(VerifyCheck.snapshotDimension, c, .passed, "dimension \(m.dimension), as the manifest says",
+            add(
+                VerifyCheck.snapshotDimension, c, .passed, "dimension \(m.dimension), as the manifest says",
                 ["manifest": .int(m.dimension), "file": .int(m.dimension)])
         } else {
-            add(VerifyCheck.snapshotDimension, c, .failed,
+            add(
+                VerifyCheck.snapshotDimension, c, .failed,
                 "wrong dimension: the manifest says \(m.dimension), the file's meta says \(meta["dimension"] ?? "nothing")",
                 ["manifest": .int(m.dimension), "file": .string(meta["dimension"] ?? "-")],
-                hint: "readers that trust either one get vectors of the wrong size: this version is unusable. " + (rollbackHint ?? ""))
+                hint: "readers that trust either one get vectors of the wrong size: this version is unusable. "
+                    + (rollbackHint ?? ""))
         }
 
         let rows: Int
@@ -130,7 +154,8 @@ extension Verifier {
         var ev: VerifyEvidence = ["file_rows": .int(rows), "manifest_rows": .int(m.rowCount)]
         if let r = meta["row_count"] { ev["meta_row_count"] = .string(r) }
         if rows != m.rowCount || (meta["row_count"].flatMap { Int($0) }.map { $0 != rows } ?? false) {
-            add(VerifyCheck.snapshotRows, c, .failed,
+            add(
+                VerifyCheck.snapshotRows, c, .failed,
                 "count mismatch: the file has \(rows) rows, the manifest says \(m.rowCount)"
                     + (meta["row_count"].map { " and the file's meta \($0)" } ?? ""), ev,
                 hint: "the version was not made (or was changed after) by a compactor that checks counts. "
@@ -151,22 +176,29 @@ extension Verifier {
             ev["rows_before"] = .int(before)
             ev["deleted_by_its_runs"] = .int(deleted)
             if emptied.rolledBackRuns == nil, deleted >= before {
-                add(VerifyCheck.snapshotRows, c, .info,
-                    "empty, as intended: version \(emptied.version) deleted all \(before) rows with explicit deletes", ev)
+                add(
+                    VerifyCheck.snapshotRows, c, .info,
+                    "empty, as intended: version \(emptied.version) deleted all \(before) rows with explicit deletes",
+                    ev)
                 return
             }
-            add(VerifyCheck.snapshotRows, c, .failed,
+            add(
+                VerifyCheck.snapshotRows, c, .failed,
                 "empty snapshot: version \(emptied.version) went from \(before) rows to 0"
-                    + (emptied.rolledBackRuns != nil ? " in a rollback"
-                        : deleted == 0 ? " without explicit deletes" : " although its runs deleted only \(deleted)"), ev,
+                    + (emptied.rolledBackRuns != nil
+                        ? " in a rollback"
+                        : deleted == 0 ? " without explicit deletes" : " although its runs deleted only \(deleted)"),
+                ev,
                 hint: "readers see no rows. Roll back to the last version with rows: "
                     + "`snapctl rollback \(c) \(lastWithRows!.version)` (\(before) rows)")
             return
         }
         ev["history"] = .string(st.chainEnd ?? "every version back to the first is empty")
-        add(VerifyCheck.snapshotRows, c, .failed,
+        add(
+            VerifyCheck.snapshotRows, c, .failed,
             "empty snapshot: 0 rows, and the history kept shows no version with rows that explicit deletes emptied", ev,
-            hint: "readers see no rows. Check `snapctl verify` for quarantined runs; produce the rows again and compact")
+            hint: "readers see no rows. Check `snapctl verify` for quarantined runs; produce the rows again and compact"
+        )
     }
 
     /// Embeddings (blob length, finite float32) and metadata (a flat JSON object) of up to
@@ -223,20 +255,28 @@ extension Verifier {
         }
         let scope = sampled == rows ? "all \(rows) rows" : "\(sampled) sampled rows of \(rows)"
         if badEmbeddings.isEmpty {
-            add(VerifyCheck.snapshotEmbeddings, c, .passed, "\(scope): \(dimension) finite float32 values each",
+            add(
+                VerifyCheck.snapshotEmbeddings, c, .passed, "\(scope): \(dimension) finite float32 values each",
                 ["checked": .int(sampled), "rows": .int(rows), "dimension": .int(dimension)])
         } else {
-            add(VerifyCheck.snapshotEmbeddings, c, .failed,
-                "\(badEmbeddings.count) of \(scope) have bad embeddings", 
-                ["checked": .int(sampled), "rows": .int(rows), "dimension": .int(dimension), "bad": listed(badEmbeddings)],
+            add(
+                VerifyCheck.snapshotEmbeddings, c, .failed,
+                "\(badEmbeddings.count) of \(scope) have bad embeddings",
+                [
+                    "checked": .int(sampled), "rows": .int(rows), "dimension": .int(dimension),
+                    "bad": listed(badEmbeddings),
+                ],
                 hint: "similarity search on these rows fails or returns nonsense. " + (rollbackHint ?? "")
                     + (sampled < rows ? " Run with --deep to check every row." : ""))
         }
         if badMetadata.isEmpty {
-            add(VerifyCheck.snapshotMetadata, c, .passed, "\(scope): metadata is NULL or a flat JSON object",
+            add(
+                VerifyCheck.snapshotMetadata, c, .passed, "\(scope): metadata is NULL or a flat JSON object",
                 ["checked": .int(sampled)])
         } else {
-            add(VerifyCheck.snapshotMetadata, c, .failed, "\(badMetadata.count) of \(scope) have metadata that is not a flat JSON object",
+            add(
+                VerifyCheck.snapshotMetadata, c, .failed,
+                "\(badMetadata.count) of \(scope) have metadata that is not a flat JSON object",
                 ["checked": .int(sampled), "bad": listed(badMetadata)],
                 hint: "filters on metadata fail for these rows; fix the producer and upsert the rows again")
         }
@@ -261,11 +301,17 @@ extension Verifier {
             return
         }
         if badCount == 0 {
-            add(VerifyCheck.snapshotIds, c, .passed, "all \(total) ids match \(pattern.source)",
+            add(
+                VerifyCheck.snapshotIds, c, .passed, "all \(total) ids match \(pattern.source)",
                 ["pattern": .string(pattern.source), "checked": .int(total)])
         } else {
-            add(VerifyCheck.snapshotIds, c, .failed, "\(badCount) of \(total) ids do not match \(pattern.source), e.g. \(bad[0])",
-                ["pattern": .string(pattern.source), "checked": .int(total), "offending": .int(badCount), "examples": .list(bad)],
+            add(
+                VerifyCheck.snapshotIds, c, .failed,
+                "\(badCount) of \(total) ids do not match \(pattern.source), e.g. \(bad[0])",
+                [
+                    "pattern": .string(pattern.source), "checked": .int(total), "offending": .int(badCount),
+                    "examples": .list(bad),
+                ],
                 hint: "a producer writes ids of another shape: fix it, then remove these rows with deletes "
                     + "({\"id\": \"...\", \"delete\": true}) in a new run and compact")
         }

@@ -8,7 +8,8 @@ extension Verifier {
     func checkStoreAccess() -> [String]? {
         do {
             let found = try locator.collections()
-            add(VerifyCheck.storeAccess, nil, .passed, "the store answers and the credentials may list it",
+            add(
+                VerifyCheck.storeAccess, nil, .passed, "the store answers and the credentials may list it",
                 ["store": .string(store.location)])
             return found
         } catch {
@@ -29,10 +30,13 @@ extension Verifier {
         if let e = error as? StoreError {
             switch e.kind {
             case .invalidCredentials:
-                message = "invalid credentials: the store refused the access key or its secret (or an expired session token)"
-                hint = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or --profile and ~/.aws/credentials) for this endpoint"
+                message =
+                    "invalid credentials: the store refused the access key or its secret (or an expired session token)"
+                hint =
+                    "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or --profile and ~/.aws/credentials) for this endpoint"
             case .clockSkew:
-                message = "clock skew: this machine's clock differs too much from the store's, so every request is refused"
+                message =
+                    "clock skew: this machine's clock differs too much from the store's, so every request is refused"
                 hint = "sync the clock (NTP: `timedatectl set-ntp true` or `chronyc makestep`)"
             case .noSuchBucket:
                 message = "missing bucket: the bucket of \(location) does not exist at this endpoint"
@@ -59,13 +63,15 @@ extension Verifier {
             hint = ownHint ?? "see the error below"
         }
         evidence["error"] = .string(detail)
-        return VerifyFinding(check: VerifyCheck.storeAccess, collection: nil, status: .failed, message: message,
-                             evidence: evidence, hint: hint)
+        return VerifyFinding(
+            check: VerifyCheck.storeAccess, collection: nil, status: .failed, message: message,
+            evidence: evidence, hint: hint)
     }
 
     func checkCollectionsFound(_ found: [String]) {
         if found.isEmpty {
-            add(VerifyCheck.storeCollections, nil, settings.collections.isEmpty ? .warning : .info,
+            add(
+                VerifyCheck.storeCollections, nil, settings.collections.isEmpty ? .warning : .info,
                 "no collections in \(store.location)", ["store": .string(store.location)],
                 hint: "check the bucket and the key prefix of --store; producers write {prefix}{collection}/delta/...")
             return
@@ -73,7 +79,9 @@ extension Verifier {
         var ev: VerifyEvidence = ["collections": .list(found)]
         let missing = settings.collections.filter { !found.contains($0) }
         if !missing.isEmpty { ev["requested_but_absent"] = .list(missing) }
-        add(VerifyCheck.storeCollections, nil, .passed,
-            "\(found.count) collection\(found.count == 1 ? "" : "s") in the store: \(found.joined(separator: ", "))", ev)
+        add(
+            VerifyCheck.storeCollections, nil, .passed,
+            "\(found.count) collection\(found.count == 1 ? "" : "s") in the store: \(found.joined(separator: ", "))", ev
+        )
     }
 }

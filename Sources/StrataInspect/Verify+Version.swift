@@ -25,9 +25,11 @@ extension Verifier {
             let good = newestCompleteVersion(c, before: nil)
             var ev: VerifyEvidence = ["key": .string(key)]
             if let good { ev["newest_complete_version"] = .string(good) }
-            add(VerifyCheck.pointer, c, .failed, "the pointer is damaged: \(e.message)", ev,
+            add(
+                VerifyCheck.pointer, c, .failed, "the pointer is damaged: \(e.message)", ev,
                 hint: good.map { "point it at the newest complete version: `snapctl rollback \(c) \($0)`" }
-                    ?? "no complete version is left; produce the rows again and run `snapctl compact --collection \(c)`")
+                    ?? "no complete version is left; produce the rows again and run `snapctl compact --collection \(c)`"
+            )
         } catch {
             addFailure(VerifyCheck.pointer, c, "cannot read the pointer", error)
         }
@@ -38,11 +40,14 @@ extension Verifier {
     private func explainMissingPointer(_ c: String, key: String, known: [String]) {
         let versions = (try? locator.versions(c)) ?? []
         let naming = runsNaming(c)
-        var ev: VerifyEvidence = ["key": .string(key), "versions": .int(versions.count), "runs_naming_collection": .int(naming.count)]
+        var ev: VerifyEvidence = [
+            "key": .string(key), "versions": .int(versions.count), "runs_naming_collection": .int(naming.count),
+        ]
         if !versions.isEmpty {
             let good = newestCompleteVersion(c, before: nil)
             if let good { ev["newest_complete_version"] = .string(good) }
-            add(VerifyCheck.pointer, c, .failed,
+            add(
+                VerifyCheck.pointer, c, .failed,
                 "no pointer, but \(versions.count) version\(versions.count == 1 ? "" : "s") exist: the pointer was deleted "
                     + "or lost, so readers find no snapshot", ev,
                 hint: good.map {
@@ -52,17 +57,25 @@ extension Verifier {
         } else if !naming.isEmpty {
             let oldest = naming.compactMap(\.createdDate).min()
             if let oldest { ev["oldest_run_age"] = .string(age(oldest)) }
-            add(VerifyCheck.pointer, c, .failed,
+            add(
+                VerifyCheck.pointer, c, .failed,
                 "no pointer: the collection was never published, although \(naming.count) "
-                    + (naming.count == 1 ? "run names it" : "runs name it") + (oldest.map { " (the oldest for \(age($0)))" } ?? ""), ev,
-                hint: "run `snapctl compact --collection \(c)`, or check that the compactor worker runs with this collection "
+                    + (naming.count == 1 ? "run names it" : "runs name it")
+                    + (oldest.map { " (the oldest for \(age($0)))" } ?? ""), ev,
+                hint:
+                    "run `snapctl compact --collection \(c)`, or check that the compactor worker runs with this collection "
                     + "in --collections and can reach the store")
         } else {
             if !known.isEmpty { ev["collections_in_store"] = .list(known) }
-            let exists = (try? store.listPage(prefix: layout.collectionPrefix(c), delimiter: nil, continuation: nil,
-                                              maxKeys: 1).objects.isEmpty == false) ?? false
-            add(VerifyCheck.pointer, c, .failed,
-                exists ? "no pointer, no versions and no runs: the collection holds only stray objects"
+            let exists =
+                (try? store.listPage(
+                    prefix: layout.collectionPrefix(c), delimiter: nil, continuation: nil,
+                    maxKeys: 1
+                ).objects.isEmpty == false) ?? false
+            add(
+                VerifyCheck.pointer, c, .failed,
+                exists
+                    ? "no pointer, no versions and no runs: the collection holds only stray objects"
                     : "no such collection: nothing under \(layout.collectionPrefix(c)) and no run names it", ev,
                 hint: "check the collection name and the --store prefix"
                     + (known.isEmpty ? "" : "; collections here: \(known.joined(separator: ", "))"))
@@ -76,12 +89,14 @@ extension Verifier {
             var ev: VerifyEvidence = [
                 "key": .string(key), "rows": .int(m.rowCount), "dimension": .int(m.dimension),
                 "files": .int(m.files.count), "created_at": .string(StrataJSON.iso8601(m.createdAt)),
-                "created_by": .string("\(m.createdBy.compactorId) on \(m.createdBy.host) (Strata \(m.createdBy.strataVersion))"),
+                "created_by": .string(
+                    "\(m.createdBy.compactorId) on \(m.createdBy.host) (Strata \(m.createdBy.strataVersion))"),
                 "runs_applied_in_version": .int(m.appliedRuns.count),
             ]
             if let p = m.parentVersion { ev["parent_version"] = .string(p) }
             if let note = m.note { ev["note"] = .string(note) }
-            add(VerifyCheck.manifest, c, .passed,
+            add(
+                VerifyCheck.manifest, c, .passed,
                 "version \(version): \(m.rowCount) rows of dimension \(m.dimension), \(m.appliedRuns.count) "
                     + "run\(m.appliedRuns.count == 1 ? "" : "s") applied in it, "
                     + "made \(age(m.createdAt)) ago", ev)
@@ -92,17 +107,21 @@ extension Verifier {
             let good = newestCompleteVersion(c, before: version)
             var ev: VerifyEvidence = ["key": .string(key), "version_files_present": .list(present)]
             if let good { ev["newest_complete_version"] = .string(good) }
-            add(VerifyCheck.manifest, c, .failed,
+            add(
+                VerifyCheck.manifest, c, .failed,
                 "the pointer names version \(version), whose manifest is missing"
-                    + (present.isEmpty ? " (the version does not exist at all)" : " (its upload never finished, or it was deleted)"),
+                    + (present.isEmpty
+                        ? " (the version does not exist at all)" : " (its upload never finished, or it was deleted)"),
                 ev,
                 hint: good.map { "roll back to the newest complete version: `snapctl rollback \(c) \($0)`" }
                     ?? "no complete version is left; produce the rows again and compact")
         } catch let e as StrataError {
             let good = newestCompleteVersion(c, before: version)
-            addFailure(VerifyCheck.manifest, c, "the manifest of version \(version) cannot be used", e,
-                       hint: e.kind == .unsupportedVersion ? e.fix
-                           : good.map { "roll back to the newest complete version: `snapctl rollback \(c) \($0)`" })
+            addFailure(
+                VerifyCheck.manifest, c, "the manifest of version \(version) cannot be used", e,
+                hint: e.kind == .unsupportedVersion
+                    ? e.fix
+                    : good.map { "roll back to the newest complete version: `snapctl rollback \(c) \($0)`" })
         } catch {
             addFailure(VerifyCheck.manifest, c, "cannot read the manifest of version \(version)", error)
         }
@@ -165,7 +184,9 @@ extension Verifier {
                 return nil
             }
         }
-        if m.file(SnapshotFormat.fileName) == nil { problems.append("the manifest lists no \(SnapshotFormat.fileName)") }
+        if m.file(SnapshotFormat.fileName) == nil {
+            problems.append("the manifest lists no \(SnapshotFormat.fileName)")
+        }
         var snapshotPath: String? = nil
         if problems.isEmpty {
             do {
@@ -178,7 +199,9 @@ extension Verifier {
                         try store.get(key, toFile: path)
                         let (sha, size) = try SHA256.hexOfFile(atPath: path)
                         if sha != f.sha256 || size != f.size {
-                            problems.append("\(f.name) is \(size) bytes with SHA-256 \(sha); the manifest says \(f.size) bytes, \(f.sha256)")
+                            problems.append(
+                                "\(f.name) is \(size) bytes with SHA-256 \(sha); the manifest says \(f.size) bytes, \(f.sha256)"
+                            )
                         }
                     }
                 }
@@ -192,10 +215,13 @@ extension Verifier {
             }
         }
         ev["version"] = .string(m.version)
-        ev["checked"] = .string(settings.deep ? "presence and size (HEAD), every file downloaded and hashed"
-                                    : "presence and size (HEAD), the snapshot downloaded and hashed")
+        ev["checked"] = .string(
+            settings.deep
+                ? "presence and size (HEAD), every file downloaded and hashed"
+                : "presence and size (HEAD), the snapshot downloaded and hashed")
         if problems.isEmpty {
-            add(VerifyCheck.files, c, .passed,
+            add(
+                VerifyCheck.files, c, .passed,
                 "\(m.files.count) file\(m.files.count == 1 ? "" : "s") present with the manifest's sizes and SHA-256: "
                     + checked.joined(separator: ", "), ev)
             return snapshotPath
@@ -203,9 +229,12 @@ extension Verifier {
         if problems.count > 1 { ev["problems"] = listed(problems) }
         let parent = m.parentVersion.flatMap { p in (try? locator.manifest(c, version: p)).map { _ in p } }
         if let parent { ev["parent_version"] = .string(parent) }
-        add(VerifyCheck.files, c, .failed,
+        add(
+            VerifyCheck.files, c, .failed,
             "version \(m.version) is damaged: " + problems.joined(separator: "; "), ev,
-            hint: (parent.map { "roll back to the version before it: `snapctl rollback \(c) \($0)`, then re-queue the runs the rollback lists" }
+            hint: (parent.map {
+                "roll back to the version before it: `snapctl rollback \(c) \($0)`, then re-queue the runs the rollback lists"
+            }
                 ?? "no earlier version is left; produce the rows again and compact")
                 + "; find who writes to \(layout.versionsPrefix(c)) besides the compactor")
         if let snapshotPath { try? FileManager.default.removeItem(atPath: snapshotPath) }

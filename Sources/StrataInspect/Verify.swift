@@ -27,9 +27,11 @@ public final class Verifier {
     var unreadableRecords: [String: String] = [:]
     var workDirectory = ""
 
-    public init(store: any ObjectStore, layout: Layout, settings: VerifySettings = VerifySettings(),
-                logger: Logger = Logger(label: "strata.verify", factory: { _ in SwiftLogNoOpLogHandler() }),
-                now: Date = Date()) {
+    public init(
+        store: any ObjectStore, layout: Layout, settings: VerifySettings = VerifySettings(),
+        logger: Logger = Logger(label: "strata.verify", factory: { _ in SwiftLogNoOpLogHandler() }),
+        now: Date = Date()
+    ) {
         self.store = store
         self.layout = layout
         self.settings = settings
@@ -46,12 +48,14 @@ public final class Verifier {
         do {
             try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         } catch {
-            add(VerifyCheck.snapshotOpen, nil, .failed, "cannot create a work directory for downloads: \(error)",
+            add(
+                VerifyCheck.snapshotOpen, nil, .failed, "cannot create a work directory for downloads: \(error)",
                 ["directory": .string(workDirectory)], hint: "free space, or set TMPDIR to a writable directory")
         }
 
         guard let found = checkStoreAccess() else {
-            return VerifyReport(store: store.location, checkedAt: now, collections: settings.collections, findings: findings)
+            return VerifyReport(
+                store: store.location, checkedAt: now, collections: settings.collections, findings: findings)
         }
         let collections = settings.collections.isEmpty ? found : settings.collections
         checkCollectionsFound(found)
@@ -102,7 +106,8 @@ public final class Verifier {
         if st.processed == nil, !st.chain.isEmpty {
             // The snapshot could not be read: the manifests along the history know what was applied.
             st.processed = Set(st.chain.flatMap { $0.appliedRuns.map(\.runId) + ($0.rolledBackRuns ?? []) })
-            st.processedSource = "the manifests of \(st.chain.count) versions (the snapshot could not be read; "
+            st.processedSource =
+                "the manifests of \(st.chain.count) versions (the snapshot could not be read; "
                 + "runs applied before them may show as pending)"
         }
         checkUnpublished(c, pointer: pointer)
@@ -112,15 +117,21 @@ public final class Verifier {
 
     // MARK: findings
 
-    func add(_ check: String, _ collection: String?, _ status: VerifyStatus, _ message: String,
-             _ evidence: VerifyEvidence = VerifyEvidence(), hint: String? = nil) {
-        findings.append(VerifyFinding(check: check, collection: collection, status: status, message: message,
-                                      evidence: evidence, hint: hint))
+    func add(
+        _ check: String, _ collection: String?, _ status: VerifyStatus, _ message: String,
+        _ evidence: VerifyEvidence = VerifyEvidence(), hint: String? = nil
+    ) {
+        findings.append(
+            VerifyFinding(
+                check: check, collection: collection, status: status, message: message,
+                evidence: evidence, hint: hint))
     }
 
     /// A failed check from an error, with what the error says about where and why.
-    func addFailure(_ check: String, _ collection: String?, _ doing: String, _ error: Error,
-                    status: VerifyStatus = .failed, hint: String? = nil) {
+    func addFailure(
+        _ check: String, _ collection: String?, _ doing: String, _ error: Error,
+        status: VerifyStatus = .failed, hint: String? = nil
+    ) {
         let (text, evidence, fix) = Verifier.explain(error)
         add(check, collection, status, "\(doing): \(text)", evidence, hint: hint ?? fix)
     }
@@ -136,7 +147,9 @@ public final class Verifier {
             if let s = e.status { ev["http_status"] = .int(s) }
             if let c = e.code { ev["code"] = .string(c) }
             if let r = e.requestId { ev["request_id"] = .string(r) }
-            return ("\(e.operation)\(e.key.map { " \($0)" } ?? "") failed (\(e.kind.rawValue)): \(e.message)", ev, e.hint)
+            return (
+                "\(e.operation)\(e.key.map { " \($0)" } ?? "") failed (\(e.kind.rawValue)): \(e.message)", ev, e.hint
+            )
         case let e as StrataError:
             ev["error_kind"] = .string(e.kind.rawValue)
             ev["object"] = .string(e.object)

@@ -64,7 +64,7 @@ public enum VerifyValue: Codable, Sendable, Equatable, CustomStringConvertible {
         case .int(let v): return String(v)
         case .double(let v): return String(format: "%g", v)
         case .bool(let v): return v ? "true" : "false"
-        case .list(let v): return v.joined(separator: ", ")
+        case .list(let v): return v.isEmpty ? "(none)" : v.joined(separator: ", ")
         }
     }
 }
@@ -139,8 +139,10 @@ public struct VerifyFinding: Codable, Sendable, Equatable {
     /// What to do about it; nil when there is nothing to do.
     public var hint: String?
 
-    public init(check: String, collection: String?, status: VerifyStatus, message: String,
-                evidence: VerifyEvidence = VerifyEvidence(), hint: String? = nil) {
+    public init(
+        check: String, collection: String?, status: VerifyStatus, message: String,
+        evidence: VerifyEvidence = VerifyEvidence(), hint: String? = nil
+    ) {
         self.check = check
         self.collection = collection
         self.status = status

@@ -58,7 +58,8 @@ public struct IDPattern: Sendable, Equatable, CustomStringConvertible {
                     continue
                 }
                 guard let close = bytes[(i + 1)...].firstIndex(of: UInt8(ascii: "}")) else {
-                    throw ParseError(pattern: source, message: "a \"{\" at byte \(i) is not closed (write {{ for a literal brace)")
+                    throw ParseError(
+                        pattern: source, message: "a \"{\" at byte \(i) is not closed (write {{ for a literal brace)")
                 }
                 let name = String(decoding: bytes[(i + 1)..<close], as: UTF8.self)
                 flush()
@@ -66,7 +67,8 @@ public struct IDPattern: Sendable, Equatable, CustomStringConvertible {
                 i = close + 1
             } else if b == UInt8(ascii: "}") {
                 guard i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "}") else {
-                    throw ParseError(pattern: source, message: "a \"}\" at byte \(i) closes nothing (write }} for a literal brace)")
+                    throw ParseError(
+                        pattern: source, message: "a \"}\" at byte \(i) closes nothing (write }} for a literal brace)")
                 }
                 literal.append(b)
                 i += 2
@@ -92,8 +94,9 @@ public struct IDPattern: Sendable, Equatable, CustomStringConvertible {
         if words.count == 2, words[1] == "digits" || words[1] == "digit", let n = Int(words[0]), n > 0, n <= 1024 {
             return .digits(n)
         }
-        throw ParseError(pattern: pattern,
-                         message: "unknown placeholder {\(raw)}; use {uuid}, {N digits}, {digits}, {hex} or {any}")
+        throw ParseError(
+            pattern: pattern,
+            message: "unknown placeholder {\(raw)}; use {uuid}, {N digits}, {digits}, {hex} or {any}")
     }
 
     /// True when `id` has this shape.
@@ -110,12 +113,15 @@ public struct IDPattern: Sendable, Equatable, CustomStringConvertible {
         let ok: Bool
         switch parts[p] {
         case .literal(let lit):
-            ok = pos + lit.count <= s.count && s[pos..<(pos + lit.count)].elementsEqual(lit)
+            ok =
+                pos + lit.count <= s.count && s[pos..<(pos + lit.count)].elementsEqual(lit)
                 && match(s, p + 1, pos + lit.count, &failed)
         case .uuid:
             ok = IDPattern.isUUID(s, at: pos) && match(s, p + 1, pos + 36, &failed)
         case .digits(let n):
-            ok = pos + n <= s.count && s[pos..<(pos + n)].allSatisfy(IDPattern.isDigit) && match(s, p + 1, pos + n, &failed)
+            ok =
+                pos + n <= s.count && s[pos..<(pos + n)].allSatisfy(IDPattern.isDigit)
+                && match(s, p + 1, pos + n, &failed)
         case .someDigits, .hex, .any:
             let accept: (UInt8) -> Bool
             switch parts[p] {
@@ -128,7 +134,10 @@ public struct IDPattern: Sendable, Equatable, CustomStringConvertible {
             // Longest first, then shorter: the usual greedy reading.
             while end < s.count, accept(s[end]) { end += 1 }
             while end > pos {
-                if match(s, p + 1, end, &failed) { found = true; break }
+                if match(s, p + 1, end, &failed) {
+                    found = true
+                    break
+                }
                 end -= 1
             }
             ok = found

@@ -25,7 +25,8 @@ extension VerifyReport {
                 group = .some(f.collection)
                 out += "\n" + (f.collection.map { "collection \($0)" } ?? "store") + "\n"
             }
-            out += "  \(marker(f.status)) \(f.check.padding(toLength: width, withPad: " ", startingAt: 0))\(f.message)\n"
+            out +=
+                "  \(marker(f.status)) \(f.check.padding(toLength: width, withPad: " ", startingAt: 0))\(f.message)\n"
             if f.status != .passed || verbose {
                 let indent = String(repeating: " ", count: 6)
                 for e in f.evidence.entries {
@@ -46,7 +47,8 @@ extension VerifyReport {
         case .warning: verdict = "OK with warnings"
         case .info, .passed: verdict = "OK"
         }
-        out += "\nsummary: \(summary.passed) passed, \(summary.info) info, \(plural(summary.warning, "warning")), "
+        out +=
+            "\nsummary: \(summary.passed) passed, \(summary.info) info, \(plural(summary.warning, "warning")), "
             + "\(summary.failed) failed: \(verdict)\n"
         return out
     }

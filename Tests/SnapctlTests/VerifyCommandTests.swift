@@ -22,8 +22,10 @@ final class VerifyCommandTests: XCTestCase {
     func testHelpNamesTheChecksAndShowsAnExample() throws {
         let r = try snapctl(["verify", "--help"])
         XCTAssertEqual(r.status, 0)
-        for words in ["--id-pattern", "--pending-age", "--drop-threshold", "--orphan-grace", "--deep", "--json",
-                      "Example", "snapctl verify --store s3://", "{5 digits}", "Exit status"] {
+        for words in [
+            "--id-pattern", "--pending-age", "--drop-threshold", "--orphan-grace", "--deep", "--json",
+            "Example", "snapctl verify --store s3://", "{5 digits}", "Exit status",
+        ] {
             XCTAssertTrue(r.stdout.contains(words), "help mentions \(words): \(r.stdout)")
         }
     }
@@ -80,7 +82,8 @@ final class VerifyCommandTests: XCTestCase {
             ([:], "s3://no-such-bucket-\(getpid())", "noSuchBucket", "missing bucket"),
         ]
         for (env, storeURL, kind, words) in cases {
-            let r = try snapctl(["verify", "--store", storeURL, "--json"], env: server.awsEnvironment.merging(env) { $1 })
+            let r = try snapctl(
+                ["verify", "--store", storeURL, "--json"], env: server.awsEnvironment.merging(env) { $1 })
             XCTAssertEqual(r.status, 1, "\(kind): \(r.stderr)")
             let access = try XCTUnwrap(findings(try report(r), "store.access").first, r.stdout)
             XCTAssertEqual(access["status"] as? String, "failed")
@@ -89,7 +92,8 @@ final class VerifyCommandTests: XCTestCase {
             XCTAssertFalse(r.stdout.contains(server.secretKey), "never prints the secret")
         }
         // The same in words, for people.
-        let r = try snapctl(["verify", "--store", url], env: server.awsEnvironment.merging(["AWS_SECRET_ACCESS_KEY": "x"]) { $1 })
+        let r = try snapctl(
+            ["verify", "--store", url], env: server.awsEnvironment.merging(["AWS_SECRET_ACCESS_KEY": "x"]) { $1 })
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stdout.contains("FAIL store.access"), r.stdout)
         XCTAssertTrue(r.stdout.contains("hint: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"), r.stdout)

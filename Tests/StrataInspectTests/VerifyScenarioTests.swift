@@ -26,12 +26,16 @@ final class VerifyScenarioTests: XCTestCase {
         return w
     }
 
-    func assertFailed(_ o: VerifyWorld.Outcome, _ check: String, _ words: [String], file: StaticString = #filePath, line: UInt = #line) {
+    func assertFailed(
+        _ o: VerifyWorld.Outcome, _ check: String, _ words: [String], file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(o.status, 1, "exit status; stderr: \(o.stderr.prefix(1000))", file: file, line: line)
-        XCTAssertEqual(o.status(of: check, "lines"), .failed, "\(check): \(o.text(check, "lines"))", file: file, line: line)
+        XCTAssertEqual(
+            o.status(of: check, "lines"), .failed, "\(check): \(o.text(check, "lines"))", file: file, line: line)
         for w in words {
-            XCTAssertTrue(o.text(check, "lines").contains(w), "\(check) should say \"\(w)\": \(o.text(check, "lines"))",
-                          file: file, line: line)
+            XCTAssertTrue(
+                o.text(check, "lines").contains(w), "\(check) should say \"\(w)\": \(o.text(check, "lines"))",
+                file: file, line: line)
         }
     }
 
@@ -53,7 +57,8 @@ final class VerifyScenarioTests: XCTestCase {
             XCTAssertEqual(o.status(of: check, "lines"), .passed, "\(check): \(o.text(check, "lines"))")
         }
         XCTAssertTrue(o.text(VerifyCheck.snapshotRows, "lines").contains("15 rows"))
-        XCTAssertTrue(o.text(VerifyCheck.historyRows, "lines").contains("10 -> 15"), o.text(VerifyCheck.historyRows, "lines"))
+        XCTAssertTrue(
+            o.text(VerifyCheck.historyRows, "lines").contains("10 -> 15"), o.text(VerifyCheck.historyRows, "lines"))
 
         // Every collection by default; the text form is grouped with a summary line.
         let all = try w.verify(json: false)
@@ -78,7 +83,7 @@ final class VerifyScenarioTests: XCTestCase {
         let w = try published("delpointer")
         let v = try w.pointer("lines")
         try w.store.delete(w.layout.pointerKey("lines"))
-        let o = try w.verify()
+        let o = try w.verify(name: "deleted-pointer")
         assertFailed(o, VerifyCheck.pointer, ["pointer was deleted", "snapctl rollback lines \(v)"])
     }
 
@@ -121,8 +126,11 @@ final class VerifyScenarioTests: XCTestCase {
         try w.publishHandMade("lines", sql: ["DELETE FROM embeddings"])
         let o = try w.verify(name: "empty-snapshot")
         assertFailed(o, VerifyCheck.snapshotRows, ["empty snapshot", "snapctl rollback lines \(before)"])
-        XCTAssertEqual(o.status(of: VerifyCheck.historyRows, "lines"), .failed, o.text(VerifyCheck.historyRows, "lines"))
-        XCTAssertTrue(o.text(VerifyCheck.historyRows, "lines").contains("0 rows where 15 + 0 new − 0 deleted = 15: 15 rows (100%) lost without deletes"))
+        XCTAssertEqual(
+            o.status(of: VerifyCheck.historyRows, "lines"), .failed, o.text(VerifyCheck.historyRows, "lines"))
+        XCTAssertTrue(
+            o.text(VerifyCheck.historyRows, "lines").contains(
+                "0 rows where 15 + 0 new − 0 deleted = 15: 15 rows (100%) missing"))
     }
 
     func testEmptiedByExplicitDeletesIsNotAFailure() throws {
@@ -132,11 +140,13 @@ final class VerifyScenarioTests: XCTestCase {
         try w.compact("lines")
         try w.produce("lines", ids: [], deletes: ids)
         XCTAssertEqual(try w.compact("lines").rowsAfter, 0)
-        let o = try w.verify()
+        let o = try w.verify(name: "emptied-by-deletes")
         XCTAssertEqual(o.status, 0, o.stdout)
-        XCTAssertEqual(o.status(of: VerifyCheck.snapshotRows, "lines"), .info, o.text(VerifyCheck.snapshotRows, "lines"))
+        XCTAssertEqual(
+            o.status(of: VerifyCheck.snapshotRows, "lines"), .info, o.text(VerifyCheck.snapshotRows, "lines"))
         XCTAssertTrue(o.text(VerifyCheck.snapshotRows, "lines").contains("explicit deletes"))
-        XCTAssertEqual(o.status(of: VerifyCheck.historyRows, "lines"), .warning, "a drop of 100% by deletes is worth a look")
+        XCTAssertEqual(
+            o.status(of: VerifyCheck.historyRows, "lines"), .warning, "a drop of 100% by deletes is worth a look")
     }
 
     func testCountMismatch() throws {
@@ -155,13 +165,16 @@ final class VerifyScenarioTests: XCTestCase {
 
     func testBadEmbeddingsAndMetadata() throws {
         let w = try published("badrows")
-        try w.publishHandMade("lines", sql: [
-            "UPDATE embeddings SET embedding = CAST(x'0000c07f' || substr(embedding, 5) AS BLOB) WHERE rowid = (SELECT min(rowid) FROM embeddings)",
-            "UPDATE embeddings SET embedding = CAST(substr(embedding, 1, 12) AS BLOB) WHERE rowid = (SELECT max(rowid) FROM embeddings)",
-            "UPDATE embeddings SET metadata = '[1,2]' WHERE rowid = (SELECT max(rowid) FROM embeddings)",
-        ])
-        let o = try w.verify()
-        assertFailed(o, VerifyCheck.snapshotEmbeddings, ["2 of all 15 rows", "NaN or infinite", "12 bytes, expected 32"])
+        try w.publishHandMade(
+            "lines",
+            sql: [
+                "UPDATE embeddings SET embedding = CAST(x'0000c07f' || substr(embedding, 5) AS BLOB) WHERE rowid = (SELECT min(rowid) FROM embeddings)",
+                "UPDATE embeddings SET embedding = CAST(substr(embedding, 1, 12) AS BLOB) WHERE rowid = (SELECT max(rowid) FROM embeddings)",
+                "UPDATE embeddings SET metadata = '[1,2]' WHERE rowid = (SELECT max(rowid) FROM embeddings)",
+            ])
+        let o = try w.verify(name: "bad-rows")
+        assertFailed(
+            o, VerifyCheck.snapshotEmbeddings, ["2 of all 15 rows", "NaN or infinite", "12 bytes, expected 32"])
         assertFailed(o, VerifyCheck.snapshotMetadata, ["not an object"])
     }
 
@@ -180,7 +193,9 @@ final class VerifyScenarioTests: XCTestCase {
         let before = try w.pointer("lines")
         try w.publishHandMade("lines", sql: ["DELETE FROM embeddings WHERE rowid % 5 != 0"])
         let o = try w.verify(name: "unexplained-drop")
-        assertFailed(o, VerifyCheck.historyRows, ["3 rows where 15 + 0 new − 0 deleted = 15: 12 rows (80%) lost without deletes", "snapctl rollback lines \(before)"])
+        assertFailed(
+            o, VerifyCheck.historyRows,
+            ["3 rows where 15 + 0 new − 0 deleted = 15: 12 rows (80%) missing", "snapctl rollback lines \(before)"])
         XCTAssertEqual(o.status(of: VerifyCheck.snapshotRows, "lines"), .passed, "the file agrees with its manifest")
         // A threshold above the loss lets it pass as a warning.
         let lenient = try w.verify(["--drop-threshold", "0.95"])
@@ -220,8 +235,9 @@ final class VerifyScenarioTests: XCTestCase {
         let o = try w.verify(name: "quarantined")
         XCTAssertEqual(o.status, 0, "quarantined runs are a warning: \(o.stdout)")
         XCTAssertEqual(o.status(of: VerifyCheck.runsQuarantined, "lines"), .warning)
-        XCTAssertTrue(o.text(VerifyCheck.runsQuarantined, "lines").contains("\(run): missingDelta"),
-                      o.text(VerifyCheck.runsQuarantined, "lines"))
+        XCTAssertTrue(
+            o.text(VerifyCheck.runsQuarantined, "lines").contains("\(run): missingDelta"),
+            o.text(VerifyCheck.runsQuarantined, "lines"))
         XCTAssertEqual(o.status(of: VerifyCheck.runsPending, "lines"), .passed, "a quarantined run is not pending")
     }
 
@@ -236,7 +252,8 @@ final class VerifyScenarioTests: XCTestCase {
     func testOrphanedDeltas() throws {
         let w = try published("orphans")
         let run = Identifiers.make()
-        try w.store.put(w.layout.deltaKey(collection: "lines", runId: run), data: Data("a bundle without its record".utf8))
+        try w.store.put(
+            w.layout.deltaKey(collection: "lines", runId: run), data: Data("a bundle without its record".utf8))
         let young = try w.verify()
         XCTAssertEqual(young.status(of: VerifyCheck.runsOrphans, "lines"), .info, "young: an upload in progress")
         let o = try w.verify(["--orphan-grace", "0s"], name: "orphans")
@@ -259,8 +276,9 @@ final class VerifyScenarioTests: XCTestCase {
         let w = try published("lease")
         let now = Date()
         func putLease(expires: Date) throws {
-            let lease = Lease(owner: "worker-7", host: "ip-10-0-0-7", pid: 4242, acquiredAt: now.addingTimeInterval(-600),
-                              expiresAt: expires)
+            let lease = Lease(
+                owner: "worker-7", host: "ip-10-0-0-7", pid: 4242, acquiredAt: now.addingTimeInterval(-600),
+                expiresAt: expires)
             try w.store.put(w.layout.leaseKey("lines"), data: try StrataJSON.encoder().encode(lease))
         }
         try putLease(expires: now.addingTimeInterval(100))

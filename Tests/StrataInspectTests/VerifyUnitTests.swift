@@ -9,11 +9,16 @@ final class VerifyIDPatternTests: XCTestCase {
     func testReceiptPattern() throws {
         let p = try IDPattern(receipt)
         XCTAssertTrue(p.matches("IMAGE#3f2b8c1e-9d4a-4b7e-8c2f-1a2b3c4d5e6f#RECEIPT#00001#LINE#00042"))
-        XCTAssertTrue(p.matches("IMAGE#3F2B8C1E-9D4A-4B7E-8C2F-1A2B3C4D5E6F#RECEIPT#00001#LINE#00042"), "uuid in either case")
+        XCTAssertTrue(
+            p.matches("IMAGE#3F2B8C1E-9D4A-4B7E-8C2F-1A2B3C4D5E6F#RECEIPT#00001#LINE#00042"), "uuid in either case")
         XCTAssertFalse(p.matches("IMAGE#3f2b8c1e-9d4a-4b7e-8c2f-1a2b3c4d5e6f#RECEIPT#0001#LINE#00042"), "4 digits")
-        XCTAssertFalse(p.matches("IMAGE#3f2b8c1e-9d4a-4b7e-8c2f-1a2b3c4d5e6f#RECEIPT#00001#LINE#000421"), "trailing digit")
-        XCTAssertFalse(p.matches("IMAGE#3f2b8c1e9d4a4b7e8c2f1a2b3c4d5e6f#RECEIPT#00001#LINE#00042"), "uuid without dashes")
-        XCTAssertFalse(p.matches("image#3f2b8c1e-9d4a-4b7e-8c2f-1a2b3c4d5e6f#RECEIPT#00001#LINE#00042"), "literals are case-sensitive")
+        XCTAssertFalse(
+            p.matches("IMAGE#3f2b8c1e-9d4a-4b7e-8c2f-1a2b3c4d5e6f#RECEIPT#00001#LINE#000421"), "trailing digit")
+        XCTAssertFalse(
+            p.matches("IMAGE#3f2b8c1e9d4a4b7e8c2f1a2b3c4d5e6f#RECEIPT#00001#LINE#00042"), "uuid without dashes")
+        XCTAssertFalse(
+            p.matches("image#3f2b8c1e-9d4a-4b7e-8c2f-1a2b3c4d5e6f#RECEIPT#00001#LINE#00042"),
+            "literals are case-sensitive")
         XCTAssertFalse(p.matches("img-7/line-3"))
         XCTAssertFalse(p.matches(""))
     }
@@ -67,8 +72,9 @@ final class VerifyReportTests: XCTestCase {
             (.configuration, "configuration error"),
         ]
         for (kind, words) in cases {
-            let e = StoreError(kind, operation: "ListObjectsV2", status: 403, code: "Code", message: "refused",
-                               requestId: "R1", hint: "the store's hint")
+            let e = StoreError(
+                kind, operation: "ListObjectsV2", status: 403, code: "Code", message: "refused",
+                requestId: "R1", hint: "the store's hint")
             let f = Verifier.storeAccessFinding(e, location: "s3://b/")
             XCTAssertEqual(f.check, VerifyCheck.storeAccess)
             XCTAssertEqual(f.status, .failed)
@@ -82,13 +88,15 @@ final class VerifyReportTests: XCTestCase {
     func testReportOrderSummaryJSONAndText() throws {
         let findings = [
             VerifyFinding(check: "pointer", collection: "words", status: .passed, message: "fine"),
-            VerifyFinding(check: "snapshot.rows", collection: "lines", status: .failed, message: "empty snapshot",
-                          evidence: ["file_rows": .int(0), "examples": .list(["a", "b"])], hint: "roll back"),
+            VerifyFinding(
+                check: "snapshot.rows", collection: "lines", status: .failed, message: "empty snapshot",
+                evidence: ["file_rows": .int(0), "examples": .list(["a", "b"])], hint: "roll back"),
             VerifyFinding(check: "store.access", collection: nil, status: .passed, message: "answers"),
             VerifyFinding(check: "lease", collection: "lines", status: .warning, message: "stale lease"),
         ]
-        let r = VerifyReport(store: "s3://b/", checkedAt: Date(timeIntervalSince1970: 0), collections: ["lines", "words"],
-                             findings: findings)
+        let r = VerifyReport(
+            store: "s3://b/", checkedAt: Date(timeIntervalSince1970: 0), collections: ["lines", "words"],
+            findings: findings)
         XCTAssertEqual(r.findings.map(\.check), ["store.access", "snapshot.rows", "lease", "pointer"])
         XCTAssertEqual(r.summary, VerifyReport.Summary(passed: 2, info: 0, warning: 1, failed: 1))
         XCTAssertEqual(r.status, .failed)

@@ -35,13 +35,20 @@ final class VerifyWorld {
         let path = tmp.file("in-\(counter)-\(collection).ndjson")
         var text = ""
         for (i, id) in ids.enumerated() {
-            let obj: [String: Any] = ["id": id, "embedding": vector(i + counter * 100), "document": "document \(i)",
-                                      "metadata": ["seed": i, "kind": i % 2 == 0 ? "even" : "odd"]]
-            text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
+            let obj: [String: Any] = [
+                "id": id, "embedding": vector(i + counter * 100), "document": "document \(i)",
+                "metadata": ["seed": i, "kind": i % 2 == 0 ? "even" : "odd"],
+            ]
+            text +=
+                String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+                + "\n"
         }
         for id in deletes {
-            text += String(decoding: try JSONSerialization.data(withJSONObject: ["id": id, "delete": true], options: [.sortedKeys]),
-                           as: UTF8.self) + "\n"
+            text +=
+                String(
+                    decoding: try JSONSerialization.data(
+                        withJSONObject: ["id": id, "delete": true], options: [.sortedKeys]),
+                    as: UTF8.self) + "\n"
         }
         try text.write(toFile: path, atomically: false, encoding: .utf8)
         let runs = try RunProducer(store: store, layout: layout)
@@ -83,7 +90,8 @@ final class VerifyWorld {
     /// Publishes a hand-made version on top of the pointer's: its snapshot with `sql` applied, a
     /// manifest that matches the file (then `edit`), and the pointer moved to it. No runs applied.
     @discardableResult
-    func publishHandMade(_ c: String, sql: [String], edit: (inout SnapshotManifest) -> Void = { _ in }) throws -> String {
+    func publishHandMade(_ c: String, sql: [String], edit: (inout SnapshotManifest) -> Void = { _ in }) throws -> String
+    {
         let base = try pointer(c)
         let bm = try manifest(c, base)
         let path = tmp.file("handmade-\(UUID().uuidString).sqlite3")
@@ -97,9 +105,10 @@ final class VerifyWorld {
         try db.close()
         let (sha, size) = try SHA256.hexOfFile(atPath: path)
         try store.put(snapshotKey(c, version), file: path)
-        var m = SnapshotManifest(collection: c, version: version, parentVersion: base, createdAt: Date(), dimension: bm.dimension,
-                                 rowCount: rows, files: [FileEntry(name: SnapshotFormat.fileName, size: size, sha256: sha)],
-                                 appliedRuns: [], createdBy: VersionCreator(compactorId: "hand", host: "laptop", strataVersion: "0"))
+        var m = SnapshotManifest(
+            collection: c, version: version, parentVersion: base, createdAt: Date(), dimension: bm.dimension,
+            rowCount: rows, files: [FileEntry(name: SnapshotFormat.fileName, size: size, sha256: sha)],
+            appliedRuns: [], createdBy: VersionCreator(compactorId: "hand", host: "laptop", strataVersion: "0"))
         edit(&m)
         try store.put(layout.manifestKey(collection: c, version: version), data: try StrataJSON.encoder().encode(m))
         try store.put(layout.pointerKey(c), data: Pointer.body(version: version))
@@ -129,23 +138,31 @@ final class VerifyWorld {
     }
 
     /// Runs `snapctl verify` on this bucket; with `json` the report is parsed.
-    func verify(_ args: [String] = [], json: Bool = true, env: [String: String] = [:], name: String? = nil) throws -> Outcome {
+    func verify(_ args: [String] = [], json: Bool = true, env: [String: String] = [:], name: String? = nil) throws
+        -> Outcome
+    {
         let server = try SeaweedFS.shared()
         let argv = [TestPaths.snapctl, "verify", "--store", "s3://\(bucket)"] + args + (json ? ["--json"] : [])
-        let r = try TestPaths.run(argv, environment: server.awsEnvironment.merging(["STRATA_LOG_FORMAT": "json"]) { $1 }
-                                      .merging(env) { $1 })
+        let r = try TestPaths.run(
+            argv,
+            environment: server.awsEnvironment.merging(["STRATA_LOG_FORMAT": "json"]) { $1 }
+                .merging(env) { $1 })
         var report: VerifyReport? = nil
         if json {
             report = try? StrataJSON.decoder().decode(VerifyReport.self, from: Data(r.stdout.utf8))
-            XCTAssertNotNil(report, "verify --json printed no report: \(r.stdout.prefix(2000)) \(r.stderr.prefix(2000))")
+            XCTAssertNotNil(
+                report, "verify --json printed no report: \(r.stdout.prefix(2000)) \(r.stderr.prefix(2000))")
         }
         if let name, let dir = ProcessInfo.processInfo.environment["STRATA_VERIFY_TRANSCRIPTS"] {
             // The runbook's examples are pasted from these: the same run, as a person sees it.
-            let t = json ? try TestPaths.run(Array(argv.dropLast()), environment: server.awsEnvironment.merging(env) { $1 }) : r
+            let t =
+                json
+                ? try TestPaths.run(Array(argv.dropLast()), environment: server.awsEnvironment.merging(env) { $1 }) : r
             let shown = (["snapctl", "verify", "--store", "s3://\(bucket)"] + args)
                 .map { $0.contains(where: { " {}#".contains($0) }) ? "'\($0)'" : $0 }.joined(separator: " ")
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try? "$ \(shown)\n\(t.stdout)(exit \(t.status))\n".write(toFile: dir + "/\(name).txt", atomically: true, encoding: .utf8)
+            try? "$ \(shown)\n\(t.stdout)(exit \(t.status))\n".write(
+                toFile: dir + "/\(name).txt", atomically: true, encoding: .utf8)
         }
         return Outcome(status: r.status, stdout: r.stdout, stderr: r.stderr, report: report)
     }
