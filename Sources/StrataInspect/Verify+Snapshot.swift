@@ -261,7 +261,7 @@ extension Verifier {
         } else {
             add(
                 VerifyCheck.snapshotEmbeddings, c, .failed,
-                "\(badEmbeddings.count) of \(scope) have bad embeddings",
+                "\(badEmbeddings.count) of \(scope) \(badEmbeddings.count == 1 ? "has a bad embedding" : "have bad embeddings")",
                 [
                     "checked": .int(sampled), "rows": .int(rows), "dimension": .int(dimension),
                     "bad": listed(badEmbeddings),
@@ -276,7 +276,7 @@ extension Verifier {
         } else {
             add(
                 VerifyCheck.snapshotMetadata, c, .failed,
-                "\(badMetadata.count) of \(scope) have metadata that is not a flat JSON object",
+                "\(badMetadata.count) of \(scope) \(badMetadata.count == 1 ? "has" : "have") metadata that is not a flat JSON object",
                 ["checked": .int(sampled), "bad": listed(badMetadata)],
                 hint: "filters on metadata fail for these rows; fix the producer and upsert the rows again")
         }

@@ -53,6 +53,8 @@ extension Verifier {
                 hint: good.map {
                     "re-point the collection at its newest complete version: `snapctl rollback \(c) \($0)` "
                         + "(or `printf '\($0)\\n' | snapctl store put - \(c)/snapshot/\(Layout.pointerFileName) --if-none-match`)"
+                        + " before any compaction runs: without a pointer a compactor starts the collection anew from "
+                        + "the runs still in the store"
                 } ?? "no version has a manifest; produce the rows again and run `snapctl compact --collection \(c)`")
         } else if !naming.isEmpty {
             let oldest = naming.compactMap(\.createdDate).min()

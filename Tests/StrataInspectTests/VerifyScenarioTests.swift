@@ -176,6 +176,9 @@ final class VerifyScenarioTests: XCTestCase {
         assertFailed(
             o, VerifyCheck.snapshotEmbeddings, ["2 of all 15 rows", "NaN or infinite", "12 bytes, expected 32"])
         assertFailed(o, VerifyCheck.snapshotMetadata, ["not an object"])
+        // A sample spread over the table reaches both ends (the first and the last row).
+        let sampled = try w.verify(["--sample", "5"])
+        assertFailed(sampled, VerifyCheck.snapshotEmbeddings, ["2 of 5 sampled rows of 15", "Run with --deep"])
     }
 
     func testBadIdsAgainstPattern() throws {
