@@ -244,7 +244,10 @@ extension Verifier {
         if bad.isEmpty {
             add(
                 VerifyCheck.runRecords, nil, strayRunKeys.isEmpty ? .passed : .warning,
-                "\(runKeys.count) run records; every one read parses (records of runs applied everywhere are not read)"
+                (runKeys.isEmpty
+                    ? "no run records"
+                    : "\(runKeys.count) run record\(runKeys.count == 1 ? "" : "s"); every one read parses "
+                        + "(records of runs applied everywhere are not read)")
                     + (strayRunKeys.isEmpty ? "" : "; \(strayRunKeys.count) other objects under \(layout.runsPrefix)"),
                 ev,
                 hint: strayRunKeys.isEmpty

@@ -74,6 +74,7 @@ extension Verifier {
                     prefix: layout.collectionPrefix(c), delimiter: nil, continuation: nil,
                     maxKeys: 1
                 ).objects.isEmpty == false) ?? false
+            if !exists { absentCollections.insert(c) }
             add(
                 VerifyCheck.pointer, c, .failed,
                 exists

@@ -70,6 +70,7 @@ final class VerifyCommandTests: XCTestCase {
         XCTAssertTrue((pointer["message"] as? String)?.contains("no such collection") == true, "\(pointer)")
         XCTAssertNotNil(pointer["hint"] as? String)
         XCTAssertNotNil(pointer["evidence"] as? [String: Any])
+        XCTAssertTrue(findings(json, "runs.pending").isEmpty, "an absent collection has nothing else to check")
     }
 
     func testStoreProblemsAreNamed() throws {
