@@ -89,8 +89,8 @@ public final class Compactor {
 
         // 1. The pointer and its ETag.
         let pointerKey = layout.pointerKey(c)
-        let pointer = try store.getDataIfExists(pointerKey)
-        let baseVersion = try pointer.map { try Pointer.parse($0.data, key: pointerKey) }
+        let pointer = try Pointer.read(from: store, layout: layout, collection: c)
+        let baseVersion = pointer?.version
         summary.baseVersion = baseVersion
         clock.lap("pointer")
 
@@ -99,15 +99,7 @@ public final class Compactor {
         var baseManifest: SnapshotManifest? = nil
         if let baseVersion {
             let mKey = layout.manifestKey(collection: c, version: baseVersion)
-            guard let (mData, _) = try store.getDataIfExists(mKey) else {
-                throw StrataError(.notFound, object: mKey, message: "the pointer names version \(baseVersion), whose manifest is missing",
-                                  fix: "run `snapctl verify --collection \(c)`; roll back to a complete version")
-            }
-            let manifest = try SnapshotManifest.decode(mData, key: mKey)
-            guard manifest.collection == c, manifest.version == baseVersion else {
-                throw StrataError(.corrupt, object: mKey, field: "collection/version",
-                                  message: "names \(manifest.collection)/\(manifest.version), not \(c)/\(baseVersion)")
-            }
+            let manifest = try SnapshotManifest.fetch(from: store, layout: layout, collection: c, version: baseVersion)
             guard let entry = manifest.file(Compactor.snapshotFileName) else {
                 throw StrataError(.corrupt, object: mKey, field: "files", message: "lists no \(Compactor.snapshotFileName)")
             }
@@ -249,7 +241,7 @@ public final class Compactor {
         // 7. Move the pointer, conditionally.
         do {
             try store.put(pointerKey, data: Pointer.body(version: newVersion),
-                          condition: pointer.map { .ifMatch($0.info.etag) } ?? .ifNoneMatch,
+                          condition: pointer.map { .ifMatch($0.etag) } ?? .ifNoneMatch,
                           options: PutOptions(contentType: "text/plain"))
         } catch let e as StoreError where e.kind == .preconditionFailed {
             cache.discardSnapshot()

@@ -65,6 +65,15 @@ public enum StrataJSON {
 
 /// The atomic pointer's body: the version, one line.
 public enum Pointer {
+    /// The version `collection`'s pointer names and the pointer's ETag; nil when there is none.
+    public static func read(from store: any ObjectStore, layout: Layout, collection: String) throws
+        -> (version: String, etag: String)?
+    {
+        let key = layout.pointerKey(collection)
+        guard let (data, info) = try store.getDataIfExists(key) else { return nil }
+        return (try parse(data, key: key), info.etag)
+    }
+
     public static func body(version: String) -> Data { Data((version + "\n").utf8) }
 
     public static func parse(_ data: Data, key: String) throws -> String {
@@ -163,6 +172,23 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     }
 
     public func file(_ name: String) -> FileEntry? { files.first { $0.name == name } }
+
+    /// Reads and checks the manifest of `collection`'s `version`: it must exist and name itself.
+    public static func fetch(from store: any ObjectStore, layout: Layout, collection: String, version: String) throws
+        -> SnapshotManifest
+    {
+        let key = layout.manifestKey(collection: collection, version: version)
+        guard let (data, _) = try store.getDataIfExists(key) else {
+            throw StrataError(.notFound, object: key, message: "version \(version) of \(collection) has no manifest",
+                              fix: "run `snapctl verify --collection \(collection)`; list versions with `snapctl versions \(collection)`")
+        }
+        let m = try decode(data, key: key)
+        guard m.collection == collection, m.version == version else {
+            throw StrataError(.corrupt, object: key, field: "collection/version",
+                              message: "names \(m.collection)/\(m.version), not \(collection)/\(version)")
+        }
+        return m
+    }
 
     /// Parses and checks a manifest read from `key`.
     public static func decode(_ data: Data, key: String) throws -> SnapshotManifest {

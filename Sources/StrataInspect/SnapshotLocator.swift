@@ -28,23 +28,11 @@ public struct SnapshotLocator {
 
     /// The version the pointer names, with the pointer's ETag; nil when there is no pointer.
     public func pointer(_ collection: String) throws -> (version: String, etag: String)? {
-        let key = layout.pointerKey(collection)
-        guard let (data, info) = try store.getDataIfExists(key) else { return nil }
-        return (try Pointer.parse(data, key: key), info.etag)
+        try Pointer.read(from: store, layout: layout, collection: collection)
     }
 
     public func manifest(_ collection: String, version: String) throws -> SnapshotManifest {
-        let key = layout.manifestKey(collection: collection, version: version)
-        guard let (data, _) = try store.getDataIfExists(key) else {
-            throw StrataError(.notFound, object: key, message: "version \(version) of \(collection) has no manifest",
-                              fix: "list versions with `snapctl versions \(collection)`")
-        }
-        let m = try SnapshotManifest.decode(data, key: key)
-        guard m.collection == collection, m.version == version else {
-            throw StrataError(.corrupt, object: key, field: "collection/version",
-                              message: "names \(m.collection)/\(m.version), not \(collection)/\(version)")
-        }
-        return m
+        try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version)
     }
 
     /// Downloads `version` (default: the pointer's) into `directory` and verifies it.
