@@ -139,7 +139,7 @@ def bench(weed, work, lines, measure, best, snapctl):
     lines.append("Write + bundle + upload: parse and validate the NDJSON, write the SQLite delta, gzip it "
                  "into the bundle, upload it, HEAD-check it, write the run record. Inputs: six-decimal floats "
                  "in (-1, 1), OCR-style ids, document and metadata per row (fixed seed, %s generator); "
-                 "default settings (50,000 rows per run, gzip level 6). Best of 5 runs for 1,000 rows, "
+                 "default settings (50,000 rows per run, stored gzip). Best of 5 runs for 1,000 rows, "
                  "2 for 100,000 x 384, 1 for 100,000 x 1536; references on the same file.\n" % gen_name)
     if note:
         lines.append("Note: " + note + "\n")

@@ -26,6 +26,9 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
 
     public static let internalName = ".strata-internal"
 
+    /// Counts object bytes copied in and out (for progress display).
+    public var meter: TransferMeter?
+
     /// Opens (and creates) a store rooted at `root`. Temporary files older than an hour, left by
     /// a crashed writer, are removed.
     public init(root: URL) throws {
@@ -179,6 +182,7 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
             if n < 0 { if errno == EINTR { continue }; throw ioError(operation, key, "read failed") }
             if n == 0 { break }
             digest?.update(UnsafeRawBufferPointer(start: buf, count: n))
+            meter?.add(Int64(n))
             var written = 0
             while written < n {
                 let w = write(out, buf + written, n - written)

@@ -16,6 +16,8 @@ public struct TransportOptions: Sendable {
     public var lowSpeedTime: Int = 30
     /// Idle handles (each with its open connection) kept for reuse.
     public var maxIdleHandles: Int = 8
+    /// Counts body bytes sent and received, for progress display.
+    public var meter: TransferMeter?
 
     public init(
         verifyTLS: Bool = true, caBundle: String? = nil, connectTimeout: Double = 10,
@@ -34,6 +36,7 @@ public struct TransportOptions: Sendable {
             verifyTLS: c.verifyTLS, caBundle: c.caBundle, connectTimeout: c.connectTimeout,
             lowSpeedLimit: c.lowSpeedLimit, lowSpeedTime: c.lowSpeedTime,
             maxIdleHandles: max(4, c.concurrency + 2))
+        meter = c.meter
     }
 }
 
@@ -207,6 +210,7 @@ private final class CurlTransfer {
     var writeFailure: String?
     let stopIfLargerThan: Int64?
     var stoppedForSize = false
+    var meter: TransferMeter?
 
     init(_ r: TransportRequest) {
         body = r.body
@@ -265,6 +269,7 @@ private final class CurlTransfer {
             }
         }
         readPosition += Int64(n)
+        meter?.add(Int64(n))
         if readPosition == total { bodyFullyRead = true }
         return n
     }
@@ -273,6 +278,7 @@ private final class CurlTransfer {
         // curl rewinds to the start (redirects, auth, a refused Expect: 100-continue). Only that is
         // supported, so the running digest can start over.
         guard origin == SEEK_SET, offset == 0 else { return 2 }  // CURL_SEEKFUNC_CANTSEEK
+        meter?.add(-readPosition)
         readPosition = 0
         bodyFullyRead = false
         if expectedSHA256 != nil { readDigest = Digest(.sha256) }
@@ -341,6 +347,7 @@ private final class CurlTransfer {
             }
         }
         written += Int64(data.count)
+        if case .file = sink { meter?.add(Int64(data.count)) }
         return data.count
     }
 
@@ -358,6 +365,7 @@ private final class CurlTransfer {
         easy.reset(options)
         let h = easy.handle
         let transfer = CurlTransfer(request)
+        transfer.meter = options.meter
         _ = strata_curl_setopt_string(h, CURLOPT_URL, request.url)
         if request.timeout > 0 { easy.setLong(CURLOPT_TIMEOUT_MS, Int(request.timeout * 1000)) }
 

@@ -1,4 +1,5 @@
 import Foundation
+import StrataCore
 
 /// Settings of one S3 store, as values. The CLI builds this from flags, the environment and
 /// `~/.aws` files (see `AWSEnvironment`); libraries take it as given.
@@ -31,6 +32,9 @@ public struct S3Configuration: Sendable {
     public var lowSpeedTime: Int = 30
 
     public var retry: RetryPolicy = RetryPolicy()
+
+    /// Counts object bytes moved (for progress display); nil for none.
+    public var meter: TransferMeter?
 
     public init(bucket: String, region: String = "us-east-1", endpoint: String? = nil, forcePathStyle: Bool? = nil,
                 credentials: any CredentialsProvider) {

@@ -113,6 +113,10 @@ extension S3Store {
         _ key: String, uploadId: String, source: PartSource, partSize: Int, partCount: Int,
         expectedSHA256: String
     ) throws -> [String] {
+        if let file = source as? FilePartSource {
+            return try uploadFileParts(key, uploadId: uploadId, file: file, partSize: partSize, partCount: partCount,
+                                       expectedSHA256: expectedSHA256)
+        }
         let workers = max(1, min(configuration.concurrency, partCount))
         let state = PartPipeline(capacity: workers, partCount: partCount)
         let threads = (0..<workers).map { _ in
@@ -167,6 +171,71 @@ extension S3Store {
                     + "the upload was aborted")
         }
         return state.etags()
+    }
+
+    /// Uploads the parts of a file without buffering them: each worker hashes its part's range
+    /// (for the signature) and streams it from the file, re-hashed by the transport as it goes.
+    /// The calling thread hashes each part again once it has been sent, in order, for the
+    /// whole-object SHA-256: a file that changed at any moment of the upload fails that check
+    /// (or a part's), and the upload is aborted. Memory: a 1 MiB buffer per thread.
+    private func uploadFileParts(
+        _ key: String, uploadId: String, file: FilePartSource, partSize: Int, partCount: Int,
+        expectedSHA256: String
+    ) throws -> [String] {
+        let workers = max(1, min(configuration.concurrency, partCount))
+        let progress = FilePartProgress(partCount: partCount)
+        let range: @Sendable (Int) -> (Int64, Int64) = { number in
+            let offset = Int64(number - 1) * Int64(partSize)
+            return (offset, min(Int64(partSize), file.size - offset))
+        }
+        let threads = (0..<workers).map { _ in
+            Thread { [self] in
+                while let number = progress.take() {
+                    do {
+                        let (offset, length) = range(number)
+                        let sha = try file.sha256(offset: offset, length: length)
+                        let r = try send(
+                            Request(
+                                operation: "UploadPart", method: "PUT", key: key,
+                                query: [.init("partNumber", String(number)), .init("uploadId", uploadId)],
+                                body: .file(fd: file.fd, offset: offset, length: length), bodySHA256: sha))
+                        guard let etag = r.headers["etag"], !etag.isEmpty else {
+                            throw StoreError(
+                                .invalidRequest, operation: "UploadPart", key: key,
+                                message: "part \(number): the response has no ETag")
+                        }
+                        progress.finished(number, etag: etag)
+                    } catch {
+                        progress.fail(error)
+                    }
+                }
+                progress.workerExited()
+            }
+        }
+        for thread in threads { thread.start() }
+        let whole = Digest(.sha256)
+        var readError: Error?
+        for number in 1...partCount {
+            guard progress.waitUntilSent(number) else { break }
+            do {
+                let (offset, length) = range(number)
+                _ = try file.sha256(offset: offset, length: length, into: whole)
+            } catch {
+                readError = error
+                progress.fail(error)
+                break
+            }
+        }
+        progress.waitForWorkers(workers)
+        if let error = progress.firstError ?? readError { throw error }
+        let actual = whole.finalizeHex()
+        if actual != expectedSHA256 {
+            throw StoreError(
+                .integrity, operation: "PutObject", key: key, code: "BadDigest",
+                message: "the uploaded bytes have SHA-256 \(actual), expected \(expectedSHA256)",
+                hint: "the source changed during the upload (or the given SHA-256 is wrong); the upload was aborted")
+        }
+        return progress.etags
     }
 
     // MARK: listing and aborting uploads
@@ -304,5 +373,70 @@ extension S3Store: IncompleteUploadCleaning {
 
     public func abortUpload(key: String, uploadId: String) throws {
         try abortMultipartUpload(key: key, uploadId: uploadId)
+    }
+}
+
+/// Which file parts are taken, sent, and their ETags; shared by the upload threads.
+final class FilePartProgress: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var nextPart = 1
+    private let partCount: Int
+    private var sent: [String?]
+    private var exited = 0
+    private(set) var firstError: Error?
+
+    init(partCount: Int) {
+        self.partCount = partCount
+        sent = Array(repeating: nil, count: partCount)
+    }
+
+    /// The next part to upload, or nil when none is left or something failed.
+    func take() -> Int? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard firstError == nil, nextPart <= partCount else { return nil }
+        nextPart += 1
+        return nextPart - 1
+    }
+
+    func finished(_ number: Int, etag: String) {
+        condition.lock()
+        sent[number - 1] = etag
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func fail(_ error: Error) {
+        condition.lock()
+        if firstError == nil { firstError = error }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until part `number` was sent; false when the upload failed.
+    func waitUntilSent(_ number: Int) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while sent[number - 1] == nil && firstError == nil { condition.wait() }
+        return firstError == nil
+    }
+
+    func workerExited() {
+        condition.lock()
+        exited += 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func waitForWorkers(_ count: Int) {
+        condition.lock()
+        while exited < count { condition.wait() }
+        condition.unlock()
+    }
+
+    var etags: [String] {
+        condition.lock()
+        defer { condition.unlock() }
+        return sent.map { $0 ?? "" }
     }
 }

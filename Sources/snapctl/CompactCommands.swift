@@ -68,7 +68,9 @@ struct CompactCommand: ParsableCommand {
             var summaries: [CompactionSummary] = []
             for c in collection {
                 do {
-                    let s = try compactor.compact(collection: c)
+                    let s = try Progress.run("compacting \(c)", total: nil, json: json) {
+                        try compactor.compact(collection: c)
+                    }
                     summaries.append(s)
                     if !json { printSummary(s) }
                 } catch {

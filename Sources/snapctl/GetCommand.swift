@@ -34,8 +34,9 @@ struct GetCommand: ParsableCommand {
                 throw CLIError.usage("get needs at least one id: snapctl get \(collection) ID...")
             }
             let (store, layout, _) = try global.openStore()
-            let (reader, snapshot) = try SnapshotReader.fetch(
-                collection, version: version, store: store, layout: layout)
+            let (reader, snapshot) = try Progress.run("downloading \(collection)", total: nil, json: json) {
+                try SnapshotReader.fetch(collection, version: version, store: store, layout: layout)
+            }
             let found = try reader.rows(ids: ids)
             let foundIds = Set(found.map(\.id))
             var seen = Set<String>()

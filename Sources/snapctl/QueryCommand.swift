@@ -49,8 +49,9 @@ struct QueryCommand: ParsableCommand {
         try runReportingErrors {
             let request = try parseRequest()
             let (store, layout, _) = try global.openStore()
-            let (reader, snapshot) = try SnapshotReader.fetch(
-                collection, version: version, store: store, layout: layout)
+            let (reader, snapshot) = try Progress.run("downloading \(collection)", total: nil, json: json) {
+                try SnapshotReader.fetch(collection, version: version, store: store, layout: layout)
+            }
             let query: [Float]
             var excluding: [String] = []
             if let id {

@@ -19,7 +19,8 @@ enum S3Support {
         -> any ObjectStore
     {
         let aws = environment(env, profile: profile, logger: logger)
-        let configuration = try aws.s3Configuration(bucket: bucket)
+        var configuration = try aws.s3Configuration(bucket: bucket)
+        configuration.meter = Progress.meter
         logger.debug("S3 settings", metadata: ["settings": "\(aws.describe())"])
         return try S3Store(configuration: configuration, logger: logger)
     }

@@ -65,7 +65,10 @@ struct StoreCommand: ParsableCommand {
                     let (data, _) = try store.getData(layout.prefix + key)
                     FileHandle.standardOutput.write(data)
                 } else {
-                    let info = try store.get(layout.prefix + key, toFile: dest)
+                    let total = try store.head(layout.prefix + key)?.size
+                    let info = try Progress.run("downloading \(key)", total: total) {
+                        try store.get(layout.prefix + key, toFile: dest)
+                    }
                     FileHandle.standardError.write(Data("downloaded \(key) (\(info.size) bytes) to \(dest)\n".utf8))
                 }
             }
@@ -105,8 +108,14 @@ struct StoreCommand: ParsableCommand {
                     }
                     body = .file(path: file)
                 }
-                let info = try store.put(layout.prefix + key, body: body, condition: condition,
-                                         options: PutOptions(contentType: contentType))
+                var total: Int64? = nil
+                if case .file(let path) = body {
+                    total = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil
+                }
+                let info = try Progress.run("uploading \(key)", total: total) {
+                    try store.put(layout.prefix + key, body: body, condition: condition,
+                                  options: PutOptions(contentType: contentType))
+                }
                 print(info.etag)
             }
         }

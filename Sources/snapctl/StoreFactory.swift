@@ -49,7 +49,9 @@ enum StoreFactory {
     {
         switch location.kind {
         case .file(let path):
-            return (try FileStore(root: URL(fileURLWithPath: path)), Layout(prefix: location.prefix))
+            let store = try FileStore(root: URL(fileURLWithPath: path))
+            store.meter = Progress.meter
+            return (store, Layout(prefix: location.prefix))
         case .s3(let bucket):
             return (try S3Support.makeStore(bucket: bucket, environment: environment, profile: profile, logger: logger),
                     Layout(prefix: location.prefix))

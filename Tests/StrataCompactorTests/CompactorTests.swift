@@ -56,7 +56,7 @@ final class CompactorFileStoreTests: XCTestCase {
     /// Seeded random operations over a small id space, several rounds: always equal to the model.
     func testRandomizedRoundsMatchModel() throws {
         let w = world!
-        var rng = SplitMix(seed: 42)
+        var rng = SeededRandom(seed: 42)
         for round in 0..<6 {
             for _ in 0..<Int.random(in: 1...4, using: &rng) {
                 var ops: [String: [CompactionWorld.Op]] = [:]
@@ -131,15 +131,39 @@ final class CompactorFileStoreTests: XCTestCase {
     }
 }
 
-/// A small seeded generator so randomized tests replay exactly.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
+/// A store that accepts conditional writes and ignores them, as Garage does.
+final class IgnoresConditions: ObjectStore, @unchecked Sendable {
+    let inner: any ObjectStore
+    init(_ inner: any ObjectStore) { self.inner = inner }
+    var location: String { "ignoring-conditions+" + inner.location }
+    func head(_ key: String) throws -> ObjectInfo? { try inner.head(key) }
+    func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
+        try inner.get(key, toFile: path, range: range)
+    }
+    func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) { try inner.getData(key) }
+    func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws -> ObjectInfo {
+        try inner.put(key, body: body, condition: .none, options: options)
+    }
+    func delete(_ key: String) throws { try inner.delete(key) }
+    func delete(keys: [String]) throws -> [DeleteFailure] { try inner.delete(keys: keys) }
+    func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
+        try inner.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
+    }
+}
+
+final class CompactorStoreCheckTests: XCTestCase {
+    func testStoreWithoutConditionalWritesIsRefusedUnlessSingleWriter() throws {
+        let dir = TempDir(prefix: "strata-noconditions")
+        let store = IgnoresConditions(try FileStore(root: URL(fileURLWithPath: dir.path)))
+        let w = CompactionWorld(store: store)
+        try w.produce(["lines": [.upsert("a", w.row(1))]])
+        XCTAssertThrowsError(try w.compactor().compact(collection: "lines")) { error in
+            XCTAssertEqual((error as? StrataError)?.kind, .refused, "\(error)")
+            XCTAssertTrue("\(error)".contains("--single-writer"), "\(error)")
+        }
+        XCTAssertNil(try store.head(w.layout.pointerKey("lines")), "nothing was published")
+        let s = try w.compactor { $0.singleWriter = true }.compact(collection: "lines")
+        XCTAssertEqual(s.outcome, .published)
+        try w.assertMatchesModel("lines")
     }
 }

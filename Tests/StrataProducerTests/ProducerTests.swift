@@ -5,17 +5,23 @@ import StrataCrypto
 import StrataDelta
 import StrataFileStore
 import StrataProducer
+import StrataS3
 import StrataTestSupport
 import XCTest
 
-final class ProducerTests: XCTestCase {
+class ProducerTests: XCTestCase {
     var dir: TempDir!
-    var store: FileStore!
+    var store: (any ObjectStore)!
     let layout = Layout(prefix: "p/")
+
+    /// The store under test; the SeaweedFS subclass runs every test against S3.
+    func makeStore() throws -> any ObjectStore {
+        try FileStore(root: URL(fileURLWithPath: dir.file("store")))
+    }
 
     override func setUpWithError() throws {
         dir = TempDir(prefix: "strata-producer")
-        store = try FileStore(root: URL(fileURLWithPath: dir.file("store")))
+        store = try makeStore()
         try FileManager.default.createDirectory(atPath: dir.file("work"), withIntermediateDirectories: true)
     }
 
@@ -306,8 +312,8 @@ final class ProducerTests: XCTestCase {
     func testUploadThatDoesNotStickIsNeverReferenced() throws {
         // A store that acknowledges the delta upload but keeps a truncated object.
         final class Truncating: ObjectStore, @unchecked Sendable {
-            let inner: FileStore
-            init(_ inner: FileStore) { self.inner = inner }
+            let inner: any ObjectStore
+            init(_ inner: any ObjectStore) { self.inner = inner }
             var location: String { inner.location }
             func head(_ key: String) throws -> ObjectInfo? { try inner.head(key) }
             func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
@@ -341,9 +347,27 @@ final class ProducerTests: XCTestCase {
         let lines = try input("lines.ndjson", Rows.upsert("a", [1, 2]) + Rows.delete("z"))
         let runId = "20260103T000000000Z-0000000000dd"
         let one = try producer().produce(inputs: [(collection: "lines", path: lines)], runId: runId)
-        let other = FileStore.self
-        let store2 = try other.init(root: URL(fileURLWithPath: dir.file("store2")))
+        let store2 = try FileStore(root: URL(fileURLWithPath: dir.file("store2")))
         let two = try producer(store2).produce(inputs: [(collection: "lines", path: lines)], runId: runId)
         XCTAssertEqual(one[0].deltas, two[0].deltas)
     }
+}
+
+/// The same producer tests, crashes and retries included, against a real S3 server.
+final class ProducerSeaweedFSTests: ProducerTests {
+    override func makeStore() throws -> any ObjectStore { try S3TestStore.make("producer") }
+
+    // Linux XCTest discovers only the methods a class declares, so each test is named here.
+    override func testBadLinePublishesNothing() throws { try super.testBadLinePublishesNothing() }
+    override func testCrashBeforeRecordThenRetryPublishesOnce() throws { try super.testCrashBeforeRecordThenRetryPublishesOnce() }
+    override func testCrashBetweenDeltaUploadsThenRetry() throws { try super.testCrashBetweenDeltaUploadsThenRetry() }
+    override func testEmptyInputPublishesNothing() throws { try super.testEmptyInputPublishesNothing() }
+    override func testInvalidArgumentsAreRefused() throws { try super.testInvalidArgumentsAreRefused() }
+    override func testLargeInputIsSplitIntoOrderedRuns() throws { try super.testLargeInputIsSplitIntoOrderedRuns() }
+    override func testLostAnswerToRecordWriteIsRecognised() throws { try super.testLostAnswerToRecordWriteIsRecognised() }
+    override func testProduceRoundTripTwoCollections() throws { try super.testProduceRoundTripTwoCollections() }
+    override func testRecordWrittenConcurrentlyBetweenCheckAndWrite() throws { try super.testRecordWrittenConcurrentlyBetweenCheckAndWrite() }
+    override func testRetryWithDifferentContentIsAConflictAndChangesNothing() throws { try super.testRetryWithDifferentContentIsAConflictAndChangesNothing() }
+    override func testSameInputGivesSameBundleBytes() throws { try super.testSameInputGivesSameBundleBytes() }
+    override func testUploadThatDoesNotStickIsNeverReferenced() throws { try super.testUploadThatDoesNotStickIsNeverReferenced() }
 }

@@ -3,10 +3,10 @@ import StrataCore
 import StrataFileStore
 import StrataTestSupport
 
-/// A store that forwards to a `FileStore` and fails chosen operations, to simulate a crash (the
+/// A store that forwards to another store and fails chosen operations, to simulate a crash (the
 /// process dies, or its connection does) at a precise point.
 final class FaultyStore: ObjectStore, @unchecked Sendable {
-    let inner: FileStore
+    let inner: any ObjectStore
     private let lock = NSLock()
     /// Called before each operation with its name ("put", "head", "get") and key; return true to
     /// make it fail.
@@ -17,7 +17,7 @@ final class FaultyStore: ObjectStore, @unchecked Sendable {
     var hideOnceWhen: (String, String) -> Bool = { _, _ in false }
     private(set) var puts: [String] = []
 
-    init(_ inner: FileStore, failWhen: @escaping (String, String) -> Bool = { _, _ in false }) {
+    init(_ inner: any ObjectStore, failWhen: @escaping (String, String) -> Bool = { _, _ in false }) {
         self.inner = inner
         self.failWhen = failWhen
     }

@@ -168,7 +168,7 @@ final class S3ErrorsAndPresignTests: XCTestCase {
         let s = try store
         let bucket = s.configuration.bucket
         let tmp = TempDir()
-        var g = SplitMix(seed: 7)
+        var g = SeededRandom(seed: 7)
         let data = Data((0..<(1 << 20) + 17).map { _ in UInt8(truncatingIfNeeded: g.next()) })
         try data.write(to: URL(fileURLWithPath: tmp.file("src")))
 

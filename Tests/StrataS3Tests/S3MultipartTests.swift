@@ -32,7 +32,7 @@ final class S3MultipartTests: XCTestCase {
         get throws {
             if Self.sourceDir == nil {
                 let dir = TempDir(prefix: "strata-multi-src")
-                var g = SplitMix(seed: 42)
+                var g = SeededRandom(seed: 42)
                 var data = Data(count: Self.size)
                 data.withUnsafeMutableBytes { raw in
                     let words = raw.bindMemory(to: UInt64.self)
@@ -196,18 +196,5 @@ final class S3MultipartTests: XCTestCase {
         let info = try s.put("mp/data-\(UUID().uuidString)", data: data)
         XCTAssertTrue(info.etag.contains("-"), info.etag)
         XCTAssertEqual(try s.getData(info.key).data, data)
-    }
-}
-
-/// A small fast deterministic generator for test data.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
