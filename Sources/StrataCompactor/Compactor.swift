@@ -221,10 +221,13 @@ public final class Compactor {
         }
 
         // 6. Upload the version: files first, manifest last.
-        let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
+        // The store hashes the file as part of uploading it (S3 records it in the object's metadata),
+        // so the manifest takes the hash from there instead of a separate pass.
         let fileKey = layout.versionFileKey(collection: c, version: newVersion, file: Compactor.snapshotFileName)
-        try store.put(fileKey, file: cache.snapshotPath, condition: .ifNoneMatch,
-                      options: PutOptions(contentType: "application/vnd.sqlite3", sha256: sha))
+        let uploaded = try store.put(fileKey, file: cache.snapshotPath, condition: .ifNoneMatch,
+                                     options: PutOptions(contentType: "application/vnd.sqlite3"))
+        let size = uploaded.size
+        let sha = try uploaded.sha256 ?? SHA256.hexOfFile(atPath: cache.snapshotPath).hex
         let manifest = SnapshotManifest(
             collection: c, version: newVersion, parentVersion: baseVersion, createdAt: Date(), dimension: dimension,
             rowCount: rowsAfter, files: [FileEntry(name: Compactor.snapshotFileName, size: size, sha256: sha)],

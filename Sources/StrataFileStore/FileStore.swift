@@ -203,6 +203,7 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
         let out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard out >= 0 else { throw ioError("PutObject", key, "cannot create a temporary file") }
         var renamed = false
+        var sha = ""
         defer { if !renamed { unlink(tmp) } }
         do {
             defer { close(out) }
@@ -230,8 +231,9 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
                 try copyRange(from: fd, to: out, start: 0, end: Int64(st.st_size), operation: "PutObject",
                               key: key, digest: digest)
             }
+            sha = digest.finalizeHex()
             if let expected = options.sha256 {
-                let actual = digest.finalizeHex()
+                let actual = sha
                 if actual != expected.lowercased() {
                     throw StoreError(.integrity, operation: "PutObject", key: key, code: "BadDigest",
                                      message: "the body's SHA-256 is \(actual), the caller said \(expected)",
@@ -266,7 +268,9 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
             try renameIntoPlace(tmp, dest, key: key)
             renamed = true
             guard let st = statRegular(dest) else { throw ioError("PutObject", key, "vanished after rename") }
-            return info(key: key, st: st)
+            var result = info(key: key, st: st)
+            result.sha256 = sha
+            return result
         }
     }
 

@@ -87,7 +87,7 @@ extension Verifier {
                 let items = quarantined.keys.sorted().map { "\($0): \(quarantined[$0]!)" }
                 let reasons = Set(quarantined.values.map { String($0.prefix { $0 != ":" }) }).sorted()
                 add(
-                    VerifyCheck.runsQuarantined, c, .warning,
+                    VerifyCheck.runsQuarantined, c, .failed,
                     "\(quarantined.count) run\(quarantined.count == 1 ? " is" : "s are") quarantined (\(reasons.joined(separator: ", "))): "
                         + (quarantined.count == 1 ? "its rows are" : "their rows are") + " not in the snapshot",
                     ["count": .int(quarantined.count), "runs": listed(items)],
@@ -216,7 +216,7 @@ extension Verifier {
         if !old.isEmpty {
             ev["orphans"] = listed(old)
             add(
-                VerifyCheck.runsOrphans, c, .warning,
+                VerifyCheck.runsOrphans, c, .failed,
                 "\(old.count) orphaned delta\(old.count == 1 ? "" : "s") with no run record, older than "
                     + VerifySettings.describe(duration: settings.orphanGrace), ev,
                 hint:
@@ -293,11 +293,12 @@ extension Verifier {
                         + VerifySettings.describe(duration: lease.expiresAt.timeIntervalSince(now)), ev)
             } else {
                 add(
-                    VerifyCheck.lease, c, .warning,
+                    VerifyCheck.lease, c, .failed,
                     "stale lease: \(holder) let it expire \(age(lease.expiresAt)) ago without releasing it", ev,
                     hint:
-                        "its compactor died or was killed mid-round. The next compactor takes it over, so nothing is blocked; "
-                        + "if runs stay pending, that compactor is not coming back: start one")
+                        "its compactor died or was killed mid-round (OOM, SIGKILL, a lost node): find out why in its logs. "
+                        + "The next compactor takes the lease over, so no run is blocked; if runs stay pending, none is running: "
+                        + "start one (`snapctl compactor`)")
             }
         } catch {
             addFailure(VerifyCheck.lease, c, "cannot read the lease", error, status: .warning)

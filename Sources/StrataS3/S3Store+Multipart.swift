@@ -115,7 +115,7 @@ extension S3Store {
     ) throws -> [String] {
         if let file = source as? FilePartSource {
             return try uploadFileParts(key, uploadId: uploadId, file: file, partSize: partSize, partCount: partCount,
-                                       expectedSHA256: expectedSHA256)
+                                       verifyWhole: file.hashIsCallers ? expectedSHA256 : nil)
         }
         let workers = max(1, min(configuration.concurrency, partCount))
         let state = PartPipeline(capacity: workers, partCount: partCount)
@@ -174,13 +174,15 @@ extension S3Store {
     }
 
     /// Uploads the parts of a file without buffering them: each worker hashes its part's range
-    /// (for the signature) and streams it from the file, re-hashed by the transport as it goes.
-    /// The calling thread hashes each part again once it has been sent, in order, for the
-    /// whole-object SHA-256: a file that changed at any moment of the upload fails that check
-    /// (or a part's), and the upload is aborted. Memory: a 1 MiB buffer per thread.
+    /// for the signature and streams it from the file. The whole-object SHA-256 was taken before
+    /// the upload (recorded at initiation); the file's identity (inode, size, mtime, ctime) is
+    /// compared before completing, so a file written to during the upload is refused and the
+    /// upload aborted. Memory: a 1 MiB buffer per worker. Each byte is hashed once here, and once
+    /// more by this thread, concurrently, when the whole-object hash came from the caller
+    /// (`verifyWhole`) rather than from the store's own pre-pass.
     private func uploadFileParts(
         _ key: String, uploadId: String, file: FilePartSource, partSize: Int, partCount: Int,
-        expectedSHA256: String
+        verifyWhole: String?
     ) throws -> [String] {
         let workers = max(1, min(configuration.concurrency, partCount))
         let progress = FilePartProgress(partCount: partCount)
@@ -194,11 +196,12 @@ extension S3Store {
                     do {
                         let (offset, length) = range(number)
                         let sha = try file.sha256(offset: offset, length: length)
-                        let r = try send(
-                            Request(
-                                operation: "UploadPart", method: "PUT", key: key,
-                                query: [.init("partNumber", String(number)), .init("uploadId", uploadId)],
-                                body: .file(fd: file.fd, offset: offset, length: length), bodySHA256: sha))
+                        var request = Request(
+                            operation: "UploadPart", method: "PUT", key: key,
+                            query: [.init("partNumber", String(number)), .init("uploadId", uploadId)],
+                            body: .file(fd: file.fd, offset: offset, length: length), bodySHA256: sha)
+                        request.verifyFileBody = false
+                        let r = try send(request)
                         guard let etag = r.headers["etag"], !etag.isEmpty else {
                             throw StoreError(
                                 .invalidRequest, operation: "UploadPart", key: key,
@@ -213,27 +216,28 @@ extension S3Store {
             }
         }
         for thread in threads { thread.start() }
-        let whole = Digest(.sha256)
-        var readError: Error?
-        for number in 1...partCount {
-            guard progress.waitUntilSent(number) else { break }
+        var wholeError: Error?
+        if let expected = verifyWhole {
             do {
-                let (offset, length) = range(number)
-                _ = try file.sha256(offset: offset, length: length, into: whole)
+                let actual = try file.sha256(offset: 0, length: file.size)
+                if actual != expected {
+                    wholeError = StoreError(
+                        .integrity, operation: "PutObject", key: key, code: "BadDigest",
+                        message: "the file's SHA-256 is \(actual), the caller said \(expected)",
+                        hint: "the file changed after its hash was taken (or the hash is wrong); the upload was aborted")
+                }
             } catch {
-                readError = error
-                progress.fail(error)
-                break
+                wholeError = error
             }
+            if let wholeError { progress.fail(wholeError) }
         }
         progress.waitForWorkers(workers)
-        if let error = progress.firstError ?? readError { throw error }
-        let actual = whole.finalizeHex()
-        if actual != expectedSHA256 {
+        if let error = wholeError ?? progress.firstError { throw error }
+        guard file.unchanged() else {
             throw StoreError(
                 .integrity, operation: "PutObject", key: key, code: "BadDigest",
-                message: "the uploaded bytes have SHA-256 \(actual), expected \(expectedSHA256)",
-                hint: "the source changed during the upload (or the given SHA-256 is wrong); the upload was aborted")
+                message: "the source file was written to during the upload (its size, mtime or ctime changed)",
+                hint: "do not change a file while it is uploaded; the upload was aborted")
         }
         return progress.etags
     }
@@ -411,14 +415,6 @@ final class FilePartProgress: @unchecked Sendable {
         if firstError == nil { firstError = error }
         condition.broadcast()
         condition.unlock()
-    }
-
-    /// Waits until part `number` was sent; false when the upload failed.
-    func waitUntilSent(_ number: Int) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while sent[number - 1] == nil && firstError == nil { condition.wait() }
-        return firstError == nil
     }
 
     func workerExited() {

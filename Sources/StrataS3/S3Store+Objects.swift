@@ -209,13 +209,17 @@ extension S3Store {
                 throw StoreError(.io, operation: "PutObject", key: key, message: "\(path) is not a regular file")
             }
             let size = Int64(st.st_size)
+            let identity = FileIdentity(fd: fd)
             // The object's SHA-256 goes into its metadata before any byte is sent, so without the
-            // caller's hash a pre-pass over the file computes it. The body is checked against it
-            // again while it streams (a file changed in between is refused, never stored).
+            // caller's hash a pre-pass over the file computes it. A single PUT re-checks the body
+            // against it while it streams; a multipart upload checks that the file was not
+            // written to (inode, size, mtime, ctime) before it completes. Either way a file changed
+            // in between is refused, never stored.
             let sha = try options.sha256.map { $0.lowercased() } ?? hashFile(fd: fd, size: size, key: key)
             if size >= configuration.multipartThreshold {
                 return try multipartUpload(
-                    key, source: FilePartSource(fd: fd, size: size), sha256: sha,
+                    key, source: FilePartSource(fd: fd, size: size, identity: identity, hashIsCallers: options.sha256 != nil),
+                    sha256: sha,
                     condition: condition, options: options)
             }
             return try putSingle(
@@ -303,6 +307,23 @@ extension S3Store {
     }
 }
 
+/// What changes when a file is written to: compared before and after an upload.
+struct FileIdentity: Equatable {
+    var inode: UInt64
+    var size: Int64
+    var mtimeNs: Int64
+    var ctimeNs: Int64
+
+    init?(fd: Int32) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        inode = UInt64(st.st_ino)
+        size = Int64(st.st_size)
+        mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        ctimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+    }
+}
+
 /// Where the parts of a multipart upload come from.
 protocol PartSource {
     var size: Int64 { get }
@@ -329,6 +350,23 @@ struct FilePartSource: PartSource {
     let fd: Int32
     let size: Int64
     var fileDescriptor: Int32? { fd }
+    /// The file's identity when the upload began (before its hash was taken).
+    let identity: FileIdentity?
+    /// The whole-object hash came from the caller (verify it) rather than from a pre-pass.
+    let hashIsCallers: Bool
+
+    init(fd: Int32, size: Int64, identity: FileIdentity? = nil, hashIsCallers: Bool = false) {
+        self.fd = fd
+        self.size = size
+        self.identity = identity
+        self.hashIsCallers = hashIsCallers
+    }
+
+    /// True while the file is the one whose hash was taken: same inode, size, mtime and ctime.
+    func unchanged() -> Bool {
+        guard let identity else { return true }
+        return FileIdentity(fd: fd) == identity
+    }
 
     /// Hex SHA-256 of a range, read through a 1 MiB buffer.
     func sha256(offset: Int64, length: Int64, into digest: Digest? = nil) throws -> String {

@@ -141,6 +141,9 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         var body: TransportBody = .none
         /// Hex SHA-256 of the body (computed from `.data` when nil).
         var bodySHA256: String?
+        /// Re-hash a file body while it streams and abort on a mismatch. Multipart parts turn it
+        /// off: their file is checked for changes as a whole before the upload completes.
+        var verifyFileBody = true
         /// Called before each attempt: where the response body goes (files are reset here).
         var sink: () throws -> TransportSink = { .memory(limit: 64 << 20) }
         var stopIfLargerThan: Int64?
@@ -215,7 +218,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
 
             var transport = TransportRequest(method: request.method, url: url, headers: headers)
             transport.body = request.body
-            if case .file = request.body {
+            if case .file = request.body, request.verifyFileBody {
                 // A file can change under us: check it while it streams (Data cannot).
                 transport.expectedBodySHA256 = request.bodySHA256
             }

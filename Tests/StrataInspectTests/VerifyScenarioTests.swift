@@ -236,8 +236,8 @@ final class VerifyScenarioTests: XCTestCase {
         try w.store.delete(w.layout.deltaKey(collection: "lines", runId: run))
         XCTAssertEqual(try w.compact("lines").runsQuarantined.map(\.runId), [run])
         let o = try w.verify(name: "quarantined")
-        XCTAssertEqual(o.status, 0, "quarantined runs are a warning: \(o.stdout)")
-        XCTAssertEqual(o.status(of: VerifyCheck.runsQuarantined, "lines"), .warning)
+        XCTAssertEqual(o.status, 1, "quarantined runs fail: their rows are missing: \(o.stdout)")
+        XCTAssertEqual(o.status(of: VerifyCheck.runsQuarantined, "lines"), .failed)
         XCTAssertTrue(
             o.text(VerifyCheck.runsQuarantined, "lines").contains("\(run): missingDelta"),
             o.text(VerifyCheck.runsQuarantined, "lines"))
@@ -260,8 +260,8 @@ final class VerifyScenarioTests: XCTestCase {
         let young = try w.verify()
         XCTAssertEqual(young.status(of: VerifyCheck.runsOrphans, "lines"), .info, "young: an upload in progress")
         let o = try w.verify(["--orphan-grace", "0s"], name: "orphans")
-        XCTAssertEqual(o.status, 0, "orphans are a warning: \(o.stdout)")
-        XCTAssertEqual(o.status(of: VerifyCheck.runsOrphans, "lines"), .warning)
+        XCTAssertEqual(o.status, 1, "old orphans fail: their rows will never be applied: \(o.stdout)")
+        XCTAssertEqual(o.status(of: VerifyCheck.runsOrphans, "lines"), .failed)
         XCTAssertTrue(o.text(VerifyCheck.runsOrphans, "lines").contains("lines/delta/\(run)/delta.tar.gz"))
     }
 
@@ -291,8 +291,8 @@ final class VerifyScenarioTests: XCTestCase {
         XCTAssertTrue(o.text(VerifyCheck.lease, "lines").contains("held by worker-7 on ip-10-0-0-7 (pid 4242)"))
         try putLease(expires: now.addingTimeInterval(-300))
         o = try w.verify(name: "stale-lease")
-        XCTAssertEqual(o.status, 0, "a stale lease is a warning")
-        XCTAssertEqual(o.status(of: VerifyCheck.lease, "lines"), .warning)
+        XCTAssertEqual(o.status, 1, "a stale lease fails: its compactor died mid-round")
+        XCTAssertEqual(o.status(of: VerifyCheck.lease, "lines"), .failed)
         XCTAssertTrue(o.text(VerifyCheck.lease, "lines").contains("stale lease"))
     }
 

@@ -198,3 +198,26 @@ final class S3MultipartTests: XCTestCase {
         XCTAssertEqual(try s.getData(info.key).data, data)
     }
 }
+
+/// The multipart path's change detection: a file written to after its hash was taken is noticed.
+final class FileIdentityTests: XCTestCase {
+    func testWritingToTheFileChangesItsIdentity() throws {
+        let dir = TempDir()
+        let path = dir.file("part-source.bin")
+        try Data(repeating: 1, count: 1 << 16).write(to: URL(fileURLWithPath: path))
+        // Backdate it: file times tick coarsely (milliseconds), and the write below must land on
+        // a later tick for the comparison to mean something.
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: path)
+        usleep(20_000)
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let source = FilePartSource(fd: fd, size: 1 << 16, identity: FileIdentity(fd: fd))
+        XCTAssertTrue(source.unchanged())
+        // Same size, different bytes: the write moves mtime and ctime.
+        let w = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try w.seek(toOffset: 100)
+        w.write(Data([9, 9, 9]))
+        try w.close()
+        XCTAssertFalse(source.unchanged(), "an in-place write must be noticed")
+    }
+}
