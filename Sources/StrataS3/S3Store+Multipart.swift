@@ -98,6 +98,23 @@ extension S3Store {
         }
     }
 
+    /// Sends one part and returns its ETag. A file part is not re-hashed while it streams: its
+    /// file is checked for changes as a whole before the upload completes.
+    private func uploadPart(_ key: String, uploadId: String, number: Int, body: TransportBody, sha256: String?) throws
+        -> String
+    {
+        var request = Request(
+            operation: "UploadPart", method: "PUT", key: key,
+            query: [.init("partNumber", String(number)), .init("uploadId", uploadId)], body: body, bodySHA256: sha256)
+        request.verifyFileBody = false
+        let r = try send(request)
+        guard let etag = r.headers["etag"], !etag.isEmpty else {
+            throw StoreError(.invalidRequest, operation: "UploadPart", key: key,
+                             message: "part \(number): the response has no ETag")
+        }
+        return etag
+    }
+
     private func abortQuietly(key: String, uploadId: String) {
         do {
             try abortMultipartUpload(key: key, uploadId: uploadId)
@@ -123,16 +140,7 @@ extension S3Store {
             Thread { [self] in
                 while let (number, data) = state.next() {
                     do {
-                        let r = try send(
-                            Request(
-                                operation: "UploadPart", method: "PUT", key: key,
-                                query: [.init("partNumber", String(number)), .init("uploadId", uploadId)],
-                                body: .data(data)))
-                        guard let etag = r.headers["etag"], !etag.isEmpty else {
-                            throw StoreError(
-                                .invalidRequest, operation: "UploadPart", key: key,
-                                message: "part \(number): the response has no ETag")
-                        }
+                        let etag = try uploadPart(key, uploadId: uploadId, number: number, body: .data(data), sha256: nil)
                         state.finished(number, etag: etag)
                     } catch {
                         state.fail(error)
@@ -196,17 +204,8 @@ extension S3Store {
                     do {
                         let (offset, length) = range(number)
                         let sha = try file.sha256(offset: offset, length: length)
-                        var request = Request(
-                            operation: "UploadPart", method: "PUT", key: key,
-                            query: [.init("partNumber", String(number)), .init("uploadId", uploadId)],
-                            body: .file(fd: file.fd, offset: offset, length: length), bodySHA256: sha)
-                        request.verifyFileBody = false
-                        let r = try send(request)
-                        guard let etag = r.headers["etag"], !etag.isEmpty else {
-                            throw StoreError(
-                                .invalidRequest, operation: "UploadPart", key: key,
-                                message: "part \(number): the response has no ETag")
-                        }
+                        let etag = try uploadPart(key, uploadId: uploadId, number: number,
+                                                  body: .file(fd: file.fd, offset: offset, length: length), sha256: sha)
                         progress.finished(number, etag: etag)
                     } catch {
                         progress.fail(error)

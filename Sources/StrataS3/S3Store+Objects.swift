@@ -229,19 +229,7 @@ extension S3Store {
     }
 
     func hashFile(fd: Int32, size: Int64, key: String) throws -> String {
-        let digest = Digest(.sha256)
-        let bufSize = 1 << 20
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: bufSize, alignment: 16)
-        defer { buf.deallocate() }
-        var offset: Int64 = 0
-        while offset < size {
-            let n = pread(fd, buf, Int(min(Int64(bufSize), size - offset)), off_t(offset))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw S3Store.ioError("PutObject", key) }
-            digest.update(UnsafeRawBufferPointer(start: buf, count: n))
-            offset += Int64(n)
-        }
-        return digest.finalizeHex()
+        try FilePartSource(fd: fd, size: size).sha256(offset: 0, length: size)
     }
 
     static func conditionHeaders(_ condition: WriteCondition) -> [(name: String, value: String)] {
