@@ -12,18 +12,9 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     /// Every entry a bundle has, in the order Strata writes them.
     public static let entryNames = [deltaFileName, fileName]
 
-    public struct File: Codable, Sendable, Equatable {
-        public var name: String
-        public var size: Int64
-        /// Lowercase hex SHA-256 of the file's bytes.
-        public var sha256: String
-
-        public init(name: String, size: Int64, sha256: String) {
-            self.name = name
-            self.size = size
-            self.sha256 = sha256
-        }
-    }
+    /// A file of the bundle: name, size and lowercase hex SHA-256 (the same record as a
+    /// snapshot version's files).
+    public typealias File = FileEntry
 
     public var format: String
     public var formatVersion: Int
