@@ -1,5 +1,0 @@
-import XCTest
-
-final class StrataCoreTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
