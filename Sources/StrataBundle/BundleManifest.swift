@@ -65,16 +65,8 @@ public struct BundleManifest: Codable, Sendable, Equatable {
                 fix: "the bundle was not written to Docs/FORMATS.md; produce it again")
         }
         // Read the version first, so a newer format fails as "newer", not as "malformed".
-        struct Head: Decodable {
-            var format: String?
-            var formatVersion: Int?
-            enum CodingKeys: String, CodingKey {
-                case format
-                case formatVersion = "format_version"
-            }
-        }
-        let head: Head
-        do { head = try JSONDecoder().decode(Head.self, from: data) } catch {
+        let head: FormatHeader
+        do { head = try JSONDecoder().decode(FormatHeader.self, from: data) } catch {
             throw bad(nil, "is not a JSON object: \(BundleManifest.describe(error))")
         }
         guard head.format == formatName else {

@@ -291,14 +291,22 @@ public final class Compactor {
         guard run.size <= settings.maxDeltaBytes else {
             throw QuarantineReason("tooLarge", "the run record says the delta is \(run.size) bytes; the limit is \(settings.maxDeltaBytes)")
         }
+        let got: ObjectInfo
         do {
-            try store.get(run.deltaKey, toFile: bundle)
+            got = try store.get(run.deltaKey, toFile: bundle)
         } catch let e as StoreError where e.kind == .notFound {
             throw QuarantineReason("missingDelta", "the run record names \(run.deltaKey), which does not exist")
         } catch let e as StoreError where e.kind == .integrity {
             throw QuarantineReason("checksumMismatch", e.description)
         }
-        let (sha, size) = try SHA256.hexOfFile(atPath: bundle)
+        // A store that verified the download against its recorded SHA-256 (S3 does) has checked
+        // these bytes already when that hash is the record's; otherwise hash them here.
+        let (sha, size): (String, Int64)
+        if let verified = got.sha256, verified == run.sha256, got.size == run.size {
+            (sha, size) = (verified, got.size)
+        } else {
+            (sha, size) = try SHA256.hexOfFile(atPath: bundle)
+        }
         summary.bytesDownloaded += size
         guard size == run.size, sha == run.sha256 else {
             throw QuarantineReason("checksumMismatch",

@@ -107,15 +107,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
                 .corrupt, object: key, field: field, message: message,
                 fix: "the record was not written to Docs/FORMATS.md; see `snapctl verify`")
         }
-        struct Head: Decodable {
-            var format: String?
-            var formatVersion: Int?
-            enum CodingKeys: String, CodingKey {
-                case format
-                case formatVersion = "format_version"
-            }
-        }
-        guard let head = try? JSONDecoder().decode(Head.self, from: data) else {
+        guard let head = try? JSONDecoder().decode(FormatHeader.self, from: data) else {
             throw bad(nil, "is not a JSON object")
         }
         guard head.format == formatName else {
@@ -217,5 +209,16 @@ public struct RunRecord: Codable, Sendable, Equatable {
         // Reuse the run-id parser: yyyyMMddTHHmmssSSSZ.
         let compact = [0, 1, 2, 3, 5, 6, 8, 9, 10, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23].map { u[$0] }
         return Identifiers.date(of: String(decoding: compact, as: UTF8.self))
+    }
+}
+
+/// The `format` and `format_version` of a snake_case Strata document (run records, bundle
+/// manifests), read before the rest so a newer format is reported as newer, not as malformed.
+public struct FormatHeader: Decodable, Sendable {
+    public var format: String?
+    public var formatVersion: Int?
+    enum CodingKeys: String, CodingKey {
+        case format
+        case formatVersion = "format_version"
     }
 }
