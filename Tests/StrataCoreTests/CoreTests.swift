@@ -36,21 +36,26 @@ final class LayoutTests: XCTestCase {
 }
 
 final class IdentifierTests: XCTestCase {
+    // Ids are strictly increasing per process, so these tests never make an id far in the future:
+    // every later id in the test process would follow it.
+
     func testIdsSortByCreationTimeAndRoundTripTheirDate() {
-        let t = Date(timeIntervalSince1970: 1_790_000_000.123)
-        let a = Identifiers.make(now: t)
-        let b = Identifiers.make(now: t)  // same millisecond: still strictly later
+        let a = Identifiers.make()
+        let b = Identifiers.make()  // possibly the same millisecond: still strictly later
         XCTAssertLessThan(a, b)
         XCTAssertTrue(Identifiers.isValid(a))
-        XCTAssertEqual(Identifiers.date(of: a)!.timeIntervalSince1970, 1_790_000_000.123, accuracy: 0.002)
-        let later = Identifiers.make(now: t.addingTimeInterval(3600))
-        XCTAssertLessThan(b, later)
+        XCTAssertEqual(Identifiers.date(of: a)!.timeIntervalSinceNow, 0, accuracy: 5)
+        let millis: Int64 = 1_790_000_000_123
+        let stamped = Identifiers.timestamp(millis: millis) + "-000000000000"
+        XCTAssertEqual(Identifiers.date(of: stamped)!.timeIntervalSince1970, 1_790_000_000.123, accuracy: 0.0005)
+        XCTAssertLessThan(stamped, Identifiers.timestamp(millis: millis + 1) + "-000000000000")
         XCTAssertNil(Identifiers.date(of: "not-an-id"))
     }
 
     /// A host whose clock is behind still makes a version that sorts after the pointer's.
     func testMakeAfterMovesForwardDespiteASlowClock() {
-        let previous = Identifiers.make(now: Date(timeIntervalSinceNow: 86_400))
+        let ahead = Int64((Date().timeIntervalSince1970 + 2) * 1000)  // another host, 2 s ahead
+        let previous = Identifiers.timestamp(millis: ahead) + "-ffffffffffff"
         let next = Identifiers.make(after: previous)
         XCTAssertGreaterThan(next, previous)
         XCTAssertGreaterThan(Identifiers.make(after: nil), "2020")
