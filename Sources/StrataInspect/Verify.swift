@@ -113,7 +113,7 @@ public final class Verifier {
                 "the manifests of \(st.chain.count) versions (the snapshot could not be read; "
                 + "runs applied before them may show as pending)"
         }
-        checkUnpublished(c, pointer: pointer)
+        checkUnpublished(c, pointer: pointer, processed: st.processed)
         checkRuns(c, &st)
         checkLease(c)
     }
