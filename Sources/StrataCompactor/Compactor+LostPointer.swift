@@ -54,7 +54,8 @@ extension Compactor {
                           options: PutOptions(contentType: "application/json"))
             statusMemory.update { $0.written.insert(c) }
         } catch {
-            logger.warning("could not leave the compactor status", metadata: ["collection": "\(c)", "error": "\(error)"])
+            logger.warning("could not leave the compactor status",
+                           metadata: ["collection": "\(c)", "error": "\(error)"])
         }
     }
 

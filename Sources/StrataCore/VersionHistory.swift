@@ -60,7 +60,8 @@ public struct VersionHistory: Sendable {
         do {
             m = try SnapshotManifest.decode(data, key: mKey)
         } catch let e as StrataError {
-            return Checked(version: v, manifest: nil, problems: ["\(Layout.manifestFileName) is unusable: \(e.description)"])
+            return Checked(version: v, manifest: nil,
+                           problems: ["\(Layout.manifestFileName) is unusable: \(e.description)"])
         }
         guard m.collection == c, m.version == v else {
             return Checked(version: v, manifest: nil,
@@ -117,7 +118,8 @@ public struct VersionHistory: Sendable {
             guard damage != nil else { return nil }
             return StrataError(
                 .refused, object: key, message: "\(what) and no complete version of \(c) is left "
-                    + "(\(s.versions.count) version\(s.versions.count == 1 ? "" : "s") without a usable manifest or files)",
+                    + "(\(s.versions.count) version\(s.versions.count == 1 ? "" : "s") "
+                    + "without a usable manifest or files)",
                 fix: "nothing was published; see `snapctl verify --collection \(c)` and `snapctl versions \(c)`")
         }
         return StrataError(
@@ -125,6 +127,7 @@ public struct VersionHistory: Sendable {
             message: "\(what), but \(c) has \(s.versions.count) version\(s.versions.count == 1 ? "" : "s"); the newest "
                 + "complete one is \(good.version) (\(m.rowCount) rows). Compacting now would start \(c) again from "
                 + "empty, so nothing was published",
-            fix: "restore the pointer: `\(VersionHistory.restoreCommand(c, version: good.version))`, then compact again")
+            fix: "restore the pointer: `\(VersionHistory.restoreCommand(c, version: good.version))`, "
+                + "then compact again")
     }
 }

@@ -93,6 +93,7 @@ public final class Verifier {
             st.processedSource = "nothing (no published version)"
             checkRuns(c, &st)
             checkLease(c)
+            checkCompactorStatus(c, publishedAt: nil)
             return
         }
         st.pointer = pointer
@@ -116,6 +117,7 @@ public final class Verifier {
         checkUnpublished(c, pointer: pointer, processed: st.processed)
         checkRuns(c, &st)
         checkLease(c)
+        checkCompactorStatus(c, publishedAt: st.manifest?.createdAt)
     }
 
     // MARK: findings

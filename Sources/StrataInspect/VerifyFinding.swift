@@ -180,11 +180,14 @@ public enum VerifyCheck {
     public static let runsDeltas = "runs.deltas"
     public static let runsOrphans = "runs.orphans"
     public static let lease = "lease"
+    /// The status a compactor left when a round of this collection failed.
+    public static let compactorStatus = "compactor.status"
 
     public static let all = [
         storeAccess, storeCollections, runRecords, pointer, manifest, files, snapshotOpen, snapshotIntegrity,
         snapshotFormat, snapshotDimension, snapshotRows, snapshotEmbeddings, snapshotMetadata, snapshotIds,
         historyRows, historyUnpublished, runsPending, runsQuarantined, runsDeltas, runsOrphans, lease,
+        compactorStatus,
     ]
 }
 
