@@ -140,7 +140,8 @@ extension Verifier {
         }
         checkRows(c, rows: rows, meta: meta, st)
         checkSample(c, db, dimension: fileDimension ?? m.dimension, rows: rows, rollbackHint: rollbackHint)
-        if let pattern = settings.idPattern { checkIds(c, db, pattern: pattern) }
+        if let pattern = settings.idPattern(for: c) { checkIds(c, db, pattern: pattern) }
+        if settings.deep, rows > 0 { checkQuery(c, path: path, db, rows: rows, rollbackHint: rollbackHint) }
     }
 
     /// `snapctl rollback` to the newest ancestor, when there is one.

@@ -59,12 +59,13 @@ public final class Verifier {
             return VerifyReport(
                 store: store.location, checkedAt: now, collections: settings.collections, findings: findings)
         }
-        let collections = settings.collections.isEmpty ? found : settings.collections
-        checkCollectionsFound(found)
         listRuns()
+        let (strata, foreign) = splitForeignPrefixes(found)
+        let collections = settings.collections.isEmpty ? strata : settings.collections
+        checkCollectionsFound(strata, foreign: foreign)
         for c in collections {
             logger.debug("verifying collection", metadata: ["collection": "\(c)"])
-            verifyCollection(c, known: found)
+            verifyCollection(c, known: strata)
         }
         checkRunRecords()
         return VerifyReport(store: store.location, checkedAt: now, collections: collections, findings: findings)
@@ -92,6 +93,7 @@ public final class Verifier {
             st.processed = []
             st.processedSource = "nothing (no published version)"
             checkRuns(c, &st)
+            checkFreshness(c, st)
             checkLease(c)
             checkCompactorStatus(c, publishedAt: nil)
             return
@@ -116,6 +118,7 @@ public final class Verifier {
         }
         checkUnpublished(c, pointer: pointer, processed: st.processed)
         checkRuns(c, &st)
+        checkFreshness(c, st)
         checkLease(c)
         checkCompactorStatus(c, publishedAt: st.manifest?.createdAt)
     }
