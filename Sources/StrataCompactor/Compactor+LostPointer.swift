@@ -39,6 +39,7 @@ extension Compactor {
         case let e as StoreError:
             kind = e.kind.rawValue
             fix = e.hint
+            refused = e.kind == .integrity  // the base's bytes do not match: an operator must act
         default: break
         }
         let text: String

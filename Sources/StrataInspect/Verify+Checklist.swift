@@ -73,7 +73,8 @@ extension Verifier {
             "newest_run_age": .string(age(newest.at)),
         ]
         let limit = settings.maxRunAge ?? settings.staleRunWarning
-        ev["limit"] = .string(VerifySettings.describe(duration: limit) + (settings.maxRunAge == nil ? " (default)" : ""))
+        let shown = VerifySettings.describe(duration: limit)
+        ev["limit"] = .string(shown + (settings.maxRunAge == nil ? " (default)" : ""))
         guard waited > limit else {
             add(VerifyCheck.runsFreshness, c, .passed, "the newest run is \(age(newest.at)) old", ev)
             return

@@ -24,7 +24,8 @@ extension Verifier {
             add(
                 VerifyCheck.compactorStatus, c, .warning, "the compactor status cannot be read",
                 ["key": .string(key), "bytes": .int(data.count)],
-                hint: "the next compactor that succeeds removes it: `snapctl store rm \(Layout().compactorStatusKey(c))` removes it now")
+                hint: "the next compactor that succeeds removes it; "
+                    + "`snapctl store rm \(Layout().compactorStatusKey(c))` removes it now")
             return
         }
         var ev: VerifyEvidence = [
