@@ -169,6 +169,23 @@ final class LostPointerTests: XCTestCase {
         XCTAssertEqual(try w.manifest("lines", w.pointer("lines")).rowCount, 152)
     }
 
+    /// The worker stops for the collection whose pointer is lost and goes on with the others.
+    func testWorkerSkipsTheLostCollectionAndCompactsTheOthers() throws {
+        try onBothStores("lostworker") { w, _ in
+            let versions = try history(w)
+            try w.store.delete(w.layout.pointerKey("lines"))
+            try w.produce("lines", ids: ids("d", 10))
+            let run = try w.produce("words", ids: ids("x", 2))
+            let r = try w.snapctl(["compactor", "--collections", "lines,words", "--passes", "1", "--poll", "0"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("newest complete one is \(versions[2])"), r.stderr)
+            XCTAssertNil(try w.store.head(w.layout.pointerKey("lines")))
+            XCTAssertEqual(try SnapshotLocator(store: w.store, layout: w.layout).versions("lines"), versions)
+            XCTAssertTrue(try w.manifest("words", w.pointer("words")).appliedRuns.map(\.runId).contains(run))
+            XCTAssertNotNil(try w.store.head(w.layout.compactorStatusKey("lines")))
+        }
+    }
+
     /// The pointer names a version whose manifest is gone: the hint's rollback runs as printed.
     func testPointerToMissingManifestHintRuns() throws {
         try onBothStores("nomanifest") { w, store in try checkPointerToMissingManifestHintRuns(w, store) }
