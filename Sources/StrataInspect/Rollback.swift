@@ -37,9 +37,11 @@ public struct Rollback {
         let pointerKey = layout.pointerKey(c)
         var current: String? = nil
         let condition: WriteCondition
+        var was = "(none: the pointer was missing)"
         if let (data, info) = try store.getDataIfExists(pointerKey) {
             condition = .ifMatch(info.etag)
             current = try? Pointer.parse(data, key: pointerKey)
+            was = current ?? "(none: the pointer was unreadable)"
         } else {
             condition = .ifNoneMatch
         }
@@ -111,7 +113,7 @@ public struct Rollback {
                                   + "the pointer was not moved",
                               fix: "check `snapctl versions \(c)` and run the rollback again")
         }
-        return Result(collection: c, from: current ?? "(no usable pointer)", to: target, newVersion: newVersion, rows: rows,
+        return Result(collection: c, from: was, to: target, newVersion: newVersion, rows: rows,
                       rolledBack: requeue ? [] : undone, requeued: requeue ? undone : [])
     }
 }

@@ -157,6 +157,7 @@ extension Verifier {
                     + "until the pointer names a complete version")
             return
         }
+        restorable[c] = good.version
         ev["newest_complete_version"] = .string(good.version)
         ev["newest_complete_rows"] = .int(m.rowCount)
         ev["newest_complete_made"] = .string(StrataJSON.iso8601(m.createdAt))

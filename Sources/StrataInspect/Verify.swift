@@ -28,6 +28,8 @@ public final class Verifier {
     var workDirectory = ""
     /// Collections asked for that have nothing in the store: only their pointer finding is shown.
     var absentCollections = Set<String>()
+    /// Collections whose pointer is lost: the newest complete version, which tells what was applied.
+    var restorable: [String: String] = [:]
 
     public init(
         store: any ObjectStore, layout: Layout, settings: VerifySettings = VerifySettings(),
@@ -92,6 +94,11 @@ public final class Verifier {
             if absentCollections.contains(c) { return }
             st.processed = []
             st.processedSource = "nothing (no published version)"
+            if let v = restorable[c], let (_, history) = try? RunLedger(store: store, layout: layout).history(c, from: v) {
+                // Runs the version that restores the pointer (and its ancestors) applied are not pending.
+                st.processed = RunLedger.processed(history)
+                st.processedSource = "the newest complete version \(v) and its ancestors (the pointer is lost)"
+            }
             checkRuns(c, &st)
             checkFreshness(c, st)
             checkLease(c)
