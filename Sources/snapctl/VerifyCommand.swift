@@ -15,18 +15,24 @@ struct VerifyCommand: ParsableCommand {
                         denied or a wrong region. Run records parse.
               version   the pointer exists and names a version whose manifest
                         exists and whose files have the manifest's sizes and
-                        SHA-256.
+                        SHA-256 (each damaged file named with its key); a lost
+                        pointer names the newest complete version and the
+                        rollback that restores it.
               snapshot  downloaded to a temporary directory (removed afterwards)
                         and opened read-only: quick_check, format, dimension, a
                         row count that matches the manifest and is not zero
                         (unless deletes emptied it), sampled embeddings (length,
-                        finite) and metadata (flat JSON), ids vs --id-pattern.
+                        finite) and metadata (flat JSON), ids vs --id-pattern;
+                        with --deep a query smoke test.
               history   row counts of recent versions add up: no drop to zero,
                         no large drop without deletes; versions newer than the
                         pointer that were never published.
               runs      pending runs and the oldest's age, quarantined runs and
                         why, pending runs whose deltas are missing, deltas with
-                        no run record (orphans), the compactor's lease.
+                        no run record (orphans), the newest run's age
+                        (--max-run-age), the compactor's lease (stale when its
+                        process is gone from this host), and the status a
+                        failed compaction round left.
             --id-pattern: {uuid}, {N digits}, {digits}, {hex} and {any} are
             placeholders; everything else is literal ({{ and }} for braces).
             Built-in: receipt-line = IMAGE#{uuid}#RECEIPT#{5 digits}#LINE#{5 digits},
