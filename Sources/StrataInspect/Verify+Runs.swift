@@ -343,7 +343,7 @@ extension Verifier {
                 "`snapctl store rm \(Layout().quarantineKey(collection: c, runId: $0))`"  // keys relative to --store
             }
             parts.append(
-                "otherwise fix the cause (the producer, a lifecycle rule deleting deltas), then produce the rows again "
+                (parts.isEmpty ? "fix" : "otherwise fix") + " the cause (the producer, a lifecycle rule deleting deltas), then produce the rows again "
                     + "as a new run, or re-queue a run whose delta is now good by deleting its quarantine record (the "
                     + "next compaction retries it): " + shown.joined(separator: ", ")
                     + (other.count > shown.count ? " (and \(other.count - shown.count) more)" : ""))
