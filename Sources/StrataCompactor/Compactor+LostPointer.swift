@@ -24,6 +24,12 @@ extension Compactor {
 }
 
 extension Compactor {
+    /// Leaves a status for each collection when the worker refuses the whole store before its
+    /// first round (e.g. the conditional-write probe failed). Best effort.
+    public func reportRefusal(collections: [String], _ error: Error) {
+        for c in collections where (try? Layout.validate(collection: c)) != nil { recordStatus(c, error) }
+    }
+
     /// Leaves `{c}/snapshot/compactor-status.json` saying why this round failed. Best effort:
     /// a store that refuses it (the very failure being reported, perhaps) is only logged.
     func recordStatus(_ c: String, _ error: Error) {

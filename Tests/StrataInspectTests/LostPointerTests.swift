@@ -186,6 +186,23 @@ final class LostPointerTests: XCTestCase {
         }
     }
 
+    /// gc never deletes the newest complete version: here the pointer's version lost its file,
+    /// so with --keep 1 the version that restores the collection is its parent, and it stays.
+    func testGcKeepsTheNewestCompleteVersion() throws {
+        try onBothStores("gcnewest") { w, _ in
+            let versions = try history(w)
+            try w.store.delete(w.snapshotKey("lines", versions[2]))
+            let gc = try w.snapctl(["gc", "--grace", "0s", "--keep", "1"])
+            XCTAssertEqual(gc.status, 0, gc.stderr)
+            let left = try SnapshotLocator(store: w.store, layout: w.layout).versions("lines")
+            XCTAssertEqual(left, [versions[1], versions[2]], gc.stdout)
+            let o = try w.verify(["--collection", "lines"])
+            XCTAssertEqual(o.status(of: VerifyCheck.files, "lines"), .failed)
+            XCTAssertEqual(try runPrinted(o, w).count, 1)
+            XCTAssertEqual(try w.manifest("lines", w.pointer("lines")).rowCount, 130)
+        }
+    }
+
     /// The pointer names a version whose manifest is gone: the hint's rollback runs as printed.
     func testPointerToMissingManifestHintRuns() throws {
         try onBothStores("nomanifest") { w, store in try checkPointerToMissingManifestHintRuns(w, store) }

@@ -2,6 +2,7 @@ import Foundation
 import StrataCompactor
 import StrataCore
 import StrataDelta
+import StrataFileStore
 import StrataInspect
 import StrataTestSupport
 import XCTest
@@ -189,6 +190,25 @@ final class VerifyChecklistTests: XCTestCase {
         }
     }
 
+    /// A store that ignores conditional writes is refused; the refusal shows in verify.
+    func testCompactorStatusOfARefusedStore() throws {
+        let dir = TempDir(prefix: "strata-status-probe")
+        let store = NoConditions(try FileStore(root: URL(fileURLWithPath: dir.path)))
+        let w = CompactionWorld(store: store)
+        try w.produce(["lines": [.upsert("a", w.row(1))]])
+        XCTAssertThrowsError(try w.compactor().compact(collection: "lines"))
+        let report = Verifier(store: store, layout: w.layout).run()
+        let f = try XCTUnwrap(report.findings(VerifyCheck.compactorStatus, collection: "lines").first)
+        XCTAssertEqual(f.status, .failed, f.message)
+        XCTAssertTrue(f.message.contains("does not enforce If-None-Match"), f.message)
+        XCTAssertTrue(f.hint?.contains("--single-writer") == true, f.hint ?? "")
+        // The worker's refusal before its first round leaves the same, for every collection.
+        try store.delete(w.layout.compactorStatusKey("lines"))
+        w.compactor().reportRefusal(collections: ["lines", "words"], StrataError(.refused, object: "s", message: "m"))
+        XCTAssertNotNil(try store.head(w.layout.compactorStatusKey("lines")))
+        XCTAssertNotNil(try store.head(w.layout.compactorStatusKey("words")))
+    }
+
     /// A damaged base stops compaction; the status it leaves shows in verify with the error and
     /// its time, and the next successful round removes it.
     func testCompactorStatusOfADamagedBase() throws {
@@ -218,5 +238,25 @@ final class VerifyChecklistTests: XCTestCase {
             XCTAssertEqual(healed.status(of: VerifyCheck.compactorStatus, "lines"), .passed)
             XCTAssertEqual(try w.manifest("lines", w.pointer("lines")).rowCount, 17)
         }
+    }
+}
+
+/// A store that accepts every write unconditionally (as some S3-compatible servers do).
+final class NoConditions: ObjectStore, @unchecked Sendable {
+    let inner: any ObjectStore
+    init(_ inner: any ObjectStore) { self.inner = inner }
+    var location: String { "no-conditions+" + inner.location }
+    func head(_ key: String) throws -> ObjectInfo? { try inner.head(key) }
+    func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
+        try inner.get(key, toFile: path, range: range)
+    }
+    func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) { try inner.getData(key) }
+    func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws -> ObjectInfo {
+        try inner.put(key, body: body, condition: .none, options: options)
+    }
+    func delete(_ key: String) throws { try inner.delete(key) }
+    func delete(keys: [String]) throws -> [DeleteFailure] { try inner.delete(keys: keys) }
+    func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
+        try inner.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
     }
 }
