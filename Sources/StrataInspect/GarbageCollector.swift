@@ -89,18 +89,18 @@ public final class GarbageCollector {
         for c in collections {
             let survey = try versionHistory.survey(c)
             if let v = survey.newestComplete?.version { newestComplete[c] = v }
-            do {
-                let l = try ledger.ledger(c)
-                if l.history.isEmpty, !survey.versions.isEmpty {
-                    let why = l.pointerVersion.map { "names \($0), which has no manifest" } ?? "is missing"
-                    kept.append("\(c): every version (\(survey.versions.count)) kept: the pointer \(why)")
-                    continue
-                }
-                ledgers[c] = l
-            } catch let e as StrataError where e.kind == .corrupt && e.object == layout.pointerKey(c) {
+            let l = try ledger.ledger(c)
+            if l.pointerProblem != nil {
                 kept.append("\(c): every version (\(survey.versions.count)) and every run naming it kept: "
                             + "the pointer is unreadable")
+                continue
             }
+            if l.history.isEmpty, !survey.versions.isEmpty {
+                let why = l.pointerVersion.map { "names \($0), which has no manifest" } ?? "is missing"
+                kept.append("\(c): every version (\(survey.versions.count)) kept: the pointer \(why)")
+                continue
+            }
+            ledgers[c] = l
         }
         var deletedRuns = Set<String>()
 

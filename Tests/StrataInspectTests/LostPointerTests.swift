@@ -158,7 +158,11 @@ final class LostPointerTests: XCTestCase {
         XCTAssertTrue(compact.stderr.contains("snapctl rollback lines \(versions[2]) --reason"), compact.stderr)
         let gc = try w.snapctl(["gc", "--grace", "0s", "--keep", "1"])
         XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertTrue(gc.stdout.contains("lines: every version (3) and every run naming it kept"), gc.stdout)
         XCTAssertEqual(try SnapshotLocator(store: w.store, layout: w.layout).versions("lines"), versions)
+        XCTAssertEqual(try w.store.list(prefix: w.layout.runsPrefix).count, 1, "the pending run stays")
+        let ls = try w.snapctl(["ls"])
+        XCTAssertEqual(ls.status, 0, "ls still lists the store: \(ls.stderr)")
 
         let o = try w.verify(["--collection", "lines"])
         XCTAssertEqual(o.status(of: VerifyCheck.pointer, "lines"), .failed)
