@@ -16,6 +16,7 @@ public final class Compactor {
     public let settings: CompactorSettings
     let logger: Logger
     let catalog: RunCatalog
+    let statusMemory = StatusMemory()
 
     public static let snapshotFileName = "snapshot.sqlite3"
 
@@ -42,6 +43,17 @@ public final class Compactor {
     /// One round: apply pending runs (within the limits) and publish once.
     public func compact(collection: String, stop: StopFlag = StopFlag()) throws -> CompactionSummary {
         try Layout.validate(collection: collection)
+        do {
+            let summary = try compactRound(collection: collection, stop: stop)
+            if summary.outcome != .leaseHeld { clearStatus(collection) }
+            return summary
+        } catch {
+            recordStatus(collection, error)  // best effort: `snapctl verify` shows why, without logs
+            throw error
+        }
+    }
+
+    private func compactRound(collection: String, stop: StopFlag) throws -> CompactionSummary {
         try checkStore()
         let leases = LeaseManager(store: store, layout: layout, settings: settings, logger: logger)
         var leaseETag: String
@@ -89,7 +101,7 @@ public final class Compactor {
 
         // 1. The pointer and its ETag.
         let pointerKey = layout.pointerKey(c)
-        let pointer = try Pointer.read(from: store, layout: layout, collection: c)
+        let pointer = try readPointerOrStop(c)  // SPEC 12: a lost pointer never restarts a collection
         let baseVersion = pointer?.version
         summary.baseVersion = baseVersion
         clock.lap("pointer")

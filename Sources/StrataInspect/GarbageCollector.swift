@@ -81,7 +81,27 @@ public final class GarbageCollector {
         var ledgers: [String: CollectionLedger] = [:]
         let collections = try locator.collections()
 
-        for c in collections { ledgers[c] = try ledger.ledger(c) }
+        // SPEC 12: a collection whose pointer is missing, unreadable or names no manifest while
+        // versions exist keeps every version (and, having no ledger, every run naming it); and
+        // no collection loses its newest complete version.
+        let versionHistory = VersionHistory(store: store, layout: layout)
+        var newestComplete: [String: String] = [:]
+        for c in collections {
+            let survey = try versionHistory.survey(c)
+            if let v = survey.newestComplete?.version { newestComplete[c] = v }
+            let l = try ledger.ledger(c)
+            if l.pointerProblem != nil {
+                kept.append("\(c): every version (\(survey.versions.count)) and every run naming it kept: "
+                            + "the pointer is unreadable")
+                continue
+            }
+            if l.history.isEmpty, !survey.versions.isEmpty {
+                let why = l.pointerVersion.map { "names \($0), which has no manifest" } ?? "is missing"
+                kept.append("\(c): every version (\(survey.versions.count)) kept: the pointer \(why)")
+                continue
+            }
+            ledgers[c] = l
+        }
         var deletedRuns = Set<String>()
 
         // Runs: deleted once every collection they name has processed them (and the grace has
@@ -126,7 +146,8 @@ public final class GarbageCollector {
                     .contains { ledger.records[$0] != nil && !deletedRuns.contains($0) }
                 if young || explainsRecord { keepCount = max(keepCount, i + 1) }
             }
-            let keepSet = Set(history.prefix(keepCount).map(\.version))
+            var keepSet = Set(history.prefix(keepCount).map(\.version))
+            if let v = newestComplete[c] { keepSet.insert(v) }
             let ancestry = Set(history.map(\.version))
             kept.append("\(c): \(keepSet.count) version(s) kept along the pointer's history")
             for v in try locator.versions(c) where !keepSet.contains(v) {

@@ -32,28 +32,52 @@ public struct Rollback {
 
     public func run(collection c: String, to target: String, reason: String, requeue: Bool) throws -> Result {
         let locator = SnapshotLocator(store: store, layout: layout)
-        guard let pointer = try locator.pointer(c) else {
-            throw StrataError(.notFound, object: layout.pointerKey(c), message: "collection \(c) has no pointer to roll back")
+        // The pointer as it is: a version, missing (lost), or unreadable (damaged). A rollback
+        // republishes it in every case (SPEC invariant 12), conditionally on what was read.
+        let pointerKey = layout.pointerKey(c)
+        var current: String? = nil
+        let condition: WriteCondition
+        var was = "(none: the pointer was missing)"
+        if let (data, info) = try store.getDataIfExists(pointerKey) {
+            condition = .ifMatch(info.etag)
+            current = try? Pointer.parse(data, key: pointerKey)
+            was = current ?? "(none: the pointer was unreadable)"
+        } else {
+            condition = .ifNoneMatch
         }
-        guard target != pointer.version else {
+        guard target != current else {
             throw StrataError(.invalidInput, object: "version \(target)", message: "is already the pointer's version",
                               fix: "name an older version from `snapctl versions \(c)`")
         }
         let ledger = RunLedger(store: store, layout: layout)
-        let (_, history) = try ledger.history(c)
-        guard let index = history.firstIndex(where: { $0.version == target }) else {
-            throw StrataError(.invalidInput, object: "version \(target)",
-                              message: "is not in the history of \(c)'s pointer (\(pointer.version))",
-                              fix: "choose a version listed by `snapctl versions \(c)`")
+        let currentHistory = try current.map { try ledger.history(c, from: $0).1 } ?? []
+        if !currentHistory.contains(where: { $0.version == target }) {
+            // Not an ancestor of the pointer: allowed when there is no usable pointer (missing,
+            // unreadable, or naming a version without a manifest) or when the target is newer
+            // than the pointer (the pointer lags); the target must be complete.
+            guard currentHistory.isEmpty || target > current! else {
+                throw StrataError(.invalidInput, object: "version \(target)",
+                                  message: "is not in the history of \(c)'s pointer (\(current!))",
+                                  fix: "choose a version listed by `snapctl versions \(c)`")
+            }
+            let checked = try VersionHistory(store: store, layout: layout).check(c, version: target)
+            guard checked.isComplete else {
+                throw StrataError(.invalidInput, object: "version \(target)",
+                                  message: "is not a complete version of \(c): " + checked.problems.joined(separator: "; "),
+                                  fix: "choose a complete version: `snapctl verify --collection \(c)` names the newest")
+            }
         }
-        // Runs that the versions after the target processed; they lose their effect now.
-        let undone = RunLedger.processed(Array(history[..<index])).subtracting(RunLedger.processed(Array(history[index...])))
-            .sorted()
+        // Runs that the pointer's history processed and the target's did not lose their effect now.
+        let targetHistory = try ledger.history(c, from: target).1
+        let undone = RunLedger.processed(currentHistory).subtracting(RunLedger.processed(targetHistory)).sorted()
+        // The new version sorts after every version in the store, so the pointer moves forward.
+        let newest = try locator.versions(c).last
+        let after = [current, newest, target].compactMap { $0 }.max()
 
         let dir = workDirectory + "/strata-rollback-\(Identifiers.make())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let located = try locator.fetch(c, version: target, into: dir)  // verified against its manifest
-        let newVersion = Identifiers.make(after: pointer.version)
+        let newVersion = Identifiers.make(after: after)
         let db = try SnapshotDatabase.open(path: located.path, collection: c)
         let rows = try db.rowCount()
         guard rows == located.manifest.rowCount else {
@@ -62,7 +86,7 @@ public struct Rollback {
         }
         try db.transaction {
             if !requeue { try db.recordRolledBack(runIds: undone, version: newVersion, at: Date()) }
-            try db.setMeta(version: newVersion, parent: pointer.version, rowCount: rows)
+            try db.setMeta(version: newVersion, parent: current ?? target, rowCount: rows)
         }
         guard try db.quickCheck() == "ok" else {
             throw StrataError(.corrupt, object: "version \(target)", message: "SQLite quick_check failed")
@@ -73,7 +97,7 @@ public struct Rollback {
         try store.put(layout.versionFileKey(collection: c, version: newVersion, file: SnapshotFormat.fileName),
                       file: located.path, condition: .ifNoneMatch, options: PutOptions(contentType: "application/vnd.sqlite3", sha256: sha))
         let manifest = SnapshotManifest(
-            collection: c, version: newVersion, parentVersion: pointer.version, createdAt: Date(),
+            collection: c, version: newVersion, parentVersion: current ?? target, createdAt: Date(),
             dimension: located.manifest.dimension, rowCount: rows,
             files: [FileEntry(name: SnapshotFormat.fileName, size: size, sha256: sha)], appliedRuns: [],
             rolledBackRuns: requeue ? [] : undone, requeuedRuns: requeue ? undone : [],
@@ -81,14 +105,15 @@ public struct Rollback {
         try store.put(layout.manifestKey(collection: c, version: newVersion), data: try StrataJSON.encoder().encode(manifest),
                       condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
         do {
-            try store.put(layout.pointerKey(c), data: Pointer.body(version: newVersion), condition: .ifMatch(pointer.etag),
+            try store.put(pointerKey, data: Pointer.body(version: newVersion), condition: condition,
                           options: PutOptions(contentType: "text/plain"))
         } catch let e as StoreError where e.kind == .preconditionFailed {
-            throw StrataError(.conflict, object: layout.pointerKey(c),
-                              message: "a compactor published while the rollback was prepared; nothing was changed",
+            throw StrataError(.conflict, object: pointerKey,
+                              message: "the pointer changed while the rollback was prepared (\(condition)); "
+                                  + "the pointer was not moved",
                               fix: "check `snapctl versions \(c)` and run the rollback again")
         }
-        return Result(collection: c, from: pointer.version, to: target, newVersion: newVersion, rows: rows,
+        return Result(collection: c, from: was, to: target, newVersion: newVersion, rows: rows,
                       rolledBack: requeue ? [] : undone, requeued: requeue ? undone : [])
     }
 }

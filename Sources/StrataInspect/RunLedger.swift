@@ -17,6 +17,8 @@ public struct CollectionLedger: Sendable {
     public var pending: [RunRecord]
     /// Unreadable records, by key, with the reason.
     public var unreadable: [String: String]
+    /// Why the pointer cannot be read (then `history` is empty and `processed` unknown), or nil.
+    public var pointerProblem: String? = nil
 }
 
 /// Reads run records once and builds `CollectionLedger`s.
@@ -102,13 +104,20 @@ public final class RunLedger {
 
     public func ledger(_ collection: String) throws -> CollectionLedger {
         try loadRecords()
-        let (pointer, history) = try history(collection)
+        var pointerProblem: String? = nil
+        var (pointer, history): (String?, [SnapshotManifest]) = (nil, [])
+        do {
+            (pointer, history) = try self.history(collection)
+        } catch let e as StrataError where e.kind == .corrupt && e.object == layout.pointerKey(collection) {
+            pointerProblem = e.message  // an unreadable pointer: nothing is known to be processed
+        }
         let processed = RunLedger.processed(history)
         let quarantined = try quarantined(collection)
         let pending = records.values
             .filter { $0.delta(for: collection) != nil && !processed.contains($0.runId) && quarantined[$0.runId] == nil }
             .sorted { ($0.createdAt, $0.runId) < ($1.createdAt, $1.runId) }
         return CollectionLedger(collection: collection, pointerVersion: pointer, history: history, processed: processed,
-                                quarantined: quarantined, pending: pending, unreadable: unreadable)
+                                quarantined: quarantined, pending: pending, unreadable: unreadable,
+                                pointerProblem: pointerProblem)
     }
 }

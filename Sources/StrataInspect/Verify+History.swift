@@ -69,7 +69,8 @@ extension Verifier {
                 VerifyCheck.historyRows, c, .failed, "rows were lost without deletes: " + lost.joined(separator: "; "),
                 ev,
                 hint: (restoreTo.map {
-                    "Roll back to \($0.version) (\($0.rowCount) rows): `snapctl rollback \(c) \($0.version)`; "
+                    "Roll back to \($0.version) (\($0.rowCount) rows): `"
+                        + VersionHistory.restoreCommand(c, version: $0.version, reason: "rows lost without deletes") + "`; "
                 }
                     ?? "") + foreign)
         } else if !mismatched.isEmpty || !deletedMany.isEmpty {
@@ -97,7 +98,7 @@ extension Verifier {
     /// Version directories newer than the pointer: a compaction that crashed after uploading, or
     /// lost the race to another compactor. Harmless (their runs stay pending, `snapctl gc` removes
     /// them); very young ones may be an upload in progress.
-    func checkUnpublished(_ c: String, pointer: String) {
+    func checkUnpublished(_ c: String, pointer: String, processed: Set<String>?) {
         let versions: [String]
         do { versions = try locator.versions(c) } catch {
             addFailure(VerifyCheck.historyUnpublished, c, "cannot list versions", error, status: .warning)
@@ -115,12 +116,37 @@ extension Verifier {
             Identifiers.date(of: v).map { now.timeIntervalSince($0) < settings.orphanGrace } ?? false
         }
         let old = newer.filter { !young.contains($0) }
+        let history = VersionHistory(store: store, layout: layout)
+        var completeNewer: [SnapshotManifest] = []
         let described = newer.map { v -> String in
-            let complete = (try? store.head(layout.manifestKey(collection: c, version: v))) != nil
+            let checked = try? history.check(c, version: v)
+            if let checked, checked.isComplete, let m = checked.manifest { completeNewer.append(m) }
             let when = Identifiers.date(of: v).map { ", \(age($0)) old" } ?? ""
-            return "\(v) (\(complete ? "complete, never pointed to" : "no manifest: upload stopped")\(when))"
+            let state = checked.map { $0.isComplete ? "complete, never pointed to" : $0.problems.joined(separator: "; ") }
+            return "\(v) (\(state ?? "could not be checked")\(when))"
         }
-        let ev: VerifyEvidence = ["pointer": .string(pointer), "newer_versions": listed(described)]
+        var ev: VerifyEvidence = ["pointer": .string(pointer), "newer_versions": listed(described)]
+        // The pointer lags: a complete version newer than the pointer's applied runs that are no
+        // longer pending (their records are gone), so compacting on the pointer loses their rows.
+        if let newest = completeNewer.max(by: { $0.version < $1.version }) {
+            let lost = Set(completeNewer.flatMap { $0.appliedRuns.map(\.runId) }).filter {
+                !(processed?.contains($0) ?? true) && runKeys[$0] == nil
+            }.sorted()
+            let command = VersionHistory.restoreCommand(c, version: newest.version, reason: "the pointer lags")
+            ev["newest_complete_newer_version"] = .string(newest.version)
+            ev["newest_complete_newer_rows"] = .int(newest.rowCount)
+            if !lost.isEmpty {
+                ev["runs_only_in_newer_versions"] = listed(lost)
+                add(
+                    VerifyCheck.historyUnpublished, c, .failed,
+                    "the pointer lags: version \(newest.version) (\(newest.rowCount) rows) is complete and newer than the "
+                        + "pointer's, and \(lost.count) run\(lost.count == 1 ? " it applied is" : "s it applied are") no "
+                        + "longer in the store, so their rows exist only in the newer version", ev,
+                    hint: "the pointer was set back (a restore, a script): move it forward again with `\(command)`")
+                return
+            }
+            ev["command_if_the_pointer_was_set_back"] = .string(command)
+        }
         if old.isEmpty {
             add(
                 VerifyCheck.historyUnpublished, c, .info,
@@ -133,7 +159,10 @@ extension Verifier {
                     + "never published: a compaction crashed or lost the race after uploading", ev,
                 hint:
                     "harmless: the runs they hold stay pending and the next compaction applies them; `snapctl gc` removes "
-                    + "these directories. If it keeps happening, check the compactor's logs for crashes")
+                    + "these directories. If it keeps happening, check the compactor's logs for crashes"
+                    + (ev["command_if_the_pointer_was_set_back"].map {
+                        ". If the pointer was set back instead (a restore, a script), move it forward: `\($0)`"
+                    } ?? ""))
         }
     }
 }

@@ -45,6 +45,7 @@ extension Verifier {
 
         // Quarantine records: why a run could not be applied.
         var quarantined: [String: String] = [:]  // run id -> "reason: detail"
+        var reasonOf: [String: String] = [:]  // run id -> reason
         var quarantineOK = true
         do {
             let prefix = layout.quarantinePrefix(c)
@@ -55,6 +56,7 @@ extension Verifier {
                     let q = try StrataJSON.decode(QuarantineRecord.self, from: data, object: o.key)
                     quarantined[runId] =
                         "\(q.reason): \(q.detail) (at \(StrataJSON.iso8601(q.quarantinedAt)) by \(q.compactorId))"
+                    reasonOf[runId] = q.reason
                 } catch {
                     quarantined[runId] = "unreadable quarantine record: \(Verifier.explain(error).0)"
                 }
@@ -86,15 +88,13 @@ extension Verifier {
             } else {
                 let items = quarantined.keys.sorted().map { "\($0): \(quarantined[$0]!)" }
                 let reasons = Set(quarantined.values.map { String($0.prefix { $0 != ":" }) }).sorted()
+                let hint = quarantineHint(c, reasonOf)
                 add(
                     VerifyCheck.runsQuarantined, c, .failed,
                     "\(quarantined.count) run\(quarantined.count == 1 ? " is" : "s are") quarantined (\(reasons.joined(separator: ", "))): "
                         + (quarantined.count == 1 ? "its rows are" : "their rows are") + " not in the snapshot",
                     ["count": .int(quarantined.count), "runs": listed(items)],
-                    hint:
-                        "see `snapctl runs --quarantined`; fix the cause (the producer, a lifecycle rule deleting deltas), then "
-                        + "produce the rows again as a new run, or re-queue a run whose delta is now good by deleting its record "
-                        + "`snapctl store rm \(c)/quarantine/RUN.json` (the next compaction retries it)")
+                    hint: hint)
             }
         }
 
@@ -286,7 +286,16 @@ extension Verifier {
                 "acquired_at": .string(StrataJSON.iso8601(lease.acquiredAt)),
                 "expires_at": .string(StrataJSON.iso8601(lease.expiresAt)),
             ]
-            if lease.expiresAt > now {
+            if lease.expiresAt > now, lease.host == settings.host, let pid = lease.pid, !Verifier.processExists(pid) {
+                add(
+                    VerifyCheck.lease, c, .failed,
+                    "stale lease: \(holder) holds it for another "
+                        + "\(VerifySettings.describe(duration: lease.expiresAt.timeIntervalSince(now))), but process \(pid) "
+                        + "no longer exists on this host", ev,
+                    hint:
+                        "its compactor died or was killed mid-round (OOM, SIGKILL): find out why in its logs. A compactor "
+                        + "on this host takes the lease over at once; elsewhere it waits for the expiry")
+            } else if lease.expiresAt > now {
                 add(
                     VerifyCheck.lease, c, .info,
                     "held by \(holder) since \(age(lease.acquiredAt)) ago, for another "
@@ -303,5 +312,42 @@ extension Verifier {
         } catch {
             addFailure(VerifyCheck.lease, c, "cannot read the lease", error, status: .warning)
         }
+    }
+
+    /// What to do about quarantined runs, by reason: the late-run window (`tooLate`, with the
+    /// command that applies each anyway), a producer's clock (`futureRunId`), a bad record
+    /// (`invalidRecord`), and the rest (deltas that are missing or damaged).
+    func quarantineHint(_ c: String, _ reasonOf: [String: String]) -> String {
+        var parts: [String] = []
+        let late = reasonOf.filter { $0.value == "tooLate" }.keys.sorted()
+        if !late.isEmpty {
+            let shown = late.prefix(settings.maxListed).map { "`snapctl compact --collection \(c) --allow-late \($0)`" }
+            parts.append(
+                "tooLate: the run is older than the late-run window, so it may overwrite newer rows or bring back "
+                    + "deleted ones; if its rows are still wanted, apply it anyway: " + shown.joined(separator: ", ")
+                    + (late.count > shown.count ? " (and \(late.count - shown.count) more)" : ""))
+        }
+        if reasonOf.values.contains("futureRunId") {
+            parts.append(
+                "futureRunId: the run id is dated more than an hour ahead of the compactor's clock: fix the clock (NTP) "
+                    + "of the producer that made it, then produce the rows again as a new run")
+        }
+        if reasonOf.values.contains("invalidRecord") {
+            parts.append(
+                "invalidRecord: the run record cannot be parsed or is invalid (the detail says why): fix the producer "
+                    + "(Docs/FORMATS.md, \"Run record\") and publish the job again as a new run")
+        }
+        let other = reasonOf.filter { !["tooLate", "futureRunId", "invalidRecord"].contains($0.value) }.keys.sorted()
+        if !other.isEmpty {
+            let shown = other.prefix(settings.maxListed).map {
+                "`snapctl store rm \(Layout().quarantineKey(collection: c, runId: $0))`"  // keys relative to --store
+            }
+            parts.append(
+                (parts.isEmpty ? "fix" : "otherwise fix") + " the cause (the producer, a lifecycle rule deleting deltas), then produce the rows again "
+                    + "as a new run, or re-queue a run whose delta is now good by deleting its quarantine record (the "
+                    + "next compaction retries it): " + shown.joined(separator: ", ")
+                    + (other.count > shown.count ? " (and \(other.count - shown.count) more)" : ""))
+        }
+        return "see `snapctl runs --quarantined`. " + parts.joined(separator: "; ")
     }
 }

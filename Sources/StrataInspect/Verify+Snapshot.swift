@@ -140,13 +140,16 @@ extension Verifier {
         }
         checkRows(c, rows: rows, meta: meta, st)
         checkSample(c, db, dimension: fileDimension ?? m.dimension, rows: rows, rollbackHint: rollbackHint)
-        if let pattern = settings.idPattern { checkIds(c, db, pattern: pattern) }
+        if let pattern = settings.idPattern(for: c) { checkIds(c, db, pattern: pattern) }
+        if settings.deep, rows > 0 { checkQuery(c, path: path, db, rows: rows, rollbackHint: rollbackHint) }
     }
 
     /// `snapctl rollback` to the newest ancestor, when there is one.
     func rollbackHint(_ c: String, _ st: CollectionState) -> String? {
         guard st.chain.count > 1 else { return nil }
-        return "Roll back to the version before it: `snapctl rollback \(c) \(st.chain[1].version)`"
+        let reason = "version \(st.chain[0].version) is damaged"
+        return "Roll back to the version before it: `"
+            + VersionHistory.restoreCommand(c, version: st.chain[1].version, reason: reason) + "`"
     }
 
     private func checkRows(_ c: String, rows: Int, meta: [String: String], _ st: CollectionState) {
@@ -190,7 +193,8 @@ extension Verifier {
                         : deleted == 0 ? " without explicit deletes" : " although its runs deleted only \(deleted)"),
                 ev,
                 hint: "readers see no rows. Roll back to the last version with rows: "
-                    + "`snapctl rollback \(c) \(lastWithRows!.version)` (\(before) rows)")
+                    + "`" + VersionHistory.restoreCommand(c, version: lastWithRows!.version, reason: "empty snapshot")
+                    + "` (\(before) rows)")
             return
         }
         ev["history"] = .string(st.chainEnd ?? "every version back to the first is empty")

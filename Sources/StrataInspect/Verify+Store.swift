@@ -68,7 +68,14 @@ extension Verifier {
             evidence: evidence, hint: hint)
     }
 
-    func checkCollectionsFound(_ found: [String]) {
+    func checkCollectionsFound(_ found: [String], foreign: [String] = []) {
+        if !foreign.isEmpty {
+            add(
+                VerifyCheck.storeCollections, nil, .info,
+                "\(foreign.count) prefix\(foreign.count == 1 ? " is" : "es are") not a Strata collection (no snapshot, "
+                    + "deltas, quarantine or runs): another application's data in a shared bucket, not checked",
+                ["other_prefixes": listed(foreign.map { layout.collectionPrefix($0) })])
+        }
         if found.isEmpty {
             add(
                 VerifyCheck.storeCollections, nil, settings.collections.isEmpty ? .warning : .info,

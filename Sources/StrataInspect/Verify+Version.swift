@@ -22,14 +22,7 @@ extension Verifier {
             add(VerifyCheck.pointer, c, .passed, message, ev)
             return version
         } catch let e as StrataError where e.kind == .corrupt {
-            let good = newestCompleteVersion(c, before: nil)
-            var ev: VerifyEvidence = ["key": .string(key)]
-            if let good { ev["newest_complete_version"] = .string(good) }
-            add(
-                VerifyCheck.pointer, c, .failed, "the pointer is damaged: \(e.message)", ev,
-                hint: good.map { "point it at the newest complete version: `snapctl rollback \(c) \($0)`" }
-                    ?? "no complete version is left; produce the rows again and run `snapctl compact --collection \(c)`"
-            )
+            lostPointer(c, key: key, damage: e.message)
         } catch {
             addFailure(VerifyCheck.pointer, c, "cannot read the pointer", error)
         }
@@ -44,18 +37,7 @@ extension Verifier {
             "key": .string(key), "versions": .int(versions.count), "runs_naming_collection": .int(naming.count),
         ]
         if !versions.isEmpty {
-            let good = newestCompleteVersion(c, before: nil)
-            if let good { ev["newest_complete_version"] = .string(good) }
-            add(
-                VerifyCheck.pointer, c, .failed,
-                "no pointer, but \(versions.count) version\(versions.count == 1 ? "" : "s") exist: the pointer was deleted "
-                    + "or lost, so readers find no snapshot", ev,
-                hint: good.map {
-                    "re-point the collection at its newest complete version: `snapctl rollback \(c) \($0)` "
-                        + "(or `printf '\($0)\\n' | snapctl store put - \(c)/snapshot/\(Layout.pointerFileName) --if-none-match`)"
-                        + " before any compaction runs: without a pointer a compactor starts the collection anew from "
-                        + "the runs still in the store"
-                } ?? "no version has a manifest; produce the rows again and run `snapctl compact --collection \(c)`")
+            lostPointer(c, key: key, damage: nil)
         } else if !naming.isEmpty {
             let oldest = naming.compactMap(\.createdDate).min()
             if let oldest { ev["oldest_run_age"] = .string(age(oldest)) }
@@ -116,28 +98,75 @@ extension Verifier {
                     + (present.isEmpty
                         ? " (the version does not exist at all)" : " (its upload never finished, or it was deleted)"),
                 ev,
-                hint: good.map { "roll back to the newest complete version: `snapctl rollback \(c) \($0)`" }
-                    ?? "no complete version is left; produce the rows again and compact")
+                hint: good.map {
+                    "roll back to the newest complete version: `"
+                        + VersionHistory.restoreCommand(c, version: $0, reason: "the pointer's version has no manifest") + "`"
+                } ?? "no complete version is left; produce the rows again and compact")
         } catch let e as StrataError {
             let good = newestCompleteVersion(c, before: version)
             addFailure(
                 VerifyCheck.manifest, c, "the manifest of version \(version) cannot be used", e,
                 hint: e.kind == .unsupportedVersion
                     ? e.fix
-                    : good.map { "roll back to the newest complete version: `snapctl rollback \(c) \($0)`" })
+                    : good.map {
+                        "roll back to the newest complete version: `"
+                            + VersionHistory.restoreCommand(c, version: $0, reason: "the pointer's manifest is unusable") + "`"
+                    })
         } catch {
             addFailure(VerifyCheck.manifest, c, "cannot read the manifest of version \(version)", error)
         }
         return nil
     }
 
-    /// The newest version (older than `before`, when given) whose manifest exists and parses.
+    /// The newest complete version (older than `before`, when given): manifest present and valid,
+    /// its files present with the manifest's sizes (VersionHistory).
     func newestCompleteVersion(_ c: String, before: String?) -> String? {
-        guard let all = try? locator.versions(c) else { return nil }
+        let history = VersionHistory(store: store, layout: layout)
+        guard let all = try? history.versions(c) else { return nil }
         for v in all.reversed().filter({ before == nil || $0 < before! }).prefix(20) {
-            if (try? locator.manifest(c, version: v)) != nil { return v }
+            if (try? history.check(c, version: v))?.isComplete == true { return v }
         }
         return nil
+    }
+
+    /// A pointer that is missing while versions exist, or unreadable: readers find no snapshot,
+    /// and the collection must be restored before anything else (SPEC invariant 12).
+    func lostPointer(_ c: String, key: String, damage: String?) {
+        var ev: VerifyEvidence = ["key": .string(key)]
+        let survey: VersionHistory.Survey
+        do { survey = try VersionHistory(store: store, layout: layout).survey(c) } catch {
+            addFailure(VerifyCheck.pointer, c, "the pointer is \(damage == nil ? "missing" : "unreadable") and the "
+                       + "versions cannot be listed", error)
+            return
+        }
+        ev["versions"] = .int(survey.versions.count)
+        if let d = damage { ev["damage"] = .string(d) }
+        let what = damage == nil
+            ? "no pointer, but \(survey.versions.count) version\(survey.versions.count == 1 ? "" : "s") exist: the pointer "
+                + "was deleted or lost"
+            : "the pointer is damaged (\(damage!)); \(survey.versions.count) version\(survey.versions.count == 1 ? "" : "s") exist"
+        if !survey.incomplete.isEmpty {
+            ev["newer_incomplete_versions"] = listed(survey.incomplete.map {
+                "\($0.version): " + $0.problems.joined(separator: "; ")
+            })
+        }
+        guard let good = survey.newestComplete, let m = good.manifest else {
+            add(
+                VerifyCheck.pointer, c, .failed, what + "; none of them is complete", ev,
+                hint: "no version can be restored; see `snapctl versions \(c)`. Compaction of \(c) stays stopped "
+                    + "until the pointer names a complete version")
+            return
+        }
+        restorable[c] = good.version
+        ev["newest_complete_version"] = .string(good.version)
+        ev["newest_complete_rows"] = .int(m.rowCount)
+        ev["newest_complete_made"] = .string(StrataJSON.iso8601(m.createdAt))
+        add(
+            VerifyCheck.pointer, c, .failed,
+            what + "; readers find no snapshot and compaction of \(c) is stopped. The newest complete version is "
+                + "\(good.version) (\(m.rowCount) rows, made \(age(m.createdAt)) ago)", ev,
+            hint: "restore the pointer: `" + VersionHistory.restoreCommand(c, version: good.version)
+                + "`; the next compaction then applies the runs still pending on top of it")
     }
 
     /// The pointer's manifest and its ancestors, newest first, up to the history depth.
@@ -176,9 +205,9 @@ extension Verifier {
                     continue
                 }
                 if info.size != f.size {
-                    problems.append("\(f.name) is \(info.size) bytes; the manifest says \(f.size)")
+                    problems.append("\(f.name) is \(info.size) bytes; the manifest says \(f.size) (\(key))")
                 } else if let sha = info.sha256, sha != f.sha256 {
-                    problems.append("\(f.name): the store records SHA-256 \(sha); the manifest says \(f.sha256)")
+                    problems.append("\(f.name): the store records SHA-256 \(sha); the manifest says \(f.sha256) (\(key))")
                 } else {
                     checked.append("\(f.name) (\(Verifier.mib(f.size)))")
                 }
@@ -203,15 +232,16 @@ extension Verifier {
                         let (sha, size) = try SHA256.hexOfFile(atPath: path)
                         if sha != f.sha256 || size != f.size {
                             problems.append(
-                                "\(f.name) is \(size) bytes with SHA-256 \(sha); the manifest says \(f.size) bytes, \(f.sha256)"
+                                "\(f.name) is \(size) bytes with SHA-256 \(sha); the manifest says \(f.size) bytes, \(f.sha256) "
+                                    + "(\(key))"
                             )
                         }
                     }
                 }
             } catch let e as StrataError where e.kind == .corrupt {
-                problems.append("checksum mismatch: \(e.message)")
+                problems.append("\(SnapshotFormat.fileName): checksum mismatch: \(e.message) (\(e.object))")
             } catch let e as StoreError where e.kind == .integrity {
-                problems.append("checksum mismatch: \(e.message)")
+                problems.append("\(SnapshotFormat.fileName): checksum mismatch: \(e.message) (\(e.key ?? "?"))")
             } catch {
                 addFailure(VerifyCheck.files, c, "cannot download the snapshot of version \(m.version)", error)
                 return nil
@@ -236,7 +266,9 @@ extension Verifier {
             VerifyCheck.files, c, .failed,
             "version \(m.version) is damaged: " + problems.joined(separator: "; "), ev,
             hint: (parent.map {
-                "roll back to the version before it: `snapctl rollback \(c) \($0)`, then re-queue the runs the rollback lists"
+                "roll back to the version before it and apply its runs again: `"
+                    + VersionHistory.restoreCommand(c, version: $0, reason: "version \(m.version) is damaged")
+                    + " --requeue`"
             }
                 ?? "no earlier version is left; produce the rows again and compact")
                 + "; find who writes to \(layout.versionsPrefix(c)) besides the compactor")

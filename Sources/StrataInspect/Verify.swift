@@ -28,6 +28,8 @@ public final class Verifier {
     var workDirectory = ""
     /// Collections asked for that have nothing in the store: only their pointer finding is shown.
     var absentCollections = Set<String>()
+    /// Collections whose pointer is lost: the newest complete version, which tells what was applied.
+    var restorable: [String: String] = [:]
 
     public init(
         store: any ObjectStore, layout: Layout, settings: VerifySettings = VerifySettings(),
@@ -59,12 +61,13 @@ public final class Verifier {
             return VerifyReport(
                 store: store.location, checkedAt: now, collections: settings.collections, findings: findings)
         }
-        let collections = settings.collections.isEmpty ? found : settings.collections
-        checkCollectionsFound(found)
         listRuns()
+        let (strata, foreign) = splitForeignPrefixes(found)
+        let collections = settings.collections.isEmpty ? strata : settings.collections
+        checkCollectionsFound(strata, foreign: foreign)
         for c in collections {
             logger.debug("verifying collection", metadata: ["collection": "\(c)"])
-            verifyCollection(c, known: found)
+            verifyCollection(c, known: strata)
         }
         checkRunRecords()
         return VerifyReport(store: store.location, checkedAt: now, collections: collections, findings: findings)
@@ -91,8 +94,15 @@ public final class Verifier {
             if absentCollections.contains(c) { return }
             st.processed = []
             st.processedSource = "nothing (no published version)"
+            if let v = restorable[c], let (_, history) = try? RunLedger(store: store, layout: layout).history(c, from: v) {
+                // Runs the version that restores the pointer (and its ancestors) applied are not pending.
+                st.processed = RunLedger.processed(history)
+                st.processedSource = "the newest complete version \(v) and its ancestors (the pointer is lost)"
+            }
             checkRuns(c, &st)
+            checkFreshness(c, st)
             checkLease(c)
+            checkCompactorStatus(c, publishedAt: nil)
             return
         }
         st.pointer = pointer
@@ -113,9 +123,11 @@ public final class Verifier {
                 "the manifests of \(st.chain.count) versions (the snapshot could not be read; "
                 + "runs applied before them may show as pending)"
         }
-        checkUnpublished(c, pointer: pointer)
+        checkUnpublished(c, pointer: pointer, processed: st.processed)
         checkRuns(c, &st)
+        checkFreshness(c, st)
         checkLease(c)
+        checkCompactorStatus(c, publishedAt: st.manifest?.createdAt)
     }
 
     // MARK: findings

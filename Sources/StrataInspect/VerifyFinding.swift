@@ -171,6 +171,8 @@ public enum VerifyCheck {
     public static let snapshotEmbeddings = "snapshot.embeddings"
     public static let snapshotMetadata = "snapshot.metadata"
     public static let snapshotIds = "snapshot.ids"
+    /// With --deep: a sampled row's nearest neighbour is itself.
+    public static let snapshotQuery = "snapshot.query"
     // versions over time
     public static let historyRows = "history.rows"
     public static let historyUnpublished = "history.unpublished"
@@ -179,12 +181,17 @@ public enum VerifyCheck {
     public static let runsQuarantined = "runs.quarantined"
     public static let runsDeltas = "runs.deltas"
     public static let runsOrphans = "runs.orphans"
+    /// When the newest run was created: are deltas still being created?
+    public static let runsFreshness = "runs.freshness"
     public static let lease = "lease"
+    /// The status a compactor left when a round of this collection failed.
+    public static let compactorStatus = "compactor.status"
 
     public static let all = [
         storeAccess, storeCollections, runRecords, pointer, manifest, files, snapshotOpen, snapshotIntegrity,
         snapshotFormat, snapshotDimension, snapshotRows, snapshotEmbeddings, snapshotMetadata, snapshotIds,
-        historyRows, historyUnpublished, runsPending, runsQuarantined, runsDeltas, runsOrphans, lease,
+        snapshotQuery, historyRows, historyUnpublished, runsPending, runsQuarantined, runsDeltas, runsOrphans,
+        runsFreshness, lease, compactorStatus,
     ]
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import StrataCore
 
 /// What `Verifier` checks and where its thresholds lie. Values only; the store, layout, logger
 /// and clock are passed to `Verifier` separately.
@@ -8,8 +9,26 @@ public struct VerifySettings: Sendable {
     /// Check every row instead of a sample, run `PRAGMA integrity_check` instead of `quick_check`,
     /// and download and hash the deltas of pending runs (not only HEAD them).
     public var deep: Bool = false
-    /// The shape every id must have, when given.
+    /// The shape every id must have, when given (every collection without its own pattern).
     public var idPattern: IDPattern?
+    /// The shape of the ids of one collection (`--id-pattern C=PATTERN`).
+    public var idPatterns: [String: IDPattern] = [:]
+    /// The newest run of a collection older than this fails `runs.freshness`; without it, a
+    /// newest run older than `staleRunWarning` is a warning.
+    public var maxRunAge: TimeInterval?
+    public var staleRunWarning: TimeInterval = 86400
+    /// This machine's host name: a lease held on it by a process that no longer exists is stale.
+    public var host: String = VerifySettings.localHost()
+
+    /// gethostname(2), as compactors record it in their leases.
+    public static func localHost() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, 255)
+        return String(cString: buf)
+    }
+
+    /// The id pattern that applies to `collection`, if any.
+    public func idPattern(for collection: String) -> IDPattern? { idPatterns[collection] ?? idPattern }
     /// A run pending for longer than this means compaction is not running (failed).
     public var pendingAge: TimeInterval = 3600
     /// A drop of more than this fraction of a collection's rows, not explained by deletes in the

@@ -19,6 +19,9 @@ public struct ProducerSettings: Sendable, Equatable {
     public var workDirectory: String?
     /// Keep the built files after publishing (for debugging).
     public var keepWorkFiles: Bool
+    /// The shape every id of a collection must have (`--id-pattern C=PATTERN`); a row whose id
+    /// does not match fails the input before anything is uploaded.
+    public var idPatterns: [String: IDPattern] = [:]
 
     public init(
         maxRowsPerRun: Int = 50_000, maxInputBytesPerRun: Int64 = 256 << 20, maxLineBytes: Int = 16 << 20,

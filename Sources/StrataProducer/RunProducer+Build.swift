@@ -84,6 +84,12 @@ extension RunProducer {
                 partStart = rowStart
             }
             do {
+                if let pattern = settings.idPatterns[input.collection] {
+                    switch row {
+                    case .upsert(let r): try pattern.check(r.id, object: "row")
+                    case .delete(let id): try pattern.check(id, object: "delete")
+                    }
+                }
                 switch row {
                 case .upsert(let r): try writer!.upsert(r)
                 case .delete(let id): try writer!.delete(id: id)

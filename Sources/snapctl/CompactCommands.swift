@@ -139,7 +139,10 @@ struct CompactorCommand: ParsableCommand {
             let logger = global.logger("strata.compactor")
             let compactor = Compactor(store: store, layout: layout, settings: try options.settings(environment: global.environment),
                                       logger: logger)
-            try compactor.checkStore()
+            do { try compactor.checkStore() } catch {
+                compactor.reportRefusal(collections: list, error)  // leaves a status verify shows
+                throw error
+            }
             let stop = StopFlag()
             let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
                 signal(sig, SIG_IGN)

@@ -90,6 +90,12 @@ struct ProduceCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Where deltas and bundles are built (default: $TMPDIR or /tmp).", valueName: "dir"))
     var workDir: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Refuse rows of collection C whose id does not match (repeatable): a pattern or receipt-line, receipt-word.",
+            valueName: "C=pattern"))
+    var idPattern: [String] = []
+
     @Option(help: ArgumentHelp("Directory mode: publish every job in this directory.", valueName: "dir"))
     var dir: String?
 
@@ -211,6 +217,17 @@ struct ProduceCommand: ParsableCommand {
         }
         if let maxBytes {
             settings.maxInputBytesPerRun = try ProduceCommand.parseByteSize(maxBytes, option: "--max-bytes")
+        }
+        for text in idPattern {
+            do {
+                let (c, pattern) = try IDPattern.parseOption(text)
+                guard let c else {
+                    throw CLIError.usage("--id-pattern \(text): name the collection, e.g. --id-pattern lines=receipt-line")
+                }
+                settings.idPatterns[c] = pattern
+            } catch let e as IDPattern.ParseError {
+                throw CLIError.usage(e.description)
+            }
         }
         if let workDir {
             guard !workDir.isEmpty else { throw CLIError.usage("--work-dir: must not be empty") }

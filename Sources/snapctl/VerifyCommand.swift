@@ -15,20 +15,28 @@ struct VerifyCommand: ParsableCommand {
                         denied or a wrong region. Run records parse.
               version   the pointer exists and names a version whose manifest
                         exists and whose files have the manifest's sizes and
-                        SHA-256.
+                        SHA-256 (each damaged file named with its key); a lost
+                        pointer names the newest complete version and the
+                        rollback that restores it.
               snapshot  downloaded to a temporary directory (removed afterwards)
                         and opened read-only: quick_check, format, dimension, a
                         row count that matches the manifest and is not zero
                         (unless deletes emptied it), sampled embeddings (length,
-                        finite) and metadata (flat JSON), ids vs --id-pattern.
+                        finite) and metadata (flat JSON), ids vs --id-pattern;
+                        with --deep a query smoke test.
               history   row counts of recent versions add up: no drop to zero,
                         no large drop without deletes; versions newer than the
                         pointer that were never published.
               runs      pending runs and the oldest's age, quarantined runs and
                         why, pending runs whose deltas are missing, deltas with
-                        no run record (orphans), the compactor's lease.
+                        no run record (orphans), the newest run's age
+                        (--max-run-age), the compactor's lease (stale when its
+                        process is gone from this host), and the status a
+                        failed compaction round left.
             --id-pattern: {uuid}, {N digits}, {digits}, {hex} and {any} are
             placeholders; everything else is literal ({{ and }} for braces).
+            Built-in: receipt-line = IMAGE#{uuid}#RECEIPT#{5 digits}#LINE#{5 digits},
+            receipt-word = the same plus #WORD#{5 digits}.
             Exit status: 0 nothing failed (warnings allowed), 1 something
             failed, 2 usage or configuration error. Docs/RUNBOOK.md explains
             every finding and what to do.
@@ -37,6 +45,8 @@ struct VerifyCommand: ParsableCommand {
               snapctl verify --store s3://receipts --collection lines --deep \\
                 --id-pattern 'IMAGE#{uuid}#RECEIPT#{5 digits}#LINE#{5 digits}' \\
                 --pending-age 30m --json
+              snapctl verify --store s3://receipts --id-pattern lines=receipt-line \\
+                --id-pattern words=receipt-word --max-run-age 6h
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -46,8 +56,17 @@ struct VerifyCommand: ParsableCommand {
     var deep = false
     @Flag(help: "Print the findings as JSON (check, collection, status, message, evidence, hint).")
     var json = false
-    @Option(help: ArgumentHelp("The shape of every id, e.g. 'IMAGE#{uuid}#LINE#{5 digits}'.", valueName: "pattern"))
-    var idPattern: String?
+    @Option(
+        help: ArgumentHelp(
+            "The shape of ids (repeatable): C=PATTERN for collection C, or PATTERN for all; PATTERN may be "
+                + "receipt-line or receipt-word, or e.g. 'IMAGE#{uuid}#LINE#{5 digits}'.",
+            valueName: "[C=]pattern"))
+    var idPattern: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "Fail when a collection's newest run is older than this (e.g. 6h, 2d); without it, older than a day warns.",
+            valueName: "duration"))
+    var maxRunAge: String?
     @Option(
         help: ArgumentHelp(
             "A run pending longer than this fails: compaction is not running (e.g. 30m, 1h, 0s).",
@@ -81,10 +100,19 @@ struct VerifyCommand: ParsableCommand {
         }
         s.collections = collection.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         s.deep = deep
-        if let idPattern {
-            do { s.idPattern = try IDPattern(idPattern) } catch let e as IDPattern.ParseError {
+        for text in idPattern {
+            do {
+                let (c, pattern) = try IDPattern.parseOption(text)
+                if let c { s.idPatterns[c] = pattern } else { s.idPattern = pattern }
+            } catch let e as IDPattern.ParseError {
                 throw CLIError.usage(e.description)
             }
+        }
+        if let maxRunAge {
+            guard let age = VerifySettings.parseDuration(maxRunAge) else {
+                throw CLIError.usage("--max-run-age \(maxRunAge): expected a duration such as 6h, 2d or 90m")
+            }
+            s.maxRunAge = age
         }
         guard let pending = VerifySettings.parseDuration(pendingAge) else {
             throw CLIError.usage("--pending-age \(pendingAge): expected a duration such as 30m, 1h, 90s or 0s")

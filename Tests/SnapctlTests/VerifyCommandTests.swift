@@ -24,7 +24,8 @@ final class VerifyCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0)
         for words in [
             "--id-pattern", "--pending-age", "--drop-threshold", "--orphan-grace", "--deep", "--json",
-            "Example", "snapctl verify --store s3://", "{5 digits}", "Exit status",
+            "Example", "snapctl verify --store s3://", "{5 digits}", "Exit status", "--max-run-age",
+            "receipt-line", "receipt-word",
         ] {
             XCTAssertTrue(r.stdout.contains(words), "help mentions \(words): \(r.stdout)")
         }
@@ -40,6 +41,8 @@ final class VerifyCommandTests: XCTestCase {
             (["--drop-threshold", "1.5"], "--drop-threshold"),
             (["--collection", "Bad Name"], "--collection Bad Name"),
             (["--sample", "0"], "--sample"),
+            (["--max-run-age", "soon"], "--max-run-age soon"),
+            (["--id-pattern", "lines=IMAGE#{uuid4}"], "unknown placeholder {uuid4}"),
         ]
         for (args, words) in cases {
             let r = try snapctl(["verify"] + store + args)

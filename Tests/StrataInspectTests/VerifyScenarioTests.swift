@@ -45,7 +45,7 @@ final class VerifyScenarioTests: XCTestCase {
         let w = try published("healthy")
         try w.produce("words", ids: w.ids("w", 4))
         try w.compact("words")
-        let o = try w.verify(["--id-pattern", Self.pattern, "--collection", "lines"], name: "healthy")
+        let o = try w.verify(["--id-pattern", Self.pattern, "--collection", "lines", "--deep"], name: "healthy")
         XCTAssertEqual(o.status, 0, o.stdout)
         let report = try XCTUnwrap(o.report)
         XCTAssertEqual(report.summary.failed, 0, o.stdout)

@@ -5,6 +5,7 @@ import StrataCrypto
 import StrataDelta
 import StrataInspect
 import StrataProducer
+import StrataFileStore
 import StrataS3
 import StrataTestSupport
 import XCTest
@@ -13,17 +14,42 @@ import XCTest
 /// CompactionWorld does in the compactor's tests), break things with direct store writes, and run
 /// the real `snapctl verify` on it.
 final class VerifyWorld {
-    let store: S3Store
-    let bucket: String
+    let store: any ObjectStore
+    /// `--store` for snapctl: `s3://bucket` on the test SeaweedFS, or `file://dir`.
+    let storeURL: String
     let layout = Layout()
     let tmp = TempDir(prefix: "strata-verify-world")
     let dimension: Int
     private var counter = 0
+    private let fileRoot: TempDir?
 
-    init(_ hint: String, dimension: Int = 8) throws {
-        store = try S3TestStore.make(hint)
-        bucket = store.configuration.bucket
+    /// On a fresh bucket of the test SeaweedFS, or with `fileStore` on a fresh file store.
+    init(_ hint: String, dimension: Int = 8, fileStore: Bool = false) throws {
+        if fileStore {
+            let root = TempDir(prefix: "strata-verify-\(hint)")
+            store = try FileStore(root: URL(fileURLWithPath: root.path))
+            storeURL = "file://" + root.path
+            fileRoot = root
+        } else {
+            let s3 = try S3TestStore.make(hint)
+            store = s3
+            storeURL = "s3://\(s3.configuration.bucket)"
+            fileRoot = nil
+        }
         self.dimension = dimension
+    }
+
+    /// The environment snapctl needs for this store (credentials and endpoint for SeaweedFS).
+    func environment() throws -> [String: String] {
+        fileRoot == nil ? try SeaweedFS.shared().awsEnvironment : [:]
+    }
+
+    /// Runs snapctl with `args` on this store (`STRATA_STORE`, so printed commands run as printed).
+    func snapctl(_ args: [String], env: [String: String] = [:]) throws -> TestPaths.ProcessResult {
+        try TestPaths.run(
+            [TestPaths.snapctl] + args,
+            environment: try environment().merging(["STRATA_STORE": storeURL, "STRATA_LOG_FORMAT": "json"]) { $1 }
+                .merging(env) { $1 })
     }
 
     func vector(_ seed: Int) -> [Double] { (0..<dimension).map { Double((seed &* 31 &+ $0 &* 7) % 97) / 8 } }
@@ -141,11 +167,11 @@ final class VerifyWorld {
     func verify(_ args: [String] = [], json: Bool = true, env: [String: String] = [:], name: String? = nil) throws
         -> Outcome
     {
-        let server = try SeaweedFS.shared()
-        let argv = [TestPaths.snapctl, "verify", "--store", "s3://\(bucket)"] + args + (json ? ["--json"] : [])
+        let base = try environment()
+        let argv = [TestPaths.snapctl, "verify", "--store", storeURL] + args + (json ? ["--json"] : [])
         let r = try TestPaths.run(
             argv,
-            environment: server.awsEnvironment.merging(["STRATA_LOG_FORMAT": "json"]) { $1 }
+            environment: base.merging(["STRATA_LOG_FORMAT": "json"]) { $1 }
                 .merging(env) { $1 })
         var report: VerifyReport? = nil
         if json {
@@ -157,8 +183,8 @@ final class VerifyWorld {
             // The runbook's examples are pasted from these: the same run, as a person sees it.
             let t =
                 json
-                ? try TestPaths.run(Array(argv.dropLast()), environment: server.awsEnvironment.merging(env) { $1 }) : r
-            let shown = (["snapctl", "verify", "--store", "s3://\(bucket)"] + args)
+                ? try TestPaths.run(Array(argv.dropLast()), environment: base.merging(env) { $1 }) : r
+            let shown = (["snapctl", "verify", "--store", storeURL] + args)
                 .map { $0.contains(where: { " {}#".contains($0) }) ? "'\($0)'" : $0 }.joined(separator: " ")
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try? "$ \(shown)\n\(t.stdout)(exit \(t.status))\n".write(

@@ -1,5 +1,4 @@
 import Foundation
-import StrataCore
 
 /// The shape every id of a collection should have, written the way people describe ids:
 /// `IMAGE#{uuid}#RECEIPT#{5 digits}#LINE#{5 digits}`.
@@ -36,6 +35,38 @@ public struct IDPattern: Sendable, Equatable, CustomStringConvertible {
         public var pattern: String
         public var message: String
         public var description: String { "--id-pattern \(pattern.debugDescription): \(message)" }
+    }
+
+    /// Built-in patterns for the seed's id formats, by name.
+    public static let builtIn: [String: String] = [
+        "receipt-line": "IMAGE#{uuid}#RECEIPT#{5 digits}#LINE#{5 digits}",
+        "receipt-word": "IMAGE#{uuid}#RECEIPT#{5 digits}#LINE#{5 digits}#WORD#{5 digits}",
+    ]
+
+    /// A built-in name (`receipt-line`, `receipt-word`) or a pattern.
+    public static func named(_ nameOrPattern: String) throws -> IDPattern {
+        try IDPattern(builtIn[nameOrPattern] ?? nameOrPattern)
+    }
+
+    /// `C=PATTERN` (PATTERN a built-in name or a pattern) for collection C, or a bare PATTERN for
+    /// every collection (collection nil). Names are validated like collections.
+    public static func parseOption(_ text: String) throws -> (collection: String?, pattern: IDPattern) {
+        if let eq = text.firstIndex(of: "=") {
+            let name = String(text[..<eq])
+            if (try? Layout.validate(collection: name)) != nil {
+                return (name, try named(String(text[text.index(after: eq)...])))
+            }
+        }
+        return (nil, try named(text))
+    }
+
+    /// Throws an invalid-input error naming `id`, `object` and the pattern unless `id` matches.
+    public func check(_ id: String, object: String) throws {
+        guard !matches(id) else { return }
+        throw StrataError(
+            .invalidInput, object: object, field: "id",
+            message: "\(id.prefix(200).debugDescription) does not match the id pattern \(source)",
+            fix: "fix the id (or the --id-pattern option) and publish again")
     }
 
     public init(_ source: String) throws {
