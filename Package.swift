@@ -64,6 +64,9 @@ let package = Package(
                                          "StrataCompactor", "StrataCrypto", "StrataTestSupport"],
                           swiftSettings: v5),
 
+        .executableTarget(name: "strata-pages-bench", dependencies: ["StrataPages", "StrataDelta", "StrataCrypto", "CSQLite"],
+                          swiftSettings: v5),
+
         // Test support: starts and stops a private SeaweedFS on loopback.
         .target(name: "StrataTestSupport",
                 dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataDelta", "StrataProducer",
