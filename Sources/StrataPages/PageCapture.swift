@@ -101,9 +101,10 @@ public struct WALContent: Sendable {
 
 /// Settings of page capture (constants of the design, as values with defaults).
 public struct PageCaptureSettings: Sendable {
-    /// zlib level for patch frames; 0 stores pages raw.
-    public var compressionLevel: Int32 = 6
-    public init(compressionLevel: Int32 = 6) { self.compressionLevel = compressionLevel }
+    /// zlib level for patch frames; 0 stores pages raw. Level 1 saves as much as 6 on snapshot
+    /// pages (the gain is their free space; float32 vectors do not compress) for less CPU.
+    public var compressionLevel: Int32 = 1
+    public init(compressionLevel: Int32 = 1) { self.compressionLevel = compressionLevel }
 }
 
 /// What one capture did.
@@ -112,6 +113,9 @@ public struct PageCaptureResult: Sendable {
     /// WAL frames SQLite wrote (every frame, several per page when a page changed twice).
     public var walFrames: Int
     public var commits: Int
+    /// Seconds spent: running the body, reading the WAL, checkpointing and leaving WAL mode,
+    /// writing the patch (reading and hashing the changed pages, compressing, fsync).
+    public var seconds: (body: Double, wal: Double, checkpoint: Double, patch: Double) = (0, 0, 0, 0)
 }
 
 /// Captures the pages a write changes, from the write itself (no diff, no pass over the file).
@@ -160,7 +164,10 @@ public enum PageCapture {
                               fix: "the file must be on a local file system that supports WAL")
         }
         try db.execute("PRAGMA wal_autocheckpoint = 0")
+        var clock = Date()
+        func lap() -> Double { let t = Date().timeIntervalSince(clock); clock = Date(); return t }
         try body(db)
+        let bodySeconds = lap()
         let mode = try db.scalarText("PRAGMA journal_mode")
         guard mode == "wal" else {
             throw StrataError(.refused, object: path, field: "journal_mode",
@@ -174,6 +181,7 @@ public enum PageCapture {
         }
         try db.execute("ROLLBACK")
         let wal = try WALContent.read(path: path + "-wal")
+        let walSeconds = lap()
         let ckpt = try db.prepare("PRAGMA wal_checkpoint(TRUNCATE)")
         guard try ckpt.step(), ckpt.columnInt64(0) == 0 else {
             throw StrataError(.io, object: path, message: "the WAL checkpoint did not complete",
@@ -187,6 +195,7 @@ public enum PageCapture {
         }
         try db.close()
 
+        let checkpointSeconds = lap()
         let after = try SQLiteFileHeader.read(path: path)
         guard after.pageSize == before.pageSize, wal.pageSize == 0 || wal.pageSize == before.pageSize else {
             throw StrataError(.refused, object: path, field: "page_size",
@@ -230,6 +239,8 @@ public enum PageCapture {
             try page.withUnsafeBytes { try writer.add(page: p, raw: $0, sha256: sha) }
         }
         let summary = try writer.finish()
-        return PageCaptureResult(patch: summary, walFrames: wal.frames, commits: wal.commits)
+        var result = PageCaptureResult(patch: summary, walFrames: wal.frames, commits: wal.commits)
+        result.seconds = (bodySeconds, walSeconds, checkpointSeconds, lap())
+        return result
     }
 }

@@ -162,7 +162,7 @@ public final class PagePatchWriter {
 
     /// `compressionLevel` 0 stores every page raw; 1...9 compresses a page when that saves at
     /// least 1/16 of it.
-    public init(path: String, header: PagePatchHeader, compressionLevel: Int32 = 6) throws {
+    public init(path: String, header: PagePatchHeader, compressionLevel: Int32 = 1) throws {
         precondition(PagePatchFormat.validPageSize(header.pageSize) && header.fromRoot.count == 32
                      && header.toRoot.count == 32, "invalid patch header")
         self.path = path

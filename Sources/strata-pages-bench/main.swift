@@ -15,6 +15,7 @@ struct Options {
     var delta = 1_000
     var dir = NSTemporaryDirectory() + "strata-pages-bench"
     var keep = false
+    var level: Int32 = 1
 }
 
 var o = Options()
@@ -31,6 +32,7 @@ while let a = args.next() {
     case "--delta": o.delta = Int(value())!
     case "--dir": o.dir = value()
     case "--keep": o.keep = true
+    case "--level": o.level = Int32(value())!
     default: FileHandle.standardError.write(Data("unknown argument \(a)\n".utf8)); exit(2)
     }
 }
@@ -80,7 +82,8 @@ func newId() -> String {
 try? FileManager.default.removeItem(atPath: o.dir)
 try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)
 let base = o.dir + "/base.sqlite3", live = o.dir + "/live.sqlite3"
-print("# strata-pages-bench: \(o.rows) rows x \(o.dim) dims, page size \(o.pageSize), delta \(o.delta) rows")
+print("# strata-pages-bench: \(o.rows) rows x \(o.dim) dims, page size \(o.pageSize), delta \(o.delta) rows, "
+      + "zlib level \(o.level)")
 print("SQLite \(String(cString: sqlite3_libversion()))")
 
 var t = now()
@@ -117,7 +120,12 @@ func cp(_ from: String, _ to: String) throws -> Double {
     p.arguments = [from, to]
     try p.run()
     p.waitUntilExit()
-    return now() - t
+    let elapsed = now() - t
+    // Flush the copy so later fsyncs (checkpoint, apply) do not pay for cp's dirty pages.
+    let f = FileHandle(forUpdatingAtPath: to)!
+    try f.synchronize()
+    try f.close()
+    return elapsed
 }
 let cpTime = try cp(base, live)
 print("cp of the file (reference): \(ms(cpTime))")
@@ -129,13 +137,15 @@ print("page-hash list built (full pass, once per base): \(ms(now() - t)), \(mb(s
 let counter = ["inserts", "upserts", "deletes", "mixed (half new, half overwrites)"]
 var patches: [PagePatchSource] = []
 print("")
-print("| delta | pages changed | raw page bytes | patch (zlib) | % of file | WAL frames | write | capture total |")
-print("|---|---|---|---|---|---|---|---|")
+print("| delta | pages changed | raw page bytes | patch (zlib) | % of file | WAL frames | write | WAL read "
+      + "| checkpoint | patch write | capture total |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for (i, name) in counter.enumerated() {
     let path = o.dir + "/p\(i).strpatch"
     var bodyTime = 0.0
     let t0 = now()
-    let r = try PageCapture.capture(database: live, hashes: hashes, patch: path) { db in
+    let r = try PageCapture.capture(database: live, hashes: hashes, patch: path,
+                                    settings: PageCaptureSettings(compressionLevel: o.level)) { db in
         let tb = now()
         try db.execute("BEGIN")
         switch i {
@@ -170,7 +180,8 @@ for (i, name) in counter.enumerated() {
     let h = r.patch.header
     print("| 1,000 \(name) | \(h.frameCount) | \(mb(r.patch.rawPageBytes)) | \(mb(r.patch.bytes)) | "
           + String(format: "%.2f%%", Double(r.patch.bytes) * 100 / Double(size(live)))
-          + " | \(r.walFrames) | \(ms(bodyTime)) | \(ms(total)) |")
+          + " | \(r.walFrames) | \(ms(bodyTime)) | \(ms(r.seconds.wal)) | \(ms(r.seconds.checkpoint)) "
+          + "| \(ms(r.seconds.patch)) | \(ms(total)) |")
 }
 print("")
 print("capture overhead = capture total - write (WAL parse, checkpoint, back to rollback mode, patch write).")
@@ -186,7 +197,7 @@ t = now()
 try PagePatchChain.apply(Array(patches[1...]), onto: held, hashes: heldList)
 print("apply a chain of 3 patches in place: \(ms(now() - t))")
 t = now()
-let merged = try PagePatchChain.merge(patches, to: o.dir + "/merged.strpatch")
+let merged = try PagePatchChain.merge(patches, to: o.dir + "/merged.strpatch", compressionLevel: o.level)
 print("k-way merge of the 4 patches: \(ms(now() - t)), \(merged.header.frameCount) pages, \(mb(merged.bytes))")
 let rssBefore = peakRSS()
 t = now()
