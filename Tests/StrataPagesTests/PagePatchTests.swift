@@ -306,7 +306,9 @@ final class PagePatchCorruptionTests: XCTestCase {
         try expect(d, field: "trailer.sha256")
         // A byte of a page (the first frame's stored data).
         d = patch!
-        d[frameOffsets()[0] + 44 + 100] ^= 0x40
+        let f0 = frameOffsets()[0]
+        let stored = d[(f0 + 8)..<(f0 + 12)].reduce(0) { $0 << 8 | Int($1) }
+        d[f0 + 44 + stored / 2] ^= 0x40
         try expect(d, field: "frame 0 (page 1)")
         // A byte of the header's to_root: only the trailer sees it.
         d = patch!
