@@ -63,17 +63,25 @@ def frames(path, h):
             field = f"frame {i} (page {pgno})"
             if pgno <= last or pgno > h["to_count"]:
                 raise Damaged(path, f"{field}.page_number", f"is out of order or out of range (after {last})")
-            if enc not in (0, 1) or reserved != b"\0\0\0":
+            if enc not in (0, 1, 2) or reserved != b"\0\0\0":
                 raise Damaged(path, f"{field}.encoding", f"is {enc}")
             stored = f.read(length)
             if len(stored) < length:
                 raise Damaged(path, field, "is truncated")
             digest.update(fh)
             digest.update(stored)
-            try:
-                page = zlib.decompress(stored) if enc == 1 else stored
-            except zlib.error:
-                raise Damaged(path, f"{field}.data", "does not inflate")
+            if enc == 1:
+                try:
+                    page = zlib.decompress(stored)
+                except zlib.error:
+                    raise Damaged(path, f"{field}.data", "does not inflate")
+            elif enc == 2:  # zero run: gap start u32, gap length u32, bytes before, bytes after
+                if len(stored) < 8:
+                    raise Damaged(path, f"{field}.data", "is not a zero run")
+                start, gap = struct.unpack_from(">II", stored)
+                page = stored[8:8 + start] + bytes(gap) + stored[8 + start:]
+            else:
+                page = stored
             if len(page) != h["page_size"]:
                 raise Damaged(path, f"{field}.data", f"is {len(page)} bytes, not one page")
             if hashlib.sha256(page).digest() != sha:

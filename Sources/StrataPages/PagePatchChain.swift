@@ -254,7 +254,7 @@ public enum PagePatchChain {
     /// last one's): frames are copied as stored, the newest one per page; pages a cut removed and
     /// no later frame set become zero frames. Every input is read to its end and verified.
     @discardableResult
-    public static func merge(_ chain: [PagePatchSource], to path: String, compressionLevel: Int32 = 1)
+    public static func merge(_ chain: [PagePatchSource], to path: String, compression: PageCompression = .zeroRun)
         throws -> PagePatchSummary
     {
         precondition(!chain.isEmpty, "merge needs at least one patch")
@@ -265,7 +265,7 @@ public enum PagePatchChain {
         let header = PagePatchHeader(
             pageSize: first.pageSize, fromPageCount: first.fromPageCount, toPageCount: last.toPageCount,
             frameCount: UInt32(plan.count), fromRoot: first.fromRoot, toRoot: last.toRoot)
-        let writer = try PagePatchWriter(path: path, header: header, compressionLevel: compressionLevel)
+        let writer = try PagePatchWriter(path: path, header: header, compression: compression)
         let zeros = [UInt8](repeating: 0, count: first.pageSize)
         try stream(readers, plan) { pgno, reader, frame in
             if let reader, let frame {

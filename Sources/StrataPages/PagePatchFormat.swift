@@ -10,7 +10,7 @@ import StrataCrypto
 ///              from page count u32, to page count u32, frame count u32, reserved u32 (0),
 ///              from root [32], to root [32]
 ///     frames   one per page, strictly increasing page numbers:
-///              page number u32, encoding u8 (0 raw, 1 zlib), reserved [3] (0), stored length u32,
+///              page number u32, encoding u8 (0 raw, 1 zlib, 2 zero run), reserved [3] (0), stored length u32,
 ///              SHA-256 of the raw page [32], stored bytes
 ///     index    one entry per frame: page number u32, frame offset u64
 ///     trailer  SHA-256 of every byte before it [32]
@@ -30,7 +30,13 @@ public enum PagePatchFormat {
     public enum Encoding: UInt8, Sendable {
         case raw = 0
         case zlib = 1
+        /// The page without its longest run of zero bytes: gap start u32, gap length u32, the bytes
+        /// before the gap, the bytes after it. Costs one scan of the page (b-tree free space).
+        case zeroRun = 2
     }
+
+    /// Shortest zero run worth cutting (the encoding spends 8 bytes).
+    static let minimumZeroRun = 64
 
     /// Bytes a patch of `frames` frames takes besides the stored page bytes.
     public static func overhead(frames: Int) -> Int {
@@ -115,12 +121,74 @@ public struct PagePatchSummary: Equatable, Sendable {
     public var sha256: String
     /// Bytes of the pages before compression (frames × page size).
     public var rawPageBytes: Int64
-    /// Frames stored compressed.
+    /// Frames stored compressed (zlib or zero run).
     public var compressedFrames: Int
 }
 
-/// zlib one-shot compression of one page into a caller-owned buffer.
+/// How the writer stores pages: the smallest of the enabled encodings, raw when none saves at
+/// least 1/16 of the page (zlib) or `PagePatchFormat.minimumZeroRun` bytes (zero run).
+public enum PageCompression: Sendable, Equatable {
+    case none
+    /// Cut each page's longest zero run: almost free, and most of what zlib saves on pages of
+    /// float32 vectors (their free space).
+    case zeroRun
+    /// zlib at `level` (1...9), else the zero run.
+    case zlib(level: Int32)
+}
+
+/// One-shot page codecs into caller-owned buffers.
 enum PageCodec {
+    /// The longest run of zero bytes in `page`: (start, length).
+    static func longestZeroRun(_ page: UnsafeRawBufferPointer) -> (start: Int, length: Int) {
+        var best = (start: 0, length: 0)
+        var i = 0
+        let n = page.count
+        while i < n {
+            if page[i] != 0 {
+                i += 1
+                continue
+            }
+            let start = i
+            // Whole 8-byte words while they are zero, then bytes.
+            while i + 8 <= n && page.loadUnaligned(fromByteOffset: i, as: UInt64.self) == 0 { i += 8 }
+            while i < n && page[i] == 0 { i += 1 }
+            if i - start > best.length { best = (start, i - start) }
+        }
+        return best
+    }
+
+    /// Writes the zero-run form of `page` into `out` (at least page size + 8); returns its length,
+    /// or nil when the longest run is too short to pay.
+    static func cutZeroRun(_ page: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        let (start, length) = longestZeroRun(page)
+        guard length >= PagePatchFormat.minimumZeroRun else { return nil }
+        var h: [UInt8] = []
+        BigEndian.put(UInt32(start), &h)
+        BigEndian.put(UInt32(length), &h)
+        out.copyBytes(from: h)
+        let tail = page.count - start - length
+        UnsafeMutableRawBufferPointer(rebasing: out[8..<(8 + start)])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: page[0..<start]))
+        UnsafeMutableRawBufferPointer(rebasing: out[(8 + start)..<(8 + start + tail)])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: page[(start + length)...]))
+        return 8 + start + tail
+    }
+
+    /// Rebuilds a page from its zero-run form; false when the form does not describe one page.
+    static func fillZeroRun(_ stored: UnsafeRawBufferPointer, into page: UnsafeMutableRawBufferPointer) -> Bool {
+        guard stored.count >= 8 else { return false }
+        let start = Int(BigEndian.u32(stored, 0)), length = Int(BigEndian.u32(stored, 4))
+        guard length >= 1, start <= page.count, length <= page.count - start,
+              stored.count == 8 + page.count - length else { return false }
+        let tail = page.count - start - length
+        UnsafeMutableRawBufferPointer(rebasing: page[0..<start])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: stored[8..<(8 + start)]))
+        UnsafeMutableRawBufferPointer(rebasing: page[start..<(start + length)]).initializeMemory(as: UInt8.self, repeating: 0)
+        UnsafeMutableRawBufferPointer(rebasing: page[(start + length)...])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: stored[(8 + start)..<(8 + start + tail)]))
+        return true
+    }
+
     static func bound(_ pageSize: Int) -> Int { Int(compressBound(uLong(pageSize))) }
 
     /// Compresses `page` into `out` (at least `bound` bytes); returns the compressed length.
@@ -148,7 +216,7 @@ enum PageCodec {
 public final class PagePatchWriter {
     public let path: String
     public let header: PagePatchHeader
-    let compressionLevel: Int32
+    let compression: PageCompression
     private let file: PosixFile
     private let digest = Digest(.sha256)
     private var offset: Int64 = 0
@@ -160,16 +228,14 @@ public final class PagePatchWriter {
     private var scratch: [UInt8]
     private var finished = false
 
-    /// `compressionLevel` 0 stores every page raw; 1...9 compresses a page when that saves at
-    /// least 1/16 of it.
-    public init(path: String, header: PagePatchHeader, compressionLevel: Int32 = 1) throws {
+    public init(path: String, header: PagePatchHeader, compression: PageCompression = .zeroRun) throws {
         precondition(PagePatchFormat.validPageSize(header.pageSize) && header.fromRoot.count == 32
                      && header.toRoot.count == 32, "invalid patch header")
         self.path = path
         self.header = header
-        self.compressionLevel = compressionLevel
+        self.compression = compression
         file = try PosixFile(path: path + ".partial", mode: .create)
-        scratch = [UInt8](repeating: 0, count: PageCodec.bound(header.pageSize))
+        scratch = [UInt8](repeating: 0, count: max(PageCodec.bound(header.pageSize), header.pageSize + 8))
         index.reserveCapacity(Int(header.frameCount) * PagePatchFormat.indexEntrySize)
         try append(header.encoded())
     }
@@ -197,13 +263,21 @@ public final class PagePatchWriter {
     public func add(page pgno: UInt32, raw: UnsafeRawBufferPointer, sha256: [UInt8]? = nil) throws {
         precondition(raw.count == header.pageSize, "a page is \(header.pageSize) bytes, not \(raw.count)")
         let sha = sha256 ?? { let d = Digest(.sha256); d.update(raw); return d.finalize() }()
-        var n: Int?
-        if compressionLevel > 0 {
-            n = scratch.withUnsafeMutableBytes { PageCodec.compress(raw, into: $0, level: compressionLevel) }
+        var encoded: (PagePatchFormat.Encoding, Int)?
+        if case .zlib(let level) = compression,
+           let n = scratch.withUnsafeMutableBytes({ PageCodec.compress(raw, into: $0, level: level) }),
+           n <= raw.count - raw.count / 16
+        {
+            encoded = (.zlib, n)
         }
-        if let n, n <= raw.count - raw.count / 16 {
+        if encoded == nil, compression != .none,
+           let n = scratch.withUnsafeMutableBytes({ PageCodec.cutZeroRun(raw, into: $0) })
+        {
+            encoded = (.zeroRun, n)
+        }
+        if let (encoding, n) = encoded {
             try scratch.withUnsafeBytes {
-                try addStored(page: pgno, encoding: .zlib, stored: UnsafeRawBufferPointer(rebasing: $0[0..<n]),
+                try addStored(page: pgno, encoding: encoding, stored: UnsafeRawBufferPointer(rebasing: $0[0..<n]),
                               sha256: sha)
             }
         } else {
@@ -226,7 +300,7 @@ public final class PagePatchWriter {
         h += sha256
         try append(h)
         try append(stored)
-        if encoding == .zlib { compressed += 1 }
+        if encoding != .raw { compressed += 1 }
         written += 1
         lastPage = pgno
         rawBytes += Int64(header.pageSize)

@@ -50,7 +50,7 @@ public final class PagePatchReader {
             throw Self.corrupt(name, "file", "is truncated: \(fileSize) bytes, a patch of \(header.frameCount) frames "
                                + "takes at least \(minimum)")
         }
-        stored = [UInt8](repeating: 0, count: max(header.pageSize, PageCodec.bound(header.pageSize)))
+        stored = [UInt8](repeating: 0, count: max(header.pageSize + 8, PageCodec.bound(header.pageSize)))
         page = [UInt8](repeating: 0, count: header.pageSize)
         h.withUnsafeBytes { digest.update($0) }
         offset = Int64(PagePatchFormat.headerSize)
@@ -94,9 +94,9 @@ public final class PagePatchReader {
             throw corrupt("\(field).page_number", "is past the result's \(header.toPageCount) pages")
         }
         guard let encoding = PagePatchFormat.Encoding(rawValue: enc), fh[5] == 0, fh[6] == 0, fh[7] == 0 else {
-            throw corrupt("\(field).encoding", "is \(enc), expected 0 (raw) or 1 (zlib)")
+            throw corrupt("\(field).encoding", "is \(enc), expected 0 (raw), 1 (zlib) or 2 (zero run)")
         }
-        guard len > 0, len <= stored.count, encoding == .zlib || len == header.pageSize else {
+        guard len > 0, len <= stored.count, encoding != .raw || len == header.pageSize else {
             throw corrupt("\(field).stored_length", "is \(len) for a \(encoding) page of \(header.pageSize) bytes")
         }
         let sha = Array(fh[12..<44])
@@ -109,6 +109,11 @@ public final class PagePatchReader {
                 stored.withUnsafeBytes { PageCodec.decompress(UnsafeRawBufferPointer(rebasing: $0[0..<len]), into: p) }
             }
             guard ok else { throw corrupt("\(field).data", "does not inflate to one \(header.pageSize)-byte page") }
+        case .zeroRun:
+            let ok = page.withUnsafeMutableBytes { p in
+                stored.withUnsafeBytes { PageCodec.fillZeroRun(UnsafeRawBufferPointer(rebasing: $0[0..<len]), into: p) }
+            }
+            guard ok else { throw corrupt("\(field).data", "is not a zero run of one \(header.pageSize)-byte page") }
         }
         let d = Digest(.sha256)
         page.withUnsafeBytes { d.update($0) }

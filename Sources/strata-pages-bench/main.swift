@@ -15,7 +15,8 @@ struct Options {
     var delta = 1_000
     var dir = NSTemporaryDirectory() + "strata-pages-bench"
     var keep = false
-    var level: Int32 = 1
+    var compression = PageCompression.zeroRun
+    var compressionName = "zero run"
 }
 
 var o = Options()
@@ -32,7 +33,14 @@ while let a = args.next() {
     case "--delta": o.delta = Int(value())!
     case "--dir": o.dir = value()
     case "--keep": o.keep = true
-    case "--level": o.level = Int32(value())!
+    case "--compression":
+        o.compressionName = value()
+        switch o.compressionName {
+        case "none": o.compression = .none
+        case "zero": o.compression = .zeroRun
+        case let z where z.hasPrefix("zlib"): o.compression = .zlib(level: Int32(z.dropFirst(4)) ?? 1)
+        default: FileHandle.standardError.write(Data("--compression none|zero|zlib1...zlib9\n".utf8)); exit(2)
+        }
     default: FileHandle.standardError.write(Data("unknown argument \(a)\n".utf8)); exit(2)
     }
 }
@@ -83,7 +91,7 @@ try? FileManager.default.removeItem(atPath: o.dir)
 try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)
 let base = o.dir + "/base.sqlite3", live = o.dir + "/live.sqlite3"
 print("# strata-pages-bench: \(o.rows) rows x \(o.dim) dims, page size \(o.pageSize), delta \(o.delta) rows, "
-      + "zlib level \(o.level)")
+      + "compression \(o.compressionName)")
 print("SQLite \(String(cString: sqlite3_libversion()))")
 
 var t = now()
@@ -137,7 +145,7 @@ print("page-hash list built (full pass, once per base): \(ms(now() - t)), \(mb(s
 let counter = ["inserts", "upserts", "deletes", "mixed (half new, half overwrites)"]
 var patches: [PagePatchSource] = []
 print("")
-print("| delta | pages changed | raw page bytes | patch (zlib) | % of file | WAL frames | write | WAL read "
+print("| delta | pages changed | raw page bytes | patch | % of file | WAL frames | write | WAL read "
       + "| checkpoint | patch write | capture total |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for (i, name) in counter.enumerated() {
@@ -145,7 +153,7 @@ for (i, name) in counter.enumerated() {
     var bodyTime = 0.0
     let t0 = now()
     let r = try PageCapture.capture(database: live, hashes: hashes, patch: path,
-                                    settings: PageCaptureSettings(compressionLevel: o.level)) { db in
+                                    settings: PageCaptureSettings(compression: o.compression)) { db in
         let tb = now()
         try db.execute("BEGIN")
         switch i {
@@ -197,7 +205,7 @@ t = now()
 try PagePatchChain.apply(Array(patches[1...]), onto: held, hashes: heldList)
 print("apply a chain of 3 patches in place: \(ms(now() - t))")
 t = now()
-let merged = try PagePatchChain.merge(patches, to: o.dir + "/merged.strpatch", compressionLevel: o.level)
+let merged = try PagePatchChain.merge(patches, to: o.dir + "/merged.strpatch", compression: o.compression)
 print("k-way merge of the 4 patches: \(ms(now() - t)), \(merged.header.frameCount) pages, \(mb(merged.bytes))")
 let rssBefore = peakRSS()
 t = now()

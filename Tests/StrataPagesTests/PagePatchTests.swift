@@ -18,6 +18,7 @@ final class PageWorld {
     var results: [PageCaptureResult] = []
     var rng = SeededRandom(seed: 0x5eed_9a9e)
     let dimension: Int
+    var compression = PageCompression.zeroRun
 
     init(rows: Int, dimension: Int = 96, pageSize: Int = 4096) throws {
         self.dimension = dimension
@@ -57,7 +58,8 @@ final class PageWorld {
     func step(_ body: (Database) throws -> Void) throws -> PageCaptureResult {
         let n = patches.count
         let path = dir.file("p\(n).strpatch")
-        let r = try PageCapture.capture(database: live, hashes: hashes, patch: path, body: body)
+        let r = try PageCapture.capture(database: live, hashes: hashes, patch: path,
+                                        settings: PageCaptureSettings(compression: compression), body: body)
         patches.append(PagePatchSource(path: path, object: "test/p\(n).strpatch"))
         let truth = dir.file("truth\(n).sqlite3")
         try FileManager.default.copyItem(atPath: live, toPath: truth)
@@ -128,6 +130,29 @@ final class PagePatchTests: XCTestCase {
         let upd = w.results[1].patch.header
         XCTAssertLessThan(upd.frameCount * 4, upd.toPageCount, "an update of 11 rows rewrote most pages")
         XCTAssertGreaterThan(w.results[4].commits, 1)
+    }
+
+    func testEveryPageEncodingRoundTripsInSwiftAndPython() throws {
+        let script = TestPaths.projectRoot + "/Scripts/materialize_pages.py"
+        for compression in [PageCompression.none, .zeroRun, .zlib(level: 1), .zlib(level: 9)] {
+            let w = try PageWorld(rows: 1_200)
+            w.compression = compression
+            try w.standardHistory()
+            let encoded = w.results.map(\.patch.compressedFrames).reduce(0, +)
+            if compression == .none { XCTAssertEqual(encoded, 0) } else { XCTAssertGreaterThan(encoded, 0, "\(compression)") }
+            let out = w.dir.file("o.sqlite3")
+            try PagePatchChain.materialize(base: w.base, chain: w.patches, to: out, hashList: w.dir.file("o.ph"))
+            XCTAssertEqual(try bytes(out), try bytes(w.truths.last!), "\(compression)")
+            let py = w.dir.file("py.sqlite3")
+            let r = try TestPaths.run(["python3", script, "--base", w.base, "--out", py] + w.patches.map(\.path))
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try bytes(py), try bytes(w.truths.last!), "python, \(compression)")
+            // A merge keeps each frame's encoding and re-encodes only zero pages.
+            let merged = try PagePatchChain.merge(w.patches, to: w.dir.file("m.strpatch"), compression: compression)
+            try PagePatchChain.materialize(base: w.base, chain: [PagePatchSource(path: merged.path)], to: out,
+                                           hashList: w.dir.file("o.ph"))
+            XCTAssertEqual(try bytes(out), try bytes(w.truths.last!), "merged, \(compression)")
+        }
     }
 
     func testApplyInPlaceFromAnIntermediateVersionAndHashListFromPatchesOnly() throws {
@@ -310,6 +335,11 @@ final class PagePatchCorruptionTests: XCTestCase {
         let stored = d[(f0 + 8)..<(f0 + 12)].reduce(0) { $0 << 8 | Int($1) }
         d[f0 + 44 + stored / 2] ^= 0x40
         try expect(d, field: "frame 0 (page 1)")
+        // A zero run whose gap does not fit the page.
+        d = patch!
+        XCTAssertEqual(d[f0 + 4], PagePatchFormat.Encoding.zeroRun.rawValue, "page 1 is mostly free space")
+        d[f0 + 44] = 0x7f
+        try expect(d, field: "frame 0 (page 1).data")
         // A byte of the header's to_root: only the trailer sees it.
         d = patch!
         d[70] ^= 1
