@@ -8,5 +8,5 @@ swift build -c release --product strata-pages-bench >/dev/null
 bin="$(swift build -c release --show-bin-path)/strata-pages-bench"
 echo "machine: $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
 for rows in "${@:-100000 1000000}"; do
-  for r in $rows; do "$bin" --rows "$r" --dim 384 --page-size "${PAGE_SIZE:-8192}"; echo; done
+  for r in $rows; do "$bin" --rows "$r" --dim 384 --page-size "${PAGE_SIZE:-8192}" --compression "${COMPRESSION:-zlib1}"; echo; done
 done

@@ -101,11 +101,12 @@ public struct WALContent: Sendable {
 
 /// Settings of page capture (constants of the design, as values with defaults).
 public struct PageCaptureSettings: Sendable {
-    /// How patch frames are stored. `.zeroRun` (the default) costs one scan per page and keeps
-    /// most of what zlib saves on snapshot pages (their free space; float32 vectors do not
-    /// compress); `.zlib(level: 1)` saves about 1/6 more bytes for about 100 us of CPU per 8 KiB page.
-    public var compression: PageCompression = .zeroRun
-    public init(compression: PageCompression = .zeroRun) { self.compression = compression }
+    /// How patch frames are stored. `.zlib(level: 1)` (the default) saves about 40% of the changed
+    /// pages of a snapshot (their free space holds zeros and stale copies of cells; float32 vectors
+    /// barely compress) for 100-300 us of CPU per 8 KiB page; `.zeroRun` costs one scan per page
+    /// and saves about 15%; `.none` stores pages raw. Docs/design/0002 has the figures.
+    public var compression: PageCompression = .zlib(level: 1)
+    public init(compression: PageCompression = .zlib(level: 1)) { self.compression = compression }
 }
 
 /// What one capture did.

@@ -254,7 +254,7 @@ public enum PagePatchChain {
     /// last one's): frames are copied as stored, the newest one per page; pages a cut removed and
     /// no later frame set become zero frames. Every input is read to its end and verified.
     @discardableResult
-    public static func merge(_ chain: [PagePatchSource], to path: String, compression: PageCompression = .zeroRun)
+    public static func merge(_ chain: [PagePatchSource], to path: String, compression: PageCompression = .zlib(level: 1))
         throws -> PagePatchSummary
     {
         precondition(!chain.isEmpty, "merge needs at least one patch")

@@ -129,8 +129,8 @@ public struct PagePatchSummary: Equatable, Sendable {
 /// least 1/16 of the page (zlib) or `PagePatchFormat.minimumZeroRun` bytes (zero run).
 public enum PageCompression: Sendable, Equatable {
     case none
-    /// Cut each page's longest zero run: almost free, and most of what zlib saves on pages of
-    /// float32 vectors (their free space).
+    /// Cut each page's longest zero run: almost free; saves less than zlib, which also finds the
+    /// stale copies of cells in a page's free space.
     case zeroRun
     /// zlib at `level` (1...9), else the zero run.
     case zlib(level: Int32)
@@ -228,7 +228,7 @@ public final class PagePatchWriter {
     private var scratch: [UInt8]
     private var finished = false
 
-    public init(path: String, header: PagePatchHeader, compression: PageCompression = .zeroRun) throws {
+    public init(path: String, header: PagePatchHeader, compression: PageCompression = .zlib(level: 1)) throws {
         precondition(PagePatchFormat.validPageSize(header.pageSize) && header.fromRoot.count == 32
                      && header.toRoot.count == 32, "invalid patch header")
         self.path = path

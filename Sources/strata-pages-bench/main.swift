@@ -15,8 +15,8 @@ struct Options {
     var delta = 1_000
     var dir = NSTemporaryDirectory() + "strata-pages-bench"
     var keep = false
-    var compression = PageCompression.zeroRun
-    var compressionName = "zero run"
+    var compression = PageCompression.zlib(level: 1)
+    var compressionName = "zlib1"
 }
 
 var o = Options()

@@ -18,7 +18,7 @@ final class PageWorld {
     var results: [PageCaptureResult] = []
     var rng = SeededRandom(seed: 0x5eed_9a9e)
     let dimension: Int
-    var compression = PageCompression.zeroRun
+    var compression = PageCompression.zlib(level: 1)
 
     init(rows: Int, dimension: Int = 96, pageSize: Int = 4096) throws {
         self.dimension = dimension
@@ -335,10 +335,10 @@ final class PagePatchCorruptionTests: XCTestCase {
         let stored = d[(f0 + 8)..<(f0 + 12)].reduce(0) { $0 << 8 | Int($1) }
         d[f0 + 44 + stored / 2] ^= 0x40
         try expect(d, field: "frame 0 (page 1)")
-        // A zero run whose gap does not fit the page.
+        // zlib data that does not inflate.
         d = patch!
-        XCTAssertEqual(d[f0 + 4], PagePatchFormat.Encoding.zeroRun.rawValue, "page 1 is mostly free space")
-        d[f0 + 44] = 0x7f
+        XCTAssertEqual(d[f0 + 4], PagePatchFormat.Encoding.zlib.rawValue, "page 1 is mostly free space")
+        d[f0 + 44] ^= 0xff
         try expect(d, field: "frame 0 (page 1).data")
         // A byte of the header's to_root: only the trailer sees it.
         d = patch!
@@ -348,6 +348,18 @@ final class PagePatchCorruptionTests: XCTestCase {
         d = patch!
         d[d.count - 32 - 1] ^= 1
         try expect(d, field: "index")
+    }
+
+    func testZeroRunThatDoesNotFitThePage() throws {
+        world = try PageWorld(rows: 300)
+        world.compression = .zeroRun
+        try world.step { db in try self.world.upsert(db: db, ids: ["x"]) }
+        patch = try bytes(world.patches[0].path)
+        var d = patch!
+        let f0 = frameOffsets()[0]
+        XCTAssertEqual(d[f0 + 4], PagePatchFormat.Encoding.zeroRun.rawValue, "page 1 is mostly free space")
+        d[f0 + 44] = 0x7f
+        try expect(d, field: "frame 0 (page 1).data")
     }
 
     func testOutOfOrderPages() throws {
