@@ -133,7 +133,9 @@ public struct PageCaptureResult: Sendable {
 /// from the changed pages alone, and gives the patch's from and to roots.
 ///
 /// `body` must not change the journal mode, run a checkpoint or VACUUM INTO the same file, nor
-/// leave a transaction open; `capture` refuses the first and the last.
+/// leave a transaction open; `capture` refuses the first and the last. When `capture` throws
+/// after `body` ran, the file and `hashes` no longer describe a known version (the body may have
+/// committed): discard both and materialize the version again.
 public enum PageCapture {
     public static func capture(database path: String, hashes: PageHashList, patch patchPath: String,
                                settings: PageCaptureSettings = PageCaptureSettings(),
