@@ -64,8 +64,8 @@ let package = Package(
                                          "StrataCompactor", "StrataCrypto", "StrataTestSupport"],
                           swiftSettings: v5),
 
-        .executableTarget(name: "strata-pages-bench", dependencies: ["StrataPages", "StrataDelta", "StrataCrypto", "CSQLite"],
-                          swiftSettings: v5),
+        .executableTarget(name: "strata-pages-bench",
+                          dependencies: ["StrataPages", "StrataDelta", "StrataCrypto", "CSQLite"], swiftSettings: v5),
 
         // Test support: starts and stops a private SeaweedFS on loopback.
         .target(name: "StrataTestSupport",

@@ -23,7 +23,8 @@ extension Layout {
         let prefix = objectsPrefix(collection)
         guard key.hasPrefix(prefix) else { return nil }
         let name = key.dropFirst(prefix.count)
-        guard let dot = name.firstIndex(of: "."), let kind = VersionObjectKind(rawValue: String(name[name.index(after: dot)...]))
+        guard let dot = name.firstIndex(of: "."),
+            let kind = VersionObjectKind(rawValue: String(name[name.index(after: dot)...]))
         else { return nil }
         let sha = String(name[..<dot])
         return Layout.isSHA256Hex(sha) ? (kind, sha) : nil

@@ -31,19 +31,23 @@ public struct WALContent: Sendable {
         let n = try h.withUnsafeMutableBytes { try f.read(into: $0, at: 0) }
         if n < 32 { return WALContent(pageSize: 0, databasePageCount: nil, pages: [:], frames: 0, commits: 0) }
         func corrupt(_ field: String, _ message: String) -> StrataError {
-            StrataError(.corrupt, object: path, field: field, message: message,
-                        fix: "this is not a SQLite WAL this code understands; capture again from the base")
+            StrataError(
+                .corrupt, object: path, field: field, message: message,
+                fix: "this is not a SQLite WAL this code understands; capture again from the base")
         }
         let magic = h.withUnsafeBytes { BigEndian.u32($0, 0) }
         guard magic == 0x377f_0682 || magic == 0x377f_0683 else { throw corrupt("header.magic", "is \(magic)") }
         let bigEndian = magic & 1 == 1
         let (version, pageSize, salt1, salt2, c1, c2) = h.withUnsafeBytes {
-            (BigEndian.u32($0, 4), Int(BigEndian.u32($0, 8)), BigEndian.u32($0, 16), BigEndian.u32($0, 20),
-             BigEndian.u32($0, 24), BigEndian.u32($0, 28))
+            (
+                BigEndian.u32($0, 4), Int(BigEndian.u32($0, 8)), BigEndian.u32($0, 16), BigEndian.u32($0, 20),
+                BigEndian.u32($0, 24), BigEndian.u32($0, 28)
+            )
         }
         guard version == 3_007_000 else { throw corrupt("header.version", "is \(version), expected 3007000") }
         guard PagePatchFormat.validPageSize(pageSize) else { throw corrupt("header.page_size", "is \(pageSize)") }
-        var s0: UInt32 = 0, s1: UInt32 = 0
+        var s0: UInt32 = 0
+        var s1: UInt32 = 0
         h.withUnsafeBytes { walChecksum(UnsafeRawBufferPointer(rebasing: $0[0..<24]), bigEndian, &s0, &s1) }
         guard s0 == c1, s1 == c2 else { throw corrupt("header.checksum", "does not match the header") }
 
@@ -56,7 +60,8 @@ public struct WALContent: Sendable {
             if got < frame.count { break }
             let valid: Bool = frame.withUnsafeBytes { b in
                 guard BigEndian.u32(b, 8) == salt1, BigEndian.u32(b, 12) == salt2 else { return false }
-                var t0 = s0, t1 = s1
+                var t0 = s0
+                var t1 = s1
                 walChecksum(UnsafeRawBufferPointer(rebasing: b[0..<8]), bigEndian, &t0, &t1)
                 walChecksum(UnsafeRawBufferPointer(rebasing: b[24...]), bigEndian, &t0, &t1)
                 guard t0 == BigEndian.u32(b, 16), t1 == BigEndian.u32(b, 20) else { return false }
@@ -85,9 +90,11 @@ public struct WALContent: Sendable {
     static func walChecksum(_ b: UnsafeRawBufferPointer, _ bigEndian: Bool, _ s0: inout UInt32, _ s1: inout UInt32) {
         var i = 0
         while i + 8 <= b.count {
-            let x0: UInt32, x1: UInt32
+            let x0: UInt32
+            let x1: UInt32
             if bigEndian {
-                x0 = BigEndian.u32(b, i); x1 = BigEndian.u32(b, i + 4)
+                x0 = BigEndian.u32(b, i)
+                x1 = BigEndian.u32(b, i + 4)
             } else {
                 x0 = UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
                 x1 = UInt32(b[i + 4]) | UInt32(b[i + 5]) << 8 | UInt32(b[i + 6]) << 16 | UInt32(b[i + 7]) << 24
@@ -137,16 +144,19 @@ public struct PageCaptureResult: Sendable {
 /// after `body` ran, the file and `hashes` no longer describe a known version (the body may have
 /// committed): discard both and materialize the version again.
 public enum PageCapture {
-    public static func capture(database path: String, hashes: PageHashList, patch patchPath: String,
-                               settings: PageCaptureSettings = PageCaptureSettings(),
-                               body: (Database) throws -> Void) throws -> PageCaptureResult
-    {
+    public static func capture(
+        database path: String, hashes: PageHashList, patch patchPath: String,
+        settings: PageCaptureSettings = PageCaptureSettings(),
+        body: (Database) throws -> Void
+    ) throws -> PageCaptureResult {
         for suffix in ["-wal", "-journal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
-            throw StrataError(.refused, object: path + suffix, message: "exists before the capture",
-                              fix: "open the file with SQLite once to recover or remove it, then capture again")
+            throw StrataError(
+                .refused, object: path + suffix, message: "exists before the capture",
+                fix: "open the file with SQLite once to recover or remove it, then capture again")
         }
         let before = try SQLiteFileHeader.read(path: path)
-        let fromRoot = hashes.root, fromCount = hashes.pageCount
+        let fromRoot = hashes.root
+        let fromCount = hashes.pageCount
         do {
             let f = try PosixFile(path: path, mode: .read)
             var page1 = [UInt8](repeating: 0, count: before.pageSize)
@@ -154,74 +164,89 @@ public enum PageCapture {
             let d = Digest(.sha256)
             d.update(page1)
             guard try f.size() == Int64(fromCount) * Int64(before.pageSize), hashes.pageSize == before.pageSize,
-                  fromCount >= 1, try d.finalize() == hashes.leaf(1)
+                fromCount >= 1, try d.finalize() == hashes.leaf(1)
             else {
-                throw StrataError(.refused, object: hashes.path, message: "is not the page-hash list of \(path)",
-                                  fix: "rebuild it with PageHashList.build from the file")
+                throw StrataError(
+                    .refused, object: hashes.path, message: "is not the page-hash list of \(path)",
+                    fix: "rebuild it with PageHashList.build from the file")
             }
         }
 
         let db = try Database(path: path, mode: .readWriteCreate)
         try db.execute("PRAGMA locking_mode = EXCLUSIVE")
         guard try db.scalarText("PRAGMA journal_mode = WAL") == "wal" else {
-            throw StrataError(.io, object: path, field: "journal_mode", message: "SQLite did not switch to WAL",
-                              fix: "the file must be on a local file system that supports WAL")
+            throw StrataError(
+                .io, object: path, field: "journal_mode", message: "SQLite did not switch to WAL",
+                fix: "the file must be on a local file system that supports WAL")
         }
         try db.execute("PRAGMA wal_autocheckpoint = 0")
         var clock = Date()
-        func lap() -> Double { let t = Date().timeIntervalSince(clock); clock = Date(); return t }
+        func lap() -> Double {
+            let t = Date().timeIntervalSince(clock)
+            clock = Date()
+            return t
+        }
         try body(db)
         let bodySeconds = lap()
         let mode = try db.scalarText("PRAGMA journal_mode")
         guard mode == "wal" else {
-            throw StrataError(.refused, object: path, field: "journal_mode",
-                              message: "is \(mode ?? "unknown") after the write; the capture needs WAL throughout",
-                              fix: "do not change journal_mode (or page_size with VACUUM) inside the capture; "
-                                  + "write a new base instead")
+            throw StrataError(
+                .refused, object: path, field: "journal_mode",
+                message: "is \(mode ?? "unknown") after the write; the capture needs WAL throughout",
+                fix: "do not change journal_mode (or page_size with VACUUM) inside the capture; "
+                    + "write a new base instead")
         }
         do { try db.execute("BEGIN") } catch {
-            throw StrataError(.refused, object: path, message: "the write left a transaction open",
-                              fix: "commit or roll back inside the capture's body")
+            throw StrataError(
+                .refused, object: path, message: "the write left a transaction open",
+                fix: "commit or roll back inside the capture's body")
         }
         try db.execute("ROLLBACK")
         let wal = try WALContent.read(path: path + "-wal")
         let walSeconds = lap()
         let ckpt = try db.prepare("PRAGMA wal_checkpoint(TRUNCATE)")
         guard try ckpt.step(), ckpt.columnInt64(0) == 0 else {
-            throw StrataError(.io, object: path, message: "the WAL checkpoint did not complete",
-                              fix: "no other connection may hold the file during a capture")
+            throw StrataError(
+                .io, object: path, message: "the WAL checkpoint did not complete",
+                fix: "no other connection may hold the file during a capture")
         }
         ckpt.reset()
         _ = consume ckpt
         guard try db.scalarText("PRAGMA journal_mode = DELETE") == "delete" else {
-            throw StrataError(.io, object: path, field: "journal_mode", message: "SQLite did not leave WAL mode",
-                              fix: "no other connection may hold the file during a capture")
+            throw StrataError(
+                .io, object: path, field: "journal_mode", message: "SQLite did not leave WAL mode",
+                fix: "no other connection may hold the file during a capture")
         }
         try db.close()
 
         let checkpointSeconds = lap()
         let after = try SQLiteFileHeader.read(path: path)
         guard after.pageSize == before.pageSize, wal.pageSize == 0 || wal.pageSize == before.pageSize else {
-            throw StrataError(.refused, object: path, field: "page_size",
-                              message: "changed from \(before.pageSize) to \(after.pageSize)",
-                              fix: "a page-size change needs a new base")
+            throw StrataError(
+                .refused, object: path, field: "page_size",
+                message: "changed from \(before.pageSize) to \(after.pageSize)",
+                fix: "a page-size change needs a new base")
         }
         let toCount = wal.databasePageCount ?? fromCount
         let file = try PosixFile(path: path, mode: .read)
         guard try file.size() == Int64(toCount) * Int64(before.pageSize) else {
-            throw StrataError(.io, object: path, field: "file size",
-                              message: "is \(try file.size()) bytes after the checkpoint; the WAL's last commit "
-                                + "says \(toCount) pages of \(before.pageSize)",
-                              fix: "no other connection may hold the file during a capture")
+            throw StrataError(
+                .io, object: path, field: "file size",
+                message: "is \(try file.size()) bytes after the checkpoint; the WAL's last commit "
+                    + "says \(toCount) pages of \(before.pageSize)",
+                fix: "no other connection may hold the file during a capture")
         }
         var pgnos = wal.pages.keys.filter { $0 <= toCount && $0 != 1 }.sorted()
         pgnos.insert(1, at: 0)
         var page = [UInt8](repeating: 0, count: before.pageSize)
         func readPage(_ p: UInt32) throws -> [UInt8] {
-            let n = try page.withUnsafeMutableBytes { try file.read(into: $0, at: Int64(p - 1) * Int64(before.pageSize)) }
+            let n = try page.withUnsafeMutableBytes {
+                try file.read(into: $0, at: Int64(p - 1) * Int64(before.pageSize))
+            }
             guard n == page.count else {
-                throw StrataError(.io, object: path, message: "page \(p) is short after the checkpoint",
-                                  fix: "no other process may write the file during a capture")
+                throw StrataError(
+                    .io, object: path, message: "page \(p) is short after the checkpoint",
+                    fix: "no other process may write the file during a capture")
             }
             let d = Digest(.sha256)
             d.update(page)
@@ -232,13 +257,15 @@ public enum PageCapture {
         changed.append((1, try readPage(1)))
         for p in pgnos.dropFirst() { changed.append((p, wal.pages[p]!)) }
         let toRoot = try hashes.update(pageCount: toCount, changed: changed)
-        let header = PagePatchHeader(pageSize: before.pageSize, fromPageCount: fromCount, toPageCount: toCount,
-                                     frameCount: UInt32(pgnos.count), fromRoot: fromRoot, toRoot: toRoot)
+        let header = PagePatchHeader(
+            pageSize: before.pageSize, fromPageCount: fromCount, toPageCount: toCount,
+            frameCount: UInt32(pgnos.count), fromRoot: fromRoot, toRoot: toRoot)
         let writer = try PagePatchWriter(path: patchPath, header: header, compression: settings.compression)
         for (p, sha) in changed {
             guard try readPage(p) == sha else {
-                throw StrataError(.io, object: path, message: "page \(p) after the checkpoint differs from its WAL frame",
-                                  fix: "no other process may write the file during a capture")
+                throw StrataError(
+                    .io, object: path, message: "page \(p) after the checkpoint differs from its WAL frame",
+                    fix: "no other process may write the file during a capture")
             }
             try page.withUnsafeBytes { try writer.add(page: p, raw: $0, sha256: sha) }
         }

@@ -56,9 +56,10 @@ public final class PageHashList {
         let src = try PosixFile(path: database, mode: .read)
         let size = try src.size()
         guard size % Int64(header.pageSize) == 0 else {
-            throw StrataError(.corrupt, object: database, field: "file size",
-                              message: "is \(size) bytes, not a whole number of \(header.pageSize)-byte pages",
-                              fix: "the file is truncated or not SQLite; download or produce it again")
+            throw StrataError(
+                .corrupt, object: database, field: "file size",
+                message: "is \(size) bytes, not a whole number of \(header.pageSize)-byte pages",
+                fix: "the file is truncated or not SQLite; download or produce it again")
         }
         let pageCount = UInt32(size / Int64(header.pageSize))
         let out = try PosixFile(path: path, mode: .create)
@@ -79,8 +80,9 @@ public final class PageHashList {
                 try src.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<bytes]), at: offset)
             }
             guard n == bytes else {
-                throw StrataError(.io, object: database, message: "changed size while being read",
-                                  fix: "do not write the file while Strata reads it")
+                throw StrataError(
+                    .io, object: database, message: "changed size while being read",
+                    fix: "do not write the file while Strata reads it")
             }
             try buffer.withUnsafeBytes { all in
                 if let copy { try copy.write(UnsafeRawBufferPointer(rebasing: all[0..<bytes]), at: offset) }
@@ -119,14 +121,16 @@ public final class PageHashList {
         var h = [UInt8](repeating: 0, count: fileHeaderSize)
         let n = try h.withUnsafeMutableBytes { try f.read(into: $0, at: 0) }
         guard n == fileHeaderSize, Array(h[0..<8]) == magic else {
-            throw StrataError(.corrupt, object: path, field: "header", message: "is not a Strata page-hash list",
-                              fix: "delete it; it is rebuilt from the materialized file")
+            throw StrataError(
+                .corrupt, object: path, field: "header", message: "is not a Strata page-hash list",
+                fix: "delete it; it is rebuilt from the materialized file")
         }
         let (pageSize, pageCount) = h.withUnsafeBytes { (Int(BigEndian.u32($0, 12)), BigEndian.u32($0, 16)) }
         guard try f.size() == leafOffset(pageCount) else {
-            throw StrataError(.corrupt, object: path, field: "file size",
-                              message: "does not hold \(pageCount) page hashes",
-                              fix: "delete it; it is rebuilt from the materialized file")
+            throw StrataError(
+                .corrupt, object: path, field: "file size",
+                message: "does not hold \(pageCount) page hashes",
+                fix: "delete it; it is rebuilt from the materialized file")
         }
         let list = PageHashList(path: path, file: f, pageSize: pageSize, pageCount: pageCount, groups: [])
         let groupCount = (Int(pageCount) + fanout - 1) / fanout
@@ -159,8 +163,9 @@ public final class PageHashList {
         var b = [UInt8](repeating: 0, count: count * 32)
         let n = try b.withUnsafeMutableBytes { try file.read(into: $0, at: Self.leafOffset(UInt32(first))) }
         guard n == b.count else {
-            throw StrataError(.corrupt, object: path, field: "leaves", message: "are truncated",
-                              fix: "delete it; it is rebuilt from the materialized file")
+            throw StrataError(
+                .corrupt, object: path, field: "leaves", message: "are truncated",
+                fix: "delete it; it is rebuilt from the materialized file")
         }
         let d = Digest(.sha256)
         d.update(b)
@@ -186,7 +191,9 @@ public final class PageHashList {
                 try zeros.withUnsafeBytes { try file.write($0, at: Self.leafOffset(p)) }
                 p += UInt32(run)
             }
-            for j in (Int(oldCount) / Self.fanout)..<((Int(newCount) + Self.fanout - 1) / Self.fanout) { touched.insert(j) }
+            for j in (Int(oldCount) / Self.fanout)..<((Int(newCount) + Self.fanout - 1) / Self.fanout) {
+                touched.insert(j)
+            }
         } else if newCount < oldCount {
             try file.truncate(to: Self.leafOffset(newCount))
             if newCount % UInt32(Self.fanout) != 0 { touched.insert(Int(newCount) / Self.fanout) }
@@ -214,23 +221,26 @@ public final class PageHashList {
         let r = try PagePatchReader(path: path, object: object)
         let h = r.header
         guard h.pageSize == pageSize else {
-            throw StrataError(.refused, object: r.object, field: "header.page_size",
-                              message: "is \(h.pageSize); the file it would apply to has \(pageSize)-byte pages",
-                              fix: "a page-size change needs a new base")
+            throw StrataError(
+                .refused, object: r.object, field: "header.page_size",
+                message: "is \(h.pageSize); the file it would apply to has \(pageSize)-byte pages",
+                fix: "a page-size change needs a new base")
         }
         guard h.fromRoot == root, h.fromPageCount == pageCount else {
-            throw StrataError(.refused, object: r.object, field: "header.from_root",
-                              message: "names another file than this one (\(pageCount) pages, root "
-                                + "\(Hex.encode(root).prefix(16))...)", fix: "apply the patches of the chain in order")
+            throw StrataError(
+                .refused, object: r.object, field: "header.from_root",
+                message: "names another file than this one (\(pageCount) pages, root "
+                    + "\(Hex.encode(root).prefix(16))...)", fix: "apply the patches of the chain in order")
         }
         var changed: [(pgno: UInt32, sha256: [UInt8])] = []
         changed.reserveCapacity(Int(h.frameCount))
         while let f = try r.next() { changed.append((f.pgno, f.sha256)) }
         let newRoot = try update(pageCount: h.toPageCount, changed: changed)
         guard newRoot == h.toRoot else {
-            throw StrataError(.corrupt, object: r.object, field: "header.to_root",
-                              message: "does not match the root its pages give",
-                              fix: "the patch is damaged or was written for another file; rebuild the version")
+            throw StrataError(
+                .corrupt, object: r.object, field: "header.to_root",
+                message: "does not match the root its pages give",
+                fix: "the patch is damaged or was written for another file; rebuild the version")
         }
         return newRoot
     }

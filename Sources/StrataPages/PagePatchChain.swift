@@ -41,32 +41,39 @@ public enum PagePatchChain {
     /// count) is the previous one's to.
     static func checkLinks(_ readers: [PagePatchReader]) throws {
         for i in readers.indices.dropFirst() {
-            let prev = readers[i - 1], r = readers[i]
+            let prev = readers[i - 1]
+            let r = readers[i]
             guard r.header.pageSize == prev.header.pageSize else {
-                throw StrataError(.refused, object: r.object, field: "header.page_size",
-                                  message: "is \(r.header.pageSize) but \(prev.object) has \(prev.header.pageSize)",
-                                  fix: "a page-size change needs a new base, not a patch")
+                throw StrataError(
+                    .refused, object: r.object, field: "header.page_size",
+                    message: "is \(r.header.pageSize) but \(prev.object) has \(prev.header.pageSize)",
+                    fix: "a page-size change needs a new base, not a patch")
             }
             guard r.header.fromRoot == prev.header.toRoot, r.header.fromPageCount == prev.header.toPageCount else {
-                throw StrataError(.refused, object: r.object, field: "header.from_root",
-                                  message: "does not follow \(prev.object): it applies to another file",
-                                  fix: "give the chain's patches in the manifest's order, none missing")
+                throw StrataError(
+                    .refused, object: r.object, field: "header.from_root",
+                    message: "does not follow \(prev.object): it applies to another file",
+                    fix: "give the chain's patches in the manifest's order, none missing")
             }
         }
     }
 
-    static func checkBase(_ readers: [PagePatchReader], pageSize: Int, pageCount: UInt32, root: [UInt8]?,
-                          object: String) throws {
+    static func checkBase(
+        _ readers: [PagePatchReader], pageSize: Int, pageCount: UInt32, root: [UInt8]?,
+        object: String
+    ) throws {
         guard let first = readers.first else { return }
         guard first.header.pageSize == pageSize else {
-            throw StrataError(.refused, object: first.object, field: "header.page_size",
-                              message: "is \(first.header.pageSize); the base \(object) has \(pageSize)-byte pages",
-                              fix: "a page-size change needs a new base, not a patch")
+            throw StrataError(
+                .refused, object: first.object, field: "header.page_size",
+                message: "is \(first.header.pageSize); the base \(object) has \(pageSize)-byte pages",
+                fix: "a page-size change needs a new base, not a patch")
         }
         guard first.header.fromPageCount == pageCount, root.map({ $0 == first.header.fromRoot }) ?? true else {
-            throw StrataError(.refused, object: first.object, field: "header.from_root",
-                              message: "was made for another base than \(object) (\(pageCount) pages)",
-                              fix: "apply the chain to the base its manifest names")
+            throw StrataError(
+                .refused, object: first.object, field: "header.from_root",
+                message: "was made for another base than \(object) (\(pageCount) pages)",
+                fix: "apply the chain to the base its manifest names")
         }
     }
 
@@ -76,7 +83,9 @@ public enum PagePatchChain {
         let n = readers.count
         // sufMin[j] = the smallest page count the file has from patch j on.
         var sufMin = [UInt32](repeating: UInt32.max, count: n + 1)
-        for j in stride(from: n - 1, through: 0, by: -1) { sufMin[j] = min(sufMin[j + 1], readers[j].header.toPageCount) }
+        for j in stride(from: n - 1, through: 0, by: -1) {
+            sufMin[j] = min(sufMin[j + 1], readers[j].header.toPageCount)
+        }
         let indexes = try readers.map { r in try diagnosing(r) { try r.indexedPages() } }
         var heads = [Int](repeating: 0, count: n)
         var winners: [Entry] = []
@@ -92,7 +101,8 @@ public enum PagePatchChain {
             if sufMin[newest + 1] >= p { winners.append(Entry(pgno: p, source: newest)) }
         }
         // Pages of the first file that a cut removed and no later frame set: zeros.
-        let zeroLow = sufMin[0] + 1, zeroHigh = min(first.header.fromPageCount, last.header.toPageCount)
+        let zeroLow = sufMin[0] + 1
+        let zeroHigh = min(first.header.fromPageCount, last.header.toPageCount)
         guard zeroLow <= zeroHigh else { return winners }
         var out: [Entry] = []
         out.reserveCapacity(winners.count + Int(zeroHigh - zeroLow + 1))
@@ -123,8 +133,10 @@ public enum PagePatchChain {
     /// Streams the plan: for each entry, `sink` gets the page number and the reader whose current
     /// frame is the page (nil for zeros). Then reads every patch to its end, so every trailer is
     /// verified before the caller trusts what it wrote.
-    static func stream(_ readers: [PagePatchReader], _ plan: [Entry],
-                       _ sink: (UInt32, PagePatchReader?, PagePatchReader.Frame?) throws -> Void) throws {
+    static func stream(
+        _ readers: [PagePatchReader], _ plan: [Entry],
+        _ sink: (UInt32, PagePatchReader?, PagePatchReader.Frame?) throws -> Void
+    ) throws {
         for e in plan {
             guard let j = e.source else {
                 try sink(e.pgno, nil, nil)
@@ -133,13 +145,17 @@ public enum PagePatchChain {
             let r = readers[j]
             var frame: PagePatchReader.Frame?
             while let f = try r.next() {
-                if f.pgno >= e.pgno { frame = f; break }
+                if f.pgno >= e.pgno {
+                    frame = f
+                    break
+                }
             }
             guard let frame, frame.pgno == e.pgno else {
                 try diagnosing(r) {
-                    throw StrataError(.corrupt, object: r.object, field: "index",
-                                      message: "lists page \(e.pgno) but no frame holds it",
-                                      fix: "download the patch again; if it stays damaged, rebuild the version")
+                    throw StrataError(
+                        .corrupt, object: r.object, field: "index",
+                        message: "lists page \(e.pgno) but no frame holds it",
+                        fix: "download the patch again; if it stays damaged, rebuild the version")
                 }
                 return
             }
@@ -191,26 +207,30 @@ public enum PagePatchChain {
         let file = try PosixFile(path: database, mode: .readWrite)
         guard try file.size() == Int64(hashes.pageCount) * Int64(hashes.pageSize), hashes.pageSize == header.pageSize
         else {
-            throw StrataError(.refused, object: hashes.path, field: "page_count",
-                              message: "does not describe \(database) (\(try file.size()) bytes)",
-                              fix: "rebuild the page-hash list from the file")
+            throw StrataError(
+                .refused, object: hashes.path, field: "page_count",
+                message: "does not describe \(database) (\(try file.size()) bytes)",
+                fix: "rebuild the page-hash list from the file")
         }
         for s in chain { try PagePatchReader.verify(path: s.path, object: s.object) }
         let readers = try open(chain)
         try checkLinks(readers)
-        try checkBase(readers, pageSize: header.pageSize, pageCount: hashes.pageCount, root: hashes.root,
-                      object: database)
+        try checkBase(
+            readers, pageSize: header.pageSize, pageCount: hashes.pageCount, root: hashes.root,
+            object: database)
         let changed = try write(readers, onto: file)
         try file.close()
         let expected = readers.last?.header.toRoot ?? hashes.root
         let root = try hashes.update(pageCount: readers.last?.header.toPageCount ?? hashes.pageCount, changed: changed)
         guard root == expected else {
-            throw StrataError(.corrupt, object: readers.last!.object, field: "header.to_root",
-                              message: "does not match the root of the pages the chain gives",
-                              fix: "the chain is damaged; materialize the version again from its base")
+            throw StrataError(
+                .corrupt, object: readers.last!.object, field: "header.to_root",
+                message: "does not match the root of the pages the chain gives",
+                fix: "the chain is damaged; materialize the version again from its base")
         }
-        return PagePatchApplyResult(pageCount: hashes.pageCount, pageSize: header.pageSize, root: root,
-                                    pagesWritten: changed.count)
+        return PagePatchApplyResult(
+            pageCount: hashes.pageCount, pageSize: header.pageSize, root: root,
+            pagesWritten: changed.count)
     }
 
     /// Materializes base + chain into `output` (written as `output.partial`, renamed when every
@@ -219,9 +239,10 @@ public enum PagePatchChain {
     /// chain, writes the merged view, and checks the result's root against the chain's last.
     /// Memory: one 1 MiB copy buffer, one page per patch, 8 bytes per changed page.
     @discardableResult
-    public static func materialize(base: String, baseObject: String? = nil, chain: [PagePatchSource],
-                                   to output: String, hashList: String) throws -> PagePatchApplyResult
-    {
+    public static func materialize(
+        base: String, baseObject: String? = nil, chain: [PagePatchSource],
+        to output: String, hashList: String
+    ) throws -> PagePatchApplyResult {
         let partial = output + ".partial"
         var ok = false
         defer { if !ok { unlink(partial) } }
@@ -232,35 +253,41 @@ public enum PagePatchChain {
             try checkBase(readers, pageSize: header.pageSize, pageCount: 0, root: nil, object: baseObject ?? base)
         }
         let hashes = try PageHashList.build(database: base, to: hashList, copyTo: partial)
-        try checkBase(readers, pageSize: hashes.pageSize, pageCount: hashes.pageCount, root: hashes.root,
-                      object: baseObject ?? base)
+        try checkBase(
+            readers, pageSize: hashes.pageSize, pageCount: hashes.pageCount, root: hashes.root,
+            object: baseObject ?? base)
         let file = try PosixFile(path: partial, mode: .readWrite)
         let changed = try write(readers, onto: file)
         try file.close()
         let expected = readers.last?.header.toRoot ?? hashes.root
         let root = try hashes.update(pageCount: readers.last?.header.toPageCount ?? hashes.pageCount, changed: changed)
         guard root == expected else {
-            throw StrataError(.corrupt, object: readers.last!.object, field: "header.to_root",
-                              message: "does not match the root of the pages the chain gives",
-                              fix: "the chain is damaged; rebuild the version from its base")
+            throw StrataError(
+                .corrupt, object: readers.last!.object, field: "header.to_root",
+                message: "does not match the root of the pages the chain gives",
+                fix: "the chain is damaged; rebuild the version from its base")
         }
         guard rename(partial, output) == 0 else { throw file.ioError("rename to \(output)") }
         ok = true
-        return PagePatchApplyResult(pageCount: hashes.pageCount, pageSize: hashes.pageSize, root: root,
-                                    pagesWritten: changed.count)
+        return PagePatchApplyResult(
+            pageCount: hashes.pageCount, pageSize: hashes.pageSize, root: root,
+            pagesWritten: changed.count)
     }
 
     /// Merges a chain into one patch with the same effect (from the first patch's file to the
     /// last one's): frames are copied as stored, the newest one per page; pages a cut removed and
     /// no later frame set become zero frames. Every input is read to its end and verified.
     @discardableResult
-    public static func merge(_ chain: [PagePatchSource], to path: String, compression: PageCompression = .zlib(level: 1))
+    public static func merge(
+        _ chain: [PagePatchSource], to path: String, compression: PageCompression = .zlib(level: 1)
+    )
         throws -> PagePatchSummary
     {
         precondition(!chain.isEmpty, "merge needs at least one patch")
         let readers = try open(chain)
         try checkLinks(readers)
-        let first = readers.first!.header, last = readers.last!.header
+        let first = readers.first!.header
+        let last = readers.last!.header
         let plan = try plan(readers)
         let header = PagePatchHeader(
             pageSize: first.pageSize, fromPageCount: first.fromPageCount, toPageCount: last.toPageCount,

@@ -37,8 +37,9 @@ final class PosixFile {
     }
 
     func ioError(_ operation: String) -> StrataError {
-        StrataError(.io, object: path, message: "\(operation) failed: \(String(cString: strerror(errno)))",
-                    fix: "check the disk (free space, permissions) and retry")
+        StrataError(
+            .io, object: path, message: "\(operation) failed: \(String(cString: strerror(errno)))",
+            fix: "check the disk (free space, permissions) and retry")
     }
 
     /// Reads up to `buffer.count` bytes at `offset`; returns fewer only at end of file.
@@ -95,13 +96,15 @@ enum BigEndian {
         UInt64(u32(b, at)) << 32 | UInt64(u32(b, at + 4))
     }
     static func put(_ v: UInt16, _ out: inout [UInt8]) {
-        out.append(UInt8(v >> 8)); out.append(UInt8(v & 0xff))
+        out.append(UInt8(v >> 8))
+        out.append(UInt8(v & 0xff))
     }
     static func put(_ v: UInt32, _ out: inout [UInt8]) {
         for s in stride(from: 24, through: 0, by: -8) { out.append(UInt8((v >> UInt32(s)) & 0xff)) }
     }
     static func put(_ v: UInt64, _ out: inout [UInt8]) {
-        put(UInt32(v >> 32), &out); put(UInt32(v & 0xffff_ffff), &out)
+        put(UInt32(v >> 32), &out)
+        put(UInt32(v & 0xffff_ffff), &out)
     }
 }
 
@@ -117,9 +120,10 @@ public struct SQLiteFileHeader: Equatable, Sendable {
         var b = [UInt8](repeating: 0, count: 100)
         let n = try b.withUnsafeMutableBytes { try f.read(into: $0, at: 0) }
         guard n == 100, b.starts(with: Array("SQLite format 3\u{0}".utf8)) else {
-            throw StrataError(.corrupt, object: path, field: "header",
-                              message: "is not a SQLite database (\(n) bytes of header)",
-                              fix: "give the SQLite file itself")
+            throw StrataError(
+                .corrupt, object: path, field: "header",
+                message: "is not a SQLite database (\(n) bytes of header)",
+                fix: "give the SQLite file itself")
         }
         return b.withUnsafeBytes { raw in
             let ps = Int(BigEndian.u16(raw, 16))

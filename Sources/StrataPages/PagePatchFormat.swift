@@ -57,8 +57,10 @@ public struct PagePatchHeader: Equatable, Sendable {
     /// Page-hash root of the file it produces.
     public var toRoot: [UInt8]
 
-    public init(pageSize: Int, fromPageCount: UInt32, toPageCount: UInt32, frameCount: UInt32,
-                fromRoot: [UInt8], toRoot: [UInt8]) {
+    public init(
+        pageSize: Int, fromPageCount: UInt32, toPageCount: UInt32, frameCount: UInt32,
+        fromRoot: [UInt8], toRoot: [UInt8]
+    ) {
         self.pageSize = pageSize
         self.fromPageCount = fromPageCount
         self.toPageCount = toPageCount
@@ -84,8 +86,9 @@ public struct PagePatchHeader: Equatable, Sendable {
 
     static func decode(_ b: UnsafeRawBufferPointer, object: String) throws -> PagePatchHeader {
         func corrupt(_ field: String, _ message: String) -> StrataError {
-            StrataError(.corrupt, object: object, field: field, message: message,
-                        fix: "the object is not a Strata page patch or is damaged; download it again")
+            StrataError(
+                .corrupt, object: object, field: field, message: message,
+                fix: "the object is not a Strata page patch or is damaged; download it again")
         }
         guard b.count >= PagePatchFormat.headerSize else {
             throw corrupt("header", "is truncated: \(b.count) of \(PagePatchFormat.headerSize) bytes")
@@ -93,9 +96,10 @@ public struct PagePatchHeader: Equatable, Sendable {
         guard Array(b[0..<8]) == PagePatchFormat.magic else { throw corrupt("header.magic", "is not \"STRPATCH\"") }
         let version = BigEndian.u16(b, 8)
         guard version <= PagePatchFormat.version else {
-            throw StrataError(.unsupportedVersion, object: object, field: "header.format_version",
-                              message: "is \(version); this Strata reads up to \(PagePatchFormat.version)",
-                              fix: "upgrade snapctl")
+            throw StrataError(
+                .unsupportedVersion, object: object, field: "header.format_version",
+                message: "is \(version); this Strata reads up to \(PagePatchFormat.version)",
+                fix: "upgrade snapctl")
         }
         guard version >= 1 else { throw corrupt("header.format_version", "is 0") }
         guard BigEndian.u16(b, 10) == 0 else { throw corrupt("header.flags", "has unknown bits set") }
@@ -107,7 +111,8 @@ public struct PagePatchHeader: Equatable, Sendable {
             pageSize: pageSize, fromPageCount: BigEndian.u32(b, 16), toPageCount: BigEndian.u32(b, 20),
             frameCount: BigEndian.u32(b, 24), fromRoot: Array(b[32..<64]), toRoot: Array(b[64..<96]))
         guard h.frameCount <= h.toPageCount else {
-            throw corrupt("header.frame_count", "is \(h.frameCount), more than the \(h.toPageCount) pages of the result")
+            throw corrupt(
+                "header.frame_count", "is \(h.frameCount), more than the \(h.toPageCount) pages of the result")
         }
         return h
     }
@@ -177,13 +182,16 @@ enum PageCodec {
     /// Rebuilds a page from its zero-run form; false when the form does not describe one page.
     static func fillZeroRun(_ stored: UnsafeRawBufferPointer, into page: UnsafeMutableRawBufferPointer) -> Bool {
         guard stored.count >= 8 else { return false }
-        let start = Int(BigEndian.u32(stored, 0)), length = Int(BigEndian.u32(stored, 4))
+        let start = Int(BigEndian.u32(stored, 0))
+        let length = Int(BigEndian.u32(stored, 4))
         guard length >= 1, start <= page.count, length <= page.count - start,
-              stored.count == 8 + page.count - length else { return false }
+            stored.count == 8 + page.count - length
+        else { return false }
         let tail = page.count - start - length
         UnsafeMutableRawBufferPointer(rebasing: page[0..<start])
             .copyMemory(from: UnsafeRawBufferPointer(rebasing: stored[8..<(8 + start)]))
-        UnsafeMutableRawBufferPointer(rebasing: page[start..<(start + length)]).initializeMemory(as: UInt8.self, repeating: 0)
+        UnsafeMutableRawBufferPointer(rebasing: page[start..<(start + length)]).initializeMemory(
+            as: UInt8.self, repeating: 0)
         UnsafeMutableRawBufferPointer(rebasing: page[(start + length)...])
             .copyMemory(from: UnsafeRawBufferPointer(rebasing: stored[(8 + start)..<(8 + start + tail)]))
         return true
@@ -192,11 +200,14 @@ enum PageCodec {
     static func bound(_ pageSize: Int) -> Int { Int(compressBound(uLong(pageSize))) }
 
     /// Compresses `page` into `out` (at least `bound` bytes); returns the compressed length.
-    static func compress(_ page: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer,
-                         level: Int32) -> Int? {
+    static func compress(
+        _ page: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer,
+        level: Int32
+    ) -> Int? {
         var destLen = uLongf(out.count)
-        let rc = compress2(out.baseAddress!.assumingMemoryBound(to: Bytef.self), &destLen,
-                           page.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(page.count), level)
+        let rc = compress2(
+            out.baseAddress!.assumingMemoryBound(to: Bytef.self), &destLen,
+            page.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(page.count), level)
         return rc == Z_OK ? Int(destLen) : nil
     }
 
@@ -204,8 +215,9 @@ enum PageCodec {
     static func decompress(_ stored: UnsafeRawBufferPointer, into page: UnsafeMutableRawBufferPointer) -> Bool {
         var destLen = uLongf(page.count)
         guard stored.count > 0 else { return false }
-        let rc = uncompress(page.baseAddress!.assumingMemoryBound(to: Bytef.self), &destLen,
-                            stored.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(stored.count))
+        let rc = uncompress(
+            page.baseAddress!.assumingMemoryBound(to: Bytef.self), &destLen,
+            stored.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(stored.count))
         return rc == Z_OK && Int(destLen) == page.count
     }
 }
@@ -229,8 +241,9 @@ public final class PagePatchWriter {
     private var finished = false
 
     public init(path: String, header: PagePatchHeader, compression: PageCompression = .zlib(level: 1)) throws {
-        precondition(PagePatchFormat.validPageSize(header.pageSize) && header.fromRoot.count == 32
-                     && header.toRoot.count == 32, "invalid patch header")
+        precondition(
+            PagePatchFormat.validPageSize(header.pageSize) && header.fromRoot.count == 32
+                && header.toRoot.count == 32, "invalid patch header")
         self.path = path
         self.header = header
         self.compression = compression
@@ -262,23 +275,30 @@ public final class PagePatchWriter {
     /// Adds one raw page. `sha256` is the page's SHA-256 when the caller has it already.
     public func add(page pgno: UInt32, raw: UnsafeRawBufferPointer, sha256: [UInt8]? = nil) throws {
         precondition(raw.count == header.pageSize, "a page is \(header.pageSize) bytes, not \(raw.count)")
-        let sha = sha256 ?? { let d = Digest(.sha256); d.update(raw); return d.finalize() }()
+        let sha =
+            sha256
+            ?? {
+                let d = Digest(.sha256)
+                d.update(raw)
+                return d.finalize()
+            }()
         var encoded: (PagePatchFormat.Encoding, Int)?
         if case .zlib(let level) = compression,
-           let n = scratch.withUnsafeMutableBytes({ PageCodec.compress(raw, into: $0, level: level) }),
-           n <= raw.count - raw.count / 16
+            let n = scratch.withUnsafeMutableBytes({ PageCodec.compress(raw, into: $0, level: level) }),
+            n <= raw.count - raw.count / 16
         {
             encoded = (.zlib, n)
         }
         if encoded == nil, compression != .none,
-           let n = scratch.withUnsafeMutableBytes({ PageCodec.cutZeroRun(raw, into: $0) })
+            let n = scratch.withUnsafeMutableBytes({ PageCodec.cutZeroRun(raw, into: $0) })
         {
             encoded = (.zeroRun, n)
         }
         if let (encoding, n) = encoded {
             try scratch.withUnsafeBytes {
-                try addStored(page: pgno, encoding: encoding, stored: UnsafeRawBufferPointer(rebasing: $0[0..<n]),
-                              sha256: sha)
+                try addStored(
+                    page: pgno, encoding: encoding, stored: UnsafeRawBufferPointer(rebasing: $0[0..<n]),
+                    sha256: sha)
             }
         } else {
             try addStored(page: pgno, encoding: .raw, stored: raw, sha256: sha)
@@ -286,8 +306,10 @@ public final class PagePatchWriter {
     }
 
     /// Adds a frame as stored in another patch (a merge copies frames without recompressing them).
-    public func addStored(page pgno: UInt32, encoding: PagePatchFormat.Encoding, stored: UnsafeRawBufferPointer,
-                          sha256: [UInt8]) throws {
+    public func addStored(
+        page pgno: UInt32, encoding: PagePatchFormat.Encoding, stored: UnsafeRawBufferPointer,
+        sha256: [UInt8]
+    ) throws {
         check(pgno)
         precondition(sha256.count == 32)
         BigEndian.put(pgno, &index)
@@ -318,7 +340,8 @@ public final class PagePatchWriter {
         try file.close()
         guard rename(path + ".partial", path) == 0 else { throw file.ioError("rename to \(path)") }
         finished = true
-        return PagePatchSummary(path: path, header: header, bytes: offset, sha256: Hex.encode(sha),
-                                rawPageBytes: rawBytes, compressedFrames: compressed)
+        return PagePatchSummary(
+            path: path, header: header, bytes: offset, sha256: Hex.encode(sha),
+            rawPageBytes: rawBytes, compressedFrames: compressed)
     }
 }

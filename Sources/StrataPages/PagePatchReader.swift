@@ -44,11 +44,15 @@ public final class PagePatchReader {
         var h = [UInt8](repeating: 0, count: PagePatchFormat.headerSize)
         let n = try h.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
         let name = object ?? path
-        header = try h.withUnsafeBytes { try PagePatchHeader.decode(UnsafeRawBufferPointer(rebasing: $0[0..<n]), object: name) }
+        header = try h.withUnsafeBytes {
+            try PagePatchHeader.decode(UnsafeRawBufferPointer(rebasing: $0[0..<n]), object: name)
+        }
         let minimum = Int64(PagePatchFormat.overhead(frames: Int(header.frameCount)))
         guard fileSize >= minimum else {
-            throw Self.corrupt(name, "file", "is truncated: \(fileSize) bytes, a patch of \(header.frameCount) frames "
-                               + "takes at least \(minimum)")
+            throw Self.corrupt(
+                name, "file",
+                "is truncated: \(fileSize) bytes, a patch of \(header.frameCount) frames "
+                    + "takes at least \(minimum)")
         }
         stored = [UInt8](repeating: 0, count: max(header.pageSize + 8, PageCodec.bound(header.pageSize)))
         page = [UInt8](repeating: 0, count: header.pageSize)
@@ -57,9 +61,10 @@ public final class PagePatchReader {
     }
 
     static func corrupt(_ object: String, _ field: String, _ message: String) -> StrataError {
-        StrataError(.corrupt, object: object, field: field, message: message,
-                    fix: "download the patch again; if it stays damaged, rebuild the version from its base "
-                        + "(snapctl verify --deep names the versions that need it)")
+        StrataError(
+            .corrupt, object: object, field: field, message: message,
+            fix: "download the patch again; if it stays damaged, rebuild the version from its base "
+                + "(snapctl verify --deep names the versions that need it)")
     }
 
     private func corrupt(_ field: String, _ message: String) -> StrataError { Self.corrupt(object, field, message) }
@@ -88,7 +93,8 @@ public final class PagePatchReader {
         let (pgno, enc, len) = fh.withUnsafeBytes { b in (BigEndian.u32(b, 0), b[4], Int(BigEndian.u32(b, 8))) }
         let field = "frame \(frameNo) (page \(pgno))"
         guard pgno > lastPage else {
-            throw corrupt("\(field).page_number", pgno == 0 ? "is 0" : "is out of order: page \(pgno) after page \(lastPage)")
+            throw corrupt(
+                "\(field).page_number", pgno == 0 ? "is 0" : "is out of order: page \(pgno) after page \(lastPage)")
         }
         guard pgno <= header.toPageCount else {
             throw corrupt("\(field).page_number", "is past the result's \(header.toPageCount) pages")
@@ -100,10 +106,14 @@ public final class PagePatchReader {
             throw corrupt("\(field).stored_length", "is \(len) for a \(encoding) page of \(header.pageSize) bytes")
         }
         let sha = Array(fh[12..<44])
-        try stored.withUnsafeMutableBytes { try readExactly(UnsafeMutableRawBufferPointer(rebasing: $0[0..<len]), what: field) }
+        try stored.withUnsafeMutableBytes {
+            try readExactly(UnsafeMutableRawBufferPointer(rebasing: $0[0..<len]), what: field)
+        }
         switch encoding {
         case .raw:
-            page.withUnsafeMutableBytes { p in stored.withUnsafeBytes { p.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<len])) } }
+            page.withUnsafeMutableBytes { p in
+                stored.withUnsafeBytes { p.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<len])) }
+            }
         case .zlib:
             let ok = page.withUnsafeMutableBytes { p in
                 stored.withUnsafeBytes { PageCodec.decompress(UnsafeRawBufferPointer(rebasing: $0[0..<len]), into: p) }
@@ -133,8 +143,10 @@ public final class PagePatchReader {
     private func finishVerifying() throws {
         let indexBytes = Int(header.frameCount) * PagePatchFormat.indexEntrySize
         guard fileSize - offset == Int64(indexBytes + PagePatchFormat.trailerSize) else {
-            throw corrupt("file", "is \(fileSize) bytes; \(header.frameCount) frames end at \(offset), so the index "
-                          + "and trailer need \(indexBytes + PagePatchFormat.trailerSize) more, not \(fileSize - offset)")
+            throw corrupt(
+                "file",
+                "is \(fileSize) bytes; \(header.frameCount) frames end at \(offset), so the index "
+                    + "and trailer need \(indexBytes + PagePatchFormat.trailerSize) more, not \(fileSize - offset)")
         }
         var index = [UInt8](repeating: 0, count: indexBytes)
         try index.withUnsafeMutableBytes { try readExactly($0, what: "index") }
@@ -142,7 +154,8 @@ public final class PagePatchReader {
             for i in 0..<Int(header.frameCount) {
                 let at = i * PagePatchFormat.indexEntrySize
                 guard BigEndian.u32(b, at) == pages[i], BigEndian.u64(b, at + 4) == frameOffsets[i] else {
-                    throw corrupt("index[\(i)]", "does not match frame \(i) (page \(pages[i]) at byte \(frameOffsets[i]))")
+                    throw corrupt(
+                        "index[\(i)]", "does not match frame \(i) (page \(pages[i]) at byte \(frameOffsets[i]))")
                 }
             }
         }
@@ -170,7 +183,8 @@ public final class PagePatchReader {
             for i in 0..<count {
                 let p = BigEndian.u32(b, i * PagePatchFormat.indexEntrySize)
                 guard p > last, p <= header.toPageCount else {
-                    throw corrupt("index[\(i)].page_number", "is \(p) after \(last) (result has \(header.toPageCount) pages)")
+                    throw corrupt(
+                        "index[\(i)].page_number", "is \(p) after \(last) (result has \(header.toPageCount) pages)")
                 }
                 out.append(p)
                 last = p

@@ -23,7 +23,10 @@ var o = Options()
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let a = args.next() {
     func value() -> String {
-        guard let v = args.next() else { FileHandle.standardError.write(Data("\(a) needs a value\n".utf8)); exit(2) }
+        guard let v = args.next() else {
+            FileHandle.standardError.write(Data("\(a) needs a value\n".utf8))
+            exit(2)
+        }
         return v
     }
     switch a {
@@ -39,9 +42,13 @@ while let a = args.next() {
         case "none": o.compression = .none
         case "zero": o.compression = .zeroRun
         case let z where z.hasPrefix("zlib"): o.compression = .zlib(level: Int32(z.dropFirst(4)) ?? 1)
-        default: FileHandle.standardError.write(Data("--compression none|zero|zlib1...zlib9\n".utf8)); exit(2)
+        default:
+            FileHandle.standardError.write(Data("--compression none|zero|zlib1...zlib9\n".utf8))
+            exit(2)
         }
-    default: FileHandle.standardError.write(Data("unknown argument \(a)\n".utf8)); exit(2)
+    default:
+        FileHandle.standardError.write(Data("unknown argument \(a)\n".utf8))
+        exit(2)
     }
 }
 
@@ -60,7 +67,9 @@ var rng = SplitMix(state: 42)
 func now() -> Double { Date().timeIntervalSince1970 }
 func ms(_ s: Double) -> String { String(format: "%.0f ms", s * 1000) }
 func mb(_ b: Int64) -> String { String(format: "%.2f MB", Double(b) / 1e6) }
-func size(_ p: String) -> Int64 { (try? FileManager.default.attributesOfItem(atPath: p)[.size] as? NSNumber)??.int64Value ?? 0 }
+func size(_ p: String) -> Int64 {
+    (try? FileManager.default.attributesOfItem(atPath: p)[.size] as? NSNumber)??.int64Value ?? 0
+}
 func peakRSS() -> Int64 {
     var u = rusage()
     getrusage(RUSAGE_SELF.rawValue, &u)
@@ -89,9 +98,11 @@ func newId() -> String {
 
 try? FileManager.default.removeItem(atPath: o.dir)
 try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true)
-let base = o.dir + "/base.sqlite3", live = o.dir + "/live.sqlite3"
-print("# strata-pages-bench: \(o.rows) rows x \(o.dim) dims, page size \(o.pageSize), delta \(o.delta) rows, "
-      + "compression \(o.compressionName)")
+let base = o.dir + "/base.sqlite3"
+let live = o.dir + "/live.sqlite3"
+print(
+    "# strata-pages-bench: \(o.rows) rows x \(o.dim) dims, page size \(o.pageSize), delta \(o.delta) rows, "
+        + "compression \(o.compressionName)")
 print("SQLite \(String(cString: sqlite3_libversion()))")
 
 var t = now()
@@ -103,7 +114,8 @@ do {
     try db.execute("PRAGMA journal_mode = OFF")
     try db.execute("PRAGMA synchronous = OFF")
     try db.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    try db.execute("CREATE TABLE embeddings(id TEXT PRIMARY KEY, embedding BLOB NOT NULL, document TEXT, metadata TEXT)")
+    try db.execute(
+        "CREATE TABLE embeddings(id TEXT PRIMARY KEY, embedding BLOB NOT NULL, document TEXT, metadata TEXT)")
     try db.execute("INSERT INTO meta VALUES ('row_count', '0')")
     try db.execute("BEGIN")
     var batch: [String] = []
@@ -111,7 +123,10 @@ do {
         let id = newId()
         ids.append(id)
         batch.append(id)
-        if batch.count == 10_000 { try upsert(db, ids: batch); batch.removeAll() }
+        if batch.count == 10_000 {
+            try upsert(db, ids: batch)
+            batch.removeAll()
+        }
     }
     try upsert(db, ids: batch)
     try db.execute("UPDATE meta SET value = '\(o.rows)' WHERE key = 'row_count'")
@@ -145,15 +160,18 @@ print("page-hash list built (full pass, once per base): \(ms(now() - t)), \(mb(s
 let counter = ["inserts", "upserts", "deletes", "mixed (half new, half overwrites)"]
 var patches: [PagePatchSource] = []
 print("")
-print("| delta | pages changed | raw page bytes | patch | % of file | WAL frames | write | WAL read "
-      + "| checkpoint | patch write | capture total |")
+print(
+    "| delta | pages changed | raw page bytes | patch | % of file | WAL frames | write | WAL read "
+        + "| checkpoint | patch write | capture total |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for (i, name) in counter.enumerated() {
     let path = o.dir + "/p\(i).strpatch"
     var bodyTime = 0.0
     let t0 = now()
-    let r = try PageCapture.capture(database: live, hashes: hashes, patch: path,
-                                    settings: PageCaptureSettings(compression: o.compression)) { db in
+    let r = try PageCapture.capture(
+        database: live, hashes: hashes, patch: path,
+        settings: PageCaptureSettings(compression: o.compression)
+    ) { db in
         let tb = now()
         try db.execute("BEGIN")
         switch i {
@@ -186,10 +204,11 @@ for (i, name) in counter.enumerated() {
     let total = now() - t0
     patches.append(PagePatchSource(path: path))
     let h = r.patch.header
-    print("| 1,000 \(name) | \(h.frameCount) | \(mb(r.patch.rawPageBytes)) | \(mb(r.patch.bytes)) | "
-          + String(format: "%.2f%%", Double(r.patch.bytes) * 100 / Double(size(live)))
-          + " | \(r.walFrames) | \(ms(bodyTime)) | \(ms(r.seconds.wal)) | \(ms(r.seconds.checkpoint)) "
-          + "| \(ms(r.seconds.patch)) | \(ms(total)) |")
+    print(
+        "| 1,000 \(name) | \(h.frameCount) | \(mb(r.patch.rawPageBytes)) | \(mb(r.patch.bytes)) | "
+            + String(format: "%.2f%%", Double(r.patch.bytes) * 100 / Double(size(live)))
+            + " | \(r.walFrames) | \(ms(bodyTime)) | \(ms(r.seconds.wal)) | \(ms(r.seconds.checkpoint)) "
+            + "| \(ms(r.seconds.patch)) | \(ms(total)) |")
 }
 print("")
 print("capture overhead = capture total - write (WAL parse, checkpoint, back to rollback mode, patch write).")
@@ -210,10 +229,12 @@ print("k-way merge of the 4 patches: \(ms(now() - t)), \(merged.header.frameCoun
 let rssBefore = peakRSS()
 t = now()
 try PagePatchChain.materialize(base: base, chain: patches, to: o.dir + "/cold.sqlite3", hashList: o.dir + "/cold.ph")
-print("cold materialize base + 4 patches (copy + hash the base, apply, check roots): \(ms(now() - t)); "
-      + "cp alone: \(ms(cpTime))")
+print(
+    "cold materialize base + 4 patches (copy + hash the base, apply, check roots): \(ms(now() - t)); "
+        + "cp alone: \(ms(cpTime))")
 print("peak RSS of this process: \(mb(peakRSS())) (before cold materialize: \(mb(rssBefore)))")
-let same = try SHA256.hexOfFile(atPath: o.dir + "/cold.sqlite3").hex == SHA256.hexOfFile(atPath: live).hex
+let same =
+    try SHA256.hexOfFile(atPath: o.dir + "/cold.sqlite3").hex == SHA256.hexOfFile(atPath: live).hex
     && SHA256.hexOfFile(atPath: held).hex == SHA256.hexOfFile(atPath: live).hex
 print("materialized files byte-identical to the written file: \(same)")
 if !o.keep { try? FileManager.default.removeItem(atPath: o.dir) }

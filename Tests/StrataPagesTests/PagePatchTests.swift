@@ -58,8 +58,9 @@ final class PageWorld {
     func step(_ body: (Database) throws -> Void) throws -> PageCaptureResult {
         let n = patches.count
         let path = dir.file("p\(n).strpatch")
-        let r = try PageCapture.capture(database: live, hashes: hashes, patch: path,
-                                        settings: PageCaptureSettings(compression: compression), body: body)
+        let r = try PageCapture.capture(
+            database: live, hashes: hashes, patch: path,
+            settings: PageCaptureSettings(compression: compression), body: body)
         patches.append(PagePatchSource(path: path, object: "test/p\(n).strpatch"))
         let truth = dir.file("truth\(n).sqlite3")
         try FileManager.default.copyItem(atPath: live, toPath: truth)
@@ -104,7 +105,8 @@ final class PagePatchTests: XCTestCase {
         for i in w.patches.indices {
             let chain = Array(w.patches[0...i])
             let out = w.dir.file("m\(i).sqlite3")
-            let r = try PagePatchChain.materialize(base: w.base, chain: chain, to: out, hashList: w.dir.file("m\(i).ph"))
+            let r = try PagePatchChain.materialize(
+                base: w.base, chain: chain, to: out, hashList: w.dir.file("m\(i).ph"))
             XCTAssertEqual(try bytes(out), try bytes(w.truths[i]), "chain of \(i + 1) patches")
             XCTAssertEqual(r.root, try PageHashList.root(ofDatabase: w.truths[i]))
             XCTAssertEqual(try integrity(out), "ok")
@@ -113,8 +115,9 @@ final class PagePatchTests: XCTestCase {
             let summary = try PagePatchChain.merge(chain, to: merged)
             XCTAssertLessThanOrEqual(summary.header.frameCount, summary.header.toPageCount)
             let out2 = w.dir.file("mm\(i).sqlite3")
-            try PagePatchChain.materialize(base: w.base, chain: [PagePatchSource(path: merged)], to: out2,
-                                           hashList: w.dir.file("mm\(i).ph"))
+            try PagePatchChain.materialize(
+                base: w.base, chain: [PagePatchSource(path: merged)], to: out2,
+                hashList: w.dir.file("mm\(i).ph"))
             XCTAssertEqual(try bytes(out2), try bytes(w.truths[i]), "merged chain of \(i + 1) patches")
         }
         // A merged middle (across the shrink and the regrowth) in a chain.
@@ -139,7 +142,11 @@ final class PagePatchTests: XCTestCase {
             w.compression = compression
             try w.standardHistory()
             let encoded = w.results.map(\.patch.compressedFrames).reduce(0, +)
-            if compression == .none { XCTAssertEqual(encoded, 0) } else { XCTAssertGreaterThan(encoded, 0, "\(compression)") }
+            if compression == .none {
+                XCTAssertEqual(encoded, 0)
+            } else {
+                XCTAssertGreaterThan(encoded, 0, "\(compression)")
+            }
             let out = w.dir.file("o.sqlite3")
             try PagePatchChain.materialize(base: w.base, chain: w.patches, to: out, hashList: w.dir.file("o.ph"))
             XCTAssertEqual(try bytes(out), try bytes(w.truths.last!), "\(compression)")
@@ -149,8 +156,9 @@ final class PagePatchTests: XCTestCase {
             XCTAssertEqual(try bytes(py), try bytes(w.truths.last!), "python, \(compression)")
             // A merge keeps each frame's encoding and re-encodes only zero pages.
             let merged = try PagePatchChain.merge(w.patches, to: w.dir.file("m.strpatch"), compression: compression)
-            try PagePatchChain.materialize(base: w.base, chain: [PagePatchSource(path: merged.path)], to: out,
-                                           hashList: w.dir.file("o.ph"))
+            try PagePatchChain.materialize(
+                base: w.base, chain: [PagePatchSource(path: merged.path)], to: out,
+                hashList: w.dir.file("o.ph"))
             XCTAssertEqual(try bytes(out), try bytes(w.truths.last!), "merged, \(compression)")
         }
     }
@@ -188,7 +196,8 @@ final class PagePatchTests: XCTestCase {
         let out = w.dir.file("o.sqlite3")
         let ph = w.dir.file("o.ph")
         // Patch 1 applied to the base (it was made for truth 0).
-        XCTAssertThrowsError(try PagePatchChain.materialize(base: w.base, chain: [w.patches[1]], to: out, hashList: ph)) {
+        XCTAssertThrowsError(try PagePatchChain.materialize(base: w.base, chain: [w.patches[1]], to: out, hashList: ph))
+        {
             let e = $0 as? StrataError
             XCTAssertEqual(e?.kind, .refused)
             XCTAssertEqual(e?.object, "test/p1.strpatch")
@@ -201,7 +210,8 @@ final class PagePatchTests: XCTestCase {
         var d = try bytes(w.base)
         d[d.count - 10] ^= 0xff
         try d.write(to: URL(fileURLWithPath: other))
-        XCTAssertThrowsError(try PagePatchChain.materialize(base: other, chain: [w.patches[0]], to: out, hashList: ph)) {
+        XCTAssertThrowsError(try PagePatchChain.materialize(base: other, chain: [w.patches[0]], to: out, hashList: ph))
+        {
             XCTAssertEqual(($0 as? StrataError)?.field, "header.from_root")
         }
         // Out of order and with a gap.
@@ -225,11 +235,13 @@ final class PagePatchTests: XCTestCase {
     func testPageSizeChangeIsRefused() throws {
         let w = try PageWorld(rows: 500)
         // Inside a capture: leaving WAL to change the page size is refused.
-        XCTAssertThrowsError(try w.step { db in
-            try db.execute("PRAGMA journal_mode = DELETE")
-            try db.execute("PRAGMA page_size = 8192")
-            try db.execute("VACUUM")
-        }) {
+        XCTAssertThrowsError(
+            try w.step { db in
+                try db.execute("PRAGMA journal_mode = DELETE")
+                try db.execute("PRAGMA page_size = 8192")
+                try db.execute("VACUUM")
+            }
+        ) {
             let e = $0 as? StrataError
             XCTAssertEqual(e?.kind, .refused)
             XCTAssertEqual(e?.field, "journal_mode")
@@ -238,8 +250,11 @@ final class PagePatchTests: XCTestCase {
         let w8 = try PageWorld(rows: 300, pageSize: 8192)
         let w4 = try PageWorld(rows: 300, pageSize: 4096)
         try w4.step { db in try w4.upsert(db: db, ids: ["new"]) }
-        XCTAssertThrowsError(try PagePatchChain.materialize(base: w8.base, chain: w4.patches,
-                                                            to: w8.dir.file("o"), hashList: w8.dir.file("o.ph"))) {
+        XCTAssertThrowsError(
+            try PagePatchChain.materialize(
+                base: w8.base, chain: w4.patches,
+                to: w8.dir.file("o"), hashList: w8.dir.file("o.ph"))
+        ) {
             let e = $0 as? StrataError
             XCTAssertEqual(e?.kind, .refused)
             XCTAssertEqual(e?.field, "header.page_size")
@@ -252,10 +267,12 @@ final class PagePatchTests: XCTestCase {
 
     func testCaptureRefusesAnOpenTransactionAndALeftoverJournal() throws {
         let w = try PageWorld(rows: 200)
-        XCTAssertThrowsError(try w.step { db in
-            try db.execute("BEGIN")
-            try db.execute("DELETE FROM embeddings WHERE id = 'id-1'")
-        }) { XCTAssertEqual(($0 as? StrataError)?.kind, .refused) }
+        XCTAssertThrowsError(
+            try w.step { db in
+                try db.execute("BEGIN")
+                try db.execute("DELETE FROM embeddings WHERE id = 'id-1'")
+            }
+        ) { XCTAssertEqual(($0 as? StrataError)?.kind, .refused) }
         let w2 = try PageWorld(rows: 200)
         FileManager.default.createFile(atPath: w2.live + "-journal", contents: Data("x".utf8))
         XCTAssertThrowsError(try w2.step { _ in }) {
@@ -265,7 +282,8 @@ final class PagePatchTests: XCTestCase {
         let w3 = try PageWorld(rows: 200)
         let r = try w3.step { _ in }
         XCTAssertEqual(r.patch.header.frameCount, 1)
-        try PagePatchChain.materialize(base: w3.base, chain: w3.patches, to: w3.dir.file("o"), hashList: w3.dir.file("o.ph"))
+        try PagePatchChain.materialize(
+            base: w3.base, chain: w3.patches, to: w3.dir.file("o"), hashList: w3.dir.file("o.ph"))
         XCTAssertEqual(try bytes(w3.dir.file("o")), try bytes(w3.truths[0]))
     }
 }
@@ -282,17 +300,23 @@ final class PagePatchCorruptionTests: XCTestCase {
     }
 
     /// Writes `data` as a patch and expects every reader path to fail naming `field`.
-    func expect(_ data: Data, field: String, kind: StrataError.Kind = .corrupt, file: StaticString = #filePath,
-                line: UInt = #line) throws {
+    func expect(
+        _ data: Data, field: String, kind: StrataError.Kind = .corrupt, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         let path = world.dir.file("bad.strpatch")
         try data.write(to: URL(fileURLWithPath: path))
         let src = PagePatchSource(path: path, object: "store/bad.strpatch")
         let attempts: [(String, () throws -> Void)] = [
             ("verify", { try PagePatchReader.verify(path: path, object: src.object) }),
-            ("materialize", {
-                try PagePatchChain.materialize(base: self.world.base, chain: [src], to: self.world.dir.file("o"),
-                                               hashList: self.world.dir.file("o.ph"))
-            }),
+            (
+                "materialize",
+                {
+                    try PagePatchChain.materialize(
+                        base: self.world.base, chain: [src], to: self.world.dir.file("o"),
+                        hashList: self.world.dir.file("o.ph"))
+                }
+            ),
             ("merge", { try PagePatchChain.merge([src], to: self.world.dir.file("m.strpatch")) }),
         ]
         for (name, attempt) in attempts {
@@ -300,7 +324,8 @@ final class PagePatchCorruptionTests: XCTestCase {
                 let e = e as? StrataError
                 XCTAssertEqual(e?.kind, kind, "\(name): \(String(describing: e))", file: file, line: line)
                 XCTAssertEqual(e?.object, "store/bad.strpatch", name, file: file, line: line)
-                XCTAssertTrue(e?.field?.contains(field) ?? false, "\(name): \(String(describing: e))", file: file, line: line)
+                XCTAssertTrue(
+                    e?.field?.contains(field) ?? false, "\(name): \(String(describing: e))", file: file, line: line)
             }
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: world.dir.file("o")), file: file, line: line)
@@ -365,7 +390,8 @@ final class PagePatchCorruptionTests: XCTestCase {
     func testOutOfOrderPages() throws {
         var d = patch!
         let offsets = frameOffsets()
-        let first = d[offsets[0]..<(offsets[0] + 4)], second = d[offsets[1]..<(offsets[1] + 4)]
+        let first = d[offsets[0]..<(offsets[0] + 4)]
+        let second = d[offsets[1]..<(offsets[1] + 4)]
         d.replaceSubrange(offsets[0]..<(offsets[0] + 4), with: second)
         d.replaceSubrange(offsets[1]..<(offsets[1] + 4), with: first)
         try expect(d, field: "page_number")
@@ -380,8 +406,11 @@ final class PagePatchCorruptionTests: XCTestCase {
         XCTAssertThrowsError(try PagePatchReader.verify(path: path)) {
             XCTAssertEqual(($0 as? StrataError)?.field, "frame 0 (page 1).data")
         }
-        XCTAssertThrowsError(try PagePatchChain.materialize(base: world.base, chain: [PagePatchSource(path: path)],
-                                                            to: world.dir.file("o"), hashList: world.dir.file("o.ph"))) {
+        XCTAssertThrowsError(
+            try PagePatchChain.materialize(
+                base: world.base, chain: [PagePatchSource(path: path)],
+                to: world.dir.file("o"), hashList: world.dir.file("o.ph"))
+        ) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .refused)
             XCTAssertEqual(($0 as? StrataError)?.field, "header.page_size")
         }
@@ -405,7 +434,8 @@ final class PagePatchMemoryTests: XCTestCase {
         let live = dir.file("big.sqlite3")
         let db = try Database(path: live, mode: .readWriteCreate)
         try db.execute("CREATE TABLE t(id TEXT PRIMARY KEY, b BLOB NOT NULL)")
-        try db.execute("""
+        try db.execute(
+            """
             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 48000)
             INSERT INTO t SELECT 'id-' || i, randomblob(6000) FROM n
             """)
@@ -422,8 +452,9 @@ final class PagePatchMemoryTests: XCTestCase {
         let before = peakRSS()
         XCTAssertLessThan(before, size / 2, "the process already peaked above half the file; the test cannot tell")
         let out = dir.file("out.sqlite3")
-        try PagePatchChain.materialize(base: base, chain: [PagePatchSource(path: dir.file("p.strpatch"))], to: out,
-                                       hashList: dir.file("out.ph"))
+        try PagePatchChain.materialize(
+            base: base, chain: [PagePatchSource(path: dir.file("p.strpatch"))], to: out,
+            hashList: dir.file("out.ph"))
         let after = peakRSS()
         XCTAssertLessThan(after - before, 32 << 20, "peak RSS grew by \(after - before) bytes for a \(size)-byte file")
         XCTAssertEqual(try SHA256.hexOfFile(atPath: out).hex, try SHA256.hexOfFile(atPath: live).hex)
@@ -444,8 +475,9 @@ final class PythonMaterializerTests: XCTestCase {
         let script = TestPaths.projectRoot + "/Scripts/materialize_pages.py"
         let out = w.dir.file("py.sqlite3")
         for i in [0, 3, w.patches.count - 1] {
-            let r = try TestPaths.run(["python3", script, "--base", w.base, "--out", out]
-                                      + w.patches[0...i].map(\.path))
+            let r = try TestPaths.run(
+                ["python3", script, "--base", w.base, "--out", out]
+                    + w.patches[0...i].map(\.path))
             XCTAssertEqual(r.status, 0, r.stderr)
             XCTAssertEqual(try bytes(out), try bytes(w.truths[i]), "python, chain of \(i + 1)")
         }
