@@ -70,7 +70,8 @@ final class PagePatchRandomizedTests: XCTestCase {
             let hi = lo + Int(rng.next() % UInt64(end - lo + 1))
             let merged = w.dir.file("r\(lo)-\(hi).strpatch")
             try PagePatchChain.merge(Array(w.patches[lo...hi]), to: merged)
-            let chain = Array(w.patches[0..<lo]) + [PagePatchSource(path: merged)] + Array(w.patches[(hi + 1)..<(end + 1)])
+            let chain =
+                Array(w.patches[0..<lo]) + [PagePatchSource(path: merged)] + Array(w.patches[(hi + 1)..<(end + 1)])
             let out = w.dir.file("r.sqlite3")
             try PagePatchChain.materialize(base: w.base, chain: chain, to: out, hashList: w.dir.file("r.ph"))
             XCTAssertEqual(try bytes(out), try bytes(w.truths[end]), "\(context); version \(end), merged \(lo)...\(hi)")
