@@ -122,6 +122,8 @@ public struct PageCaptureResult: Sendable {
     /// WAL frames SQLite wrote (every frame, several per page when a page changed twice).
     public var walFrames: Int
     public var commits: Int
+    /// The patch back to the file before the capture, when one was asked for.
+    public var undo: PagePatchSummary?
     /// Seconds spent: running the body, reading the WAL, checkpointing and leaving WAL mode,
     /// writing the patch (reading and hashing the changed pages, compressing, fsync).
     public var seconds: (body: Double, wal: Double, checkpoint: Double, patch: Double) = (0, 0, 0, 0)
@@ -145,7 +147,7 @@ public struct PageCaptureResult: Sendable {
 /// committed): discard both and materialize the version again.
 public enum PageCapture {
     public static func capture(
-        database path: String, hashes: PageHashList, patch patchPath: String,
+        database path: String, hashes: PageHashList, patch patchPath: String, undo undoPath: String? = nil,
         settings: PageCaptureSettings = PageCaptureSettings(),
         body: (Database) throws -> Void
     ) throws -> PageCaptureResult {
@@ -157,9 +159,9 @@ public enum PageCapture {
         let before = try SQLiteFileHeader.read(path: path)
         let fromRoot = hashes.root
         let fromCount = hashes.pageCount
+        var page1 = [UInt8](repeating: 0, count: before.pageSize)
         do {
             let f = try PosixFile(path: path, mode: .read)
-            var page1 = [UInt8](repeating: 0, count: before.pageSize)
             _ = try page1.withUnsafeMutableBytes { try f.read(into: $0, at: 0) }
             let d = Digest(.sha256)
             d.update(page1)
@@ -204,6 +206,11 @@ public enum PageCapture {
         try db.execute("ROLLBACK")
         let wal = try WALContent.read(path: path + "-wal")
         let walSeconds = lap()
+        // The undo patch's pages, read before the checkpoint while the file still holds them.
+        let undoPages = try undoPath.map { undoPath in
+            try savePreImages(
+                path: path, wal: wal, fromCount: fromCount, hashes: hashes, page1: page1, to: undoPath + ".pages")
+        }
         let ckpt = try db.prepare("PRAGMA wal_checkpoint(TRUNCATE)")
         guard try ckpt.step(), ckpt.columnInt64(0) == 0 else {
             throw StrataError(
@@ -271,7 +278,65 @@ public enum PageCapture {
         }
         let summary = try writer.finish()
         var result = PageCaptureResult(patch: summary, walFrames: wal.frames, commits: wal.commits)
+        if let undoPath, let undoPages {
+            let preImages = try PosixFile(path: undoPath + ".pages", mode: .read)
+            defer { unlink(undoPath + ".pages") }
+            let undoHeader = PagePatchHeader(
+                pageSize: before.pageSize, fromPageCount: toCount, toPageCount: fromCount,
+                frameCount: UInt32(undoPages.count), fromRoot: toRoot, toRoot: fromRoot)
+            let undo = try PagePatchWriter(path: undoPath, header: undoHeader, compression: settings.compression)
+            for (i, (p, sha)) in undoPages.enumerated() {
+                _ = try page.withUnsafeMutableBytes {
+                    try preImages.read(into: $0, at: Int64(i) * Int64(before.pageSize))
+                }
+                try page.withUnsafeBytes { try undo.add(page: p, raw: $0, sha256: sha) }
+            }
+            result.undo = try undo.finish()
+        }
         result.seconds = (bodySeconds, walSeconds, checkpointSeconds, lap())
         return result
+    }
+
+    /// Writes the current content of the pages an undo patch needs (page 1 as it was before the
+    /// capture, every page the WAL changes and every page a shrink cuts, all within the old page
+    /// count) to `tempPath`, checking each against the page-hash list; returns them with hashes.
+    static func savePreImages(
+        path: String, wal: WALContent, fromCount: UInt32, hashes: PageHashList, page1: [UInt8], to tempPath: String
+    ) throws -> [(pgno: UInt32, sha256: [UInt8])] {
+        let toCount = wal.databasePageCount ?? fromCount
+        var pages = Set(wal.pages.keys.filter { $0 <= fromCount })
+        pages.insert(1)
+        if toCount < fromCount { for p in (toCount + 1)...fromCount { pages.insert(p) } }
+        let file = try PosixFile(path: path, mode: .read)
+        let out = try PosixFile(path: tempPath, mode: .create)
+        var page = [UInt8](repeating: 0, count: page1.count)
+        var saved: [(pgno: UInt32, sha256: [UInt8])] = []
+        saved.reserveCapacity(pages.count)
+        for (i, p) in pages.sorted().enumerated() {
+            if p == 1 {
+                page = page1
+            } else {
+                let size = page1.count
+                let n = try page.withUnsafeMutableBytes { try file.read(into: $0, at: Int64(p - 1) * Int64(size)) }
+                guard n == size else {
+                    throw StrataError(
+                        .io, object: path, message: "page \(p) is short before the checkpoint",
+                        fix: "no other process may write the file during a capture")
+                }
+            }
+            let d = Digest(.sha256)
+            d.update(page)
+            let sha = d.finalize()
+            guard try sha == hashes.leaf(p) else {
+                throw StrataError(
+                    .refused, object: hashes.path, field: "page \(p)",
+                    message: "does not hash like page \(p) of \(path): the list is not this file's",
+                    fix: "rebuild it with PageHashList.build from the file, then capture again")
+            }
+            try page.withUnsafeBytes { try out.write($0, at: Int64(i) * Int64(page1.count)) }
+            saved.append((p, sha))
+        }
+        try out.close()
+        return saved
     }
 }

@@ -19,6 +19,9 @@ final class PageWorld {
     var rng = SeededRandom(seed: 0x5eed_9a9e)
     let dimension: Int
     var compression = PageCompression.zlib(level: 1)
+    /// When set, each capture also writes the undo patch (back to the file before it).
+    var withUndo = false
+    var undos: [PagePatchSource] = []
 
     init(rows: Int, dimension: Int = 96, pageSize: Int = 4096) throws {
         self.dimension = dimension
@@ -58,10 +61,12 @@ final class PageWorld {
     func step(_ body: (Database) throws -> Void) throws -> PageCaptureResult {
         let n = patches.count
         let path = dir.file("p\(n).strpatch")
+        let undo = withUndo ? dir.file("u\(n).strpatch") : nil
         let r = try PageCapture.capture(
-            database: live, hashes: hashes, patch: path,
+            database: live, hashes: hashes, patch: path, undo: undo,
             settings: PageCaptureSettings(compression: compression), body: body)
         patches.append(PagePatchSource(path: path, object: "test/p\(n).strpatch"))
+        if let undo { undos.append(PagePatchSource(path: undo, object: "test/u\(n).strpatch")) }
         let truth = dir.file("truth\(n).sqlite3")
         try FileManager.default.copyItem(atPath: live, toPath: truth)
         truths.append(truth)
@@ -161,6 +166,33 @@ final class PagePatchTests: XCTestCase {
                 hashList: w.dir.file("o.ph"))
             XCTAssertEqual(try bytes(out), try bytes(w.truths.last!), "merged, \(compression)")
         }
+    }
+
+    func testUndoPatchesReturnEachVersionToItsParent() throws {
+        let w = try PageWorld(rows: 2_000)
+        w.withUndo = true
+        try w.standardHistory()
+        XCTAssertEqual(w.undos.count, w.patches.count)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: w.undos[0].path + ".pages"))
+        for i in w.patches.indices {
+            let parent = i == 0 ? w.base : w.truths[i - 1]
+            let held = w.dir.file("undo\(i).sqlite3")
+            try FileManager.default.copyItem(atPath: w.truths[i], toPath: held)
+            let list = try PageHashList.build(database: held, to: w.dir.file("undo\(i).ph"))
+            let r = try PagePatchChain.apply([w.undos[i]], onto: held, hashes: list)
+            XCTAssertEqual(try bytes(held), try bytes(parent), "undo of version \(i)")
+            XCTAssertEqual(r.root, w.results[i].patch.header.fromRoot)
+        }
+        // Forward then back in one chain, in Swift and in Python: the chain's first file again.
+        let script = TestPaths.projectRoot + "/Scripts/materialize_pages.py"
+        let chain = [w.patches[0], w.patches[1], w.patches[2], w.patches[3], w.undos[3], w.undos[2]]
+        let out = w.dir.file("fb.sqlite3")
+        try PagePatchChain.materialize(base: w.base, chain: chain, to: out, hashList: w.dir.file("fb.ph"))
+        XCTAssertEqual(try bytes(out), try bytes(w.truths[1]))
+        let py = w.dir.file("fbpy.sqlite3")
+        let r = try TestPaths.run(["python3", script, "--base", w.base, "--out", py] + chain.map(\.path))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try bytes(py), try bytes(w.truths[1]))
     }
 
     func testApplyInPlaceFromAnIntermediateVersionAndHashListFromPatchesOnly() throws {
