@@ -42,6 +42,8 @@ def read_header(path):
         raise Damaged(path, "header.format_version", f"is {version}; this script reads 1")
     if flags != 0:
         raise Damaged(path, "header.flags", "has unknown bits set")
+    if to_count > from_count and to_count - from_count > frames + 1:
+        raise Damaged(path, "header.to_page_count", f"is {to_count}: growth by more pages than frames")
     return dict(page_size=page_size, from_count=from_count, to_count=to_count, frames=frames,
                 from_root=from_root, to_root=to_root)
 

@@ -114,6 +114,14 @@ public struct PagePatchHeader: Equatable, Sendable {
             throw corrupt(
                 "header.frame_count", "is \(h.frameCount), more than the \(h.toPageCount) pages of the result")
         }
+        // A file grows only by pages SQLite writes, so by frames; the one page it never writes is
+        // the lock-byte page at 1 GiB. This bounds what a hostile header can make a reader allocate.
+        guard h.toPageCount <= h.fromPageCount || h.toPageCount - h.fromPageCount <= h.frameCount + 1 else {
+            throw corrupt(
+                "header.to_page_count",
+                "is \(h.toPageCount): the file would grow by \(h.toPageCount - h.fromPageCount) pages with only "
+                    + "\(h.frameCount) frames")
+        }
         return h
     }
 }

@@ -449,6 +449,10 @@ final class PagePatchCorruptionTests: XCTestCase {
         d = patch!
         d.replaceSubrange(12..<16, with: [0, 0, 0x10, 1])  // not a power of two
         try expect(d, field: "header.page_size")
+        // A header that would grow the file by a billion pages with a handful of frames.
+        d = patch!
+        d.replaceSubrange(20..<24, with: [0x40, 0, 0, 0])
+        try expect(d, field: "header.to_page_count")
         d = patch!
         d[9] = 2
         try expect(d, field: "header.format_version", kind: .unsupportedVersion)
