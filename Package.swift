@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         .target(name: "StrataCore", dependencies: [.product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
@@ -37,6 +38,9 @@ let package = Package(
                 swiftSettings: v5),
         .target(name: "StrataBundle", dependencies: ["StrataCore", "StrataCrypto", "CArchive"], swiftSettings: v5),
         .target(name: "StrataDelta", dependencies: ["StrataCore", "CSQLite"], swiftSettings: v5),
+        // Page patches (Docs/design/0002-page-patch-versions.md): capture, apply, merge, page hashes.
+        .target(name: "StrataPages", dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "CSQLite", "CZlib"],
+                swiftSettings: v5),
         .target(name: "StrataProducer",
                 dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle",
                                .product(name: "Logging", package: "swift-log")],
@@ -60,6 +64,9 @@ let package = Package(
                                          "StrataCompactor", "StrataCrypto", "StrataTestSupport"],
                           swiftSettings: v5),
 
+        .executableTarget(name: "strata-pages-bench",
+                          dependencies: ["StrataPages", "StrataDelta", "StrataCrypto", "CSQLite"], swiftSettings: v5),
+
         // Test support: starts and stops a private SeaweedFS on loopback.
         .target(name: "StrataTestSupport",
                 dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataDelta", "StrataProducer",
@@ -75,6 +82,7 @@ let package = Package(
                     swiftSettings: v5),
         .testTarget(name: "StrataDeltaTests", dependencies: ["StrataDelta", "StrataTestSupport"],
                     swiftSettings: v5),
+        .testTarget(name: "StrataPagesTests", dependencies: ["StrataPages", "StrataTestSupport"], swiftSettings: v5),
         .testTarget(name: "StrataProducerTests",
                     dependencies: ["StrataProducer", "StrataFileStore", "StrataS3", "StrataTestSupport"],
                     swiftSettings: v5),

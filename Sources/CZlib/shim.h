@@ -1,0 +1,5 @@
+// zlib for page-patch compression (StrataPages is its one Swift user).
+#ifndef STRATA_CZLIB_SHIM_H
+#define STRATA_CZLIB_SHIM_H
+#include <zlib.h>
+#endif
