@@ -26,9 +26,14 @@ struct ProcessScenarios {
         for point in ["after-download", "after-merge", "after-upload", "after-pointer"] {
             for mode in ["s3", "cache"] {
                 round += 1
+                let late = Identifiers.make()  // created first, published last
                 try w.produce(["lines": [.upsert("n\(round)", w.row(100 + round)), .delete("c\(round)"),
                                          .upsert("c0", w.row(200 + round))]])
                 try w.produce(["lines": [.upsert("m\(round)", w.row(300 + round))]])
+                // Loses c0, n and c (newer writes), lands l: the model applies runs in creation order.
+                try w.produce(["lines": [.upsert("c0", w.row(400 + round)), .delete("n\(round)"),
+                                         .upsert("c\(round)", w.row(500 + round)), .upsert("l\(round)", w.row(600 + round))]],
+                              runId: late)
                 let args = ["compact", "--collection", "lines", "--cache-mode", mode, "--cache-dir", cacheDir]
                 let crashed = try snapctl(args, extraEnv: ["STRATA_CRASH_AT": point])
                 XCTAssertEqual(crashed.status, 9, "\(point)/\(mode): killed by SIGKILL; stderr: \(crashed.stderr.suffix(500))")
@@ -68,11 +73,20 @@ struct ProcessScenarios {
         XCTAssertNotNil(try w.store.head(w.layout.pointerKey("lines")), "the workers published the seed")
         let errors = LockedErrors()
         DispatchQueue.concurrentPerform(iterations: 2) { t in
+            var late: String? = nil
             for i in 0..<8 {
                 usleep(40_000)  // work arrives over time, as OCR jobs finish
                 do {
+                    // Every other step reserves a run id and publishes it one step later, after
+                    // newer runs (its writes of their ids lose; its delete of a shared id is a write).
+                    if i % 2 == 0 { late = Identifiers.make() }
                     try w.produce(["lines": [.upsert("p\(t)-\(i)", w.row(t * 100 + i)), .delete("p\(t)-\(i - 2)")],
                                    "words": [.upsert("p\(t)-\(i)", w.row(i))]])
+                    if i % 2 == 1, let id = late {
+                        try w.produce(["lines": [.upsert("p\(t)-\(i)", w.row(t * 100 + i + 50)), .delete("shared"),
+                                                 .upsert("late-\(t)-\(i)", w.row(i))],
+                                       "words": [.upsert("shared", w.row(t * 10 + i))]], runId: id)
+                    }
                 } catch { errors.add(error) }
             }
         }
