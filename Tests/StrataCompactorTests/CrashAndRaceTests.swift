@@ -23,17 +23,21 @@ struct ProcessScenarios {
         try w.produce(["lines": (0..<10).map { .upsert("c\($0)", w.row($0)) }])
         XCTAssertEqual(try snapctl(["compact", "--collection", "lines"]).status, 0)
         var round = 0
+        var late: (String, Int)? = nil
         for point in ["after-download", "after-merge", "after-upload", "after-pointer"] {
             for mode in ["s3", "cache"] {
                 round += 1
-                let late = Identifiers.make()  // created first, published last
+                // The previous round's late run: created before that round's runs, visible only
+                // now that they are applied. It loses c0, n and c (newer writes) and lands l.
+                if let (id, r) = late {
+                    try w.produce(["lines": [.upsert("c0", w.row(400 + r)), .delete("n\(r)"),
+                                             .upsert("c\(r)", w.row(500 + r)), .upsert("l\(r)", w.row(600 + r))]],
+                                  runId: id)
+                }
+                late = (Identifiers.make(), round)
                 try w.produce(["lines": [.upsert("n\(round)", w.row(100 + round)), .delete("c\(round)"),
                                          .upsert("c0", w.row(200 + round))]])
                 try w.produce(["lines": [.upsert("m\(round)", w.row(300 + round))]])
-                // Loses c0, n and c (newer writes), lands l: the model applies runs in creation order.
-                try w.produce(["lines": [.upsert("c0", w.row(400 + round)), .delete("n\(round)"),
-                                         .upsert("c\(round)", w.row(500 + round)), .upsert("l\(round)", w.row(600 + round))]],
-                              runId: late)
                 let args = ["compact", "--collection", "lines", "--cache-mode", mode, "--cache-dir", cacheDir]
                 let crashed = try snapctl(args, extraEnv: ["STRATA_CRASH_AT": point])
                 XCTAssertEqual(crashed.status, 9, "\(point)/\(mode): killed by SIGKILL; stderr: \(crashed.stderr.suffix(500))")
