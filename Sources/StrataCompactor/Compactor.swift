@@ -144,7 +144,7 @@ public final class Compactor {
             try quarantine(runId: bad.runId, deltaKey: nil, collection: c, reason: "invalidRecord",
                            detail: "\(bad.key): \(bad.error)", summary: &summary, log: log)
         }
-        let triage = RunPlanner.triage(listing.pending, now: Date(), settings: settings)
+        let triage = RunPlanner.triage(listing.pending, collection: c, now: Date(), settings: settings)
         for r in triage.refused {
             try quarantine(runId: r.run.runId, deltaKey: r.run.deltaKey, collection: c, reason: r.reason, detail: r.detail,
                            summary: &summary, log: log)

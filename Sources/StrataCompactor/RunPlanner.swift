@@ -65,7 +65,7 @@ public enum RunPlanner {
     /// 4): `futureRunId` when created more than an hour after `now`; `tooLate` when created before
     /// `now - settings.lateRunWindow` (its tombstones may be purged already) unless the operator
     /// named it in `settings.allowLateRuns`.
-    public static func triage(_ runs: [PendingRun], now: Date, settings: CompactorSettings)
+    public static func triage(_ runs: [PendingRun], collection: String, now: Date, settings: CompactorSettings)
         -> (accepted: [PendingRun], refused: [RefusedRun])
     {
         var accepted: [PendingRun] = []
@@ -88,7 +88,7 @@ public enum RunPlanner {
                     run: run, reason: "tooLate",
                     detail: "the run was created at \(created), before the late-run window of \(window) "
                         + "(tombstones older than \(RunRecord.timestamp(cutoff)) are purged); apply it anyway with "
-                        + "`snapctl compact --collection COLLECTION --allow-late \(run.runId)`"))
+                        + "`snapctl compact --collection \(collection) --allow-late \(run.runId)`"))
             } else {
                 accepted.append(run)
             }
