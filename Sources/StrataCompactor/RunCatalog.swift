@@ -21,8 +21,8 @@ public struct InvalidRunRecord: Sendable, Equatable {
 /// read once per process and remembered; runs a snapshot has already applied are not even read.
 ///
 /// A store error while listing or reading fails the call (the round fails and is retried): a run
-/// is never silently dropped from a plan, since applying a newer run of the same ids first would
-/// be harmless now (the per-row rule) but the older run would then wait without anyone knowing.
+/// is never silently left out of a plan, where it would be neither applied, pending in anyone's
+/// view, nor quarantined (SPEC invariant 5).
 final class RunCatalog {
     let store: any ObjectStore
     let layout: Layout
