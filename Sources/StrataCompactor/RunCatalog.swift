@@ -44,11 +44,10 @@ final class RunCatalog {
 
     /// Run ids with a quarantine record for `collection`.
     func quarantinedRunIds(collection: String) throws -> Set<String> {
-        let prefix = layout.quarantinePrefix(collection)
         var ids = Set<String>()
-        try store.forEachPage(prefix: prefix, delimiter: nil) { page in
-            for o in page.objects where o.key.hasSuffix(".json") {
-                ids.insert(String(o.key.dropFirst(prefix.count).dropLast(5)))
+        try store.forEachPage(prefix: layout.quarantinePrefix(collection), delimiter: nil) { page in
+            for o in page.objects {
+                if let id = layout.runId(fromQuarantineKey: o.key, collection: collection) { ids.insert(id) }
             }
         }
         return ids
