@@ -150,7 +150,8 @@ public final class Compactor {
                            summary: &summary, log: log)
         }
         let plan = RunPlanner.plan(triage.accepted, settings: settings)
-        summary.runsDeferred = triage.accepted.count - plan.count
+        // Records of a newer format wait for a newer compactor: deferred, not quarantined.
+        summary.runsDeferred = triage.accepted.count - plan.count + listing.newer.count
         summary.rowsBefore = baseManifest?.rowCount ?? 0
         summary.rowsAfter = summary.rowsBefore
         clock.lap("plan")

@@ -31,6 +31,9 @@ final class RunCatalog {
     private enum Entry {
         case record(RunRecord)
         case invalid(InvalidRunRecord)
+        /// Written in a newer format than this build reads: pending for a newer compactor, not
+        /// quarantined (during a rolling upgrade an older compactor must not set it aside).
+        case newer(InvalidRunRecord)
     }
 
     private var cache: [String: Entry] = [:]
@@ -58,6 +61,8 @@ final class RunCatalog {
         var pending: [PendingRun] = []
         /// Records that cannot be used and concern the collection.
         var invalid: [InvalidRunRecord] = []
+        /// Records of a newer format that concern the collection: left pending (deferred).
+        var newer: [InvalidRunRecord] = []
     }
 
     /// Runs whose record names `collection`, minus `excluding`, and the unusable records that
@@ -72,6 +77,8 @@ final class RunCatalog {
                     continue
                 case .invalid(let bad):
                     if bad.concerns(collection) { out.invalid.append(bad) }
+                case .newer(let record):
+                    if record.concerns(collection) { out.newer.append(record) }
                 case .record(let r):
                     guard let d = r.delta(for: collection) else { continue }
                     out.pending.append(PendingRun(
@@ -96,6 +103,9 @@ final class RunCatalog {
         let e: Entry
         do {
             e = .record(try RunRecord.decode(data, key: key, layout: layout))
+        } catch let error as StrataError where error.kind == .unsupportedVersion {
+            e = .newer(InvalidRunRecord(runId: runId, key: key, error: "\(error)", collections: Self.collections(in: data)))
+            logger.warning("run record of a newer format left pending", metadata: ["key": "\(key)", "error": "\(error)"])
         } catch {
             let text = data.isEmpty ? "\(key) is empty (0 bytes): a run record is a JSON object" : "\(error)"
             e = .invalid(InvalidRunRecord(runId: runId, key: key, error: text, collections: Self.collections(in: data)))

@@ -64,8 +64,8 @@ struct CompactCommand: ParsableCommand {
             tooLate; --allow-late RUN_ID applies it anyway under the same per-row rule.
             Exit codes: 0 every collection published or up to date; 1 a collection failed (the
             others still ran); 2 usage or configuration error; 3 no failure, but a run was
-            quarantined or deferred to a later round (by the limits, or deletes waiting for a
-            collection's first upsert).
+            quarantined or deferred to a later round (by the limits, deletes waiting for a
+            collection's first upsert, or a run record of a newer format than this snapctl reads).
             Example: snapctl compact --collection lines --collection words
             Example: snapctl compact --collection lines --allow-late 20261121T201408123Z-4f1c0a9be203
             """)
