@@ -108,8 +108,13 @@ public final class Compactor {
             } else {
                 cache.discardSnapshot()
                 let key = layout.versionFileKey(collection: c, version: baseVersion, file: entry.name)
-                try store.get(key, toFile: cache.snapshotPath)
+                let got = try store.get(key, toFile: cache.snapshotPath)
                 let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
+                if size != got.size {  // a short read, not a damaged version: retried
+                    cache.discardSnapshot()
+                    throw StoreError(.transient, operation: "GetObject", key: key,
+                                     message: "read \(size) of the object's \(got.size) bytes (a short read)")
+                }
                 guard sha == entry.sha256, size == entry.size else {
                     cache.discardSnapshot()
                     throw StrataError(.corrupt, object: key, field: "sha256",
@@ -326,6 +331,12 @@ public final class Compactor {
             throw QuarantineReason("missingDelta", "the run record names \(run.deltaKey), which does not exist")
         } catch let e as StoreError where e.kind == .integrity {
             throw QuarantineReason("checksumMismatch", e.description)
+        }
+        // Fewer bytes on disk than the object has is a failed read (retried), not a bad delta.
+        let onDisk = (try? FileManager.default.attributesOfItem(atPath: bundle)[.size] as? NSNumber)?.int64Value ?? -1
+        guard onDisk == got.size else {
+            throw StoreError(.transient, operation: "GetObject", key: run.deltaKey,
+                             message: "read \(onDisk) of the object's \(got.size) bytes (a short read); the round is retried")
         }
         // A store that verified the download against its recorded SHA-256 (S3 does) has checked
         // these bytes already when that hash is the record's; otherwise hash them here.

@@ -96,9 +96,14 @@ final class RunCatalog {
         lock.lock()
         if let e = cache[runId] { lock.unlock(); return e }
         lock.unlock()
-        guard let (data, _) = try store.getDataIfExists(key) else {
+        guard let (data, info) = try store.getDataIfExists(key) else {
             logger.debug("run record vanished while listing", metadata: ["key": "\(key)"])
             return nil
+        }
+        // A body shorter than the object is a failed read, not a bad record: retry, never quarantine.
+        guard Int64(data.count) == info.size else {
+            throw StoreError(.transient, operation: "GetObject", key: key,
+                             message: "read \(data.count) of the record's \(info.size) bytes (a short read)")
         }
         let e: Entry
         do {

@@ -203,19 +203,19 @@ struct LateRunScenarios {
     /// A throttled read of a run record fails the round; it never goes on without that run. The
     /// next round applies both, and the older run does not overwrite the newer.
     func throttledCatalogReadFailsTheRound() throws {
-        var failing: ReadFailingStore!
+        var faults: FaultInjectingStore!
         let w = try world { base in
-            // Run records only (not the listing of runs/): a read that fails after the listing.
-            failing = ReadFailingStore(base) { $0.hasPrefix(Layout().runsPrefix) && $0.hasSuffix(".json") }
-            return failing
+            faults = FaultInjectingStore(base)
+            return faults
         }
         let older = try w.produce(["lines": [.upsert("t1", w.row(1)), .upsert("t2", w.row(2))]])
         let newer = try w.produce(["lines": [.upsert("t1", w.row(11)), .delete("t2"), .upsert("t3", w.row(3))]])
-        failing.failNextReads(1)  // records are read in key order: the older run's fails
+        // The older run's record read is throttled (503 SlowDown) after the listing succeeded.
+        faults.inject(.throttled, on: [.getData], key: w.layout.runRecordKey(older))
         XCTAssertThrowsError(try w.compactor().compact(collection: "lines")) { e in
             XCTAssertTrue((e as? StoreError)?.isRetryable == true, "\(e)")
         }
-        XCTAssertEqual(failing.injected, 1)
+        XCTAssertEqual(faults.count(.throttled), 1)
         XCTAssertNil(try w.store.head(w.layout.pointerKey("lines")), "nothing was published without the older run")
         let s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.runsApplied, [older, newer])
@@ -226,6 +226,32 @@ struct LateRunScenarios {
 }
 
 extension LateRunScenarios {
+    /// A read that returns fewer bytes than the object has (a broken proxy) fails the round; it
+    /// never makes a good run look bad (quarantined as a corrupt delta or an invalid record).
+    func shortReadsAreRetriedNotQuarantined() throws {
+        var faults: FaultInjectingStore!
+        let w = try world { base in
+            faults = FaultInjectingStore(base)
+            return faults
+        }
+        try w.produce(["lines": [.upsert("s1", w.row(1))]])
+        XCTAssertEqual(try w.compactor().compact(collection: "lines").outcome, .published)
+        let r2 = try w.produce(["lines": [.upsert("s2", w.row(2))]])
+        let r3 = try w.produce(["lines": [.upsert("s3", w.row(3))]])
+        faults.inject(.shortRead, on: [.getData], key: w.layout.runRecordKey(r2))
+        faults.inject(.shortRead, on: [.get], key: w.layout.deltaKey(collection: "lines", runId: r3))
+        faults.inject(.shortRead, on: [.get], times: 1) { _, key in key.hasSuffix("/snapshot.sqlite3") }
+        for _ in 0..<3 {
+            XCTAssertThrowsError(try w.compactor().compact(collection: "lines")) { e in
+                XCTAssertTrue((e as? StoreError)?.isRetryable == true, "\(e)")
+            }
+        }
+        XCTAssertEqual(faults.count(.shortRead), 3)
+        XCTAssertEqual(try w.store.list(prefix: w.layout.quarantinePrefix("lines")).map(\.key), [])
+        XCTAssertEqual(try w.compactor().compact(collection: "lines").runsApplied, [r2, r3])
+        try w.assertMatchesModel("lines")
+    }
+
     /// A version of snapshot format 1 (the old schema, built here by hand) is upgraded by the
     /// next compaction: old rows get the newest applied run as their writer, so a late run
     /// created before it changes none of them but adds its new ids; plain SQL still reads it.
@@ -331,6 +357,7 @@ final class LateRunFileStoreTests: XCTestCase {
     func testInvalidRecordsAreQuarantined() throws { try scenarios.invalidRecordsAreQuarantined() }
     func testThrottledCatalogReadFailsTheRound() throws { try scenarios.throttledCatalogReadFailsTheRound() }
     func testFormatOneSnapshotIsUpgraded() throws { try scenarios.formatOneSnapshotIsUpgraded() }
+    func testShortReadsAreRetriedNotQuarantined() throws { try scenarios.shortReadsAreRetriedNotQuarantined() }
 }
 
 final class LateRunSeaweedFSTests: XCTestCase {
@@ -342,4 +369,5 @@ final class LateRunSeaweedFSTests: XCTestCase {
     func testInvalidRecordsAreQuarantined() throws { try scenarios.invalidRecordsAreQuarantined() }
     func testThrottledCatalogReadFailsTheRound() throws { try scenarios.throttledCatalogReadFailsTheRound() }
     func testFormatOneSnapshotIsUpgraded() throws { try scenarios.formatOneSnapshotIsUpgraded() }
+    func testShortReadsAreRetriedNotQuarantined() throws { try scenarios.shortReadsAreRetriedNotQuarantined() }
 }
