@@ -151,8 +151,8 @@ public final class Compactor {
         }
         let triage = RunPlanner.triage(listing.pending, collection: c, now: Date(), settings: settings)
         for r in triage.refused {
-            try quarantine(runId: r.run.runId, deltaKey: r.run.deltaKey, collection: c, reason: r.reason, detail: r.detail,
-                           summary: &summary, log: log)
+            try quarantine(runId: r.run.runId, deltaKey: r.run.deltaKey, collection: c, reason: r.reason,
+                           detail: r.detail, summary: &summary, log: log)
         }
         let plan = RunPlanner.plan(triage.accepted, settings: settings)
         // Records of a newer format wait for a newer compactor: deferred, not quarantined.
@@ -210,7 +210,8 @@ public final class Compactor {
             applied.append(try db.apply(deltaPath: path, writer: RowWriter(runId: run.runId, created: run.createdAt),
                                         version: newVersion, appliedAt: now))
         }
-        summary.tombstonesPurged = try db.purgeTombstones(createdBefore: now.addingTimeInterval(-settings.lateRunWindow))
+        let cutoff = now.addingTimeInterval(-settings.lateRunWindow)
+        summary.tombstonesPurged = try db.purgeTombstones(createdBefore: cutoff)
         summary.tombstones = try db.tombstoneCount()
         clock.lap("merge")
         let rowsAfter = try db.rowCount()
@@ -336,7 +337,7 @@ public final class Compactor {
         let onDisk = (try? FileManager.default.attributesOfItem(atPath: bundle)[.size] as? NSNumber)?.int64Value ?? -1
         guard onDisk == got.size else {
             throw StoreError(.transient, operation: "GetObject", key: run.deltaKey,
-                             message: "read \(onDisk) of the object's \(got.size) bytes (a short read); the round is retried")
+                             message: "read \(onDisk) of the object's \(got.size) bytes (a short read); retried")
         }
         // A store that verified the download against its recorded SHA-256 (S3 does) has checked
         // these bytes already when that hash is the record's; otherwise hash them here.
@@ -394,7 +395,8 @@ public final class Compactor {
         } catch let e as StoreError where e.kind == .preconditionFailed {
             // Already quarantined by an earlier (crashed or concurrent) round: keep the first record.
         }
-        summary.runsQuarantined.append(.init(runId: runId, reason: reason, detail: detail, key: key, deltaKey: deltaKey))
+        summary.runsQuarantined.append(
+            .init(runId: runId, reason: reason, detail: detail, key: key, deltaKey: deltaKey))
         log.warning("run quarantined", metadata: ["run_id": "\(runId)", "reason": "\(reason)", "key": "\(key)",
                                                   "detail": "\(detail)"])
     }

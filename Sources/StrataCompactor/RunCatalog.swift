@@ -109,8 +109,10 @@ final class RunCatalog {
         do {
             e = .record(try RunRecord.decode(data, key: key, layout: layout))
         } catch let error as StrataError where error.kind == .unsupportedVersion {
-            e = .newer(InvalidRunRecord(runId: runId, key: key, error: "\(error)", collections: Self.collections(in: data)))
-            logger.warning("run record of a newer format left pending", metadata: ["key": "\(key)", "error": "\(error)"])
+            e = .newer(InvalidRunRecord(runId: runId, key: key, error: "\(error)",
+                                        collections: Self.collections(in: data)))
+            logger.warning("run record of a newer format left pending",
+                           metadata: ["key": "\(key)", "error": "\(error)"])
         } catch {
             let text = data.isEmpty ? "\(key) is empty (0 bytes): a run record is a JSON object" : "\(error)"
             e = .invalid(InvalidRunRecord(runId: runId, key: key, error: text, collections: Self.collections(in: data)))

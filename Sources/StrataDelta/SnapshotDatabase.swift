@@ -214,8 +214,9 @@ public final class SnapshotDatabase {
             + (SELECT count(*) FROM d.deletes x WHERE \(Self.newerRow) OR \(Self.newerTombstone))
             """, w)
         // Deletes: remove older rows, then tombstone every deleted id that no newer row holds.
-        try run("DELETE FROM main.embeddings WHERE id IN (SELECT id FROM d.deletes) AND (run_created_at, run_id) < (?1, ?2)",
-                w)
+        try run("""
+            DELETE FROM main.embeddings WHERE id IN (SELECT id FROM d.deletes) AND (run_created_at, run_id) < (?1, ?2)
+            """, w)
         try run("""
             INSERT INTO main.tombstones(id, run_created_at, run_id) \
             SELECT id, ?1, ?2 FROM d.deletes WHERE id NOT IN (SELECT id FROM main.embeddings) \
@@ -230,8 +231,9 @@ public final class SnapshotDatabase {
             metadata = excluded.metadata, run_created_at = excluded.run_created_at, run_id = excluded.run_id \
             WHERE (embeddings.run_created_at, embeddings.run_id) < (excluded.run_created_at, excluded.run_id)
             """, w)
-        try run("DELETE FROM main.tombstones WHERE id IN (SELECT id FROM d.upserts) AND (run_created_at, run_id) < (?1, ?2)",
-                w)
+        try run("""
+            DELETE FROM main.tombstones WHERE id IN (SELECT id FROM d.upserts) AND (run_created_at, run_id) < (?1, ?2)
+            """, w)
         let r = AppliedRun(runId: writer.runId, upserts: upserts, deletes: deletes, newIds: newIds,
                            deletedExisting: deletedExisting, superseded: superseded)
         let s = try db.prepare("""
@@ -308,15 +310,18 @@ public final class SnapshotDatabase {
                                          created: versionDate ?? Date(timeIntervalSince1970: 0))
         func literal(_ v: String) -> String { "'" + v.replacingOccurrences(of: "'", with: "''") + "'" }
         try transaction {
-            try db.execute("ALTER TABLE embeddings ADD COLUMN run_id TEXT NOT NULL DEFAULT \(literal(writer.runId))")
-            try db.execute("ALTER TABLE embeddings ADD COLUMN run_created_at TEXT NOT NULL DEFAULT \(literal(writer.createdAt))")
+            for (column, value) in [("run_id", writer.runId), ("run_created_at", writer.createdAt)] {
+                try db.execute("ALTER TABLE embeddings ADD COLUMN \(column) TEXT NOT NULL DEFAULT \(literal(value))")
+            }
             try db.execute(SnapshotFormat.schema[2])
             try db.execute(SnapshotFormat.schema[3])
             try db.execute("ALTER TABLE applied_runs ADD COLUMN run_created_at TEXT")
             try db.execute("ALTER TABLE applied_runs ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0")
             try db.execute("UPDATE meta SET value = '\(SnapshotFormat.majorVersion)' WHERE key = 'format_version'")
-            try run("INSERT INTO meta(key, value) VALUES ('upgraded_from', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    ["1 in version \(versionId); old rows written by \(writer)"])
+            try run("""
+                INSERT INTO meta(key, value) VALUES ('upgraded_from', ?1) \
+                ON CONFLICT(key) DO UPDATE SET value = excluded.value
+                """, ["1 in version \(versionId); old rows written by \(writer)"])
         }
         upgradedFromFormat1 = writer
     }

@@ -134,7 +134,8 @@ func printSummary(_ s: CompactionSummary) {
         if s.writesSuperseded > 0 {
             print("  superseded      \(s.writesSuperseded) write(s) lost to a later run's write of the same id")
         }
-        print("  tombstones      \(s.tombstones)" + (s.tombstonesPurged > 0 ? " (\(s.tombstonesPurged) purged, past the window)" : ""))
+        let purged = s.tombstonesPurged > 0 ? " (\(s.tombstonesPurged) purged, past the window)" : ""
+        print("  tombstones      \(s.tombstones)" + purged)
         if s.upgradedFromFormat != nil { print("  format          snapshot upgraded from format 1 to 2") }
         if s.conflicts > 0 { print("  conflicts       \(s.conflicts) (rebuilt on a newer version)") }
     }

@@ -7,7 +7,8 @@ import XCTest
 /// older than the late-run window is applied with --allow-late.
 final class CompactCommandTests: XCTestCase {
     func snapctl(_ args: [String]) throws -> TestPaths.ProcessResult {
-        try TestPaths.run([TestPaths.snapctl] + args, environment: ["STRATA_LOG_FORMAT": "json", "STRATA_LOG_LEVEL": "error"])
+        try TestPaths.run([TestPaths.snapctl] + args,
+                          environment: ["STRATA_LOG_FORMAT": "json", "STRATA_LOG_LEVEL": "error"])
     }
 
     /// A run id made at `secondsAgo` before now.
@@ -16,7 +17,8 @@ final class CompactCommandTests: XCTestCase {
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")
         f.dateFormat = "yyyyMMdd'T'HHmmssSSS'Z'"
-        return f.string(from: Date().addingTimeInterval(-secondsAgo)) + "-" + String(format: "%012x", UInt64.random(in: 0..<(1 << 48)))
+        let suffix = String(format: "%012llx", UInt64.random(in: 0..<(1 << 48)))
+        return f.string(from: Date().addingTimeInterval(-secondsAgo)) + "-" + suffix
     }
 
     func testQuarantineIsListedWithKeysExitThreeAndAllowLateApplies() throws {
@@ -31,7 +33,9 @@ final class CompactCommandTests: XCTestCase {
         r = try snapctl(["compact"] + store + ["--collection", "lines"])
         XCTAssertEqual(r.status, 0, "published, nothing quarantined: \(r.stdout) \(r.stderr)")
         // Deferred by the limits: exit 3 until the rest is applied.
-        for _ in 0..<2 { XCTAssertEqual(try snapctl(["produce"] + store + ["--collection", "lines", "--input", input]).status, 0) }
+        for _ in 0..<2 {
+            XCTAssertEqual(try snapctl(["produce"] + store + ["--collection", "lines", "--input", input]).status, 0)
+        }
         r = try snapctl(["compact"] + store + ["--collection", "lines", "--max-runs", "1"])
         XCTAssertEqual(r.status, 3, r.stdout)
         XCTAssertTrue(r.stdout.contains("(1 left for the next round)"), r.stdout)
@@ -52,7 +56,8 @@ final class CompactCommandTests: XCTestCase {
                       "QUARANTINED     \(garbage): invalidRecord", "runs/\(garbage).json"] {
             XCTAssertTrue(r.stdout.contains(words), "prints \(words): \(r.stdout)")
         }
-        XCTAssertFalse(r.stdout.contains(NSTemporaryDirectory()) || r.stdout.contains("/tmp/"), "no local paths: \(r.stdout)")
+        XCTAssertFalse(r.stdout.contains(NSTemporaryDirectory()) || r.stdout.contains("/tmp/"),
+                       "no local paths: \(r.stdout)")
 
         // Quarantined runs stay so: a plain re-run has nothing to do.
         r = try snapctl(["compact"] + store + ["--collection", "lines"])
@@ -76,10 +81,11 @@ final class CompactCommandTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains(words), "help mentions \(words): \(r.stdout)")
         }
         let dir = TempDir()
-        r = try snapctl(["compact", "--store", "file://" + dir.path, "--collection", "lines", "--late-run-window", "soon"])
+        let compact = ["compact", "--store", "file://" + dir.path, "--collection", "lines"]
+        r = try snapctl(compact + ["--late-run-window", "soon"])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("--late-run-window soon"), r.stderr)
-        r = try snapctl(["compact", "--store", "file://" + dir.path, "--collection", "lines", "--allow-late", "a/b"])
+        r = try snapctl(compact + ["--allow-late", "a/b"])
         XCTAssertEqual(r.status, 2, r.stderr)
     }
 }

@@ -46,7 +46,8 @@ struct LateRunScenarios {
         var s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.runsApplied, [b])
         try w.produce(["lines": [.upsert("x1", w.row(201)), .upsert("x2", w.row(202)), .delete("x3"),
-                                 .upsert("a-new", w.row(203)), .delete("x5"), .delete("b-new"), .upsert("never", w.row(9))]],
+                                 .upsert("a-new", w.row(203)), .delete("x5"), .delete("b-new"),
+                                 .upsert("never", w.row(9))]],
                       runId: a)
         s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.outcome, .published)

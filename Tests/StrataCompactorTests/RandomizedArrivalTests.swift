@@ -8,8 +8,8 @@ import XCTest
 /// The randomized model test of SPEC invariant 4: producers upsert and delete shared ids; their
 /// records become visible in a random order (a run may arrive after newer runs were applied);
 /// compaction rounds run in between through a FaultInjectingStore (5xx, SlowDown, resets, truncated
-/// and short reads, ambiguous writes, latency). The end state must equal a model that applies every run in creation order, with every
-/// run applied exactly once.
+/// and short reads, ambiguous writes, latency). The end state must equal a model that applies
+/// every run in creation order, with every run applied exactly once.
 struct RandomizedArrivalScenarios {
     let makeStore: () throws -> any ObjectStore
 

@@ -54,11 +54,16 @@ final class SnapshotDatabaseTests: XCTestCase {
             for _ in 0..<Int.random(in: 1...8, using: &rng) {
                 let id = "id\(Int.random(in: 0..<12, using: &rng))"
                 if ups[id] != nil || dels.contains(id) { continue }
-                if Int.random(in: 0..<3, using: &rng) == 0 { dels.insert(id) } else { ups[id] = Float(k * 100 + ups.count) }
+                if Int.random(in: 0..<3, using: &rng) == 0 {
+                    dels.insert(id)
+                } else {
+                    ups[id] = Float(k * 100 + ups.count)
+                }
             }
             // Runs 4 and 5 share a creation time: the run id breaks the tie.
             let created = base.addingTimeInterval(Double(k == 5 ? 4 : k))
-            let id = Identifiers.timestamp(millis: Int64(created.timeIntervalSince1970 * 1000)) + "-" + String(format: "%012x", k)
+            let millis = Int64(created.timeIntervalSince1970 * 1000)
+            let id = Identifiers.timestamp(millis: millis) + "-" + String(format: "%012x", k)
             runs.append(Run(writer: RowWriter(runId: id, created: created), upserts: ups, deletes: dels))
         }
         let deltas = try runs.map { try delta($0, in: dir) }
@@ -98,7 +103,9 @@ final class SnapshotDatabaseTests: XCTestCase {
         let recent = Run(writer: RowWriter(runId: "b", created: now.addingTimeInterval(-86400)), upserts: [:],
                          deletes: ["gone-new", "x"])
         let db = try SnapshotDatabase.create(path: dir.file("s.sqlite3"), collection: "lines", dimension: 2)
-        for r in [old, recent] { _ = try db.apply(deltaPath: try delta(r, in: dir), writer: r.writer, version: "v", appliedAt: now) }
+        for r in [old, recent] {
+            _ = try db.apply(deltaPath: try delta(r, in: dir), writer: r.writer, version: "v", appliedAt: now)
+        }
         XCTAssertEqual(try db.tombstoneCount(), 3)
         XCTAssertEqual(try db.purgeTombstones(createdBefore: now.addingTimeInterval(-7 * 86400)), 1)
         XCTAssertNil(try db.writer(of: "gone-old"))
