@@ -329,6 +329,11 @@ public final class Compactor {
         do {
             got = try store.get(run.deltaKey, toFile: bundle)
         } catch let e as StoreError where e.kind == .notFound {
+            // Asked again before a run is set aside for good: a stale "not found" is retried.
+            if try store.head(run.deltaKey) != nil {
+                throw StoreError(.transient, operation: "GetObject", key: run.deltaKey,
+                                 message: "answered not found, but the object exists (a stale read); retried")
+            }
             throw QuarantineReason("missingDelta", "the run record names \(run.deltaKey), which does not exist")
         } catch let e as StoreError where e.kind == .integrity {
             throw QuarantineReason("checksumMismatch", e.description)

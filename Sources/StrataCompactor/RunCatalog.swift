@@ -90,15 +90,17 @@ final class RunCatalog {
         return out
     }
 
-    /// The record at `key`, nil when it vanished since the listing (garbage collection removed an
-    /// applied run's record), or why it is invalid. Store errors propagate and are not remembered.
+    /// The record at `key`, or why it is invalid. Store errors propagate and are not remembered.
+    /// A listed record that reads as not found fails the call too: garbage collection removes only
+    /// records of runs applied everywhere (excluded before reading), so it is a stale read or a
+    /// race with another compactor, and the next round sees the truth.
     private func entry(runId: String, key: String) throws -> Entry? {
         lock.lock()
         if let e = cache[runId] { lock.unlock(); return e }
         lock.unlock()
         guard let (data, info) = try store.getDataIfExists(key) else {
-            logger.debug("run record vanished while listing", metadata: ["key": "\(key)"])
-            return nil
+            throw StoreError(.transient, operation: "GetObject", key: key,
+                             message: "was listed but reads as not found; the round is retried")
         }
         // A body shorter than the object is a failed read, not a bad record: retry, never quarantine.
         guard Int64(data.count) == info.size else {

@@ -227,8 +227,9 @@ struct LateRunScenarios {
 }
 
 extension LateRunScenarios {
-    /// A read that returns fewer bytes than the object has (a broken proxy) fails the round; it
-    /// never makes a good run look bad (quarantined as a corrupt delta or an invalid record).
+    /// A read that returns fewer bytes than the object has (a broken proxy), or a stale "not
+    /// found" for a delta that exists, fails the round; it never makes a good run look bad
+    /// (quarantined as a corrupt or missing delta, or an invalid record).
     func shortReadsAreRetriedNotQuarantined() throws {
         var faults: FaultInjectingStore!
         let w = try world { base in
@@ -242,12 +243,16 @@ extension LateRunScenarios {
         faults.inject(.shortRead, on: [.getData], key: w.layout.runRecordKey(r2))
         faults.inject(.shortRead, on: [.get], key: w.layout.deltaKey(collection: "lines", runId: r3))
         faults.inject(.shortRead, on: [.get], times: 1) { _, key in key.hasSuffix("/snapshot.sqlite3") }
-        for _ in 0..<3 {
+        faults.inject(.staleRead, on: [.getData], key: w.layout.runRecordKey(r2))
+        // After the short read, a stale "not found" for the same delta.
+        faults.inject(.staleRead, on: [.get], times: 1) { _, key in key.hasSuffix("\(r3)/delta.tar.gz") }
+        for _ in 0..<5 {
             XCTAssertThrowsError(try w.compactor().compact(collection: "lines")) { e in
                 XCTAssertTrue((e as? StoreError)?.isRetryable == true, "\(e)")
             }
         }
         XCTAssertEqual(faults.count(.shortRead), 3)
+        XCTAssertEqual(faults.count(.staleRead), 2)
         XCTAssertEqual(try w.store.list(prefix: w.layout.quarantinePrefix("lines")).map(\.key), [])
         XCTAssertEqual(try w.compactor().compact(collection: "lines").runsApplied, [r2, r3])
         try w.assertMatchesModel("lines")
