@@ -342,6 +342,20 @@ extension LateRunScenarios {
         let again = try w.compactor().compact(collection: c)
         XCTAssertEqual(again.outcome, .upToDate)
         XCTAssertNil(again.upgradedFromFormat)
+
+        // A rollback to the format-1 version upgrades its file the same way; the requeued runs
+        // are applied again under the per-row rule and give the same rows.
+        let rb = try Rollback(store: w.store, layout: w.layout,
+                              creator: VersionCreator(compactorId: "t", host: "t", strataVersion: "t"),
+                              workDirectory: w.tmp.path).run(collection: c, to: v1, reason: "test", requeue: true)
+        XCTAssertEqual(Set(rb.requeued), [late, now])
+        let rolled = try SnapshotReader(path: try latestFile(w, c))
+        XCTAssertEqual(rolled.formatVersion, "2")
+        XCTAssertEqual(try rolled.rowCount(), 3)
+        let reapplied = try w.compactor().compact(collection: c)
+        XCTAssertEqual(reapplied.runsApplied, [late, now])
+        XCTAssertEqual(reapplied.writesSuperseded, 2)
+        try w.assertMatchesModel(c)
     }
 }
 
