@@ -137,10 +137,6 @@ public final class Compactor {
             throw StrataError(.corrupt, object: layout.manifestKey(collection: c, version: m.version), field: "dimension",
                               message: "is \(m.dimension) but the snapshot file says \(base.dimension)")
         }
-        if let upgraded = base?.upgradedFromFormat1 {
-            summary.upgradedFromFormat = 1
-            log.notice("snapshot upgraded from format 1", metadata: ["old_rows_writer": "\(upgraded)"])
-        }
         let done = try base?.processedRunIds() ?? []
         let quarantined = try catalog.quarantinedRunIds(collection: c)
         let lifted = try liftTooLate(collection: c, quarantined: quarantined, done: done)
@@ -204,6 +200,11 @@ public final class Compactor {
             base = try SnapshotDatabase.create(path: cache.snapshotPath, collection: c, dimension: dimension)
         }
         let db = base!
+        try db.upgradeIfNeeded()
+        if let upgraded = db.upgradedFromFormat1 {
+            summary.upgradedFromFormat = 1
+            log.notice("snapshot upgraded from format 1", metadata: ["old_rows_writer": "\(upgraded)"])
+        }
         var applied: [AppliedRun] = []
         let now = Date()
         for (run, path) in ready {

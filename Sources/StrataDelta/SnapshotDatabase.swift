@@ -94,7 +94,8 @@ public final class SnapshotDatabase {
         return SnapshotDatabase(path: path, collection: collection, dimension: dimension, db: db)
     }
 
-    /// An existing snapshot; checks format, version and collection.
+    /// An existing snapshot; checks format, version and collection. A format-1 file is read as it
+    /// is; `upgradeIfNeeded()` makes it format 2 before a merge writes to it.
     public static func open(path: String, collection: String) throws -> SnapshotDatabase {
         let db = try Database(path: path, mode: .readWriteCreate)
         try configure(db)
@@ -119,7 +120,7 @@ public final class SnapshotDatabase {
             throw StrataError(.corrupt, object: object, field: "meta.dimension", message: "is missing or not a positive number")
         }
         let snapshot = SnapshotDatabase(path: path, collection: collection, dimension: d, db: db)
-        if v < 2 { try snapshot.upgradeFromFormat1() }
+        snapshot.formatVersion = v
         return snapshot
     }
 
@@ -296,7 +297,7 @@ public final class SnapshotDatabase {
     /// version's time for an id that encodes none; a version is made after the runs it applies).
     /// A run created before that writer then never overwrites an old row. The columns are added
     /// with that writer as their default, so no row is rewritten. Format 1 kept no tombstones.
-    func upgradeFromFormat1() throws {
+    private func upgradeFromFormat1() throws {
         let versionId = try db.scalarText("SELECT value FROM meta WHERE key = 'version'") ?? ""
         let versionDate = Identifiers.date(of: versionId)
         var newest: RowWriter?
@@ -326,8 +327,19 @@ public final class SnapshotDatabase {
         upgradedFromFormat1 = writer
     }
 
-    /// Set when `open` upgraded a format-1 file: the writer every old row was given.
+    /// The file's major format version (1 until `upgradeIfNeeded()` upgrades it).
+    public private(set) var formatVersion = SnapshotFormat.majorVersion
+
+    /// Set when `upgradeIfNeeded()` upgraded a format-1 file: the writer every old row was given.
     public private(set) var upgradedFromFormat1: RowWriter?
+
+    /// Upgrades a format-1 file to format 2 (see `upgradeFromFormat1`); nothing for format 2.
+    /// Call it before merging, once the file may be modified: only a merge needs the new tables.
+    public func upgradeIfNeeded() throws {
+        guard formatVersion < 2 else { return }
+        try upgradeFromFormat1()
+        formatVersion = 2
+    }
 
     /// Records runs as rolled back: seen, so never applied again, but with no effect on the rows.
     public func recordRolledBack(runIds: [String], version: String, at date: Date) throws {

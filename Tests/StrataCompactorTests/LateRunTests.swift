@@ -314,6 +314,15 @@ extension LateRunScenarios {
         let r1Writer = RunRecord.timestamp(Identifiers.date(of: r1)!) + " " + r1
         w.writers[c] = Dictionary(uniqueKeysWithValues: model.keys.map { ($0, r1Writer) })
 
+        // Nothing pending: a cache-mode round leaves the format-1 base as it is, so the next reuses it.
+        let cacheDir = w.tmp.path + "/cache"
+        let cached: (inout CompactorSettings) -> Void = { $0.cacheMode = .cache; $0.cacheDirectory = cacheDir }
+        XCTAssertEqual(try w.compactor(cached).compact(collection: c).outcome, .upToDate)
+        let second = try w.compactor(cached).compact(collection: c)
+        XCTAssertEqual(second.outcome, .upToDate)
+        XCTAssertTrue(second.baseFromCache, "an up-to-date round does not modify the cached base")
+        XCTAssertNil(second.upgradedFromFormat)
+
         // A late run between r0 and r1, and a current one.
         let late = try w.produce([c: [.upsert("o1", w.row(91)), .delete("o2"), .upsert("late-new", w.row(92))]],
                                  runId: runId(at: Date().addingTimeInterval(-5400)))
@@ -343,16 +352,17 @@ extension LateRunScenarios {
         XCTAssertEqual(again.outcome, .upToDate)
         XCTAssertNil(again.upgradedFromFormat)
 
-        // A rollback to the format-1 version upgrades its file the same way; the requeued runs
-        // are applied again under the per-row rule and give the same rows.
+        // A rollback to the format-1 version publishes its file as it is (format 1); the next
+        // compaction upgrades it again, and the requeued runs re-apply per row to the same rows.
         let rb = try Rollback(store: w.store, layout: w.layout,
                               creator: VersionCreator(compactorId: "t", host: "t", strataVersion: "t"),
                               workDirectory: w.tmp.path).run(collection: c, to: v1, reason: "test", requeue: true)
         XCTAssertEqual(Set(rb.requeued), [late, now])
         let rolled = try SnapshotReader(path: try latestFile(w, c))
-        XCTAssertEqual(rolled.formatVersion, "2")
+        XCTAssertEqual(rolled.formatVersion, "1")
         XCTAssertEqual(try rolled.rowCount(), 3)
         let reapplied = try w.compactor().compact(collection: c)
+        XCTAssertEqual(reapplied.upgradedFromFormat, 1)
         XCTAssertEqual(reapplied.runsApplied, [late, now])
         XCTAssertEqual(reapplied.writesSuperseded, 2)
         try w.assertMatchesModel(c)
