@@ -300,7 +300,8 @@ public final class Compactor {
         log.info("published", metadata: [
             "version": "\(newVersion)", "parent": "\(baseVersion ?? "-")", "runs": "\(applied.count)",
             "quarantined": "\(summary.runsQuarantined.count)", "rows_before": "\(summary.rowsBefore)",
-            "rows_after": "\(rowsAfter)", "bytes_up": "\(summary.bytesUploaded)",
+            "rows_after": "\(rowsAfter)", "superseded": "\(summary.writesSuperseded)",
+            "tombstones": "\(summary.tombstones)", "bytes_up": "\(summary.bytesUploaded)",
             "bytes_down": "\(summary.bytesDownloaded)", "seconds": "\(String(format: "%.3f", clock.total))",
         ])
         return finish()
