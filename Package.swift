@@ -88,7 +88,7 @@ let package = Package(
                     swiftSettings: v5),
         .testTarget(name: "StrataCompactorTests",
                     dependencies: ["StrataCompactor", "StrataProducer", "StrataFileStore", "StrataS3",
-                                   "StrataTestSupport"],
+                                   "StrataInspect", "StrataTestSupport"],
                     exclude: ["Fixtures"], swiftSettings: v5),
         .testTarget(name: "StrataInspectTests",
                     dependencies: ["StrataInspect", "StrataCompactor", "StrataProducer", "StrataFileStore", "StrataS3",

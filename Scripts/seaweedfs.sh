@@ -50,10 +50,14 @@ for s in socks: s.close()
 PY
 )
     s3=${p[0]}
+    # Every test bucket is a SeaweedFS collection with volumes of its own: the default volume
+    # limit of `weed mini` runs out after about 73 buckets with data ("No writable volumes and no
+    # free volumes left", an S3 500 on PutObject). Volumes are sparse files, so a high limit is cheap.
     (cd "$dir" && exec weed mini -dir="$dir/data" -s3.config="$dir/identities.json" \
       -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -master.port="${p[1]}" -master.port.grpc="${p[2]}" -volume.port="${p[3]}" -volume.port.grpc="${p[4]}" \
       -filer.port="${p[5]}" -filer.port.grpc="${p[6]}" -s3.port="$s3" -s3.port.grpc="${p[7]}" \
+      -volume.max=2000 \
       -admin.port="${p[8]}" -admin.port.grpc="${p[9]}" -admin.ui=false -webdav=false \
       -s3.port.iceberg=0 -s3.port.lance=0 -s3.localSocket="$dir/s3.sock" -filer.localSocket="$dir/filer.sock" \
       >"$dir/weed.log" 2>&1) &

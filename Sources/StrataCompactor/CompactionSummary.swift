@@ -15,6 +15,10 @@ public struct CompactionSummary: Codable, Sendable {
         public var runId: String
         public var reason: String
         public var detail: String
+        /// The quarantine record's store key.
+        public var key: String?
+        /// The run's delta in the store, when its record names one.
+        public var deltaKey: String?
     }
 
     public var collection: String
@@ -29,6 +33,13 @@ public struct CompactionSummary: Codable, Sendable {
     public var rowsDeleted: Int = 0
     public var newIds: Int = 0
     public var deletedExisting: Int = 0
+    /// Upserts and deletes that lost to a later run's write of the same id (SPEC invariant 4).
+    public var writesSuperseded: Int = 0
+    /// Tombstones kept after this round, and those purged because their run left the late-run window.
+    public var tombstones: Int = 0
+    public var tombstonesPurged: Int = 0
+    /// 1 when this round upgraded the base snapshot from format 1.
+    public var upgradedFromFormat: Int?
     public var rowsBefore: Int = 0
     public var rowsAfter: Int = 0
     public var bytesDownloaded: Int64 = 0

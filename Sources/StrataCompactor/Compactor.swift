@@ -120,8 +120,13 @@ public final class Compactor {
             } else {
                 cache.discardSnapshot()
                 let key = layout.versionFileKey(collection: c, version: baseVersion, file: entry.name)
-                try store.get(key, toFile: cache.snapshotPath)
+                let got = try store.get(key, toFile: cache.snapshotPath)
                 let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
+                if size != got.size {  // a short read, not a damaged version: retried
+                    cache.discardSnapshot()
+                    throw StoreError(.transient, operation: "GetObject", key: key,
+                                     message: "read \(size) of the object's \(got.size) bytes (a short read)")
+                }
                 guard sha == entry.sha256, size == entry.size else {
                     cache.discardSnapshot()
                     throw StrataError(.corrupt, object: key, field: "sha256",
@@ -146,9 +151,20 @@ public final class Compactor {
         }
         let done = try base?.processedRunIds() ?? []
         let quarantined = try catalog.quarantinedRunIds(collection: c)
-        let pending = try catalog.pendingRuns(collection: c, excluding: done.union(quarantined))
-        let plan = RunPlanner.plan(pending, settings: settings)
-        summary.runsDeferred = pending.count - plan.count
+        let lifted = try liftTooLate(collection: c, quarantined: quarantined, done: done)
+        let listing = try catalog.pendingRuns(collection: c, excluding: done.union(quarantined.subtracting(lifted)))
+        for bad in listing.invalid {
+            try quarantine(runId: bad.runId, deltaKey: nil, collection: c, reason: "invalidRecord",
+                           detail: "\(bad.key): \(bad.error)", summary: &summary, log: log)
+        }
+        let triage = RunPlanner.triage(listing.pending, collection: c, now: Date(), settings: settings)
+        for r in triage.refused {
+            try quarantine(runId: r.run.runId, deltaKey: r.run.deltaKey, collection: c, reason: r.reason,
+                           detail: r.detail, summary: &summary, log: log)
+        }
+        let plan = RunPlanner.plan(triage.accepted, settings: settings)
+        // Records of a newer format wait for a newer compactor: deferred, not quarantined.
+        summary.runsDeferred = triage.accepted.count - plan.count + listing.newer.count
         summary.rowsBefore = baseManifest?.rowCount ?? 0
         summary.rowsAfter = summary.rowsBefore
         clock.lap("plan")
@@ -173,7 +189,8 @@ public final class Compactor {
                 if dim > 0 { dimension = dim }
                 ready.append((run, path))
             } catch let q as QuarantineReason {
-                try quarantine(run, collection: c, reason: q.reason, detail: q.detail, summary: &summary, log: log)
+                try quarantine(runId: run.runId, deltaKey: run.deltaKey, collection: c, reason: q.reason,
+                               detail: q.detail, summary: &summary, log: log)
             }
         }
         clock.lap("deltas")
@@ -195,11 +212,20 @@ public final class Compactor {
             base = try SnapshotDatabase.create(path: cache.snapshotPath, collection: c, dimension: dimension)
         }
         let db = base!
+        try db.upgradeIfNeeded()
+        if let upgraded = db.upgradedFromFormat1 {
+            summary.upgradedFromFormat = 1
+            log.notice("snapshot upgraded from format 1", metadata: ["old_rows_writer": "\(upgraded)"])
+        }
         var applied: [AppliedRun] = []
         let now = Date()
         for (run, path) in ready {
-            applied.append(try db.apply(deltaPath: path, runId: run.runId, version: newVersion, appliedAt: now))
+            applied.append(try db.apply(deltaPath: path, writer: RowWriter(runId: run.runId, created: run.createdAt),
+                                        version: newVersion, appliedAt: now))
         }
+        let cutoff = now.addingTimeInterval(-settings.lateRunWindow)
+        summary.tombstonesPurged = try db.purgeTombstones(createdBefore: cutoff)
+        summary.tombstones = try db.tombstoneCount()
         clock.lap("merge")
         let rowsAfter = try db.rowCount()
         let expected = summary.rowsBefore + applied.reduce(0) { $0 + $1.newIds - $1.deletedExisting }
@@ -263,6 +289,14 @@ public final class Compactor {
             throw PointerConflict()
         }
         cache.record(version: newVersion, size: size, sha256: sha)
+        // A late run applied on the operator's word is no longer quarantined (best effort: a
+        // leftover record names a run that applied_runs lists, which verify reports as applied).
+        for id in lifted where applied.contains(where: { $0.runId == id }) {
+            do { try store.delete(layout.quarantineKey(collection: c, runId: id)) } catch {
+                log.warning("could not remove the tooLate quarantine of an applied run",
+                            metadata: ["run_id": "\(id)", "error": "\(error)"])
+            }
+        }
         clock.lap("publish")
         crashPoint("after-pointer")
 
@@ -273,11 +307,13 @@ public final class Compactor {
         summary.rowsDeleted = applied.reduce(0) { $0 + $1.deletes }
         summary.newIds = applied.reduce(0) { $0 + $1.newIds }
         summary.deletedExisting = explicitDeletes
+        summary.writesSuperseded = applied.reduce(0) { $0 + ($1.superseded ?? 0) }
         summary.rowsAfter = rowsAfter
         log.info("published", metadata: [
             "version": "\(newVersion)", "parent": "\(baseVersion ?? "-")", "runs": "\(applied.count)",
             "quarantined": "\(summary.runsQuarantined.count)", "rows_before": "\(summary.rowsBefore)",
-            "rows_after": "\(rowsAfter)", "bytes_up": "\(summary.bytesUploaded)",
+            "rows_after": "\(rowsAfter)", "superseded": "\(summary.writesSuperseded)",
+            "tombstones": "\(summary.tombstones)", "bytes_up": "\(summary.bytesUploaded)",
             "bytes_down": "\(summary.bytesDownloaded)", "seconds": "\(String(format: "%.3f", clock.total))",
         ])
         return finish()
@@ -307,9 +343,20 @@ public final class Compactor {
         do {
             got = try store.get(run.deltaKey, toFile: bundle)
         } catch let e as StoreError where e.kind == .notFound {
+            // Asked again before a run is set aside for good: a stale "not found" is retried.
+            if try store.head(run.deltaKey) != nil {
+                throw StoreError(.transient, operation: "GetObject", key: run.deltaKey,
+                                 message: "answered not found, but the object exists (a stale read); retried")
+            }
             throw QuarantineReason("missingDelta", "the run record names \(run.deltaKey), which does not exist")
         } catch let e as StoreError where e.kind == .integrity {
             throw QuarantineReason("checksumMismatch", e.description)
+        }
+        // Fewer bytes on disk than the object has is a failed read (retried), not a bad delta.
+        let onDisk = (try? FileManager.default.attributesOfItem(atPath: bundle)[.size] as? NSNumber)?.int64Value ?? -1
+        guard onDisk == got.size else {
+            throw StoreError(.transient, operation: "GetObject", key: run.deltaKey,
+                             message: "read \(onDisk) of the object's \(got.size) bytes (a short read); retried")
         }
         // A store that verified the download against its recorded SHA-256 (S3 does) has checked
         // these bytes already when that hash is the record's; otherwise hash them here.
@@ -337,7 +384,7 @@ public final class Compactor {
             try reader.close()
             return (extracted.deltaPath, dim)
         } catch let e as BundleError {
-            throw QuarantineReason(e.reason.rawValue, e.description)
+            throw QuarantineReason(e.reason.rawValue, storeNames(e.description, run: run, dir: dir))
         } catch let e as StrataError {
             let reason: String
             switch e.kind {
@@ -345,22 +392,52 @@ public final class Compactor {
             case .refused: reason = e.field == "meta.dimension" ? "dimensionMismatch" : "wrongRun"
             default: reason = "invalidDelta"
             }
-            throw QuarantineReason(reason, e.description)
+            throw QuarantineReason(reason, storeNames(e.description, run: run, dir: dir))
         }
     }
 
-    private func quarantine(_ run: PendingRun, collection c: String, reason: String, detail: String,
+    /// `text` with this compactor's local paths of `run`'s bundle and extracted files replaced by
+    /// the delta's store key, so a quarantine record names what the operator can find.
+    private func storeNames(_ text: String, run: PendingRun, dir: String) -> String {
+        text.replacingOccurrences(of: dir + "/\(run.runId)/", with: run.deltaKey + ":")
+            .replacingOccurrences(of: dir + "/\(run.runId).tar.gz", with: run.deltaKey)
+    }
+
+    private func quarantine(runId: String, deltaKey: String?, collection c: String, reason: String, detail: String,
                             summary: inout CompactionSummary, log: Logger) throws {
-        let record = QuarantineRecord(runId: run.runId, collection: c, deltaKey: run.deltaKey, reason: reason,
+        let record = QuarantineRecord(runId: runId, collection: c, deltaKey: deltaKey, reason: reason,
                                       detail: detail, quarantinedAt: Date(), compactorId: settings.compactorId)
+        let key = layout.quarantineKey(collection: c, runId: runId)
         do {
-            try store.put(layout.quarantineKey(collection: c, runId: run.runId), data: try StrataJSON.encoder().encode(record),
+            try store.put(key, data: try StrataJSON.encoder().encode(record),
                           condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
         } catch let e as StoreError where e.kind == .preconditionFailed {
             // Already quarantined by an earlier (crashed or concurrent) round: keep the first record.
         }
-        summary.runsQuarantined.append(.init(runId: run.runId, reason: reason, detail: detail))
-        log.warning("run quarantined", metadata: ["run_id": "\(run.runId)", "reason": "\(reason)", "detail": "\(detail)"])
+        summary.runsQuarantined.append(
+            .init(runId: runId, reason: reason, detail: detail, key: key, deltaKey: deltaKey))
+        log.warning("run quarantined", metadata: ["run_id": "\(runId)", "reason": "\(reason)", "key": "\(key)",
+                                                  "detail": "\(detail)"])
+    }
+
+    /// The runs named by `settings.allowLateRuns` whose quarantine is `tooLate`: their quarantine is
+    /// lifted for this round. A named run quarantined for another reason is refused: the window
+    /// is the only thing `--allow-late` overrides.
+    private func liftTooLate(collection c: String, quarantined: Set<String>, done: Set<String>) throws -> Set<String> {
+        var lifted = Set<String>()
+        for id in settings.allowLateRuns.sorted() where quarantined.contains(id) && !done.contains(id) {
+            let key = layout.quarantineKey(collection: c, runId: id)
+            guard let (data, _) = try store.getDataIfExists(key) else { continue }
+            let q = try StrataJSON.decode(QuarantineRecord.self, from: data, object: key)
+            guard q.reason == "tooLate" else {
+                throw StrataError(.refused, object: key, field: "reason",
+                                  message: "run \(id) is quarantined as \(q.reason), not tooLate: \(q.detail)",
+                                  fix: "--allow-late only applies runs older than the late-run window; "
+                                      + "produce the rows again as a new run")
+            }
+            lifted.insert(id)
+        }
+        return lifted
     }
 
     private func crashPoint(_ name: String) {

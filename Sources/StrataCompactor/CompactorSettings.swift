@@ -40,6 +40,13 @@ public struct CompactorSettings: Sendable {
     /// Run `PRAGMA quick_check` on the merged snapshot before publishing.
     public var integrityCheck: Bool = true
 
+    /// The late-run window, in seconds (default 7 days): how long a delete is kept as a tombstone.
+    /// A run created longer ago than this is quarantined `tooLate` (SPEC invariant 4).
+    public var lateRunWindow: TimeInterval = 7 * 86400
+    /// Runs to apply even when older than the window (`snapctl compact --allow-late RUN_ID`),
+    /// under the normal per-row rule; a `tooLate` quarantine of such a run is lifted.
+    public var allowLateRuns: Set<String> = []
+
     /// Test-only fault injection: the process kills itself with SIGKILL at this step boundary
     /// (after-download, after-merge, after-upload, after-pointer). Set from STRATA_CRASH_AT.
     public var crashAt: String?
@@ -47,5 +54,24 @@ public struct CompactorSettings: Sendable {
     public init(compactorId: String, host: String) {
         self.compactorId = compactorId
         self.host = host
+    }
+}
+
+extension CompactorSettings {
+    /// "7d", "36h", "90m" or "45s": the largest unit that divides `seconds`.
+    public static func describe(seconds: TimeInterval) -> String {
+        let s = Int(seconds.rounded())
+        for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] where s >= n && s % n == 0 { return "\(s / n)\(unit)" }
+        return "\(s)s"
+    }
+
+    /// Parses "7d", "36h", "90m", "45s" or a plain number of seconds; nil when it is none of these.
+    public static func parseDuration(_ text: String) -> TimeInterval? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        guard let last = t.last else { return nil }
+        let units: [Character: Double] = ["d": 86400, "h": 3600, "m": 60, "s": 1]
+        if let unit = units[last], let v = Double(t.dropLast()), v >= 0, v.isFinite { return v * unit }
+        if let v = Double(t), v >= 0, v.isFinite { return v }
+        return nil
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StrataCore
 
 /// A run waiting to be applied to one collection, with what its record says of the delta.
 public struct PendingRun: Sendable, Equatable {
@@ -20,6 +21,13 @@ public struct PendingRun: Sendable, Equatable {
         self.upserts = upserts
         self.deletes = deletes
     }
+}
+
+/// A run the planner will not apply, with the quarantine reason and the error in words.
+public struct RefusedRun: Sendable, Equatable {
+    public var run: PendingRun
+    public var reason: String
+    public var detail: String
 }
 
 /// Which pending runs one publish applies: in order (creation time, then run id), cut by the
@@ -47,5 +55,44 @@ public enum RunPlanner {
             bytes += run.size
         }
         return out
+    }
+
+    /// A run created more than this far ahead of the compactor's clock is quarantined `futureRunId`:
+    /// its rows would win over every run made until then.
+    public static let maxFutureSkew: TimeInterval = 3600
+
+    /// Splits pending runs into those that may be applied and those to quarantine (SPEC invariant
+    /// 4): `futureRunId` when created more than an hour after `now`; `tooLate` when created before
+    /// `now - settings.lateRunWindow` (its tombstones may be purged already) unless the operator
+    /// named it in `settings.allowLateRuns`.
+    public static func triage(_ runs: [PendingRun], collection: String, now: Date, settings: CompactorSettings)
+        -> (accepted: [PendingRun], refused: [RefusedRun])
+    {
+        var accepted: [PendingRun] = []
+        var refused: [RefusedRun] = []
+        let cutoff = now.addingTimeInterval(-settings.lateRunWindow)
+        let window = CompactorSettings.describe(seconds: settings.lateRunWindow)
+        for run in order(runs) {
+            let created = RunRecord.timestamp(run.createdAt)
+            let idTime = Identifiers.date(of: run.runId)
+            if run.createdAt > now.addingTimeInterval(maxFutureSkew)
+                || idTime.map({ $0 > now.addingTimeInterval(maxFutureSkew) }) == true
+            {
+                refused.append(RefusedRun(
+                    run: run, reason: "futureRunId",
+                    detail: "the run was created at \(created) (id \(run.runId)), more than an hour after this "
+                        + "compactor's clock (\(RunRecord.timestamp(now))); fix the producer's clock or run id and "
+                        + "produce the rows again as a new run"))
+            } else if run.createdAt < cutoff, !settings.allowLateRuns.contains(run.runId) {
+                refused.append(RefusedRun(
+                    run: run, reason: "tooLate",
+                    detail: "the run was created at \(created), before the late-run window of \(window) "
+                        + "(tombstones older than \(RunRecord.timestamp(cutoff)) are purged); apply it anyway with "
+                        + "`snapctl compact --collection \(collection) --allow-late \(run.runId)`"))
+            } else {
+                accepted.append(run)
+            }
+        }
+        return (accepted, refused)
     }
 }

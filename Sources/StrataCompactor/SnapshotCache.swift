@@ -50,7 +50,9 @@ final class SnapshotCache {
             break
         }
         persistent = dir != nil
-        directory = dir ?? (settings.workDirectory + "/strata-compact-\(collection)-\(Identifiers.make())")
+        if dir == nil { SnapshotCache.removeScratchOfGoneProcesses(in: settings.workDirectory) }
+        directory = dir ?? (settings.workDirectory + "/" + ScratchOwner.current.directoryName(
+            collection: collection, id: Identifiers.make()))
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -104,5 +106,78 @@ final class SnapshotCache {
         var st = stat()
         guard stat(snapshotPath, &st) == 0 else { return nil }
         return (Int64(st.st_size), UInt64(st.st_ino), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+}
+
+// MARK: scratch of processes that are gone
+
+/// The process that owns a scratch directory, recorded in the directory's name (so it exists from
+/// the moment the directory does): `strata-compact-{collection}-{id}.owner-{pid}-{start}-{host}`,
+/// where `start` is the process's start time (clock ticks since boot, 0 where unknown) so a
+/// reused pid is not taken for the owner, and `host` a hash of the host name, so a work directory
+/// shared between hosts is only cleaned of this host's processes.
+struct ScratchOwner: Equatable {
+    var pid: Int32
+    var startTime: UInt64
+    var host: String
+
+    static let prefix = "strata-compact-"
+    static let marker = ".owner-"
+
+    static var current: ScratchOwner {
+        let pid = getpid()
+        return ScratchOwner(pid: pid, startTime: startTime(of: pid) ?? 0, host: hostToken)
+    }
+
+    static let hostToken: String = {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count)
+        return String(SHA256.hex(String(cString: name)).prefix(8))
+    }()
+
+    func directoryName(collection: String, id: String) -> String {
+        "\(ScratchOwner.prefix)\(collection)-\(id)\(ScratchOwner.marker)\(pid)-\(startTime)-\(host)"
+    }
+
+    /// The owner recorded in a scratch directory's name; nil for other names (and for scratch made
+    /// before owners were recorded).
+    static func parse(_ name: String) -> ScratchOwner? {
+        guard name.hasPrefix(prefix), let r = name.range(of: marker, options: .backwards) else { return nil }
+        let parts = name[r.upperBound...].split(separator: "-")
+        guard parts.count == 3, let pid = Int32(parts[0]), pid > 0, let start = UInt64(parts[1]) else { return nil }
+        return ScratchOwner(pid: pid, startTime: start, host: String(parts[2]))
+    }
+
+    /// Start time of `pid` from /proc (field 22 of /proc/PID/stat); nil where there is no /proc
+    /// or no such process.
+    static func startTime(of pid: Int32) -> UInt64? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: data, as: UTF8.self)
+        // The command name (field 2) is in parentheses and may contain spaces: count after it.
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+
+    /// True when this owner is a process of this host that no longer exists.
+    var isGoneFromThisHost: Bool {
+        guard host == ScratchOwner.hostToken else { return false }
+        if kill(pid, 0) != 0 && errno == ESRCH { return true }
+        // The pid exists: it is the owner unless it started at another time (a reused pid).
+        guard startTime != 0, let now = ScratchOwner.startTime(of: pid) else { return false }
+        return now != startTime
+    }
+}
+
+extension SnapshotCache {
+    /// Removes the scratch directories in `workDirectory` left by processes of this host that are
+    /// gone (a compactor killed with SIGKILL leaves a full snapshot copy). Directories of live
+    /// processes and of other hosts are kept. Best effort: a failure only leaves the directory.
+    static func removeScratchOfGoneProcesses(in workDirectory: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: workDirectory) else { return }
+        for name in names where name.hasPrefix(ScratchOwner.prefix) {
+            guard let owner = ScratchOwner.parse(name), owner.isGoneFromThisHost else { continue }
+            try? FileManager.default.removeItem(atPath: workDirectory + "/" + name)
+        }
     }
 }

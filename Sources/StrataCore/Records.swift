@@ -109,12 +109,16 @@ public struct AppliedRun: Codable, Sendable, Equatable {
     public var newIds: Int
     /// Deleted ids that were in the snapshot before.
     public var deletedExisting: Int
-    public init(runId: String, upserts: Int, deletes: Int, newIds: Int, deletedExisting: Int) {
+    /// Upserts and deletes that did not take effect because a later run had written the id
+    /// (SPEC invariant 4). Absent in versions made before snapshot format 2.
+    public var superseded: Int?
+    public init(runId: String, upserts: Int, deletes: Int, newIds: Int, deletedExisting: Int, superseded: Int? = nil) {
         self.runId = runId
         self.upserts = upserts
         self.deletes = deletes
         self.newIds = newIds
         self.deletedExisting = deletedExisting
+        self.superseded = superseded
     }
 }
 

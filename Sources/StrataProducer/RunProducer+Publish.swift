@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import StrataBundle
 import StrataCore
+import StrataCrypto
 
 extension RunProducer {
     /// Uploads a built run's bundles, checks them, then writes its record create-only.
@@ -31,7 +32,7 @@ extension RunProducer {
         }
 
         for (i, d) in deltas.enumerated() {
-            try upload(run.bundles[i].bundle.path, as: d, log: log)
+            try upload(run.bundles[i].bundle.path, as: d, runId: run.runId, log: log)
         }
         // The record must never name a delta that is not fully there.
         try verifyUploaded(deltas)
@@ -75,18 +76,57 @@ extension RunProducer {
         return existing
     }
 
-    /// Uploads a bundle unless the same bytes are already there. Overwriting is safe here: no
-    /// record names this run yet, so no reader relies on the object.
-    private func upload(_ path: String, as d: RunRecord.Delta, log: Logger) throws {
-        // Skip only when the store vouches for the same bytes; without a stored SHA-256, upload again.
-        if let info = try store.head(d.key), info.size == d.size, info.sha256 == d.sha256 {
-            log.debug("delta already uploaded", metadata: ["key": "\(d.key)"])
-            return
+    /// Uploads a bundle create-only (`If-None-Match: *`) unless the same bytes are already there.
+    /// A delta is never overwritten: two producers given one run id and different inputs race on
+    /// the key, and the one whose bytes are not there stops before writing a record, so the record,
+    /// the delta and the snapshot always agree. Deltas are uploaded in collection order, so the
+    /// loser stops at the first key whose content differs and only one of them can go on.
+    private func upload(_ path: String, as d: RunRecord.Delta, runId: String, log: Logger) throws {
+        // Skip only when the stored bytes are this bundle's.
+        if let info = try store.head(d.key) {
+            if try holdsSameBytes(info, as: d, localPath: path) {
+                log.debug("delta already uploaded", metadata: ["key": "\(d.key)"])
+                return
+            }
+            throw differentDelta(d, existing: info, runId: runId)
         }
-        try store.put(
-            d.key, file: path, condition: .none,
-            options: PutOptions(contentType: "application/gzip", sha256: d.sha256))
+        do {
+            try store.put(
+                d.key, file: path, condition: .ifNoneMatch,
+                options: PutOptions(contentType: "application/gzip", sha256: d.sha256))
+        } catch let e as StoreError where e.kind == .preconditionFailed {
+            // Created meanwhile: by an earlier attempt of ours whose answer was lost, or by a
+            // retry of the same run (same bytes, fine), or by another producer (not fine).
+            let info = try store.head(d.key)
+            if let info, try holdsSameBytes(info, as: d, localPath: path) {
+                log.info("the delta appeared meanwhile with the same bytes", metadata: ["key": "\(d.key)"])
+                return
+            }
+            throw differentDelta(d, existing: info, runId: runId)
+        }
         log.debug("uploaded delta", metadata: ["key": "\(d.key)", "bytes": "\(d.size)"])
+    }
+
+    /// Whether the stored object is this delta: same size and SHA-256. When the store does not
+    /// know the object's SHA-256 (the file store), the stored bytes are downloaded and hashed.
+    private func holdsSameBytes(_ info: ObjectInfo, as d: RunRecord.Delta, localPath: String) throws -> Bool {
+        guard info.size == d.size else { return false }
+        if let sha = info.sha256 { return sha.lowercased() == d.sha256.lowercased() }
+        let copy = localPath + ".stored"
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try store.get(d.key, toFile: copy)
+        return try SHA256.hexOfFile(atPath: copy).hex == d.sha256.lowercased()
+    }
+
+    private func differentDelta(_ d: RunRecord.Delta, existing: ObjectInfo?, runId: String) -> StrataError {
+        let found = existing.map { i in "\(i.size) bytes" + (i.sha256.map { " with SHA-256 \($0)" } ?? " (SHA-256 unknown)") }
+        return StrataError(
+            .conflict, object: d.key,
+            message: "run \(runId): the delta of collection \(d.collection) already exists with other content ("
+                + (found ?? "it changed while being checked")
+                + ", this run's is \(d.size) bytes with SHA-256 \(d.sha256)); another producer is publishing "
+                + "this run id with different inputs, or an earlier attempt had other inputs. No record was written",
+            fix: "publish these inputs under a new --run-id (a delta is never overwritten)")
     }
 
     /// Checks with HEAD that every delta is there with the expected size (and SHA-256 when the
@@ -104,7 +144,8 @@ extension RunProducer {
                     message: "the stored delta is \(info.size) bytes"
                         + (info.sha256.map { " with SHA-256 \($0)" } ?? "")
                         + ", expected \(d.size) bytes with SHA-256 \(d.sha256)",
-                    fix: "retry the same run id (the bundle is uploaded again)")
+                    fix: "publish under a new --run-id (a delta is never overwritten); "
+                        + "check the store if it happens again")
             }
         }
     }

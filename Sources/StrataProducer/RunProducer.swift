@@ -39,6 +39,9 @@ public final class RunProducer {
         self.logger = logger
     }
 
+    /// How far ahead of this machine's clock a given `--run-id` may be (seconds).
+    public static let maxRunIdLead: TimeInterval = 300
+
     /// The run id of part `part` (1-based) of a job whose run id is `base`.
     public static func runId(base: String, part: Int) -> String {
         part == 1 ? base : base + "-p" + String(format: "%06d", part)
@@ -58,7 +61,15 @@ public final class RunProducer {
                 message: "must be 1 to 100 characters of A-Z a-z 0-9 - _ .",
                 fix: "use the id printed by an earlier attempt, or let Strata make one")
         }
-        let createdAt = Identifiers.date(of: base) ?? Date()
+        let now = Date()
+        if let t = Identifiers.date(of: base), t > now.addingTimeInterval(RunProducer.maxRunIdLead) {
+            throw StrataError(
+                .invalidInput, object: "run id \"\(base)\"", field: "run_id",
+                message: "names \(RunRecord.timestamp(t)), more than 5 minutes after this machine's clock "
+                    + "(\(RunRecord.timestamp(now))); its rows would win over every run made until then",
+                fix: "check this machine's clock (NTP), and pass a run id made now, or none to let Strata make one")
+        }
+        let createdAt = Identifiers.date(of: base) ?? now
         var meta = logger
         meta[metadataKey: "run"] = "\(base)"
         meta.info("building deltas", metadata: ["inputs": "\(inputs.map { "\($0.collection)=\($0.path)" })"])

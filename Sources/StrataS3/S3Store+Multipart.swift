@@ -43,15 +43,29 @@ extension S3Store {
             (S3Store.sha256MetaHeader, sha256),
             (S3Store.writeIdMetaHeader, writeId),
         ]
-        let created = try send(
-            Request(
-                operation: "CreateMultipartUpload", method: "POST", key: key,
-                query: [.init("uploads", nil)], headers: initHeaders))
+        let createLog = AttemptLog()
+        let created: TransportResponse
+        do {
+            created = try send(
+                Request(
+                    operation: "CreateMultipartUpload", method: "POST", key: key,
+                    query: [.init("uploads", nil)], headers: initHeaders), log: createLog)
+        } catch {
+            // An attempt whose answer was lost may have opened an upload nobody knows the id of.
+            if createLog.attempts > 1 || createLog.ambiguous { abortOpenUploads(onExactKey: key, except: nil) }
+            throw error
+        }
         markBucketExists()
         guard let uploadId = XMLNode.parse(created.body)?.value("UploadId"), !uploadId.isEmpty else {
+            abortOpenUploads(onExactKey: key, except: nil)
             throw StoreError(
                 .invalidRequest, operation: "CreateMultipartUpload", key: key,
                 message: "the response has no UploadId")
+        }
+        defer {
+            // A retried Create may have opened uploads whose answers were lost: they stay open
+            // (and billed) until aborted. Version keys are unique, so only ours can be there.
+            if createLog.attempts > 1 { abortOpenUploads(onExactKey: key, except: uploadId) }
         }
         logger.debug("multipart upload of \(key): \(partCount) parts of \(partSize) bytes")
 
@@ -87,6 +101,10 @@ extension S3Store {
             } catch var e as StoreError where e.kind == .notFound && condition != .none && e.code != "NoSuchUpload" {
                 e.kind = .preconditionFailed
                 throw e
+            } catch let e as StoreError where e.kind == .preconditionFailed || e.code == "NoSuchUpload" {
+                // libcurl may have re-sent a Complete whose answer was lost: the key is then ours.
+                if let won = try resolveAmbiguousWrite(key: key, writeId: writeId) { return won }
+                throw e
             }
             let etag = XMLNode.parse(r.body)?.value("ETag") ?? r.headers["etag"] ?? ""
             return ObjectInfo(
@@ -94,7 +112,23 @@ extension S3Store {
                 sha256: sha256)
         } catch {
             abortQuietly(key: key, uploadId: uploadId)
+            // Also the uploads of attempts whose CreateMultipartUpload answer was lost (libcurl
+            // may re-send one without telling us): every upload open on this exact key.
+            abortOpenUploads(onExactKey: key, except: uploadId)
             throw error
+        }
+    }
+
+    /// Aborts every multipart upload open on exactly `key` (ListMultipartUploads with the key as
+    /// prefix, keeping exact matches), best effort: a failure is logged, gc cleans up later.
+    func abortOpenUploads(onExactKey key: String, except keep: String?) {
+        do {
+            for u in try listMultipartUploads(prefix: key) where u.key == key && u.uploadId != keep {
+                logger.info("aborting multipart upload \(u.uploadId) left open on \(key)")
+                abortQuietly(key: key, uploadId: u.uploadId)
+            }
+        } catch {
+            logger.warning("could not list the multipart uploads open on \(key): \(error)")
         }
     }
 

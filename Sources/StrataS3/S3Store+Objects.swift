@@ -268,7 +268,9 @@ extension S3Store {
                 e.hint = "the key does not exist (any more): read it again and retry"
             }
             guard e.kind == .preconditionFailed else { throw e }
-            if log.ambiguous, let won = try resolveAmbiguousWrite(key: key, writeId: writeId) { return won }
+            // Checked even when no attempt of ours failed: libcurl silently re-sends a request
+            // whose response was lost on a reused connection, so our own write can come back 412.
+            if let won = try resolveAmbiguousWrite(key: key, writeId: writeId) { return won }
             throw e
         }
     }

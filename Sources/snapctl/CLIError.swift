@@ -4,11 +4,12 @@ import StrataCore
 
 /// Exit codes, stable for scripts:
 ///   0 success; 1 the operation failed (or found a problem); 2 usage or configuration error;
-///   3 a conditional write lost (precondition failed).
+///   3 a conditional write lost (precondition failed); for `compact`, a run was quarantined or deferred.
 enum ExitCodes {
     static let failure: Int32 = 1
     static let usage: Int32 = 2
     static let precondition: Int32 = 3
+    static let quarantinedOrDeferred: Int32 = 3
 }
 
 enum CLIError: Error, CustomStringConvertible {

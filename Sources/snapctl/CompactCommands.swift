@@ -16,6 +16,10 @@ struct CompactorOptions: ParsableArguments {
     @Flag(help: "Allow a store without conditional writes; run exactly one compactor then.") var singleWriter = false
     @Option(help: "Lease duration in seconds.") var leaseSeconds: Double = 120
     @Flag(help: "Skip SQLite's quick_check of the merged snapshot.") var noIntegrityCheck = false
+    @Option(help: ArgumentHelp(
+        "How long deletes are kept as tombstones (e.g. 7d, 36h, 90m); runs created earlier are quarantined tooLate.",
+        valueName: "duration"))
+    var lateRunWindow: String = "7d"
 
     func settings(environment: [String: String]) throws -> CompactorSettings {
         var host = [CChar](repeating: 0, count: 256)
@@ -34,6 +38,10 @@ struct CompactorOptions: ParsableArguments {
         s.singleWriter = singleWriter
         s.leaseDuration = leaseSeconds
         s.integrityCheck = !noIntegrityCheck
+        guard let window = CompactorSettings.parseDuration(lateRunWindow), window > 0 else {
+            throw CLIError.usage("--late-run-window \(lateRunWindow): expected a positive duration like 7d, 36h or 90m")
+        }
+        s.lateRunWindow = window
         s.strataVersion = StrataVersion.current
         s.crashAt = environment["STRATA_CRASH_AT"]
         if let t = environment["TMPDIR"] { s.workDirectory = t }
@@ -49,12 +57,23 @@ struct CompactCommand: ParsableCommand {
             Reads the pointer, takes the base snapshot (from the cache when it holds it), applies
             pending runs in order, checks the counts and SQLite's integrity, uploads the version
             (manifest last) and moves the pointer with a conditional write. Runs that cannot be
-            applied are quarantined with a reason; the rest proceed. Exit 0 when every collection
-            is published or up to date, 1 otherwise.
+            applied are quarantined with a reason and listed with their quarantine record's key;
+            the rest proceed. Each id is written only by a run later (creation time, then run id)
+            than the run that last wrote it, so a run that arrives late never overwrites newer rows.
+            A run created before the late-run window (--late-run-window, default 7d) is quarantined
+            tooLate; --allow-late RUN_ID applies it anyway under the same per-row rule.
+            Exit codes: 0 every collection published or up to date; 1 a collection failed (the
+            others still ran); 2 usage or configuration error; 3 no failure, but a run was
+            quarantined or deferred to a later round (by the limits, deletes waiting for a
+            collection's first upsert, or a run record of a newer format than this snapctl reads).
             Example: snapctl compact --collection lines --collection words
+            Example: snapctl compact --collection lines --allow-late 20261121T201408123Z-4f1c0a9be203
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Collection to compact (repeatable).") var collection: [String]
+    @Option(name: .long, help: ArgumentHelp(
+        "Apply this run even though it is older than the late-run window (repeatable).", valueName: "run-id"))
+    var allowLate: [String] = []
     @OptionGroup var options: CompactorOptions
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -62,9 +81,15 @@ struct CompactCommand: ParsableCommand {
         try runReportingErrors {
             guard !collection.isEmpty else { throw CLIError.usage("name at least one --collection") }
             let (store, layout, _) = try global.openStore()
-            let compactor = Compactor(store: store, layout: layout, settings: try options.settings(environment: global.environment),
+            for id in allowLate where !Identifiers.isValid(id) {
+                throw CLIError.usage("--allow-late \(id): not a run id (see `snapctl verify` or `snapctl runs`)")
+            }
+            var settings = try options.settings(environment: global.environment)
+            settings.allowLateRuns = Set(allowLate)
+            let compactor = Compactor(store: store, layout: layout, settings: settings,
                                       logger: global.logger("strata.compactor"))
             var failed = false
+            var attention = false
             var summaries: [CompactionSummary] = []
             for c in collection {
                 do {
@@ -73,6 +98,7 @@ struct CompactCommand: ParsableCommand {
                     }
                     summaries.append(s)
                     if !json { printSummary(s) }
+                    if !s.runsQuarantined.isEmpty || s.runsDeferred > 0 { attention = true }
                 } catch {
                     failed = true
                     let (_, text) = describe(error)
@@ -84,6 +110,7 @@ struct CompactCommand: ParsableCommand {
                 print(String(decoding: data, as: UTF8.self))
             }
             if failed { throw ExitCode(ExitCodes.failure) }
+            if attention { throw ExitCode(ExitCodes.quarantinedOrDeferred) }
         }
     }
 }
@@ -95,7 +122,8 @@ func printSummary(_ s: CompactionSummary) {
         print("\(s.collection): skipped, lease held by \(s.leaseHolder ?? "another compactor")")
         return
     case .upToDate:
-        print("\(s.collection): up to date at \(s.baseVersion ?? "(no version yet)")")
+        print("\(s.collection): up to date at \(s.baseVersion ?? "(no version yet)")"
+              + (s.runsDeferred > 0 ? " (\(s.runsDeferred) run(s) deferred)" : ""))
     case .published:
         print("\(s.collection): published \(s.newVersion!) (parent \(s.baseVersion ?? "none"))")
     }
@@ -103,9 +131,20 @@ func printSummary(_ s: CompactionSummary) {
         print("  runs applied    \(s.runsApplied.count)" + (s.runsDeferred > 0 ? " (\(s.runsDeferred) left for the next round)" : ""))
         print("  rows            \(s.rowsBefore) -> \(s.rowsAfter)  (upserted \(s.rowsUpserted), new \(s.newIds), deleted \(s.rowsDeleted), of which existed \(s.deletedExisting))")
         print("  bytes           down \(mib(s.bytesDownloaded))\(s.baseFromCache ? " (base from cache)" : ""), up \(mib(s.bytesUploaded))")
+        if s.writesSuperseded > 0 {
+            print("  superseded      \(s.writesSuperseded) write(s) lost to a later run's write of the same id")
+        }
+        let purged = s.tombstonesPurged > 0 ? " (\(s.tombstonesPurged) purged, past the window)" : ""
+        print("  tombstones      \(s.tombstones)" + purged)
+        if s.upgradedFromFormat != nil { print("  format          snapshot upgraded from format 1 to 2") }
         if s.conflicts > 0 { print("  conflicts       \(s.conflicts) (rebuilt on a newer version)") }
     }
-    for q in s.runsQuarantined { print("  QUARANTINED     \(q.runId): \(q.reason): \(q.detail)") }
+    for q in s.runsQuarantined {
+        print("  QUARANTINED     \(q.runId): \(q.reason)")
+        if let k = q.key { print("    record        \(k)") }
+        if let d = q.deltaKey { print("    delta         \(d)") }
+        print("    why           \(q.detail)")
+    }
     let order = ["pointer", "base", "plan", "deltas", "merge", "check", "upload", "publish", "total"]
     let steps = order.compactMap { k in s.seconds[k].map { "\(k) \(String(format: "%.3f", $0))s" } }
     print("  time            " + steps.joined(separator: ", "))

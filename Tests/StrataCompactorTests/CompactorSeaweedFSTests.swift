@@ -57,3 +57,16 @@ final class CompactorSeaweedFSTests: XCTestCase {
         try processScenarios("racenolease").concurrentCompactorsAndProducers(leaseSeconds: "0.001")
     }
 }
+
+/// Every test of the file store's `CompactorFileStoreTests`, on S3: the world is rebuilt on a
+/// fresh SeaweedFS bucket after the base class set it up.
+final class CompactorFileStoreTestsOnS3: CompactorFileStoreTests {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        world = CompactionWorld(store: try S3TestStore.make("compactor"))
+    }
+
+    // Declaring one test here makes SwiftPM's Linux test discovery list this class, and with it
+    // every inherited test (no hand-kept list to forget a test in).
+    func testRunsOnS3() throws { XCTAssertTrue(world.store is S3Store, "\(type(of: world.store))") }
+}

@@ -6,7 +6,7 @@ import StrataTestSupport
 import XCTest
 
 /// The compactor against the file store: the published snapshot equals a reference model.
-final class CompactorFileStoreTests: XCTestCase {
+class CompactorFileStoreTests: XCTestCase {
     var dir: TempDir!
     var world: CompactionWorld!
 

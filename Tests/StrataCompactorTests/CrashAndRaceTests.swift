@@ -23,9 +23,18 @@ struct ProcessScenarios {
         try w.produce(["lines": (0..<10).map { .upsert("c\($0)", w.row($0)) }])
         XCTAssertEqual(try snapctl(["compact", "--collection", "lines"]).status, 0)
         var round = 0
+        var late: (String, Int)? = nil
         for point in ["after-download", "after-merge", "after-upload", "after-pointer"] {
             for mode in ["s3", "cache"] {
                 round += 1
+                // The previous round's late run: created before that round's runs, visible only
+                // now that they are applied. It loses c0, n and c (newer writes) and lands l.
+                if let (id, r) = late {
+                    try w.produce(["lines": [.upsert("c0", w.row(400 + r)), .delete("n\(r)"),
+                                             .upsert("c\(r)", w.row(500 + r)), .upsert("l\(r)", w.row(600 + r))]],
+                                  runId: id)
+                }
+                late = (Identifiers.make(), round)
                 try w.produce(["lines": [.upsert("n\(round)", w.row(100 + round)), .delete("c\(round)"),
                                          .upsert("c0", w.row(200 + round))]])
                 try w.produce(["lines": [.upsert("m\(round)", w.row(300 + round))]])
@@ -68,11 +77,20 @@ struct ProcessScenarios {
         XCTAssertNotNil(try w.store.head(w.layout.pointerKey("lines")), "the workers published the seed")
         let errors = LockedErrors()
         DispatchQueue.concurrentPerform(iterations: 2) { t in
+            var late: String? = nil
             for i in 0..<8 {
                 usleep(40_000)  // work arrives over time, as OCR jobs finish
                 do {
+                    // Every other step reserves a run id and publishes it one step later, after
+                    // newer runs (its writes of their ids lose; its delete of a shared id is a write).
+                    if i % 2 == 0 { late = Identifiers.make() }
                     try w.produce(["lines": [.upsert("p\(t)-\(i)", w.row(t * 100 + i)), .delete("p\(t)-\(i - 2)")],
                                    "words": [.upsert("p\(t)-\(i)", w.row(i))]])
+                    if i % 2 == 1, let id = late {
+                        try w.produce(["lines": [.upsert("p\(t)-\(i)", w.row(t * 100 + i + 50)), .delete("shared"),
+                                                 .upsert("late-\(t)-\(i)", w.row(i))],
+                                       "words": [.upsert("shared", w.row(t * 10 + i))]], runId: id)
+                    }
                 } catch { errors.add(error) }
             }
         }

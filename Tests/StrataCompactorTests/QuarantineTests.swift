@@ -61,6 +61,7 @@ struct QuarantineScenarios {
             let q = try XCTUnwrap(try quarantineRecord("lines", runId), kind)
             XCTAssertEqual(q.reason, reasons[kind], "\(kind): \(q.detail)")
             XCTAssertFalse(q.detail.isEmpty)
+            XCTAssertFalse(q.detail.contains(w.tmp.path), "\(kind): names store keys, not local paths: \(q.detail)")
         }
         XCTAssertEqual(try quarantineRecord("lines", missing)?.reason, "missingDelta")
         XCTAssertEqual(try quarantineRecord("lines", tampered)?.reason, "checksumMismatch")

@@ -77,8 +77,9 @@ final class GarbageCollectorTests: XCTestCase {
         defer { if worker.isRunning { worker.terminate(); worker.waitUntilExit() } }
 
         let stop = StopFlag()
-        final class Counts: @unchecked Sendable { var rounds = 0; var deleted = 0; var errors: [String] = [] }
-        let counts = Counts()
+        struct Counts { var rounds = 0; var deleted = 0; var errors: [String] = [] }
+        let counts = Locked(Counts())
+        let gcStopped = DispatchSemaphore(value: 0)
         let gcThread = Thread {
             // A one-second grace: anything older may go, in-flight uploads are protected.
             let gc = GarbageCollector(store: store, layout: w.layout, policy: GCPolicy(keepVersions: 1, grace: 1))
@@ -86,34 +87,39 @@ final class GarbageCollectorTests: XCTestCase {
                 do {
                     let plan = try gc.plan()
                     let failures = try gc.execute(plan)
-                    counts.rounds += 1
-                    counts.deleted += plan.items.count - failures.count
+                    counts.update {
+                        $0.rounds += 1
+                        $0.deleted += plan.items.count - failures.count
+                    }
                 } catch {
-                    counts.errors.append("\(error)")
+                    counts.update { $0.errors.append("\(error)") }
                 }
                 stop.wait(seconds: 0.1)
             }
+            gcStopped.signal()
         }
         gcThread.start()
+        // Work arrives over time, as OCR jobs finish: each run once gc has done another round.
         for i in 0..<25 {
+            let before = counts.value.rounds
             try w.produce(["lines": [.upsert("l\(i)", w.row(i)), .delete("l\(i - 3)")], "words": [.upsert("w\(i)", w.row(i))]])
-            usleep(150_000)
+            waitUntil("a gc round after run \(i)") { counts.value.rounds > before }
         }
-        // Wait until the worker has caught up, then stop everything.
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
+        // Wait until the worker has caught up and gc has deleted something (the grace passes),
+        // then stop everything.
+        try waitUntil("the worker applies every run") {
             let ledger = RunLedger(store: store, layout: w.layout)
-            if try ledger.ledger("lines").pending.isEmpty && ledger.ledger("words").pending.isEmpty { break }
-            usleep(100_000)
+            return try ledger.ledger("lines").pending.isEmpty && ledger.ledger("words").pending.isEmpty
         }
+        waitUntil("gc deletes something while the others run") { counts.value.deleted > 0 }
         stop.set()
-        while !gcThread.isFinished { usleep(10_000) }
+        gcStopped.wait()
         worker.terminate()
         worker.waitUntilExit()
         XCTAssertEqual(worker.terminationStatus, 0)
-        XCTAssertEqual(counts.errors, [])
-        XCTAssertGreaterThan(counts.rounds, 5)
-        XCTAssertGreaterThan(counts.deleted, 0, "gc did delete things while the others ran")
+        XCTAssertEqual(counts.value.errors, [])
+        XCTAssertGreaterThanOrEqual(counts.value.rounds, 25, "gc ran between the runs")
+        XCTAssertGreaterThan(counts.value.deleted, 0, "gc did delete things while the others ran")
         for c in ["lines", "words"] {
             try w.assertMatchesModel(c)
             let ledger = try RunLedger(store: store, layout: w.layout).ledger(c)

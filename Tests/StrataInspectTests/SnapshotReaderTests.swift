@@ -30,7 +30,7 @@ final class SnapshotReaderTests: XCTestCase {
         let reader = try SnapshotReader(path: path)
         XCTAssertEqual(reader.collection, "lines")
         XCTAssertEqual(reader.dimension, 13)
-        XCTAssertEqual(reader.formatVersion, "1")
+        XCTAssertEqual(reader.formatVersion, "2")
         XCTAssertEqual(reader.recordedRowCount, 60)
         XCTAssertNotNil(reader.version)
         XCTAssertEqual(try reader.rowCount(), 60)
@@ -153,10 +153,10 @@ final class SnapshotReaderTests: XCTestCase {
 
     func testNewerMajorFormatAsksForAnUpgrade() throws {
         assertRefused(
-            try altered("UPDATE meta SET value = '2' WHERE key = 'format_version'"), .unsupportedVersion,
+            try altered("UPDATE meta SET value = '3' WHERE key = 'format_version'"), .unsupportedVersion,
             "upgrade snapctl")
         XCTAssertNoThrow(
-            try SnapshotReader(path: try altered("UPDATE meta SET value = '1.3' WHERE key = 'format_version'")),
+            try SnapshotReader(path: try altered("UPDATE meta SET value = '2.3' WHERE key = 'format_version'")),
             "a newer minor version of the same major is read")
     }
 

@@ -57,8 +57,9 @@ final class DirectoryModeTests: XCTestCase {
 
         // The process "dies" while writing job b's record.
         var recordPuts = 0
-        let faulty = FaultyStore(store) { op, key in
-            guard op == "put", key.hasPrefix("runs/") else { return false }
+        let faulty = FaultInjectingStore(store)
+        faulty.inject(.connectionReset, on: [.put], times: nil) { _, key in
+            guard key.hasPrefix("runs/") else { return false }
             recordPuts += 1
             return recordPuts == 2
         }
@@ -84,10 +85,10 @@ final class DirectoryModeTests: XCTestCase {
         XCTAssertEqual(try jobState("b.ndjson")?.state, "published")
 
         // Again: nothing to do, nothing written.
-        let counting = FaultyStore(store)
+        let counting = FaultInjectingStore(store)
         let again = try producer(counting).produceDirectory(dir.file("in"), layout: .files(collection: "lines"))
         XCTAssertEqual(again.jobs.map(\.skipped), [true, true, true])
-        XCTAssertEqual(counting.puts, [])
+        XCTAssertEqual(counting.calls(.put), 0)
 
         // A published file that changes is refused, not published again.
         try write("a.ndjson", Rows.upsert("a1", [9, 9]))

@@ -207,7 +207,8 @@ class ProducerTests: XCTestCase {
     func testCrashBeforeRecordThenRetryPublishesOnce() throws {
         let lines = try input("lines.ndjson", Rows.upsert("a", [1, 2]) + Rows.upsert("b", [3, 4]))
         let runId = "20260103T000000000Z-0123456789ab"
-        let faulty = FaultyStore(store) { op, key in op == "put" && key.hasPrefix("p/runs/") }
+        let faulty = FaultInjectingStore(store)
+        faulty.inject(.connectionReset, on: [.put], times: nil) { $1.hasPrefix("p/runs/") }
         XCTAssertThrowsError(try producer(faulty).produce(inputs: [(collection: "lines", path: lines)], runId: runId)) {
             XCTAssertEqual(($0 as? StoreError)?.kind, .transient)
         }
@@ -226,11 +227,11 @@ class ProducerTests: XCTestCase {
         let record = try store.head("p/runs/\(runId).json")
 
         // A retry after the record: no change at all (nothing uploaded, same objects).
-        let counting = FaultyStore(store)
+        let counting = FaultInjectingStore(store)
         let again = try producer(counting).produce(inputs: [(collection: "lines", path: lines)], runId: runId)
         XCTAssertFalse(again[0].created)
         XCTAssertEqual(again[0].deltas, retry[0].deltas)
-        XCTAssertEqual(counting.puts, [])
+        XCTAssertEqual(counting.calls(.put), 0)
         XCTAssertEqual(try store.head("p/lines/delta/\(runId)/delta.tar.gz")?.etag, delta.etag)
         XCTAssertEqual(try store.head("p/runs/\(runId).json")?.etag, record?.etag)
     }
@@ -239,7 +240,8 @@ class ProducerTests: XCTestCase {
         let a = try input("a.ndjson", Rows.upsert("a", [1]))
         let b = try input("b.ndjson", Rows.upsert("b", [2]))
         let runId = "20260103T000000000Z-00000000beef"
-        let faulty = FaultyStore(store) { op, key in op == "put" && key.hasPrefix("p/words/") }
+        let faulty = FaultInjectingStore(store)
+        faulty.inject(.serverError, on: [.put], times: nil) { $1.hasPrefix("p/words/") }
         XCTAssertThrowsError(
             try producer(faulty).produce(
                 inputs: [
@@ -259,14 +261,14 @@ class ProducerTests: XCTestCase {
         // the record with the same content and succeeds without writing anything.
         let lines = try input("lines.ndjson", Rows.upsert("a", [1]))
         let runId = "20260103T000000000Z-0000000000aa"
-        let faulty = FaultyStore(store)
-        faulty.loseAnswerWhen = { op, key in op == "put" && key.hasPrefix("p/runs/") }
+        let faulty = FaultInjectingStore(store)
+        faulty.inject(.ambiguousSuccess, on: [.put], times: nil) { $1.hasPrefix("p/runs/") }
         XCTAssertThrowsError(try producer(faulty).produce(inputs: [(collection: "lines", path: lines)], runId: runId))
         XCTAssertEqual(try keys("p/runs/"), ["p/runs/\(runId).json"])
-        let counting = FaultyStore(store)
+        let counting = FaultInjectingStore(store)
         let runs = try producer(counting).produce(inputs: [(collection: "lines", path: lines)], runId: runId)
         XCTAssertFalse(runs[0].created)
-        XCTAssertEqual(counting.puts, [])
+        XCTAssertEqual(counting.calls(.put), 0)
         XCTAssertEqual(try keys().count, 2)
     }
 
@@ -276,15 +278,10 @@ class ProducerTests: XCTestCase {
         let lines = try input("lines.ndjson", Rows.upsert("a", [1]))
         let runId = "20260103T000000000Z-0000000000bb"
         _ = try producer().produce(inputs: [(collection: "lines", path: lines)], runId: runId)
-        var hidden = false
-        let stale = FaultyStore(store)
-        stale.hideOnceWhen = { op, key in
-            guard op == "get", key.hasPrefix("p/runs/"), !hidden else { return false }
-            hidden = true
-            return true
-        }
+        let stale = FaultInjectingStore(store)
+        stale.inject(.staleRead, on: [.getData], times: 1) { $1.hasPrefix("p/runs/") }
         let runs = try producer(stale).produce(inputs: [(collection: "lines", path: lines)], runId: runId)
-        XCTAssertTrue(hidden)
+        XCTAssertEqual(stale.count(.staleRead), 1)
         XCTAssertFalse(runs[0].created)
         XCTAssertEqual(try keys("p/runs/").count, 1)
     }
@@ -311,36 +308,102 @@ class ProducerTests: XCTestCase {
 
     func testUploadThatDoesNotStickIsNeverReferenced() throws {
         // A store that acknowledges the delta upload but keeps a truncated object.
-        final class Truncating: ObjectStore, @unchecked Sendable {
-            let inner: any ObjectStore
-            init(_ inner: any ObjectStore) { self.inner = inner }
-            var location: String { inner.location }
-            func head(_ key: String) throws -> ObjectInfo? { try inner.head(key) }
-            func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
-                try inner.get(key, toFile: path, range: range)
-            }
-            func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) { try inner.getData(key) }
-            func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws -> ObjectInfo
-            {
-                if case .file(let path) = body, key.hasSuffix(".tar.gz") {
-                    let d = try Data(contentsOf: URL(fileURLWithPath: path))
-                    return try inner.put(
-                        key, body: .data(d.prefix(d.count / 2)), condition: condition,
-                        options: PutOptions())
-                }
-                return try inner.put(key, body: body, condition: condition, options: options)
-            }
-            func delete(_ key: String) throws { try inner.delete(key) }
-            func delete(keys: [String]) throws -> [DeleteFailure] { try inner.delete(keys: keys) }
-            func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
-                try inner.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
-            }
-        }
+        let truncating = FaultInjectingStore(store)
+        truncating.inject(.truncatedWrite, on: [.put], times: nil) { $1.hasSuffix(".tar.gz") }
         let lines = try input("lines.ndjson", Rows.upsert("a", [1, 2, 3]))
-        XCTAssertThrowsError(try producer(Truncating(store)).produce(inputs: [(collection: "lines", path: lines)])) {
+        XCTAssertThrowsError(try producer(truncating).produce(inputs: [(collection: "lines", path: lines)])) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .corrupt, "\($0)")
         }
         XCTAssertEqual(try keys("p/runs/"), [])
+    }
+
+    func testOrphanDeltaWithOtherContentIsNeverOverwritten() throws {
+        // An attempt with other inputs uploaded its delta and died before its record.
+        let runId = "20260103T000000000Z-0000000000ee"
+        let first = try input("first.ndjson", Rows.upsert("a", [1, 2]))
+        let faulty = FaultInjectingStore(store)
+        faulty.inject(.connectionReset, on: [.put], times: nil) { $1.hasPrefix("p/runs/") }
+        XCTAssertThrowsError(try producer(faulty).produce(inputs: [(collection: "lines", path: first)], runId: runId))
+        let deltaKey = "p/lines/delta/\(runId)/delta.tar.gz"
+        let orphan = try XCTUnwrap(try store.head(deltaKey))
+
+        let other = try input("other.ndjson", Rows.upsert("a", [3, 4]))
+        XCTAssertThrowsError(try producer().produce(inputs: [(collection: "lines", path: other)], runId: runId)) {
+            let e = $0 as? StrataError
+            XCTAssertEqual(e?.kind, .conflict, "\($0)")
+            let text = "\($0)"
+            XCTAssertTrue(text.contains(runId) && text.contains(deltaKey) && text.contains("new --run-id"), text)
+        }
+        XCTAssertEqual(try store.head(deltaKey)?.etag, orphan.etag, "the delta was not overwritten")
+        XCTAssertEqual(try keys("p/runs/"), [], "no record was written")
+        // The original inputs still publish under that id (their delta is there already).
+        let runs = try producer().produce(inputs: [(collection: "lines", path: first)], runId: runId)
+        XCTAssertTrue(runs[0].created)
+        XCTAssertEqual(try readDelta(runs[0], "lines").0[0].embedding, [1, 2])
+    }
+
+    /// Two producers given one run id and different inputs, started together: exactly one
+    /// succeeds, the other fails with a conflict, and the winner's record, its delta and the
+    /// snapshot the compactor makes of it agree (the issue found 6 of 24 trials losing the rows).
+    func testConcurrentProducersWithOneRunIdExactlyOneWins() throws {
+        let trials = 12
+        var winners: [Int: Int] = [:]
+        for trial in 0..<trials {
+            let layout = Layout(prefix: "race-\(trial)/")
+            let runId = String(format: "20260103T000000000Z-%012x", 0xace000 + trial)
+            var paths: [String] = []
+            for side in 0..<2 {
+                // Two collections: "lines" differs between the sides, "words" is the same.
+                let p = try input("race-\(trial)-\(side)-lines.ndjson",
+                                  Rows.upsert("a", [Float(trial), Float(side)]) + Rows.upsert("s\(side)", [1, 1]))
+                let w = try input("race-\(trial)-\(side)-words.ndjson", Rows.upsert("w", [5, 5]))
+                paths += [p, w]
+            }
+            let results = Locked<[Int: Result<[PublishedRun], Error>]>([:])
+            let start = DispatchSemaphore(value: 0)
+            let group = DispatchGroup()
+            for side in 0..<2 {
+                let producer = RunProducer(store: store, layout: layout,
+                                           settings: ProducerSettings(workDirectory: dir.file("work")))
+                let inputs = [(collection: "lines", path: paths[side * 2]), (collection: "words", path: paths[side * 2 + 1])]
+                DispatchQueue.global().async(group: group) {
+                    start.wait()
+                    let r = Result { try producer.produce(inputs: inputs, runId: runId) }
+                    results.update { $0[side] = r }
+                }
+            }
+            start.signal()
+            start.signal()
+            group.wait()
+            let all = results.value
+            let won = all.filter { (try? $0.value.get()) != nil }.map(\.key)
+            XCTAssertEqual(won.count, 1, "trial \(trial): \(all)")
+            guard won.count == 1, let winner = won.first, let run = try? all[winner]!.get().first else { continue }
+            winners[winner, default: 0] += 1
+            if case .failure(let e) = all[1 - winner]! {
+                XCTAssertEqual((e as? StrataError)?.kind, .conflict, "trial \(trial): \(e)")
+            }
+            // The record names the delta that is stored, and the delta holds the winner's rows.
+            let (data, _) = try store.getData(layout.runRecordKey(runId))
+            let record = try RunRecord.decode(data, key: layout.runRecordKey(runId), layout: layout)
+            XCTAssertEqual(record.collections, run.deltas)
+            for d in record.collections {
+                let copy = dir.file("race-\(trial)-stored")
+                try store.get(d.key, toFile: copy)
+                XCTAssertEqual(try SHA256.hexOfFile(atPath: copy).hex, d.sha256, "trial \(trial) \(d.key)")
+            }
+            XCTAssertEqual(try readDelta(run, "lines").0.map(\.id), ["a", "s\(winner)"])
+            // The compactor applies it, and the snapshot holds exactly the winner's rows.
+            let world = CompactionWorld(store: store, layout: layout, dimension: 2)
+            // (The fixed run id is older than the late-run window: applied on the operator's word.)
+            let summary = try world.compactor { $0.allowLateRuns = [runId] }.compact(collection: "lines")
+            XCTAssertEqual(summary.outcome, .published, "trial \(trial)")
+            let published = try world.published("lines")
+            XCTAssertEqual(published.applied, [runId])
+            XCTAssertEqual(published.rows.keys.sorted(), ["a", "s\(winner)"])
+            XCTAssertEqual(published.rows["a"]?.embedding, [Float(trial), Float(winner)])
+        }
+        XCTAssertEqual(winners.values.reduce(0, +), trials)
     }
 
     func testSameInputGivesSameBundleBytes() throws {
@@ -357,17 +420,7 @@ class ProducerTests: XCTestCase {
 final class ProducerSeaweedFSTests: ProducerTests {
     override func makeStore() throws -> any ObjectStore { try S3TestStore.make("producer") }
 
-    // Linux XCTest discovers only the methods a class declares, so each test is named here.
-    override func testBadLinePublishesNothing() throws { try super.testBadLinePublishesNothing() }
-    override func testCrashBeforeRecordThenRetryPublishesOnce() throws { try super.testCrashBeforeRecordThenRetryPublishesOnce() }
-    override func testCrashBetweenDeltaUploadsThenRetry() throws { try super.testCrashBetweenDeltaUploadsThenRetry() }
-    override func testEmptyInputPublishesNothing() throws { try super.testEmptyInputPublishesNothing() }
-    override func testInvalidArgumentsAreRefused() throws { try super.testInvalidArgumentsAreRefused() }
-    override func testLargeInputIsSplitIntoOrderedRuns() throws { try super.testLargeInputIsSplitIntoOrderedRuns() }
-    override func testLostAnswerToRecordWriteIsRecognised() throws { try super.testLostAnswerToRecordWriteIsRecognised() }
-    override func testProduceRoundTripTwoCollections() throws { try super.testProduceRoundTripTwoCollections() }
-    override func testRecordWrittenConcurrentlyBetweenCheckAndWrite() throws { try super.testRecordWrittenConcurrentlyBetweenCheckAndWrite() }
-    override func testRetryWithDifferentContentIsAConflictAndChangesNothing() throws { try super.testRetryWithDifferentContentIsAConflictAndChangesNothing() }
-    override func testSameInputGivesSameBundleBytes() throws { try super.testSameInputGivesSameBundleBytes() }
-    override func testUploadThatDoesNotStickIsNeverReferenced() throws { try super.testUploadThatDoesNotStickIsNeverReferenced() }
+    // Declaring one test here makes SwiftPM's Linux test discovery list this class, and with it
+    // every inherited test of ProducerTests (no hand-kept list to forget a test in).
+    func testRunsOnS3() throws { XCTAssertTrue(store is S3Store, "\(type(of: store!))") }
 }

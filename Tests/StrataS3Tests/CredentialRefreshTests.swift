@@ -1,5 +1,6 @@
 import Foundation
 import StrataCore
+import StrataTestSupport
 @testable import StrataS3
 import XCTest
 
@@ -10,13 +11,17 @@ final class CredentialRefreshTests: XCTestCase {
         var count = 0
         var lifetime: TimeInterval? = 3600
         var failure: StoreError?
-        var delay: TimeInterval = 0
+        /// When set, a fetch signals `entered` and then waits for this gate: the test decides when
+        /// a fetch in progress ends (no sleeps, no timing).
+        var gate: DispatchSemaphore?
+        let entered = DispatchSemaphore(value: 0)
         let clock: TestClock
 
         init(clock: TestClock) { self.clock = clock }
 
         func fetch() throws -> Credentials {
-            if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+            entered.signal()
+            if let gate = lock.withLock({ self.gate }) { gate.wait() }
             lock.lock()
             defer { lock.unlock() }
             if let failure { throw failure }
@@ -97,11 +102,26 @@ final class CredentialRefreshTests: XCTestCase {
 
     func testConcurrentFirstCallersShareOneFetch() throws {
         let f = Fetcher(clock: clock)
-        f.delay = 0.2
+        let gate = DispatchSemaphore(value: 0)
+        f.gate = gate
         let p = provider(f)
-        DispatchQueue.concurrentPerform(iterations: 16) { _ in
-            XCTAssertEqual(try? p.credentials().accessKeyId, "KEY1")
+        let callers = 16
+        let started = DispatchGroup()
+        let finished = DispatchGroup()
+        for _ in 0..<callers {
+            started.enter()
+            finished.enter()
+            Thread {
+                started.leave()
+                XCTAssertEqual(try? p.credentials().accessKeyId, "KEY1")
+                finished.leave()
+            }.start()
         }
+        // The first fetch is held until every caller has started and one of them is in the fetch.
+        started.wait()
+        f.entered.wait()
+        gate.signal()
+        finished.wait()
         XCTAssertEqual(f.fetches, 1)
     }
 
@@ -109,15 +129,29 @@ final class CredentialRefreshTests: XCTestCase {
         let f = Fetcher(clock: clock)
         let p = provider(f)
         _ = try p.credentials()
+        f.entered.wait()  // the first fetch's signal
         clock.advance(3600 - 60)
-        f.delay = 0.5
-        let refresher = Thread { _ = try? p.credentials() }
-        refresher.start()
-        Thread.sleep(forTimeInterval: 0.1)
-        let start = Date()
-        XCTAssertEqual(try p.credentials().accessKeyId, "KEY1", "not blocked behind the refresh")
-        XCTAssertLessThan(Date().timeIntervalSince(start), 0.3)
-        Thread.sleep(forTimeInterval: 0.6)
+        let gate = DispatchSemaphore(value: 0)
+        f.gate = gate
+        let refreshed = DispatchSemaphore(value: 0)
+        Thread {
+            _ = try? p.credentials()
+            refreshed.signal()
+        }.start()
+        f.entered.wait()  // the refresh is in progress, and stays so until the gate opens
+        // Another caller gets the still valid credentials while the refresh is held. If it were
+        // blocked behind the refresh, it could not return before the gate opens (the wait below
+        // only guards against hanging the suite).
+        let answer = Locked<String?>(nil)
+        let answered = DispatchSemaphore(value: 0)
+        Thread {
+            answer.update { $0 = try? p.credentials().accessKeyId }
+            answered.signal()
+        }.start()
+        XCTAssertEqual(answered.wait(timeout: .now() + 60), .success, "blocked behind the refresh")
+        XCTAssertEqual(answer.value, "KEY1", "not blocked behind the refresh")
+        gate.signal()
+        refreshed.wait()
         XCTAssertEqual(try p.credentials().accessKeyId, "KEY2")
         XCTAssertEqual(f.fetches, 2)
     }

@@ -4,13 +4,18 @@ import StrataFileStore
 import StrataTestSupport
 import XCTest
 
-final class FileStoreConformanceTests: XCTestCase {
+/// The conformance suite on the file store; `S3StoreConformanceTests` runs every test of it on
+/// SeaweedFS by overriding `makeStore`.
+class FileStoreConformanceTests: XCTestCase {
     var dir: TempDir!
     var suite: StoreConformance!
 
+    /// The store under test.
+    func makeStore() throws -> any ObjectStore { try FileStore(root: URL(fileURLWithPath: dir.path)) }
+
     override func setUpWithError() throws {
         dir = TempDir(prefix: "strata-filestore")
-        suite = StoreConformance(store: try FileStore(root: URL(fileURLWithPath: dir.path)))
+        suite = StoreConformance(store: try makeStore())
     }
 
     func testPutGetHeadRoundTrip() throws { try suite.putGetHeadRoundTrip() }
@@ -70,12 +75,12 @@ final class FileStoreTests: XCTestCase {
         let bad = Locked(0)
         let reader = Thread {
             while !stop.value {
-                if let d = try? store.getData("k").data, d != a, d != b { bad.mutate { $0 += 1 } }
+                if let d = try? store.getData("k").data, d != a, d != b { bad.update { $0 += 1 } }
             }
         }
         reader.start()
         for i in 0..<20 { try store.put("k", data: i % 2 == 0 ? b : a) }
-        stop.mutate { $0 = true }
+        stop.update { $0 = true }
         while !reader.isFinished { usleep(1000) }
         XCTAssertEqual(bad.value, 0)
     }

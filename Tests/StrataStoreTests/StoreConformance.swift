@@ -118,10 +118,10 @@ struct StoreConformance {
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             do {
                 try store.put(k, data: Data("writer \(i)".utf8), condition: .ifNoneMatch)
-                results.mutate { $0.append(true) }
+                results.update { $0.append(true) }
             } catch {
                 XCTAssertTrue(error.isStoreError(.preconditionFailed), "\(error)")
-                results.mutate { $0.append(false) }
+                results.update { $0.append(false) }
             }
         }
         XCTAssertEqual(results.value.filter { $0 }.count, 1)
@@ -225,13 +225,4 @@ struct StoreConformance {
         XCTAssertTrue(report.conditionalWritesEnforced, "\(report)")
         XCTAssertEqual(try store.list(prefix: base + "probe/").count, 0, "the probe cleans up")
     }
-}
-
-/// A value guarded by a lock, for collecting results from concurrent test code.
-final class Locked<T>: @unchecked Sendable {
-    private var v: T
-    private let lock = NSLock()
-    init(_ v: T) { self.v = v }
-    var value: T { lock.lock(); defer { lock.unlock() }; return v }
-    func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&v); lock.unlock() }
 }

@@ -61,10 +61,16 @@ public final class CompactionWorld {
                  metadata: ModelRow.canonical(["seed": seed, "kind": seed % 2 == 0 ? "even" : "odd", "flag": seed % 3 == 0]))
     }
 
+    /// Per collection and id, the run that last wrote it in the model: "created_at run_id"
+    /// (created_at is fixed-width, so the strings sort as creation time, then run id).
+    public var writers: [String: [String: String]] = [:]
+
     /// Writes NDJSON for `ops`, publishes it as one run (one delta per collection), and applies
-    /// the same ops to the model. Returns the run id.
+    /// the same ops to the model where this run is later than the id's last writer (SPEC
+    /// invariant 4: the model is the runs applied in creation order). `runId` (e.g. made earlier,
+    /// to publish a late run) is passed to the producer. Returns the run id.
     @discardableResult
-    public func produce(_ ops: [String: [Op]], labels: [String: String] = [:]) throws -> String {
+    public func produce(_ ops: [String: [Op]], labels: [String: String] = [:], runId: String? = nil) throws -> String {
         lock.lock()
         counter += 1
         let n = counter
@@ -91,9 +97,13 @@ public final class CompactionWorld {
             inputs.append(ProducerInput(collection: collection, path: path, dimension: dimension))
         }
         let producer = RunProducer(store: store, layout: layout)
-        let runs = try producer.produce(inputs: inputs, labels: labels)
+        let runs = try producer.produce(inputs: inputs, labels: labels, runId: runId)
+        let writer = runs[0].createdAt + " " + runs[0].runId
         lock.lock()
-        for (c, id, r) in changes { model[c, default: [:]][id] = r }
+        for (c, id, r) in changes where writer > writers[c]?[id] ?? "" {
+            model[c, default: [:]][id] = r
+            writers[c, default: [:]][id] = writer
+        }
         lock.unlock()
         return runs[0].runId
     }
