@@ -130,7 +130,11 @@ final class S3ConditionalTests: XCTestCase {
         try data.write(to: URL(fileURLWithPath: tmp.file("body")))
         try script { r in
             guard r.operation == "PutObject" else { return .forward }
-            return r.sequence == 1 ? .dropResponse : r.sequence == 2 ? .s3Error(status: 503, code: "SlowDown") : .forward
+            switch r.sequence {
+            case 1: return .dropResponse
+            case 2: return .s3Error(status: 503, code: "SlowDown")
+            default: return .forward
+            }
         }
         try s.put(key, file: tmp.file("body"))
         XCTAssertEqual(proxy.requests("PutObject").count, 3)

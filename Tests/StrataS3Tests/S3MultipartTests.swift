@@ -120,12 +120,13 @@ final class S3MultipartTests: XCTestCase {
         try s.put(key, file: src)
         let tmp = TempDir()
         // The first ranged GET finds the object replaced (412 on If-Match): start over once.
-        try script { $0.operation == "GetObject" && $0.sequence == 2 ? .s3Error(status: 412, code: "PreconditionFailed") : .forward }
+        let changed = HTTPFaultProxy.Action.s3Error(status: 412, code: "PreconditionFailed")
+        try script { $0.operation == "GetObject" && $0.sequence == 2 ? changed : .forward }
         let info = try s.get(key, toFile: tmp.file("a"))
         XCTAssertEqual(info.sha256, sha)
         XCTAssertEqual(try SHA256.hexOfFile(atPath: tmp.file("a")).hex, sha)
         // It keeps changing: give up with a retryable error and leave nothing behind.
-        try script { $0.operation == "GetObject" && $0.sequence > 1 ? .s3Error(status: 412, code: "PreconditionFailed") : .forward }
+        try script { $0.operation == "GetObject" && $0.sequence > 1 ? changed : .forward }
         XCTAssertThrowsError(try s.get(key, toFile: tmp.file("b"))) {
             XCTAssertTrue($0.isStoreError(.transient), "\($0)")
         }
@@ -150,7 +151,8 @@ final class S3MultipartTests: XCTestCase {
         let s = try store
         let (src, _) = try source
         let key = "mp/failing-\(UUID().uuidString)"
-        try script { $0.operation == "UploadPart" && $0.sequence == 2 ? .s3Error(status: 400, code: "InvalidArgument") : .forward }
+        let refused = HTTPFaultProxy.Action.s3Error(status: 400, code: "InvalidArgument")
+        try script { $0.operation == "UploadPart" && $0.sequence == 2 ? refused : .forward }
         XCTAssertThrowsError(try s.put(key, file: src)) { XCTAssertTrue($0.isStoreError(.invalidRequest), "\($0)") }
         XCTAssertEqual(try s.listMultipartUploads(prefix: "mp/failing-"), [], "no orphaned upload")
         XCTAssertNil(try s.head(key))

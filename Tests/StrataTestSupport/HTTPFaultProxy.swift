@@ -136,19 +136,24 @@ public final class HTTPFaultProxy: @unchecked Sendable {
 
     /// Stops listening and closes every connection.
     public func stop() {
-        let fds: Set<Int32> = locked {
-            if stopped { return [] }
+        // Only once: a second close could close a descriptor number reused by another socket.
+        // Connections are shut down under the lock, so none is closed (and its number reused) meanwhile.
+        let first: Bool = locked {
+            if stopped { return false }
             stopped = true
-            return openFds
+            for fd in openFds { shutdown(fd, Int32(SHUT_RDWR)) }
+            return true
         }
+        guard first else { return }
+        // accept() then fails and the accept thread closes the socket: closing it here could let
+        // that thread accept on another socket that got the same descriptor number.
         shutdown(listenFd, Int32(SHUT_RDWR))
-        close(listenFd)
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     // MARK: connections
 
     private func acceptLoop() {
+        defer { close(listenFd) }
         while true {
             let fd = accept(listenFd, nil, nil)
             if fd < 0 {
@@ -166,8 +171,10 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             }
             let t = Thread { [self] in
                 serve(client: Conn(fd))
-                locked { _ = openFds.remove(fd) }
-                close(fd)
+                locked {
+                    _ = openFds.remove(fd)
+                    close(fd)
+                }
             }
             t.start()
         }
@@ -177,8 +184,10 @@ public final class HTTPFaultProxy: @unchecked Sendable {
         var upstream: Conn?
         defer {
             if let u = upstream {
-                locked { _ = openFds.remove(u.fd) }
-                close(u.fd)
+                locked {
+                    _ = openFds.remove(u.fd)
+                    close(u.fd)
+                }
             }
         }
         while let head = client.readHead() {
