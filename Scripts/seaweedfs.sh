@@ -39,6 +39,17 @@ start)
 {"identities":[{"name":"admin","credentials":[{"accessKey":"$ak","secretKey":"$sk"}],
  "actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
+  # weed reads master.toml from its working directory. The tests make a bucket (a SeaweedFS
+  # collection) per test; by default each collection grows 7 volumes and the volume limit is free
+  # disk / 1 GB, so the server runs out of writable volumes (500 InternalError "failed to find
+  # writable volumes") after some dozens of buckets. One volume per collection, and -volume.max.
+  cat > "$dir/master.toml" <<'TOML'
+[master.volume_growth]
+copy_1 = 1
+copy_2 = 2
+copy_3 = 3
+copy_other = 1
+TOML
   for attempt in 1 2 3; do
     # Twelve free ports from the kernel, all at once so they are distinct.
     read -r -a p < <(python3 - <<'PY'
@@ -54,7 +65,7 @@ PY
     # limit of `weed mini` runs out after about 73 buckets with data ("No writable volumes and no
     # free volumes left", an S3 500 on PutObject). Volumes are sparse files, so a high limit is cheap.
     (cd "$dir" && exec weed mini -dir="$dir/data" -s3.config="$dir/identities.json" \
-      -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -ip=127.0.0.1 -ip.bind=127.0.0.1 -volume.max=2000 \
       -master.port="${p[1]}" -master.port.grpc="${p[2]}" -volume.port="${p[3]}" -volume.port.grpc="${p[4]}" \
       -filer.port="${p[5]}" -filer.port.grpc="${p[6]}" -s3.port="$s3" -s3.port.grpc="${p[7]}" \
       -volume.max=2000 \

@@ -119,7 +119,9 @@ extension RunProducer {
     }
 
     private func differentDelta(_ d: RunRecord.Delta, existing: ObjectInfo?, runId: String) -> StrataError {
-        let found = existing.map { i in "\(i.size) bytes" + (i.sha256.map { " with SHA-256 \($0)" } ?? " (SHA-256 unknown)") }
+        let found = existing.map { i in
+            "\(i.size) bytes" + (i.sha256.map { " with SHA-256 \($0)" } ?? " (SHA-256 unknown)")
+        }
         return StrataError(
             .conflict, object: d.key,
             message: "run \(runId): the delta of collection \(d.collection) already exists with other content ("

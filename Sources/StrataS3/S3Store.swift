@@ -29,7 +29,6 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
 
     private let stateLock = NSLock()
     private var bucketKnownToExist = false
-    private var faultInjector: (@Sendable (String, Int) -> InjectedFault)?
     private var clockOffset: TimeInterval = 0
 
     public var location: String {
@@ -88,27 +87,10 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         }
     }
 
-    // MARK: test hooks
+    // MARK: test seams
 
-    /// What a test wants to happen to an attempt, for fault injection.
-    enum InjectedFault {
-        case none
-        /// Fail without sending anything (a refused connection).
-        case failBeforeSend
-        /// Send the request, then act as if the connection dropped before the response arrived.
-        case dropResponse
-        /// Answer with this status and S3 error code without sending anything.
-        case respond(status: Int, code: String)
-        /// Answer with this status and body without sending anything.
-        case respondWith(status: Int, body: String)
-    }
-
-    /// Installs (or removes) a fault injector, called with (operation, attempt number from 1).
-    func setFaultInjector(_ injector: (@Sendable (String, Int) -> InjectedFault)?) {
-        stateLock.lock()
-        faultInjector = injector
-        stateLock.unlock()
-    }
+    // Network faults are injected by tests outside the store (a scripted proxy, or the
+    // FaultInjectingStore decorator), never by hooks in here.
 
     /// Signs requests as if the clock were off by `seconds` (to test clock-skew handling).
     func setClockOffset(_ seconds: TimeInterval) {
@@ -121,13 +103,6 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
         stateLock.lock()
         defer { stateLock.unlock() }
         return Date().addingTimeInterval(clockOffset)
-    }
-
-    private func injectedFault(_ operation: String, _ attempt: Int) -> InjectedFault {
-        stateLock.lock()
-        let f = faultInjector
-        stateLock.unlock()
-        return f?(operation, attempt) ?? .none
     }
 
     // MARK: requests
@@ -228,7 +203,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
             let t0 = Date()
             let failure: StoreError
             do {
-                let response = try perform(transport, operation: request.operation, attempt: attempt)
+                let response = try pool.perform(transport)
                 let ms = Int(Date().timeIntervalSince(t0) * 1000)
                 logger.debug(
                     "\(request.operation) \(request.method) \(Redaction.url(url)) -> \(response.status)",
@@ -281,25 +256,6 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
                 "retrying \(request.operation) after: \(failure.message)",
                 metadata: ["attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))"])
             if delay > 0 { Thread.sleep(forTimeInterval: delay) }
-        }
-    }
-
-    private func perform(_ request: TransportRequest, operation: String, attempt: Int) throws -> TransportResponse {
-        switch injectedFault(operation, attempt) {
-        case .none:
-            return try pool.perform(request)
-        case .failBeforeSend:
-            throw TransportError(kind: .transient, message: "injected: connection refused", ambiguous: false)
-        case .dropResponse:
-            _ = try pool.perform(request)
-            throw TransportError(
-                kind: .transient, message: "injected: connection reset before the response",
-                ambiguous: true)
-        case .respond(let status, let code):
-            let body = "<Error><Code>\(code)</Code><Message>injected</Message><RequestId>injected</RequestId></Error>"
-            return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
-        case .respondWith(let status, let body):
-            return TransportResponse(status: status, headers: [:], body: Data(body.utf8), bytesWritten: 0)
         }
     }
 

@@ -131,30 +131,12 @@ class CompactorFileStoreTests: XCTestCase {
     }
 }
 
-/// A store that accepts conditional writes and ignores them, as Garage does.
-final class IgnoresConditions: ObjectStore, @unchecked Sendable {
-    let inner: any ObjectStore
-    init(_ inner: any ObjectStore) { self.inner = inner }
-    var location: String { "ignoring-conditions+" + inner.location }
-    func head(_ key: String) throws -> ObjectInfo? { try inner.head(key) }
-    func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
-        try inner.get(key, toFile: path, range: range)
-    }
-    func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) { try inner.getData(key) }
-    func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws -> ObjectInfo {
-        try inner.put(key, body: body, condition: .none, options: options)
-    }
-    func delete(_ key: String) throws { try inner.delete(key) }
-    func delete(keys: [String]) throws -> [DeleteFailure] { try inner.delete(keys: keys) }
-    func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
-        try inner.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
-    }
-}
-
 final class CompactorStoreCheckTests: XCTestCase {
     func testStoreWithoutConditionalWritesIsRefusedUnlessSingleWriter() throws {
         let dir = TempDir(prefix: "strata-noconditions")
-        let store = IgnoresConditions(try FileStore(root: URL(fileURLWithPath: dir.path)))
+        // A store that accepts conditional writes and ignores them, as Garage does.
+        let store = FaultInjectingStore(try FileStore(root: URL(fileURLWithPath: dir.path)))
+        store.ignoresConditions = true
         let w = CompactionWorld(store: store)
         try w.produce(["lines": [.upsert("a", w.row(1))]])
         XCTAssertThrowsError(try w.compactor().compact(collection: "lines")) { error in

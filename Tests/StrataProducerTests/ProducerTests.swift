@@ -365,7 +365,8 @@ class ProducerTests: XCTestCase {
             for side in 0..<2 {
                 let producer = RunProducer(store: store, layout: layout,
                                            settings: ProducerSettings(workDirectory: dir.file("work")))
-                let inputs = [(collection: "lines", path: paths[side * 2]), (collection: "words", path: paths[side * 2 + 1])]
+                let inputs = [(collection: "lines", path: paths[side * 2]),
+                              (collection: "words", path: paths[side * 2 + 1])]
                 DispatchQueue.global().async(group: group) {
                     start.wait()
                     let r = Result { try producer.produce(inputs: inputs, runId: runId) }

@@ -8,19 +8,29 @@ import XCTest
 
 /// Conditional writes, odd keys, retries and fault injection against the private SeaweedFS.
 final class S3ConditionalTests: XCTestCase {
-    nonisolated(unsafe) static var shared: S3Store?
+    /// One store for the class, behind a scripted proxy (faults are set per test with `proxy.rule`).
+    nonisolated(unsafe) static var shared: (store: S3Store, proxy: HTTPFaultProxy)?
 
     var store: S3Store {
         get throws {
-            if let s = Self.shared { return s }
-            let s = try S3TestStore.make("cond")
+            if let s = Self.shared { return s.store }
+            let s = try S3TestStore.makeBehindProxy("cond")
             Self.shared = s
-            return s
+            return s.store
         }
     }
 
+    var proxy: HTTPFaultProxy { Self.shared!.proxy }
+
+    /// Scripts the proxy: `rule` sees each request with its S3 operation and sequence number.
+    func script(_ rule: @escaping @Sendable (HTTPFaultProxy.Request) -> HTTPFaultProxy.Action) throws {
+        _ = try store
+        proxy.resetLog()
+        proxy.rule = rule
+    }
+
     override func tearDown() {
-        Self.shared?.setFaultInjector(nil)
+        Self.shared?.proxy.rule = { _ in .forward }
         super.tearDown()
     }
 
@@ -86,74 +96,66 @@ final class S3ConditionalTests: XCTestCase {
     func testAmbiguousRetryOfConditionalPutIsResolved() throws {
         let s = try store
         let key = "cond/ambiguous-\(UUID().uuidString)"
-        s.setFaultInjector { op, attempt in op == "PutObject" && attempt == 1 ? .dropResponse : .none }
+        try script { $0.operation == "PutObject" && $0.sequence == 1 ? .dropResponse : .forward }
         let info = try s.put(key, data: Data("mine".utf8), condition: .ifNoneMatch)
-        s.setFaultInjector(nil)
+        proxy.rule = { _ in .forward }
         let head = try XCTUnwrap(try s.head(key))
         XCTAssertEqual(info.etag, head.etag)
         XCTAssertEqual(try s.getData(key).data, Data("mine".utf8))
 
         // Same with If-Match: the first attempt replaced the object, the retry's ETag is stale.
-        s.setFaultInjector { op, attempt in op == "PutObject" && attempt == 1 ? .dropResponse : .none }
+        try script { $0.operation == "PutObject" && $0.sequence == 1 ? .dropResponse : .forward }
         let replaced = try s.put(key, data: Data("mine 2".utf8), condition: .ifMatch(head.etag))
-        s.setFaultInjector(nil)
+        proxy.rule = { _ in .forward }
         XCTAssertEqual(try s.head(key)?.etag, replaced.etag)
 
         // Someone else's object is still a conflict after an ambiguous attempt (the first attempt
         // was refused too, but its answer was lost).
         let other = "cond/ambiguous-other-\(UUID().uuidString)"
         try s.put(other, data: Data("theirs".utf8))
-        s.setFaultInjector { op, attempt in op == "PutObject" && attempt == 1 ? .dropResponse : .none }
+        try script { $0.operation == "PutObject" && $0.sequence == 1 ? .dropResponse : .forward }
         XCTAssertThrowsError(try s.put(other, data: Data("mine".utf8), condition: .ifNoneMatch)) {
             XCTAssertTrue($0.isStoreError(.preconditionFailed), "\($0)")
         }
-        s.setFaultInjector(nil)
+        proxy.rule = { _ in .forward }
         XCTAssertEqual(try s.getData(other).data, Data("theirs".utf8))
     }
 
     func testRetriesOnThrottlingAndNotOnClientErrors() throws {
         let s = try store
         let key = "cond/retry-\(UUID().uuidString)"
-        let counter = Counter()
         // A file body is re-read from the start on every attempt.
         let tmp = TempDir()
         let data = Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
         try data.write(to: URL(fileURLWithPath: tmp.file("body")))
-        s.setFaultInjector { op, attempt in
-            guard op == "PutObject" else { return .none }
-            counter.bump()
-            return attempt == 1 ? .dropResponse : attempt == 2 ? .respond(status: 503, code: "SlowDown") : .none
+        try script { r in
+            guard r.operation == "PutObject" else { return .forward }
+            switch r.sequence {
+            case 1: return .dropResponse
+            case 2: return .s3Error(status: 503, code: "SlowDown")
+            default: return .forward
+            }
         }
         try s.put(key, file: tmp.file("body"))
-        XCTAssertEqual(counter.value, 3)
+        XCTAssertEqual(proxy.requests("PutObject").count, 3)
         XCTAssertEqual(try s.getData(key).data, data)
 
         // A download whose first attempt broke after writing: the retry starts the file over.
-        s.setFaultInjector { op, attempt in op == "GetObject" && attempt == 1 ? .dropResponse : .none }
+        try script { $0.operation == "GetObject" && $0.sequence == 1 ? .truncateResponse : .forward }
         let info = try s.get(key, toFile: tmp.file("down"))
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("down"))), data)
         XCTAssertEqual(info.sha256, SHA256.hex(data))
 
-        counter.reset()
-        s.setFaultInjector { op, _ in
-            guard op == "PutObject" else { return .none }
-            counter.bump()
-            return .respond(status: 500, code: "InternalError")
-        }
+        try script { $0.operation == "PutObject" ? .s3Error(status: 500, code: "InternalError") : .forward }
         XCTAssertThrowsError(try s.put(key, data: Data())) { XCTAssertTrue($0.isStoreError(.transient), "\($0)") }
-        XCTAssertEqual(counter.value, s.configuration.retry.maxAttempts, "bounded attempts")
+        XCTAssertEqual(proxy.requests("PutObject").count, s.configuration.retry.maxAttempts, "bounded attempts")
 
-        counter.reset()
-        s.setFaultInjector { op, _ in
-            guard op == "PutObject" else { return .none }
-            counter.bump()
-            return .respond(status: 403, code: "AccessDenied")
-        }
+        try script { $0.operation == "PutObject" ? .s3Error(status: 403, code: "AccessDenied") : .forward }
         XCTAssertThrowsError(try s.put(key, data: Data())) { error in
             XCTAssertTrue(error.isStoreError(.accessDenied), "\(error)")
             XCTAssertTrue((error as? StoreError)?.hint?.contains("s3:PutObject") == true, "\(error)")
         }
-        XCTAssertEqual(counter.value, 1, "a 403 is not retried")
+        XCTAssertEqual(proxy.requests("PutObject").count, 1, "a 403 is not retried")
     }
 
     func testOddKeysRoundTrip() throws {
@@ -194,16 +196,16 @@ final class S3ConditionalTests: XCTestCase {
 
     func testBatchDeleteReportsPerKeyErrors() throws {
         let s = try store
-        s.setFaultInjector { op, _ in
-            guard op == "DeleteObjects" else { return .none }
-            return .respondWith(
+        try script { r in
+            guard r.operation == "DeleteObjects" else { return .forward }
+            return .respond(
                 status: 200,
                 body: "<DeleteResult><Error><Key>cond/a &amp; b</Key><Code>AccessDenied</Code>"
                     + "<Message>Access Denied</Message></Error><Error><Key>cond/gone</Key><Code>NoSuchKey</Code>"
                     + "<Message>missing</Message></Error></DeleteResult>")
         }
         let failures = try s.delete(keys: ["cond/a & b", "cond/gone", "cond/ok"])
-        s.setFaultInjector(nil)
+        proxy.rule = { _ in .forward }
         XCTAssertEqual(failures, [DeleteFailure(key: "cond/a & b", code: "AccessDenied", message: "Access Denied")])
     }
 
@@ -257,25 +259,5 @@ final class Tally: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return failures
-    }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func bump() {
-        lock.lock()
-        n += 1
-        lock.unlock()
-    }
-    func reset() {
-        lock.lock()
-        n = 0
-        lock.unlock()
-    }
-    var value: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return n
     }
 }

@@ -8,23 +8,38 @@ import XCTest
 
 /// Multipart uploads and parallel ranged downloads with 5 MiB parts.
 final class S3MultipartTests: XCTestCase {
-    nonisolated(unsafe) static var shared: S3Store?
+    /// One store for the class, behind a scripted proxy (faults are set per test with `script`).
+    nonisolated(unsafe) static var shared: (store: S3Store, proxy: HTTPFaultProxy)?
     nonisolated(unsafe) static var sourceDir: TempDir?
     /// 12 MiB + 123 bytes: three parts, the last one short.
     static let size = 12 << 20 + 123
 
     var store: S3Store {
         get throws {
-            if let s = Self.shared { return s }
-            let s = try S3TestStore.make("multi") { c in
+            if let s = Self.shared { return s.store }
+            let s = try S3TestStore.makeBehindProxy("multi") { c in
                 c.multipartThreshold = 5 << 20
                 c.partSize = 5 << 20
                 c.concurrency = 3
                 c.parallelDownloadThreshold = 6 << 20
             }
             Self.shared = s
-            return s
+            return s.store
         }
+    }
+
+    var proxy: HTTPFaultProxy { Self.shared!.proxy }
+
+    /// Scripts the proxy: `rule` sees each request with its S3 operation and sequence number.
+    func script(_ rule: @escaping @Sendable (HTTPFaultProxy.Request) -> HTTPFaultProxy.Action) throws {
+        _ = try store
+        proxy.resetLog()
+        proxy.rule = rule
+    }
+
+    override func tearDown() {
+        Self.shared?.proxy.rule = { _ in .forward }
+        super.tearDown()
     }
 
     /// A source file of `size` pseudo-random bytes (made once per run).
@@ -48,7 +63,8 @@ final class S3MultipartTests: XCTestCase {
 
     override class func tearDown() {
         sourceDir = nil
-        shared?.setFaultInjector(nil)
+        shared?.proxy.stop()
+        shared = nil
         super.tearDown()
     }
 
@@ -68,14 +84,9 @@ final class S3MultipartTests: XCTestCase {
 
         // Parallel ranged download (size > parallelDownloadThreshold), verified against the SHA-256.
         let tmp = TempDir()
-        let gets = Counter()
-        s.setFaultInjector { op, _ in
-            if op == "GetObject" { gets.bump() }
-            return .none
-        }
+        try script { _ in .forward }
         let got = try s.get(key, toFile: tmp.file("down.bin"))
-        s.setFaultInjector(nil)
-        XCTAssertEqual(gets.value, 4, "one GET stopped at the headers, then three ranges")
+        XCTAssertEqual(proxy.requests("GetObject").count, 4, "one GET stopped at the headers, then three ranges")
         XCTAssertEqual(got.sha256, sha)
         XCTAssertEqual(got.size, Int64(Self.size))
         XCTAssertEqual(try SHA256.hexOfFile(atPath: tmp.file("down.bin")).hex, sha)
@@ -109,26 +120,17 @@ final class S3MultipartTests: XCTestCase {
         try s.put(key, file: src)
         let tmp = TempDir()
         // The first ranged GET finds the object replaced (412 on If-Match): start over once.
-        let gets = Counter()
-        s.setFaultInjector { op, _ in
-            guard op == "GetObject" else { return .none }
-            gets.bump()
-            return gets.value == 2 ? .respond(status: 412, code: "PreconditionFailed") : .none
-        }
+        let changed = HTTPFaultProxy.Action.s3Error(status: 412, code: "PreconditionFailed")
+        try script { $0.operation == "GetObject" && $0.sequence == 2 ? changed : .forward }
         let info = try s.get(key, toFile: tmp.file("a"))
         XCTAssertEqual(info.sha256, sha)
         XCTAssertEqual(try SHA256.hexOfFile(atPath: tmp.file("a")).hex, sha)
         // It keeps changing: give up with a retryable error and leave nothing behind.
-        s.setFaultInjector { op, attempt in
-            guard op == "GetObject" else { return .none }
-            gets.bump()
-            return gets.value > 1 ? .respond(status: 412, code: "PreconditionFailed") : .none
-        }
-        gets.reset()
+        try script { $0.operation == "GetObject" && $0.sequence > 1 ? changed : .forward }
         XCTAssertThrowsError(try s.get(key, toFile: tmp.file("b"))) {
             XCTAssertTrue($0.isStoreError(.transient), "\($0)")
         }
-        s.setFaultInjector(nil)
+        proxy.rule = { _ in .forward }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path), ["a"])
 
         // A large object whose recorded SHA-256 is wrong (written by another tool): refused.
@@ -149,14 +151,9 @@ final class S3MultipartTests: XCTestCase {
         let s = try store
         let (src, _) = try source
         let key = "mp/failing-\(UUID().uuidString)"
-        let parts = Counter()
-        s.setFaultInjector { op, _ in
-            guard op == "UploadPart" else { return .none }
-            parts.bump()
-            return parts.value == 2 ? .respond(status: 400, code: "InvalidArgument") : .none
-        }
+        let refused = HTTPFaultProxy.Action.s3Error(status: 400, code: "InvalidArgument")
+        try script { $0.operation == "UploadPart" && $0.sequence == 2 ? refused : .forward }
         XCTAssertThrowsError(try s.put(key, file: src)) { XCTAssertTrue($0.isStoreError(.invalidRequest), "\($0)") }
-        s.setFaultInjector(nil)
         XCTAssertEqual(try s.listMultipartUploads(prefix: "mp/failing-"), [], "no orphaned upload")
         XCTAssertNil(try s.head(key))
     }

@@ -165,28 +165,29 @@ final class S3TransportTests: XCTestCase {
     /// CompleteMultipartUpload succeeds but its answer is lost; the retry finds no upload (or a
     /// failed condition). The store must see its own write and report success.
     func testAmbiguousCompleteIsResolved() throws {
-        let s = try S3TestStore.make("ambmp") { c in
+        let (s, proxy) = try S3TestStore.makeBehindProxy("ambmp") { c in
             c.multipartThreshold = 5 << 20
             c.partSize = 5 << 20
         }
+        defer { proxy.stop() }
         let data = Data((0..<(5 << 20) + 10).map { UInt8(truncatingIfNeeded: $0 &* 13) })
-        s.setFaultInjector { op, attempt in op == "CompleteMultipartUpload" && attempt == 1 ? .dropResponse : .none }
+        proxy.rule = { $0.operation == "CompleteMultipartUpload" && $0.sequence == 1 ? .dropResponse : .forward }
         let info = try s.put("amb/big", data: data, condition: .ifNoneMatch)
-        s.setFaultInjector(nil)
+        proxy.rule = { _ in .forward }
         XCTAssertEqual(try s.head("amb/big")?.etag, info.etag)
         XCTAssertEqual(try s.getData("amb/big").data, data)
         XCTAssertEqual(try s.listMultipartUploads(), [])
 
         // CompleteMultipartUpload answering 200 with an InternalError document is an error, retried.
-        let completes = Counter()
-        s.setFaultInjector { op, attempt in
-            guard op == "CompleteMultipartUpload" else { return .none }
-            completes.bump()
-            return attempt == 1 ? .respond(status: 200, code: "InternalError") : .none
+        proxy.resetLog()
+        proxy.rule = { r in
+            guard r.operation == "CompleteMultipartUpload", r.sequence == 1 else { return .forward }
+            return .respond(status: 200, body: "<Error><Code>InternalError</Code><Message>injected</Message>"
+                                + "<RequestId>proxy</RequestId></Error>")
         }
         let second = try s.put("amb/big2", data: data)
-        s.setFaultInjector(nil)
-        XCTAssertEqual(completes.value, 2)
+        proxy.rule = { _ in .forward }
+        XCTAssertEqual(proxy.requests("CompleteMultipartUpload").count, 2)
         XCTAssertEqual(try s.head("amb/big2")?.etag, second.etag)
         XCTAssertEqual(try s.listMultipartUploads(), [])
     }

@@ -53,6 +53,9 @@ public final class HTTPFaultProxy: @unchecked Sendable {
         case respond(status: Int, body: String)
         /// Answer with an S3 error document of this status and code without forwarding.
         case s3Error(status: Int, code: String)
+        /// Forward, then send the server's headers and only the first half of its body, and close:
+        /// a read that breaks mid-body.
+        case truncateResponse
     }
 
     /// One request and what the proxy did with it (the server's status when forwarded).
@@ -133,19 +136,24 @@ public final class HTTPFaultProxy: @unchecked Sendable {
 
     /// Stops listening and closes every connection.
     public func stop() {
-        let fds: Set<Int32> = locked {
-            if stopped { return [] }
+        // Only once: a second close could close a descriptor number reused by another socket.
+        // Connections are shut down under the lock, so none is closed (and its number reused) meanwhile.
+        let first: Bool = locked {
+            if stopped { return false }
             stopped = true
-            return openFds
+            for fd in openFds { shutdown(fd, Int32(SHUT_RDWR)) }
+            return true
         }
+        guard first else { return }
+        // accept() then fails and the accept thread closes the socket: closing it here could let
+        // that thread accept on another socket that got the same descriptor number.
         shutdown(listenFd, Int32(SHUT_RDWR))
-        close(listenFd)
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     // MARK: connections
 
     private func acceptLoop() {
+        defer { close(listenFd) }
         while true {
             let fd = accept(listenFd, nil, nil)
             if fd < 0 {
@@ -163,8 +171,10 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             }
             let t = Thread { [self] in
                 serve(client: Conn(fd))
-                locked { _ = openFds.remove(fd) }
-                close(fd)
+                locked {
+                    _ = openFds.remove(fd)
+                    close(fd)
+                }
             }
             t.start()
         }
@@ -174,8 +184,10 @@ public final class HTTPFaultProxy: @unchecked Sendable {
         var upstream: Conn?
         defer {
             if let u = upstream {
-                locked { _ = openFds.remove(u.fd) }
-                close(u.fd)
+                locked {
+                    _ = openFds.remove(u.fd)
+                    close(u.fd)
+                }
             }
         }
         while let head = client.readHead() {
@@ -205,8 +217,11 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                 return sequences[request.operation]!
             }
             let action = rule(request)
-            var entry = Entry(request: request, action: action, upstreamStatus: nil)
-            defer { locked { _log.append(entry) } }
+            // Logged before anything is sent, so a test sees every request its client made.
+            let index: Int = locked {
+                _log.append(Entry(request: request, action: action, upstreamStatus: nil))
+                return _log.count - 1
+            }
             switch action {
             case .closeBeforeForward:
                 return
@@ -218,7 +233,7 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                     + "<Message>injected by the test proxy</Message><RequestId>proxy</RequestId></Error>"
                 guard client.write(Self.response(status: status, body: text)) else { return }
                 continue
-            case .forward, .dropResponse:
+            case .forward, .dropResponse, .truncateResponse:
                 break
             }
             if upstream == nil {
@@ -228,16 +243,23 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             let forwarded = ([String(start.joined(separator: " "))] + forwardLines).joined(separator: "\r\n")
                 + "\r\n\r\n"
             guard upstream!.write(Data(forwarded.utf8) + body),
-                  let (raw, status, closeAfter) = readResponse(upstream!, isHead: method == "HEAD")
+                  let (raw, status, closeAfter, headLength) = readResponse(upstream!, isHead: method == "HEAD")
             else { return }
-            entry.upstreamStatus = status
-            if case .dropResponse = action { return }
-            guard client.write(raw), !closeAfter else { return }
+            locked { if index < _log.count { _log[index].upstreamStatus = status } }
+            switch action {
+            case .dropResponse:
+                return
+            case .truncateResponse:
+                _ = client.write(raw.prefix(headLength + (raw.count - headLength) / 2))
+                return
+            default:
+                guard client.write(raw), !closeAfter else { return }
+            }
         }
     }
 
     /// Reads one complete response (interim 1xx answers included) and returns its bytes.
-    private func readResponse(_ conn: Conn, isHead: Bool) -> (Data, Int, Bool)? {
+    private func readResponse(_ conn: Conn, isHead: Bool) -> (Data, Int, Bool, Int)? {
         var raw = Data()
         while true {
             guard let head = conn.readHead() else { return nil }
@@ -253,7 +275,8 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                     .trimmingCharacters(in: .whitespaces)
             }
             let closeAfter = headers["connection"]?.lowercased() == "close"
-            if isHead || status == 204 || status == 304 { return (raw, status, closeAfter) }
+            let headLength = raw.count
+            if isHead || status == 204 || status == 304 { return (raw, status, closeAfter, headLength) }
             if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
                 while true {
                     guard let sizeLine = conn.readLine() else { return nil }
@@ -266,7 +289,7 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                             raw += Data((t + "\r\n").utf8)
                             if t.isEmpty { break }
                         }
-                        return (raw, status, closeAfter)
+                        return (raw, status, closeAfter, headLength)
                     }
                     guard let chunk = conn.read(exactly: size + 2) else { return nil }
                     raw += chunk
@@ -274,10 +297,10 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             }
             if let n = headers["content-length"].flatMap({ Int($0) }) {
                 guard let body = conn.read(exactly: n) else { return nil }
-                return (raw + body, status, closeAfter)
+                return (raw + body, status, closeAfter, headLength)
             }
             raw += conn.readToEnd()
-            return (raw, status, true)
+            return (raw, status, true, headLength)
         }
     }
 

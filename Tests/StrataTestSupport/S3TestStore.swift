@@ -28,4 +28,19 @@ public enum S3TestStore {
         try store.createBucket()
         return store
     }
+
+    /// A store on a new bucket of the shared server whose requests go through a new
+    /// `HTTPFaultProxy` (the bucket is made directly). Stop the proxy when done.
+    public static func makeBehindProxy(_ hint: String = "t", configure: (inout S3Configuration) -> Void = { _ in })
+        throws -> (store: S3Store, proxy: HTTPFaultProxy)
+    {
+        let server = try SeaweedFS.shared()
+        let bucket = SeaweedFS.uniqueBucketName(hint)
+        try S3Store(configuration: configuration(bucket: bucket, server: server)).createBucket()
+        let proxy = try HTTPFaultProxy(upstream: server.endpoint)
+        var c = configuration(bucket: bucket, server: server)
+        c.endpoint = proxy.endpoint
+        configure(&c)
+        return (try S3Store(configuration: c), proxy)
+    }
 }
