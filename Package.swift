@@ -92,7 +92,8 @@ let package = Package(
                     swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
         .testTarget(name: "StrataEmbedTests",
-                    dependencies: ["StrataEmbed", "StrataProducer", "StrataFileStore", "StrataTestSupport"],
+                    dependencies: ["StrataEmbed", "StrataProducer", "StrataFileStore", "StrataCompactor", "StrataDelta",
+                                   "StrataTestSupport"],
                     swiftSettings: v5),
     ]
 )
