@@ -103,9 +103,11 @@ public struct EmbeddingSettings: Sendable, Equatable, CustomStringConvertible {
         return b + "/embeddings"
     }
 
-    /// What identifies the vectors a text gets: the spool keeps one file per value of this.
+    /// What identifies the vectors a text gets (the model, its dimensions and the input type;
+    /// not the URL, which may name another replica of the same model): the spool keeps one file
+    /// per value of this.
     public func vectorsKey(inputType: String?) -> String {
-        "\(endpoint)\n\(model)\n\(dimensions.map(String.init) ?? "-")\n\(inputType ?? "-")"
+        "\(model)\n\(dimensions.map(String.init) ?? "-")\n\(inputType ?? "-")"
     }
 
     /// Every problem with the values, or nil.
