@@ -168,7 +168,7 @@ extension RunProducer {
                 }
                 try fail(
                     String(describing: f.error), beforeUpload: f.beforeUpload, fingerprint: fingerprint, stamps: stamps)
-                report.jobs[report.jobs.count - 1].embedding = embeddingStats.map { $0.since(statsBefore!) }
+                report.jobs[report.jobs.count - 1].embedding = embeddingStats.map { $0.since(statsBefore ?? EmbeddingStats()) }
                 continue
             }
             entry!.state = .published
@@ -179,7 +179,7 @@ extension RunProducer {
             report.jobs.append(
                 .init(
                     name: job.name, runs: runs, skipped: false,
-                    embedding: embeddingStats.map { $0.since(statsBefore!) }))
+                    embedding: embeddingStats.map { $0.since(statsBefore ?? EmbeddingStats()) }))
         }
         return report
     }
