@@ -32,12 +32,16 @@ public struct TextKey: Hashable, Sendable {
 /// append-only file per model key (endpoint, model, dimensions, input type), records of
 /// `[32-byte SHA-256 of the text][UInt32 count][count float32]`, little-endian, fsynced after
 /// each batch. A crash can leave a torn last record; it is cut off when the spool is opened.
-/// Only the index (key -> offset) is in memory, about 50 bytes a text. Thread-safe.
+/// Only a compact index is in memory: the first 8 bytes of each key and its record number
+/// (about 16 bytes a text); the full key is checked against the file on a match. Thread-safe.
 public final class EmbeddingSpool: @unchecked Sendable {
     public let path: String
     private let fd: Int32
     private let lock = NSLock()
-    private var index: [TextKey: Int64] = [:]
+    /// Key prefix -> record number; keys whose prefix is taken by another key go to `overflow`.
+    private var index: [UInt64: UInt32] = [:]
+    private var overflow: [TextKey: UInt32] = [:]
+    private var records = 0
     private var end: Int64 = 0
     /// The dimension of the vectors in the spool (nil while empty).
     public private(set) var dimension: Int?
@@ -64,13 +68,35 @@ public final class EmbeddingSpool: @unchecked Sendable {
     public var count: Int {
         lock.lock()
         defer { lock.unlock() }
-        return index.count
+        return records
     }
 
     public func contains(_ key: TextKey) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        return index[key] != nil
+        return offset(key) != nil
+    }
+
+    private var recordSize: Int64 { 36 + Int64(dimension ?? 0) * 4 }
+
+    /// The record offset of `key` (the lock held).
+    private func offset(_ key: TextKey) -> Int64? {
+        if let r = overflow[key] { return Int64(r) * recordSize }
+        guard let r = index[key.a] else { return nil }
+        let off = Int64(r) * recordSize
+        return storedKey(at: off) == key ? off : nil
+    }
+
+    private func storedKey(at off: Int64) -> TextKey? {
+        var k = [UInt8](repeating: 0, count: 32)
+        guard pread(fd, &k, 32, off_t(off)) == 32 else { return nil }
+        return TextKey(bytes: k)
+    }
+
+    /// Records `key` as record `r` (the lock held).
+    private func insert(_ key: TextKey, record r: UInt32) {
+        if index[key.a] == nil { index[key.a] = r } else { overflow[key] = r }
+        records += 1
     }
 
     private func load() throws {
@@ -85,7 +111,7 @@ public final class EmbeddingSpool: @unchecked Sendable {
             guard n >= 1, n <= 65536, off + 36 + Int64(n) * 4 <= size else { break }
             if let d = dimension, d != n { break }
             dimension = n
-            index[TextKey(bytes: Array(header[0..<32]))] = off
+            insert(TextKey(bytes: Array(header[0..<32])), record: UInt32(off / (36 + Int64(n) * 4)))
             off += 36 + Int64(n) * 4
         }
         if off != size { ftruncate(fd, off_t(off)) }  // a torn record from a crash
@@ -95,7 +121,7 @@ public final class EmbeddingSpool: @unchecked Sendable {
     /// The vector of `key`, or nil.
     public func vector(_ key: TextKey) throws -> [Float]? {
         lock.lock()
-        let off = index[key]
+        let off = offset(key)
         let n = dimension
         lock.unlock()
         guard let off, let n else { return nil }
@@ -125,14 +151,15 @@ public final class EmbeddingSpool: @unchecked Sendable {
                 message: "holds vectors of \(d) values; the server now answers \(n)",
                 fix: "the model behind the endpoint changed: remove the spool or use another --embed-model")
         }
-        var fresh: [(TextKey, Int64)] = []
+        var fresh: [TextKey] = []
+        var seen = Set<TextKey>()
         var off = end
-        for item in items where index[item.key] == nil {
+        for item in items where offset(item.key) == nil && seen.insert(item.key).inserted {
             precondition(item.vector.count == n)
             buf.append(contentsOf: item.key.bytes)
             withUnsafeBytes(of: UInt32(n).littleEndian) { buf.append(contentsOf: $0) }
             for f in item.vector { withUnsafeBytes(of: f.bitPattern.littleEndian) { buf.append(contentsOf: $0) } }
-            fresh.append((item.key, off))
+            fresh.append(item.key)
             off += 36 + Int64(n) * 4
         }
         guard !fresh.isEmpty else { return }
@@ -149,9 +176,10 @@ public final class EmbeddingSpool: @unchecked Sendable {
             written += w
         }
         fsync(fd)
-        for (k, o) in fresh { index[k] = o }
-        end = off
         dimension = n
+        let firstRecord = UInt32(end / recordSize)
+        for (i, k) in fresh.enumerated() { insert(k, record: firstRecord + UInt32(i)) }
+        end = off
     }
 
     /// Removes the spool file (after its job is published).

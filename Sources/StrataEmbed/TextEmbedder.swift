@@ -10,7 +10,11 @@ public final class TextEmbedder: @unchecked Sendable {
     public let client: EmbeddingClient
     public let spool: EmbeddingSpool
     public let inputType: String?
-    private var seen = Set<TextKey>()
+    /// Keys sent or to be sent whose vectors are not in the spool yet (bounded by the batches
+    /// in flight); a text in the spool is known there.
+    private var pending = Set<TextKey>()
+    private let pendingLock = NSLock()
+    private var counted = Set<UInt64>()
     private var batch: [(key: TextKey, text: String)] = []
     private var batchBytes = 0
     private var batchTokens = 0
@@ -33,16 +37,23 @@ public final class TextEmbedder: @unchecked Sendable {
     @discardableResult
     public func add(_ text: String) throws -> TextKey {
         let key = TextKey(text)
-        client.meter.add { $0.inputs += 1 }
-        guard seen.insert(key).inserted else { return key }
-        if spool.contains(key) {
-            client.meter.add {
+        // For the figures only (8 bytes a text): whether this text was seen before in this job.
+        let first = counted.insert(key.a).inserted
+        pendingLock.lock()
+        let isPending = pending.contains(key)
+        pendingLock.unlock()
+        let known = isPending || spool.contains(key)
+        client.meter.add {
+            $0.inputs += 1
+            if first {
                 $0.uniqueTexts += 1
-                $0.fromSpool += 1
+                if known && !isPending { $0.fromSpool += 1 }
             }
-            return key
         }
-        client.meter.add { $0.uniqueTexts += 1 }
+        if known { return key }
+        pendingLock.lock()
+        pending.insert(key)
+        pendingLock.unlock()
         let bytes = text.utf8.count
         let tokens = EmbeddingSettings.estimatedTokens(utf8Count: bytes)
         if !batch.isEmpty
@@ -78,6 +89,9 @@ public final class TextEmbedder: @unchecked Sendable {
             do {
                 let result = try client.embed(items.map(\.text), inputType: inputType)
                 try spool.append(zip(items, result.vectors).map { ($0.key, $1) })
+                pendingLock.lock()
+                for i in items { pending.remove(i.key) }
+                pendingLock.unlock()
             } catch {
                 lock.lock()
                 if failure == nil { failure = error }

@@ -5,6 +5,13 @@ import StrataCore
 import StrataEmbed
 import StrataProducer
 
+#if canImport(Glibc)
+    import Glibc
+
+    /// glibc's mallopt(3) (malloc.h is not in the Glibc module).
+    @_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif
+
 /// `snapctl produce`: what an OCR pipeline runs after each job. A thin shell over `RunProducer`:
 /// it checks the command line (exit 2), makes the run id up front so a failed attempt can be
 /// retried with it, and prints results on stdout (logs go to stderr).
@@ -134,6 +141,11 @@ struct ProduceCommand: ParsableCommand {
     @OptionGroup var embedding: EmbedOptions
 
     func run() throws {
+        #if canImport(Glibc)
+            // Embedding requests run on worker threads; glibc would give each its own malloc arena
+            // (memory it keeps). Two arenas keep the producer's footprint small (OPERATIONS.md).
+            _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
+        #endif
         try runReportingErrors {
             if status {
                 guard let dir else { throw CLIError.usage("--status applies only to --dir") }
