@@ -141,6 +141,35 @@ final class EmbedCommandTests: XCTestCase {
         XCTAssertFalse(q.stdout.contains("\"l1\""), q.stdout)
     }
 
+    func testAHundredThousandTextOnlyRowsStayWithin64MiB() throws {
+        // Real receipt-sized texts, 384-dimension vectors (the seeds'), from the scripted server.
+        var body = ""
+        body.reserveCapacity(8 << 20)
+        for i in 0..<100_000 {
+            body += "{\"id\":\"r\(i)\",\"document\":\"receipt line \(i): item \(i * 7 % 1000) total \(i % 100).\(i % 97)\","
+                + "\"metadata\":{\"page\":\(i / 50)}}\n"
+        }
+        try Data(body.utf8).write(to: URL(fileURLWithPath: dir.file("big.ndjson")))
+        body = ""
+        let server = try ScriptedEmbeddingServer(dimension: 384)
+        // Peak RSS of snapctl alone, measured by a parent whose only child it is.
+        let r = try TestPaths.run(
+            [
+                "python3", "-c",
+                "import resource,subprocess,sys; r=subprocess.run(sys.argv[1:]); "
+                    + "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)",
+                TestPaths.snapctl, "produce", "--store", store, "--embed", "--collection", "lines", "--input",
+                dir.file("big.ndjson"), "--log-level", "warning", "--json",
+            ], environment: env(server.baseURL), currentDirectory: dir.path)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let peakKiB = try XCTUnwrap(Int(r.stdout.split(separator: "\n").last.map(String.init) ?? ""), r.stdout)
+        XCTAssertLessThan(peakKiB, 64 << 10, "peak RSS \(peakKiB) KiB")
+        // Split into runs of 50,000 rows (the default), as without --embed.
+        XCTAssertEqual(r.stdout.components(separatedBy: "\"upserts\" : 50000").count - 1, 2, r.stdout)
+        print("peak RSS of 100,000 text-only rows: \(peakKiB) KiB")
+        XCTAssertEqual(server.requests.flatMap(\.inputs).count, 100_000)
+    }
+
     func testUsageErrors() throws {
         let server = "http://127.0.0.1:9/v1"
         for (args, expected) in [
