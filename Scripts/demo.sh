@@ -71,7 +71,7 @@ if $SNAPCTL help query >/dev/null 2>&1; then
   say "query: the nearest neighbours of a total line"
   $SNAPCTL query lines --id "IMAGE#3f2b8c1e-6a4d-4e2f-9b7a-1c5d8e9f0a12#RECEIPT#00001#LINE#00011" -k 4
   say "query --text: a question in words, embedded by the same model"
-  $SNAPCTL query lines --text "how much was the coffee?" -k 4
-  $SNAPCTL query words --text "hardware" -k 3
+  $SNAPCTL query lines --text "paid by credit card" -k 3
+  $SNAPCTL query lines --text "how much tax was charged?" -k 3
 fi
 say "done"
