@@ -160,7 +160,8 @@ public final class EmbeddingClient: @unchecked Sendable {
                     lastStatus = response.status
                     wait = EmbeddingClient.serverWait(response.headers)
                 default:
-                    let message = serverMessage(response.body) ?? String(decoding: response.body.prefix(300), as: UTF8.self)
+                    let message =
+                        serverMessage(response.body) ?? String(decoding: response.body.prefix(300), as: UTF8.self)
                     if response.status == 413 || EmbeddingClient.saysTooLarge(message) {
                         throw Oversized(status: response.status, serverMessage: message)
                     }
@@ -293,20 +294,26 @@ public final class EmbeddingClient: @unchecked Sendable {
                     throw bad("data[\(i)].embedding is not base64 float32")
                 }
                 v = raw.withUnsafeBytes { b in
-                    (0..<raw.count / 4).map { Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+                    (0..<raw.count / 4).map {
+                        Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+                    }
                 }
             } else if let a = d["embedding"] as? [Any] {
                 var out: [Float] = []
                 out.reserveCapacity(a.count)
                 for x in a {
-                    guard let n = x as? NSNumber, !(x is Bool) else { throw bad("data[\(i)].embedding holds a non-number") }
+                    guard let n = x as? NSNumber, !(x is Bool) else {
+                        throw bad("data[\(i)].embedding holds a non-number")
+                    }
                     out.append(n.floatValue)
                 }
                 v = out
             } else {
                 throw bad("data[\(i)] has no embedding")
             }
-            guard !v.isEmpty, v.allSatisfy({ $0.isFinite }) else { throw bad("data[\(i)].embedding is empty or not finite") }
+            guard !v.isEmpty, v.allSatisfy({ $0.isFinite }) else {
+                throw bad("data[\(i)].embedding is empty or not finite")
+            }
             vectors[index] = v
         }
         let result = vectors.map { $0! }

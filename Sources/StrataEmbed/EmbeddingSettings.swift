@@ -211,7 +211,8 @@ public struct EmbeddingStats: Sendable, Equatable, Codable {
         return d
     }
 
-    /// One line for a summary: "embedded 120 inputs (118 texts, 0 from the spool), 1510 tokens, 2 requests, 0 retries, 1.9 s".
+    /// One line for a summary: "embedded 120 inputs (118 distinct texts, 0 from the spool), 1510 tokens,
+    /// 2 requests, 0 retries, 1.9 s".
     public var summary: String {
         "embedded \(inputs) inputs (\(uniqueTexts) distinct texts, \(fromSpool) from the spool), \(tokens) tokens, "
             + "\(requests) requests, \(retries) retries, " + String(format: "%.1f s", seconds)

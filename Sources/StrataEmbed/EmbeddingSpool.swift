@@ -165,7 +165,9 @@ public final class EmbeddingSpool: @unchecked Sendable {
         guard !fresh.isEmpty else { return }
         var written = 0
         while written < buf.count {
-            let w = buf.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, buf.count - written, off_t(end) + off_t(written)) }
+            let w = buf.withUnsafeBytes {
+                pwrite(fd, $0.baseAddress! + written, buf.count - written, off_t(end) + off_t(written))
+            }
             if w < 0 {
                 if errno == EINTR { continue }
                 ftruncate(fd, off_t(end))

@@ -76,7 +76,8 @@ extension RunProducer {
         guard let got = spool.dimension else { return (spool, reader.dimension) }
         let expected = reader.dimension ?? published
         if let expected, expected != got {
-            let which = published == expected ? "the collection is published with" : "the input's rows with vectors have"
+            let which =
+                published == expected ? "the collection is published with" : "the input's rows with vectors have"
             throw StrataError(
                 .invalidInput, object: "collection \"\(input.collection)\"", field: "dimension",
                 message: "the embedding model (\(client.settings.model)) answers \(got) values; \(which) \(expected)",

@@ -168,7 +168,9 @@ extension RunProducer {
                 }
                 try fail(
                     String(describing: f.error), beforeUpload: f.beforeUpload, fingerprint: fingerprint, stamps: stamps)
-                report.jobs[report.jobs.count - 1].embedding = embeddingStats.map { $0.since(statsBefore ?? EmbeddingStats()) }
+                report.jobs[report.jobs.count - 1].embedding = embeddingStats.map {
+                    $0.since(statsBefore ?? EmbeddingStats())
+                }
                 continue
             }
             entry!.state = .published
@@ -226,7 +228,8 @@ extension RunProducer {
         }
         // Jobs recorded but no longer in the directory (moved away after publishing).
         for (name, e) in jobsInCheckpoint.sorted(by: { $0.key < $1.key }) where !names.contains(name) {
-            let state: DirectoryStatus.Job.State = e.state == .published ? .published : (e.state == .failed ? .failed : .planned)
+            let state: DirectoryStatus.Job.State =
+                e.state == .published ? .published : (e.state == .failed ? .failed : .planned)
             out.append(.init(name: name, state: state, runId: e.runId, reason: e.reason, updatedAt: e.updatedAt))
         }
         return DirectoryStatus(jobs: out, checkpointPath: checkpointPath)

@@ -143,7 +143,8 @@ public final class RunProducer {
         for input in inputs {
             guard let (version, _) = try Pointer.read(from: store, layout: layout, collection: input.collection)
             else { continue }
-            let m = try SnapshotManifest.fetch(from: store, layout: layout, collection: input.collection, version: version)
+            let m = try SnapshotManifest.fetch(
+                from: store, layout: layout, collection: input.collection, version: version)
             dims[input.collection] = m.dimension
             if let d = input.dimension, d != m.dimension {
                 throw StrataError(

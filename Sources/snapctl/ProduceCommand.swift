@@ -179,6 +179,12 @@ struct ProduceCommand: ParsableCommand {
             throw ProduceCommand.failure(e, note: "nothing was published")
         } catch let e as StrataError where [.conflict, .refused, .unsupportedVersion].contains(e.kind) {
             throw e  // retrying the same thing cannot help; the message says what to do
+        } catch let e as EmbeddingError {
+            // Embedding comes before any upload; what was obtained is in the spool.
+            throw ProduceCommand.failure(
+                e,
+                note: "nothing was published; the vectors obtained so far are kept: retry with --run-id \(runId) "
+                    + "and they are not paid for again")
         } catch {
             // A store or local failure may leave uploaded deltas without a record (harmless
             // orphans, collected later); the same run id finishes the job without duplicates.
@@ -484,7 +490,8 @@ struct EmbedOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Give a batch up after retrying this long, seconds (default 600).", valueName: "s"))
     var embedRetryTime: Double?
 
-    @Option(help: ArgumentHelp("Where jobs keep the vectors they obtained (default: see OPERATIONS.md).", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp("Where jobs keep the vectors they obtained (default: see OPERATIONS.md).", valueName: "dir"))
     var spoolDir: String?
 
     @Flag(help: "Ask for float arrays instead of base64 vectors.")

@@ -146,7 +146,8 @@ final class EmbedCommandTests: XCTestCase {
         var body = ""
         body.reserveCapacity(8 << 20)
         for i in 0..<100_000 {
-            body += "{\"id\":\"r\(i)\",\"document\":\"receipt line \(i): item \(i * 7 % 1000) total \(i % 100).\(i % 97)\","
+            body += "{\"id\":\"r\(i)\",\"document\":\"receipt line \(i): item \(i * 7 % 1000) "
+                + "total \(i % 100).\(i % 97)\","
                 + "\"metadata\":{\"page\":\(i / 50)}}\n"
         }
         try Data(body.utf8).write(to: URL(fileURLWithPath: dir.file("big.ndjson")))
