@@ -70,7 +70,7 @@ def bench(weed, work, lines, measure, best, snapctl):
             # Alternate reference and producer (twice for small sizes) and keep the best of each:
             # the machine is shared, and a neighbour's burst should not decide the figure.
             refs, runs = [], []
-            for k in range(2 if n <= 10_000 else 1):
+            for k in range(2 if n < 10_000 else 1):
                 refs.append(reference(url, ts))
                 store = "file://" + os.path.join(work, "embed-store-%d-%d" % (n, k))
                 runs.append(measure(
@@ -111,7 +111,7 @@ def bench(weed, work, lines, measure, best, snapctl):
               "same texts in the same %d-input base64 requests from a minimal Python client (the server's own "
               "throughput). Producer: `snapctl produce --embed --embed-concurrency 1` into a file:// store "
               "(reading, embedding, spool, delta, bundle, publish). Best of 2 alternating runs each "
-              "(1 above 10,000 rows)." % (threads, BATCH), "",
+              "(1 from 10,000 rows)." % (threads, BATCH), "",
               "| rows | reference s | reference texts/s | produce s | rows/s | requests | tokens | peak RSS MiB | "
               "overhead |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, ref_wall, ref_tokens, wall, rss, e in results:
