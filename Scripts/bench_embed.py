@@ -113,11 +113,17 @@ def bench(weed, work, lines, measure, best, snapctl):
               "(reading, embedding, spool, delta, bundle, publish). Best of 2 alternating runs each "
               "(1 from 10,000 rows)." % (threads, BATCH), "",
               "| rows | reference s | reference texts/s | produce s | rows/s | requests | tokens | peak RSS MiB | "
-              "overhead |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "vs reference | answers s | own s | own / answers |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, ref_wall, ref_tokens, wall, rss, e in results:
-        lines.append("| %d | %.1f | %.1f | %.1f | %.1f | %d | %d | %.1f | %+.1f%% |" % (
+        own = wall - e["request_seconds"]
+        lines.append("| %d | %.1f | %.1f | %.1f | %.1f | %d | %d | %.1f | %+.1f%% | %.1f | %.1f | %.1f%% |" % (
             n, ref_wall, n / ref_wall, wall, n / wall, e["requests"], e["tokens"], rss,
-            100 * (wall - ref_wall) / ref_wall))
+            100 * (wall - ref_wall) / ref_wall, e["request_seconds"], own, 100 * own / e["request_seconds"]))
+    lines += ["", "\"vs reference\" compares with the reference run just before (the server's speed varies between "
+              "runs on a shared machine); \"answers s\" is the time the producer waited for the server's answers "
+              "in the same run, \"own s\" the rest of its wall time (start, reading, hashing, spool, delta, "
+              "bundle, publish), so \"own / answers\" is our overhead without the server's drift."]
     lines.append("")
     per_text = results[0][1] / results[0][0]
     lines.append("Producer alone, %d text-only rows against the scripted server (384 dimensions, default "

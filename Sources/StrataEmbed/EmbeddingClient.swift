@@ -71,7 +71,14 @@ public final class EmbeddingClient: @unchecked Sendable {
             throw EmbeddingError(.configuration, endpoint: settings.endpoint, message: p, fix: "correct the setting")
         }
         self.settings = settings
-        self.http = http ?? CurlHTTPClient(maxResponseBytes: 512 << 20)
+        // A server computing a large batch sends nothing for a while: the request timeout, not
+        // the transport's low-speed limit (30 s), decides when to give up on it.
+        self.http =
+            http
+            ?? CurlHTTPClient(
+                options: TransportOptions(
+                    lowSpeedLimit: 1, lowSpeedTime: max(30, Int(settings.requestTimeout.rounded(.up)))),
+                maxResponseBytes: 512 << 20)
         self.meter = meter
         self.sleep = sleep
     }
@@ -138,7 +145,15 @@ public final class EmbeddingClient: @unchecked Sendable {
             }
             var wait: Double?
             do {
-                let response = try http.send(request)
+                let sent = Date()
+                let response: HTTPResponse
+                do { response = try http.send(request) } catch {
+                    let s = Date().timeIntervalSince(sent)
+                    meter.add { $0.requestSeconds += s }
+                    throw error
+                }
+                let took = Date().timeIntervalSince(sent)
+                meter.add { $0.requestSeconds += took }
                 switch response.status {
                 case 200..<300:
                     do {
@@ -295,7 +310,8 @@ public final class EmbeddingClient: @unchecked Sendable {
                 }
                 v = raw.withUnsafeBytes { b in
                     (0..<raw.count / 4).map {
-                        Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+                        let bits = b.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)
+                        return Float(bitPattern: UInt32(littleEndian: bits))
                     }
                 }
             } else if let a = d["embedding"] as? [Any] {

@@ -186,6 +186,9 @@ public struct EmbeddingStats: Sendable, Equatable, Codable {
     public var splits = 0
     /// Wall-clock seconds spent embedding.
     public var seconds = 0.0
+    /// Seconds spent waiting for the server's answers, summed over requests (with concurrency 1,
+    /// `seconds - requestSeconds` is the producer's own share of the embedding time).
+    public var requestSeconds = 0.0
 
     public init() {}
 
@@ -194,6 +197,7 @@ public struct EmbeddingStats: Sendable, Equatable, Codable {
         case uniqueTexts = "unique_texts"
         case fromSpool = "from_spool"
         case embedded, tokens, requests, retries, splits, seconds
+        case requestSeconds = "request_seconds"
     }
 
     /// The difference `self - earlier`, for one job's share of a process's meter.
@@ -208,6 +212,7 @@ public struct EmbeddingStats: Sendable, Equatable, Codable {
         d.retries = retries - earlier.retries
         d.splits = splits - earlier.splits
         d.seconds = seconds - earlier.seconds
+        d.requestSeconds = requestSeconds - earlier.requestSeconds
         return d
     }
 

@@ -75,6 +75,8 @@ final class EmbedCommandTests: XCTestCase {
         XCTAssertEqual(e["from_spool"] as? Int, 8)
         XCTAssertEqual(e["requests"] as? Int, 1)
         XCTAssertEqual(e["inputs"] as? Int, 12)
+        XCTAssertGreaterThan(e["request_seconds"] as? Double ?? 0, 0)
+        XCTAssertLessThanOrEqual(e["request_seconds"] as? Double ?? 1e9, e["seconds"] as? Double ?? 0)
         XCTAssertTrue(r.stderr.contains("embedded 12 inputs"), r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.file("store/runs/\(runId).json")))
     }
