@@ -152,10 +152,17 @@ public final class RunProducer {
         guard settings.checkPublishedDimension else { return [:] }
         var dims: [String: Int] = [:]
         for input in inputs {
-            guard let (version, _) = try Pointer.read(from: store, layout: layout, collection: input.collection)
-            else { continue }
-            let m = try SnapshotManifest.fetch(
-                from: store, layout: layout, collection: input.collection, version: version)
+            // A damaged pointer or manifest is the compactor's to report and an operator's to
+            // restore (`snapctl verify`); producers keep queueing runs meanwhile, and the compactor
+            // checks their dimension when it applies them.
+            let m: SnapshotManifest
+            do {
+                guard let (version, _) = try Pointer.read(from: store, layout: layout, collection: input.collection)
+                else { continue }
+                m = try SnapshotManifest.fetch(from: store, layout: layout, collection: input.collection, version: version)
+            } catch let e as StrataError where e.kind == .corrupt || e.kind == .notFound {
+                continue
+            }
             dims[input.collection] = m.dimension
             if let d = input.dimension, d != m.dimension {
                 throw StrataError(
