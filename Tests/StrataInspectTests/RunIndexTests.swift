@@ -264,6 +264,31 @@ struct RunIndexScenarios {
         XCTAssertEqual(again.outcome, .upToDate)
         XCTAssertEqual(again.runsQuarantined.count, 0)
     }
+
+    /// When the snapshot cannot be read, verify falls back to the manifests; a run a rollback
+    /// re-queued is pending there too (it was applied in an older version of the chain), as the
+    /// ledger and the compactor (once the version is repaired) see it.
+    func verifyFallbackKeepsRequeuedRunsPending() throws {
+        let w = CompactionWorld(store: try makeStore())
+        let c = "lines"
+        try w.produce([c: [.upsert("a", w.row(1))]])
+        let v1 = try w.compactor().compact(collection: c).newVersion!
+        let r = try w.produce([c: [.upsert("r", w.row(2))]])
+        _ = try w.compactor().compact(collection: c)
+        let rollback = Rollback(store: w.store, layout: w.layout, creator: creator, workDirectory: w.tmp.path)
+        let v3 = try rollback.run(collection: c, to: v1, reason: "test", requeue: true).newVersion
+        try w.store.put(w.layout.versionFileKey(collection: c, version: v3, file: Compactor.snapshotFileName),
+                        data: Data("damaged".utf8))
+        var settings = VerifySettings()
+        settings.collections = [c]
+        settings.workDirectory = w.tmp.path
+        let report = Verifier(store: w.store, layout: w.layout, settings: settings).run()
+        let f = try XCTUnwrap(report.findings.first { $0.check == VerifyCheck.runsPending && $0.collection == c })
+        XCTAssertEqual(f.evidence["runs"], .list([r]), f.message)
+        XCTAssertEqual(f.evidence["requeued"], .list([r]), f.message)
+        XCTAssertTrue("\(f.evidence["applied_from"] ?? .string(""))".contains("manifests"), f.message)
+        XCTAssertEqual(try RunLedger(store: w.store, layout: w.layout).ledger(c).pending.map(\.runId), [r])
+    }
 }
 
 final class RunIndexFileStoreTests: XCTestCase {
@@ -281,6 +306,7 @@ final class RunIndexFileStoreTests: XCTestCase {
     func testClassifiesEveryState() throws { try scenarios.classifiesEveryState() }
     func testStrictErrors() throws { try scenarios.strictErrors() }
     func testCompactorAndVerifyAgree() throws { try scenarios.compactorAndVerifyAgree() }
+    func testVerifyFallbackKeepsRequeuedRunsPending() throws { try scenarios.verifyFallbackKeepsRequeuedRunsPending() }
 }
 
 final class RunIndexSeaweedFSTests: XCTestCase {
@@ -289,4 +315,5 @@ final class RunIndexSeaweedFSTests: XCTestCase {
     func testClassifiesEveryState() throws { try scenarios.classifiesEveryState() }
     func testStrictErrors() throws { try scenarios.strictErrors() }
     func testCompactorAndVerifyAgree() throws { try scenarios.compactorAndVerifyAgree() }
+    func testVerifyFallbackKeepsRequeuedRunsPending() throws { try scenarios.verifyFallbackKeepsRequeuedRunsPending() }
 }
