@@ -380,7 +380,7 @@ public final class RunIndex: @unchecked Sendable {
         -> CollectionRuns
     {
         try classify(collection: collection, processed: processed,
-                     quarantine: Quarantine(records: try quarantineRecords(collection: collection)), listing: try list(),
-                     readAll: readAll)
+                     quarantine: Quarantine(records: try quarantineRecords(collection: collection)),
+                     listing: try list(), readAll: readAll)
     }
 }

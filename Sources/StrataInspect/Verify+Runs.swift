@@ -165,8 +165,9 @@ extension Verifier {
             } else {
                 add(
                     VerifyCheck.runsPending, c, .warning,
-                    "no pending runs this compactor can read; \(deferred.count) run record\(deferred.count == 1 ? " is" : "s are") "
-                        + "of a newer format and wait for a newer compactor", ev,
+                    "no pending runs this compactor can read; \(deferred.count) run "
+                        + "record\(deferred.count == 1 ? " is" : "s are") of a newer format and wait for a newer "
+                        + "compactor", ev,
                     hint: "upgrade the compactor (and snapctl) to the release of the producers that wrote them")
             }
             return
@@ -311,7 +312,8 @@ extension Verifier {
                 VerifyCheck.runRecords, nil, .failed,
                 "\(failedReads.count) run record\(failedReads.count == 1 ? "" : "s") could not be read from the store: "
                     + "the compactor fails its rounds until \(failedReads.count == 1 ? "it" : "they") can be read", ev,
-                hint: "see the errors; check the store's health and permissions on \(layout.runsPrefix), then verify again")
+                hint: "see the errors; check the store's health and permissions on \(layout.runsPrefix), then "
+                    + "verify again")
             return
         }
         if bad.isEmpty {
@@ -322,13 +324,15 @@ extension Verifier {
                     ? "no run records"
                     : "\(runKeys.count) run record\(runKeys.count == 1 ? "" : "s"); every one read parses "
                         + "(records of runs applied everywhere are not read)")
-                    + (newer == 0 ? "" : "; \(newer) of a newer format than this snapctl reads wait for a newer compactor")
+                    + (newer == 0
+                        ? "" : "; \(newer) of a newer format than this snapctl reads wait for a newer compactor")
                     + (strayRunKeys.isEmpty ? "" : "; \(strayRunKeys.count) other objects under \(layout.runsPrefix)"),
                 ev,
                 hint: strayRunKeys.isEmpty && newer == 0
                     ? nil
                     : [newer == 0 ? nil : "upgrade the compactor and snapctl to the producers' release",
-                       strayRunKeys.isEmpty ? nil : "only {run_id}.json belongs under \(layout.runsPrefix); move the others away"]
+                       strayRunKeys.isEmpty
+                           ? nil : "only {run_id}.json belongs under \(layout.runsPrefix); move the others away"]
                         .compactMap { $0 }.joined(separator: "; "))
         } else {
             ev["unreadable"] = listed(bad)

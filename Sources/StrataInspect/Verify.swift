@@ -104,7 +104,8 @@ public final class Verifier {
             if let v = restorable[c], let (_, history) = try? RunLedger(store: store, layout: layout).history(c, from: v) {
                 // Runs the version that restores the pointer (and its ancestors) applied are not pending.
                 st.processed = ProcessedRuns(
-                    history: history, source: "the newest complete version \(v) and its ancestors (the pointer is lost)")
+                    history: history,
+                    source: "the newest complete version \(v) and its ancestors (the pointer is lost)")
             }
             checkRuns(c, &st)
             checkFreshness(c, st)

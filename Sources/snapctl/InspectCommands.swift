@@ -162,7 +162,8 @@ struct RunsCommand: ParsableCommand {
                 for run in try ledger.ledger(c).runs.runs.values.sorted(by: { $0.runId < $1.runId }) {
                     let d = run.record?.delta(for: c)
                     let q = run.state == .quarantined ? run.quarantine : nil
-                    let reason = q?.reason ?? (run.state == .invalid ? "invalidRecord" : run.requeued ? "requeued" : nil)
+                    let reason =
+                        q?.reason ?? (run.state == .invalid ? "invalidRecord" : run.requeued ? "requeued" : nil)
                     rows.append(Row(runId: run.runId, collection: c, status: run.state.rawValue,
                                     createdAt: run.record?.createdAt, upserts: d?.upserts, deletes: d?.deletes,
                                     reason: reason, detail: q?.detail ?? run.problem?.error,

@@ -62,7 +62,8 @@ struct RunIndexScenarios {
         try store.put(layout.runRecordKey(r["words"]!), data: record(r["words"]!, created: t0,
                                                                      collections: ["words"]).encoded())
         try store.put(layout.runRecordKey(r["invalid"]!), data: Data("{not json".utf8))
-        var future = try JSONSerialization.jsonObject(with: record(r["newer"]!, created: t0).encoded()) as! [String: Any]
+        var future =
+            try JSONSerialization.jsonObject(with: record(r["newer"]!, created: t0).encoded()) as! [String: Any]
         future["format_version"] = 2
         try store.put(layout.runRecordKey(r["newer"]!), data: try JSONSerialization.data(withJSONObject: future))
         try store.put(layout.runsPrefix + "README.txt", data: Data("not a record".utf8))
@@ -236,8 +237,8 @@ struct RunIndexScenarios {
         XCTAssertEqual(evidence(report, VerifyCheck.runsPending, "deferred_newer_format"), [newer])
         XCTAssertEqual(evidence(report, VerifyCheck.runsQuarantined, "runs"), [quarantined])
         XCTAssertEqual(evidence(report, VerifyCheck.runsQuarantined, "invalid_records"), [invalid])
-        XCTAssertEqual(report.findings.first { $0.check == VerifyCheck.runsPending }?.evidence["applied_or_rolled_back"],
-                       .int(table.processed.count))
+        let pendingFinding = report.findings.first { $0.check == VerifyCheck.runsPending }
+        XCTAssertEqual(pendingFinding?.evidence["applied_or_rolled_back"], .int(table.processed.count))
         let deltas = report.findings.first { $0.check == VerifyCheck.runsDeltas && $0.collection == c }
         XCTAssertEqual(deltas?.status, .failed, "verify predicts the missingDelta quarantine")
         XCTAssertTrue("\(deltas?.evidence["problems"] ?? .list([]))".contains(missing))
@@ -257,7 +258,8 @@ struct RunIndexScenarios {
         ])
         report = try verify()
         XCTAssertEqual(evidence(report, VerifyCheck.runsPending, "runs"), [])
-        XCTAssertEqual(Set(evidence(report, VerifyCheck.runsQuarantined, "runs")), [quarantined, missing, late, invalid])
+        XCTAssertEqual(Set(evidence(report, VerifyCheck.runsQuarantined, "runs")),
+                       [quarantined, missing, late, invalid])
         XCTAssertEqual(evidence(report, VerifyCheck.runsQuarantined, "invalid_records"), [])
         XCTAssertEqual(evidence(report, VerifyCheck.runsPending, "deferred_newer_format"), [newer])
         let again = try w.compactor().compact(collection: c)
