@@ -24,4 +24,13 @@ extension Layout {
         guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex else { return nil }
         return String(rest[..<slash])
     }
+
+    /// The collection a pointer key names (`{P}{collection}/snapshot/latest-pointer.txt`, whatever
+    /// the prefix), or nil when the key is not a pointer key.
+    public static func collection(ofPointerKey key: String) -> String? {
+        let tail = "/snapshot/" + Layout.pointerFileName
+        guard key.hasSuffix(tail) else { return nil }
+        let name = key.dropLast(tail.count).split(separator: "/", omittingEmptySubsequences: false).last.map(String.init)
+        return name.flatMap { (try? Layout.validate(collection: $0)) != nil ? $0 : nil }
+    }
 }
