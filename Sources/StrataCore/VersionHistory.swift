@@ -43,8 +43,7 @@ public struct VersionHistory: Sendable {
         let base = layout.versionsPrefix(c)
         var ids = Set<String>()
         for o in try store.list(prefix: base) {
-            let rest = o.key.dropFirst(base.count)
-            if let slash = rest.firstIndex(of: "/") { ids.insert(String(rest[..<slash])) }
+            if let v = layout.version(ofVersionObject: o.key, collection: c) { ids.insert(v) }
         }
         return ids.sorted()
     }
