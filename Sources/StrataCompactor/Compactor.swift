@@ -137,6 +137,8 @@ public final class Compactor {
         let pending = try catalog.pendingRuns(collection: c, excluding: done.union(quarantined))
         let plan = RunPlanner.plan(pending, settings: settings)
         summary.runsDeferred = pending.count - plan.count
+        let planned = Set(plan.map(\.runId))
+        summary.oldestPendingAt = pending.lazy.filter { !planned.contains($0.runId) }.map(\.createdAt).min()
         summary.rowsBefore = baseManifest?.rowCount ?? 0
         summary.rowsAfter = summary.rowsBefore
         clock.lap("plan")
@@ -172,6 +174,7 @@ public final class Compactor {
             // which wait until its first upsert fixes the dimension).
             try base?.close()
             summary.runsDeferred += ready.count
+            summary.oldestPendingAt = ready.map(\.run.createdAt).reduce(summary.oldestPendingAt) { min($0 ?? $1, $1) }
             return finish()
         }
         if stop.isSet { throw CancellationError() }
@@ -355,6 +358,10 @@ public final class Compactor {
         if settings.crashAt == name {
             logger.critical("fault injection: SIGKILL at \(name)")
             kill(getpid(), SIGKILL)
+        }
+        if settings.pauseAt == name {
+            logger.notice("fault injection: pausing at \(name)")
+            Thread.sleep(forTimeInterval: 5)
         }
     }
 }

@@ -43,6 +43,9 @@ public struct CompactorSettings: Sendable {
     /// Test-only fault injection: the process kills itself with SIGKILL at this step boundary
     /// (after-download, after-merge, after-upload, after-pointer). Set from STRATA_CRASH_AT.
     public var crashAt: String?
+    /// Fault injection for tests of graceful stop: "POINT" (same names as crashAt) sleeps 5 s there,
+    /// logging "fault injection: pausing at POINT" first (STRATA_PAUSE_AT).
+    public var pauseAt: String?
 
     public init(compactorId: String, host: String) {
         self.compactorId = compactorId

@@ -33,7 +33,10 @@ public final class CompactorWorker {
         self.compact = compact
     }
 
-    public func run(stop: StopFlag, onSummary: (CompactionSummary) -> Void = { _ in }) {
+    /// Runs passes until `stop` is set (or `maxPasses`). `onSummary` sees every round's summary,
+    /// `onError` every failed round (collection, error), `onPass` the end of every pass.
+    public func run(stop: StopFlag, onSummary: (CompactionSummary) -> Void = { _ in },
+                    onError: (String, Error) -> Void = { _, _ in }, onPass: (Int) -> Void = { _ in }) {
         var failures: [String: Int] = [:]
         var notBefore: [String: Date] = [:]
         var passes = 0
@@ -53,6 +56,7 @@ public final class CompactorWorker {
                 } catch is CancellationError {
                     break
                 } catch {
+                    onError(c, error)
                     let n = (failures[c] ?? 0) + 1
                     failures[c] = n
                     let delay = min(settings.maxBackoff, settings.pollInterval * pow(2, Double(n - 1)))
@@ -62,6 +66,7 @@ public final class CompactorWorker {
                 }
             }
             passes += 1
+            onPass(passes)
             if let max = settings.maxPasses, passes >= max { break }
             let hurry = settings.collections.contains { notBefore[$0] == Date.distantPast }
             if !hurry { stop.wait(seconds: settings.pollInterval) }
