@@ -97,7 +97,8 @@ let package = Package(
                     swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
         .testTarget(name: "StrataServiceTests",
-                    dependencies: ["StrataService", "StrataCompactor", "StrataProducer", "StrataS3", "StrataTestSupport"],
+                    dependencies: ["StrataService", "StrataCompactor", "StrataProducer", "StrataS3", "StrataFileStore",
+                                   "StrataTestSupport", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: v5),
     ]
 )

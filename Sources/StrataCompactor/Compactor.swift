@@ -25,7 +25,9 @@ public final class Compactor {
         self.layout = layout
         self.settings = settings
         self.logger = logger
-        catalog = RunCatalog(store: store, layout: layout, logger: logger)
+        catalog = RunCatalog(store: store, layout: layout, logger: logger,
+                             watermark: RunWatermark(lookback: settings.runLookback,
+                                                     fullListingEvery: settings.fullListingEvery))
     }
 
     /// Refuses a store that does not enforce conditional writes, unless in single-writer mode.

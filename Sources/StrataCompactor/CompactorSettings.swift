@@ -46,6 +46,10 @@ public struct CompactorSettings: Sendable {
     /// Fault injection for tests of graceful stop: "POINT" (same names as crashAt) sleeps 5 s there,
     /// logging "fault injection: pausing at POINT" first (STRATA_PAUSE_AT).
     public var pauseAt: String?
+    /// A worker's pass lists runs/ from (oldest pending run − this many seconds); see RunWatermark.
+    public var runLookback: Double = 900
+    /// Every this many passes a collection's listing is full (catches records later than the lookback).
+    public var fullListingEvery: Int = 100
 
     public init(compactorId: String, host: String) {
         self.compactorId = compactorId

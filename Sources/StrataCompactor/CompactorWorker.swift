@@ -13,6 +13,8 @@ public final class CompactorWorker {
         public var maxBackoff: Double = 300
         /// Stop after this many passes (nil: until stopped). For tests and cron-like use.
         public var maxPasses: Int?
+        /// Longest sleep between passes whatever pollInterval says (heartbeats must stay fresh).
+        public var maxSleep: Double?
 
         public init(collections: [String], pollInterval: Double = 10, maxBackoff: Double = 300, maxPasses: Int? = nil) {
             self.collections = collections
@@ -25,6 +27,9 @@ public final class CompactorWorker {
     let compact: (String, StopFlag) throws -> CompactionSummary
     let settings: Settings
     let logger: Logger
+    /// Chooses, at the start of each pass, which of the collections this worker compacts (the
+    /// rendezvous assignment among live workers); nil: all of them.
+    public var assign: (([String]) -> [String])?
 
     /// `compact` is one round for one collection (normally `Compactor.compact`).
     public init(settings: Settings, logger: Logger, compact: @escaping (String, StopFlag) throws -> CompactionSummary) {
@@ -43,7 +48,7 @@ public final class CompactorWorker {
         logger.info("compactor worker started", metadata: ["collections": "\(settings.collections.joined(separator: ","))",
                                                            "poll_seconds": "\(settings.pollInterval)"])
         while !stop.isSet {
-            for c in settings.collections {
+            for c in assign?(settings.collections) ?? settings.collections {
                 if stop.isSet { break }
                 if let t = notBefore[c], t > Date() { continue }
                 do {
@@ -69,7 +74,7 @@ public final class CompactorWorker {
             onPass(passes)
             if let max = settings.maxPasses, passes >= max { break }
             let hurry = settings.collections.contains { notBefore[$0] == Date.distantPast }
-            if !hurry { stop.wait(seconds: settings.pollInterval) }
+            if !hurry { stop.wait(seconds: min(settings.pollInterval, settings.maxSleep ?? .infinity)) }
         }
         logger.info("compactor worker stopped", metadata: ["passes": "\(passes)"])
     }

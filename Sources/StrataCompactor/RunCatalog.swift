@@ -8,6 +8,7 @@ final class RunCatalog {
     let store: any ObjectStore
     let layout: Layout
     let logger: Logger
+    let watermark: RunWatermark
 
     private enum Entry {
         case record(RunRecord)
@@ -17,7 +18,8 @@ final class RunCatalog {
     private var cache: [String: Entry] = [:]
     private let lock = NSLock()
 
-    init(store: any ObjectStore, layout: Layout, logger: Logger) {
+    init(store: any ObjectStore, layout: Layout, logger: Logger, watermark: RunWatermark = RunWatermark(lookback: 900, fullListingEvery: 100)) {
+        self.watermark = watermark
         self.store = store
         self.layout = layout
         self.logger = logger
@@ -39,7 +41,7 @@ final class RunCatalog {
     /// logged and skipped (`snapctl verify` reports them).
     func pendingRuns(collection: String, excluding: Set<String>) throws -> [PendingRun] {
         var out: [PendingRun] = []
-        try store.forEachPage(prefix: layout.runsPrefix, delimiter: nil) { page in
+        try watermark.forEachPage(store: store, layout: layout, collection: collection) { page in
             for o in page.objects {
                 guard let runId = layout.runId(fromRecordKey: o.key), !excluding.contains(runId) else { continue }
                 switch entry(runId: runId, key: o.key) {
@@ -53,6 +55,7 @@ final class RunCatalog {
                 }
             }
         }
+        watermark.settle(collection: collection, pending: out.map(\.runId))
         return out
     }
 

@@ -4,7 +4,7 @@ import StrataCore
 /// An ObjectStore decorator that counts every request by operation and outcome and times it
 /// (`strata_store_requests_total`, `strata_store_request_duration_seconds`). Keys never become
 /// labels: a key names a collection's private data and would make the series unbounded.
-public final class MetricsStore: ObjectStore, @unchecked Sendable {
+public final class MetricsStore: ObjectStoreDecorator, StartAfterListing, @unchecked Sendable {
     public let base: any ObjectStore
     let metrics: CompactorMetrics
 
@@ -76,6 +76,20 @@ public final class MetricsStore: ObjectStore, @unchecked Sendable {
     public func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
         try measure("list") {
             try base.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
+        }
+    }
+
+    public func listPage(prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
+                         maxKeys: Int) throws -> ListPage {
+        try measure("list") {
+            if let s = base as? any StartAfterListing {
+                return try s.listPage(prefix: prefix, delimiter: delimiter, startAfter: startAfter,
+                                      continuation: continuation, maxKeys: maxKeys)
+            }
+            var page = try base.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation,
+                                         maxKeys: maxKeys)
+            if let startAfter { page.objects = page.objects.filter { startAfter.utf8.lexicographicallyPrecedes($0.key.utf8) } }
+            return page
         }
     }
 }

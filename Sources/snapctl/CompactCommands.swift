@@ -137,6 +137,10 @@ struct CompactorCommand: ParsableCommand {
                                    + "off when neither is set).", valueName: "host:port"))
     var metricsAddr: String?
     @Option(help: "Seconds a stop waits for the current step before exiting anyway.") var shutdownGrace: Double = 25
+    @Flag(help: ArgumentHelp("Share the collections with the other workers on this store: heartbeats under "
+                                 + ".strata-workers/ and rendezvous hashing; a dead worker's collections move after "
+                                 + "--lease-seconds (default: $STRATA_COOPERATE=1)."))
+    var cooperate = false
     @OptionGroup var options: CompactorOptions
 
     func run() throws {
@@ -158,12 +162,23 @@ struct CompactorCommand: ParsableCommand {
             let logger = global.logger("strata.compactor")
             let metrics = listen == nil ? nil : CompactorMetrics()
             let store: any ObjectStore = metrics.map { MetricsStore(rawStore, metrics: $0) } ?? rawStore
-            let compactor = Compactor(store: store, layout: layout, settings: try options.settings(environment: env),
-                                      logger: logger)
+            let settings = try options.settings(environment: env)
+            let compactor = Compactor(store: store, layout: layout, settings: settings, logger: logger)
             try compactor.checkStore()
-            let worker = CompactorWorker(
-                settings: .init(collections: list, pollInterval: poll, maxBackoff: maxBackoff, maxPasses: passes),
-                logger: logger) { c, stop in try compactor.compact(collection: c, stop: stop) }
+            var workerSettings = CompactorWorker.Settings(collections: list, pollInterval: poll, maxBackoff: maxBackoff,
+                                                          maxPasses: passes)
+            var membership: WorkerMembership? = nil
+            if cooperate || env["STRATA_COOPERATE"] == "1" {
+                let m = try WorkerMembership(store: store, layout: layout, workerId: settings.compactorId,
+                                             host: settings.host, ttl: settings.leaseDuration,
+                                             logger: global.logger("strata.workers"))
+                workerSettings.maxSleep = m.beatInterval
+                membership = m
+            }
+            let worker = CompactorWorker(settings: workerSettings, logger: logger) { c, stop in
+                try compactor.compact(collection: c, stop: stop)
+            }
+            if let membership { worker.assign = { membership.assign($0) } }
             let service = CompactorService(worker: worker, metrics: metrics, logger: logger, shutdownGrace: shutdownGrace)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             if let listen, let metrics {
@@ -187,6 +202,7 @@ struct CompactorCommand: ParsableCommand {
                 done.signal()
             }
             done.wait()
+            membership?.leave()
             if let error = failure.error { throw error }
         }
     }
