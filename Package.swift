@@ -22,6 +22,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian packages, each behind a system-library target with a thin shim.
@@ -59,14 +63,19 @@ let package = Package(
                 swiftSettings: v5),
         .executableTarget(name: "snapctl",
                           dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
-                                         "StrataCompactor", "StrataInspect", "StrataEmbed",
+                                         "StrataCompactor", "StrataInspect", "StrataEmbed", "StrataService",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           swiftSettings: v5),
-        .executableTarget(name: "strata-bench",
-                          dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
-                                         "StrataCompactor", "StrataCrypto", "StrataTestSupport", "StrataEmbed"],
-                          swiftSettings: v5),
+        // The compactor as a long-running service: metrics, health, lifecycle, many workers.
+        .target(name: "StrataService",
+                dependencies: ["StrataCore", "StrataCompactor",
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Metrics", package: "swift-metrics"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "FlyingFox", package: "FlyingFox"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                swiftSettings: v5),
 
         .executableTarget(name: "strata-pages-bench",
                           dependencies: ["StrataPages", "StrataDelta", "StrataCrypto", "CSQLite"], swiftSettings: v5),
@@ -102,6 +111,10 @@ let package = Package(
         .testTarget(name: "StrataEmbedTests",
                     dependencies: ["StrataEmbed", "StrataProducer", "StrataFileStore", "StrataCompactor", "StrataDelta",
                                    "StrataTestSupport"],
+                    swiftSettings: v5),
+        .testTarget(name: "StrataServiceTests",
+                    dependencies: ["StrataService", "StrataCompactor", "StrataProducer", "StrataS3", "StrataFileStore",
+                                   "StrataTestSupport", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: v5),
     ]
 )

@@ -15,8 +15,13 @@ final class RunCatalog {
     /// The shared catalog (StrataCore's `RunIndex`): verify, `runs`, gc and rollback classify
     /// through the same type, so they agree with this compactor.
     let index: RunIndex
+    /// Where each pass starts listing `runs/` (a long-lived worker does not list every record
+    /// ever written on every pass).
+    let watermark: RunWatermark
 
-    init(store: any ObjectStore, layout: Layout, logger: Logger) {
+    init(store: any ObjectStore, layout: Layout, logger: Logger,
+         watermark: RunWatermark = RunWatermark(lookback: 900, fullListingEvery: 100)) {
+        self.watermark = watermark
         self.store = store
         self.layout = layout
         self.logger = logger
@@ -41,9 +46,15 @@ final class RunCatalog {
     /// the quarantined ones), and the unusable records that concern it. Throws on any store error
     /// (retryable or not): nothing is skipped.
     func pendingRuns(collection: String, excluding: Set<String>) throws -> Listing {
+        var listing = RunIndex.Listing()
+        try watermark.forEachPage(store: store, layout: layout, collection: collection) { page in
+            for o in page.objects {
+                if let id = layout.runId(fromRecordKey: o.key) { listing.records[id] = o } else { listing.stray.append(o.key) }
+            }
+        }
         let runs = try index.classify(collection: collection,
                                       processed: ProcessedRuns(applied: excluding, source: "the round's exclusions"),
-                                      quarantine: RunIndex.Quarantine(ids: []), listing: try index.list())
+                                      quarantine: RunIndex.Quarantine(ids: []), listing: listing)
         var out = Listing()
         for run in runs.runs.values {
             switch run.state {
@@ -57,6 +68,8 @@ final class RunCatalog {
             case .applied, .rolledBack, .quarantined: continue
             }
         }
+        // Records that wait (pending, or of a newer format) keep the next listing's start before them.
+        watermark.settle(collection: collection, pending: out.pending.map(\.runId) + out.newer.map(\.runId))
         return out
     }
 }
