@@ -16,6 +16,10 @@ struct CompactorOptions: ParsableArguments {
     @Flag(help: "Allow a store without conditional writes; run exactly one compactor then.") var singleWriter = false
     @Option(help: "Lease duration in seconds.") var leaseSeconds: Double = 120
     @Flag(help: "Skip SQLite's quick_check of the merged snapshot.") var noIntegrityCheck = false
+    @Option(help: ArgumentHelp("Also write each version, materialized, to DIR/{collection}/{version}/ (shared-directory mode).",
+                               valueName: "dir"))
+    var publishDir: String?
+    @Option(help: "Versions kept per collection in --publish-dir.") var publishKeep: Int = 3
 
     func settings(environment: [String: String]) throws -> CompactorSettings {
         var host = [CChar](repeating: 0, count: 256)
@@ -66,6 +70,8 @@ struct CompactCommand: ParsableCommand {
                                       logger: global.logger("strata.compactor"))
             var failed = false
             var summaries: [CompactionSummary] = []
+            let publishDir = try PublishDirSupport(options: options, store: store, layout: layout,
+                                                   environment: global.environment)
             for c in collection {
                 do {
                     let s = try Progress.run("compacting \(c)", total: nil, json: json) {
@@ -73,6 +79,10 @@ struct CompactCommand: ParsableCommand {
                     }
                     summaries.append(s)
                     if !json { printSummary(s) }
+                    do { try publishDir?.sync(s, logger: global.logger("strata.publish-dir")) } catch {
+                        failed = true
+                        FileHandle.standardError.write(Data("snapctl: \(c): could not write --publish-dir: \(describe(error).1)\n".utf8))
+                    }
                 } catch {
                     failed = true
                     let (_, text) = describe(error)
@@ -143,6 +153,8 @@ struct CompactorCommand: ParsableCommand {
                 compactor.reportRefusal(collections: list, error)  // leaves a status verify shows
                 throw error
             }
+            let publishDir = try PublishDirSupport(options: options, store: store, layout: layout,
+                                                   environment: global.environment)
             let stop = StopFlag()
             let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
                 signal(sig, SIG_IGN)
@@ -157,7 +169,13 @@ struct CompactorCommand: ParsableCommand {
             defer { sources.forEach { $0.cancel() } }
             let worker = CompactorWorker(
                 settings: .init(collections: list, pollInterval: poll, maxBackoff: maxBackoff, maxPasses: passes),
-                logger: logger) { c, stop in try compactor.compact(collection: c, stop: stop) }
+                logger: logger) { c, stop in
+                let s = try compactor.compact(collection: c, stop: stop)
+                do { try publishDir?.sync(s, logger: logger) } catch {
+                    logger.error("could not write the shared directory", metadata: ["collection": "\(c)", "error": "\(error)"])
+                }
+                return s
+            }
             worker.run(stop: stop)
         }
     }
