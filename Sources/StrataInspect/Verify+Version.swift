@@ -197,8 +197,8 @@ extension Verifier {
         var problems: [String] = []
         var checked: [String] = []
         var ev = VerifyEvidence()
-        for f in m.files {
-            let key = layout.versionFileKey(collection: c, version: m.version, file: f.name)
+        for f in m.objects(layout: layout) {  // a page version: its base and patches
+            let key = f.key
             do {
                 guard let info = try store.head(key) else {
                     problems.append("\(f.name) is missing (\(key))")
@@ -216,7 +216,7 @@ extension Verifier {
                 return nil
             }
         }
-        if m.file(SnapshotFormat.fileName) == nil {
+        if m.file(SnapshotFormat.fileName) == nil && !m.isPageVersion {
             problems.append("the manifest lists no \(SnapshotFormat.fileName)")
         }
         var snapshotPath: String? = nil
@@ -255,7 +255,7 @@ extension Verifier {
         if problems.isEmpty {
             add(
                 VerifyCheck.files, c, .passed,
-                "\(m.files.count) file\(m.files.count == 1 ? "" : "s") present with the manifest's sizes and SHA-256: "
+                "\(checked.count) \(m.isPageVersion ? "object" : "file")\(checked.count == 1 ? "" : "s") present with the manifest's sizes and SHA-256: "
                     + checked.joined(separator: ", "), ev)
             return snapshotPath
         }

@@ -68,6 +68,7 @@ final class PageVersionBuilder {
         let n = counter
         let next = Identifiers.make(after: head.version)
         let patchPath = dir.file("patch-\(n).strpatch")
+        let before = present
         let result = try PageCapture.capture(database: working, hashes: hashes, patch: patchPath) { db in
             try db.execute("BEGIN")
             for i in 0..<rows {
@@ -80,6 +81,10 @@ final class PageVersionBuilder {
                                + "document = 'overwritten \(n)' WHERE id = '\(id)'")
             }
             for id in deletes { try db.execute("DELETE FROM embeddings WHERE id = '\(id)'") }
+            let gone = Set(deletes).filter { before.contains($0) }.count
+            try db.execute("INSERT INTO applied_runs(run_id, version, applied_at, upserts, deletes, new_ids, "
+                           + "deleted_existing) VALUES ('fixture-\(next)', '\(next)', '2026-12-01T00:00:00Z', "
+                           + "\(rows + overwrite.count), \(deletes.count), \(rows), \(gone))")
             try db.execute("UPDATE meta SET value = '\(next)' WHERE key = 'version'")
             try db.execute("UPDATE meta SET value = (SELECT count(*) FROM embeddings) WHERE key = 'row_count'")
             try db.execute("COMMIT")
@@ -93,7 +98,22 @@ final class PageVersionBuilder {
         patches.append(ManifestPatch(key: key, size: s.bytes, sha256: sha, fromRoot: Hex.encode(s.header.fromRoot),
                                      toRoot: Hex.encode(s.header.toRoot), pageCount: s.header.toPageCount,
                                      frames: Int(s.header.frameCount)))
+        let deleted = Set(deletes).filter { before.contains($0) }.count
+        applied = [AppliedRun(runId: "fixture-\(next)", upserts: rows + overwrite.count, deletes: deletes.count,
+                              newIds: rows, deletedExisting: deleted)]
         return try writeVersion(next, resultSHA: nil, movePointer: movePointer)
+    }
+
+    /// What the next manifest says it applied (the counts verify's history check adds up).
+    private var applied: [AppliedRun] = []
+
+    private var present: Set<String> {
+        guard let db = try? Database(path: working, mode: .readOnlyImmutable),
+            let s = try? db.prepare("SELECT id FROM embeddings")
+        else { return [] }
+        var ids = Set<String>()
+        while (try? s.step()) == true { if let id = s.columnText(0) { ids.insert(id) } }
+        return ids
     }
 
     /// Publishes the current file as a new base (uploaded whole, content-addressed): no patches.
@@ -130,13 +150,14 @@ final class PageVersionBuilder {
         let size = Int64(hashes.pageSize) * Int64(hashes.pageCount)
         let m = SnapshotManifest(
             collection: collection, version: v, parentVersion: head.version, createdAt: Date(), dimension: dimension,
-            rowCount: rows, files: [], appliedRuns: head.appliedRuns, createdBy: head.createdBy, base: base,
+            rowCount: rows, files: [], appliedRuns: applied, createdBy: head.createdBy, base: base,
             patches: patches,
             result: ManifestResult(pageSize: hashes.pageSize, pageCount: hashes.pageCount,
                                    pageRoot: Hex.encode(hashes.root), size: size, sha256: resultSHA))
         _ = try store.put(layout.manifestKey(collection: collection, version: v), data: try StrataJSON.encoder().encode(m))
         if movePointer { _ = try store.put(layout.pointerKey(collection), data: Pointer.body(version: v)) }
         head = m
+        applied = []
         expected[v] = dir.file("expected-\(v).sqlite3")
         try FileManager.default.copyItem(atPath: working, toPath: expected[v]!)
         return v
