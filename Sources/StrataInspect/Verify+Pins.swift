@@ -15,15 +15,17 @@ extension Verifier {
             let expired = pins.count - live.count
             var ev: VerifyEvidence = [
                 "prefix": .string(layout.pinsPrefix(c)),
-                "pins": listed(live.map {
-                    "\($0.pinId): \($0.version) until \(StrataJSON.iso8601($0.expiresAt)) by \($0.owner)"
-                        + ($0.reason.map { " (\($0))" } ?? "")
-                }),
+                "pins": listed(
+                    live.map {
+                        "\($0.pinId): \($0.version) until \(StrataJSON.iso8601($0.expiresAt)) by \($0.owner)"
+                            + ($0.reason.map { " (\($0))" } ?? "")
+                    }),
             ]
             if expired > 0 { ev["expired"] = .int(expired) }
             if !unreadable.isEmpty {
                 ev["unreadable"] = listed(unreadable.map { "\($0.key): \($0.problem)" })
-                add(VerifyCheck.readerPins, c, .warning, "\(unreadable.count) reader pin(s) cannot be read", ev,
+                add(
+                    VerifyCheck.readerPins, c, .warning, "\(unreadable.count) reader pin(s) cannot be read", ev,
                     hint: "gc keeps every version and object of \(c) while a pin cannot be read; remove it with "
                         + "`snapctl pin \(c) --remove PIN_ID` or `snapctl store rm KEY`")
                 return
@@ -34,13 +36,19 @@ extension Verifier {
             }
             if !missing.isEmpty {
                 ev["without_manifest"] = listed(missing)
-                add(VerifyCheck.readerPins, c, .warning, "\(missing.count) pin(s) name a version with no manifest", ev,
-                    hint: "a reader of that version cannot materialize it; remove the pin with `snapctl pin \(c) --remove PIN_ID`")
+                add(
+                    VerifyCheck.readerPins, c, .warning, "\(missing.count) pin(s) name a version with no manifest", ev,
+                    hint:
+                        "a reader of that version cannot materialize it; "
+                        + "remove the pin with `snapctl pin \(c) --remove PIN_ID`"
+                )
                 return
             }
-            let message = live.isEmpty
+            let message =
+                live.isEmpty
                 ? "no unexpired reader pins" + (expired > 0 ? " (\(expired) expired, gc removes them)" : "")
-                : "\(live.count) reader pin(s) keep version(s) \(Set(live.map(\.version)).sorted().joined(separator: ", ")) from gc"
+                : "\(live.count) reader pin(s) keep version(s) "
+                    + "\(Set(live.map(\.version)).sorted().joined(separator: ", ")) from gc"
             add(VerifyCheck.readerPins, c, live.isEmpty ? .passed : .info, message, ev)
         } catch {
             addFailure(VerifyCheck.readerPins, c, "cannot list the reader pins", error)

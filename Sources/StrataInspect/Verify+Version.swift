@@ -255,7 +255,8 @@ extension Verifier {
         if problems.isEmpty {
             add(
                 VerifyCheck.files, c, .passed,
-                "\(checked.count) \(m.isPageVersion ? "object" : "file")\(checked.count == 1 ? "" : "s") present with the manifest's sizes and SHA-256: "
+                "\(checked.count) \(m.isPageVersion ? "object" : "file")\(checked.count == 1 ? "" : "s") "
+                    + "present with the manifest's sizes and SHA-256: "
                     + checked.joined(separator: ", "), ev)
             return snapshotPath
         }

@@ -19,7 +19,8 @@ final class PageGCTests: XCTestCase {
     }
 
     /// Every version that remains materializes byte-identical from an empty cache.
-    func assertRetainedVersionsMaterialize(_ store: any ObjectStore, _ b: PageVersionBuilder, line: UInt = #line) throws {
+    func assertRetainedVersionsMaterialize(_ store: any ObjectStore, _ b: PageVersionBuilder, line: UInt = #line) throws
+    {
         let remaining = try SnapshotLocator(store: store, layout: Layout()).versions("lines")
         XCTAssertFalse(remaining.isEmpty, line: line)
         for v in remaining {
@@ -59,12 +60,14 @@ final class PageGCTests: XCTestCase {
         // Objects: the pinned version's chain stays (up to its patch); the merged patch, which only
         // expired versions use, is swept; the new base stays (the head builds on it).
         let left = try objects(store, w.layout)
-        let pinnedManifest = try SnapshotManifest.fetch(from: store, layout: w.layout, collection: "lines", version: pinned)
+        let pinnedManifest = try SnapshotManifest.fetch(
+            from: store, layout: w.layout, collection: "lines", version: pinned)
         XCTAssertTrue(left.isSuperset(of: pinnedManifest.patches!.map(\.key)))
         XCTAssertFalse(left.contains(mergedPatch), "the merged patch is referenced by no retained version")
         XCTAssertTrue(left.contains(b.base.key))
-        XCTAssertTrue(chainPatches.subtracting(pinnedManifest.patches!.map(\.key)).isDisjoint(with: left),
-                      "patches after the pinned one are referenced by no retained version")
+        XCTAssertTrue(
+            chainPatches.subtracting(pinnedManifest.patches!.map(\.key)).isDisjoint(with: left),
+            "patches after the pinned one are referenced by no retained version")
         XCTAssertTrue(plan.items.contains { $0.kind == .object && $0.key == mergedPatch })
         try assertRetainedVersionsMaterialize(store, b)
 
@@ -85,7 +88,8 @@ final class PageGCTests: XCTestCase {
         let (w, b) = try setUpWorld(store)
         for _ in 0..<3 { try b.publish(rows: 10) }
         // An object no manifest names yet (a publish in flight).
-        let inflight = w.layout.versionObjectKey(collection: "lines", kind: .patch, sha256: String(repeating: "e", count: 64))
+        let inflight = w.layout.versionObjectKey(
+            collection: "lines", kind: .patch, sha256: String(repeating: "e", count: 64))
         try store.put(inflight, data: Data("in flight".utf8))
         // An expired pin, and an unexpired one on the head.
         let pins = ReaderPins(store: store, layout: w.layout)
@@ -127,9 +131,11 @@ final class PageGCTests: XCTestCase {
         // object stays (versions that nobody needs still go).
         let odd = Identifiers.make()
         try store.put(w.layout.manifestKey(collection: "lines", version: odd), data: Data("garbage".utf8))
-        let pin = PinRecord(pinId: Identifiers.make(), collection: "lines", version: odd, createdAt: Date(),
-                            expiresAt: Date(timeIntervalSinceNow: 3600), owner: "test")
-        try store.put(w.layout.pinKey(collection: "lines", pinId: pin.pinId), data: try StrataJSON.encoder().encode(pin))
+        let pin = PinRecord(
+            pinId: Identifiers.make(), collection: "lines", version: odd, createdAt: Date(),
+            expiresAt: Date(timeIntervalSinceNow: 3600), owner: "test")
+        try store.put(
+            w.layout.pinKey(collection: "lines", pinId: pin.pinId), data: try StrataJSON.encoder().encode(pin))
         plan = try gc.plan()
         XCTAssertFalse(plan.items.contains { $0.kind == .object }, "\(plan.items)")
         XCTAssertTrue(plan.kept.contains { $0.contains("cannot be read") }, "\(plan.kept)")

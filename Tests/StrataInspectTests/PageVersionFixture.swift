@@ -42,8 +42,9 @@ final class PageVersionBuilder {
         _ = try store.get(key, toFile: working)
         hashes = try PageHashList.build(database: working, to: dir.file("working.pagehashes"))
         let file = head.file(SnapshotFormat.fileName)!
-        base = ManifestBase(key: key, size: file.size, sha256: file.sha256, pageSize: hashes.pageSize,
-                            pageCount: hashes.pageCount, pageRoot: Hex.encode(hashes.root))
+        base = ManifestBase(
+            key: key, size: file.size, sha256: file.sha256, pageSize: hashes.pageSize,
+            pageCount: hashes.pageCount, pageRoot: Hex.encode(hashes.root))
         expected[v] = dir.file("expected-\(v).sqlite3")
         try FileManager.default.copyItem(atPath: working, toPath: expected[v]!)
     }
@@ -72,19 +73,22 @@ final class PageVersionBuilder {
         let result = try PageCapture.capture(database: working, hashes: hashes, patch: patchPath) { db in
             try db.execute("BEGIN")
             for i in 0..<rows {
-                try db.execute("INSERT OR REPLACE INTO embeddings(id, embedding, document, metadata) VALUES "
-                               + "('p\(n)-\(i)', x'\(Self.blobHex(vector(n * 1000 + i)))', 'doc \(n)-\(i) "
-                               + String(repeating: "x", count: 200) + "', '{\"n\":\(n)}')")
+                try db.execute(
+                    "INSERT OR REPLACE INTO embeddings(id, embedding, document, metadata) VALUES "
+                        + "('p\(n)-\(i)', x'\(Self.blobHex(vector(n * 1000 + i)))', 'doc \(n)-\(i) "
+                        + String(repeating: "x", count: 200) + "', '{\"n\":\(n)}')")
             }
             for id in overwrite {
-                try db.execute("UPDATE embeddings SET embedding = x'\(Self.blobHex(vector(n * 7919)))', "
-                               + "document = 'overwritten \(n)' WHERE id = '\(id)'")
+                try db.execute(
+                    "UPDATE embeddings SET embedding = x'\(Self.blobHex(vector(n * 7919)))', "
+                        + "document = 'overwritten \(n)' WHERE id = '\(id)'")
             }
             for id in deletes { try db.execute("DELETE FROM embeddings WHERE id = '\(id)'") }
             let gone = Set(deletes).filter { before.contains($0) }.count
-            try db.execute("INSERT INTO applied_runs(run_id, version, applied_at, upserts, deletes, new_ids, "
-                           + "deleted_existing) VALUES ('fixture-\(next)', '\(next)', '2026-12-01T00:00:00Z', "
-                           + "\(rows + overwrite.count), \(deletes.count), \(rows), \(gone))")
+            try db.execute(
+                "INSERT INTO applied_runs(run_id, version, applied_at, upserts, deletes, new_ids, "
+                    + "deleted_existing) VALUES ('fixture-\(next)', '\(next)', '2026-12-01T00:00:00Z', "
+                    + "\(rows + overwrite.count), \(deletes.count), \(rows), \(gone))")
             try db.execute("UPDATE meta SET value = '\(next)' WHERE key = 'version'")
             try db.execute("UPDATE meta SET value = (SELECT count(*) FROM embeddings) WHERE key = 'row_count'")
             try db.execute("COMMIT")
@@ -95,12 +99,17 @@ final class PageVersionBuilder {
         let key = layout.versionObjectKey(collection: collection, kind: .patch, sha256: sha)
         _ = try store.put(key, file: patchPath)
         patchFiles[key] = patchPath
-        patches.append(ManifestPatch(key: key, size: s.bytes, sha256: sha, fromRoot: Hex.encode(s.header.fromRoot),
-                                     toRoot: Hex.encode(s.header.toRoot), pageCount: s.header.toPageCount,
-                                     frames: Int(s.header.frameCount)))
+        patches.append(
+            ManifestPatch(
+                key: key, size: s.bytes, sha256: sha, fromRoot: Hex.encode(s.header.fromRoot),
+                toRoot: Hex.encode(s.header.toRoot), pageCount: s.header.toPageCount,
+                frames: Int(s.header.frameCount)))
         let deleted = Set(deletes).filter { before.contains($0) }.count
-        applied = [AppliedRun(runId: "fixture-\(next)", upserts: rows + overwrite.count, deletes: deletes.count,
-                              newIds: rows, deletedExisting: deleted)]
+        applied = [
+            AppliedRun(
+                runId: "fixture-\(next)", upserts: rows + overwrite.count, deletes: deletes.count,
+                newIds: rows, deletedExisting: deleted)
+        ]
         return try writeVersion(next, resultSHA: nil, movePointer: movePointer)
     }
 
@@ -122,8 +131,9 @@ final class PageVersionBuilder {
         let (sha, size) = try SHA256.hexOfFile(atPath: working)
         let key = layout.versionObjectKey(collection: collection, kind: .base, sha256: sha)
         _ = try store.put(key, file: working)
-        base = ManifestBase(key: key, size: size, sha256: sha, pageSize: hashes.pageSize, pageCount: hashes.pageCount,
-                            pageRoot: Hex.encode(hashes.root))
+        base = ManifestBase(
+            key: key, size: size, sha256: sha, pageSize: hashes.pageSize, pageCount: hashes.pageCount,
+            pageRoot: Hex.encode(hashes.root))
         patches = []
         return try writeVersion(Identifiers.make(after: head.version), resultSHA: sha, movePointer: true)
     }
@@ -132,14 +142,18 @@ final class PageVersionBuilder {
     @discardableResult
     func mergeChain() throws -> String {
         let out = dir.file("merged-\(counter).strpatch")
-        let s = try PagePatchChain.merge(patches.map { PagePatchSource(path: patchFiles[$0.key]!, object: $0.key) }, to: out)
+        let s = try PagePatchChain.merge(
+            patches.map { PagePatchSource(path: patchFiles[$0.key]!, object: $0.key) }, to: out)
         let sha = try SHA256.hexOfFile(atPath: out).hex
         let key = layout.versionObjectKey(collection: collection, kind: .patch, sha256: sha)
         _ = try store.put(key, file: out)
         patchFiles[key] = out
-        patches = [ManifestPatch(key: key, size: s.bytes, sha256: sha, fromRoot: Hex.encode(s.header.fromRoot),
-                                 toRoot: Hex.encode(s.header.toRoot), pageCount: s.header.toPageCount,
-                                 frames: Int(s.header.frameCount))]
+        patches = [
+            ManifestPatch(
+                key: key, size: s.bytes, sha256: sha, fromRoot: Hex.encode(s.header.fromRoot),
+                toRoot: Hex.encode(s.header.toRoot), pageCount: s.header.toPageCount,
+                frames: Int(s.header.frameCount))
+        ]
         return try writeVersion(Identifiers.make(after: head.version), resultSHA: nil, movePointer: true)
     }
 
@@ -152,9 +166,11 @@ final class PageVersionBuilder {
             collection: collection, version: v, parentVersion: head.version, createdAt: Date(), dimension: dimension,
             rowCount: rows, files: [], appliedRuns: applied, createdBy: head.createdBy, base: base,
             patches: patches,
-            result: ManifestResult(pageSize: hashes.pageSize, pageCount: hashes.pageCount,
-                                   pageRoot: Hex.encode(hashes.root), size: size, sha256: resultSHA))
-        _ = try store.put(layout.manifestKey(collection: collection, version: v), data: try StrataJSON.encoder().encode(m))
+            result: ManifestResult(
+                pageSize: hashes.pageSize, pageCount: hashes.pageCount,
+                pageRoot: Hex.encode(hashes.root), size: size, sha256: resultSHA))
+        _ = try store.put(
+            layout.manifestKey(collection: collection, version: v), data: try StrataJSON.encoder().encode(m))
         if movePointer { _ = try store.put(layout.pointerKey(collection), data: Pointer.body(version: v)) }
         head = m
         applied = []

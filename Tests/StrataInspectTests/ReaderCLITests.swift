@@ -11,12 +11,14 @@ import XCTest
 /// shared-directory mode of compact and query.
 final class ReaderCLITests: XCTestCase {
     func run(_ args: [String], store: String, env: [String: String] = [:]) throws -> TestPaths.ProcessResult {
-        try TestPaths.run([TestPaths.snapctl] + args,
-                          environment: ["STRATA_STORE": store, "STRATA_LOG_FORMAT": "json"].merging(env) { $1 })
+        try TestPaths.run(
+            [TestPaths.snapctl] + args,
+            environment: ["STRATA_STORE": store, "STRATA_LOG_FORMAT": "json"].merging(env) { $1 })
     }
 
     func json(_ r: TestPaths.ProcessResult) throws -> [String: Any] {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout + r.stderr)
+        try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout + r.stderr)
     }
 
     func testPullPinAndPresignOnPageVersions() throws {
@@ -53,8 +55,9 @@ final class ReaderCLITests: XCTestCase {
         XCTAssertEqual(try ReaderPins(store: s3, layout: w.layout).list("lines").pins, [])
 
         // pin, list, remove.
-        r = try run(["pin", "lines", b.expected.keys.sorted()[1], "--ttl", "2h", "--reason", "export", "--json"],
-                    store: url, env: e)
+        r = try run(
+            ["pin", "lines", b.expected.keys.sorted()[1], "--ttl", "2h", "--reason", "export", "--json"],
+            store: url, env: e)
         XCTAssertEqual(r.status, 0, r.stderr)
         let pinId = try XCTUnwrap(try json(r)["pinId"] as? String)
         XCTAssertNotNil(try s3.head(w.layout.pinKey(collection: "lines", pinId: pinId)))
@@ -82,9 +85,12 @@ final class ReaderCLITests: XCTestCase {
         let m = b.head
         for (i, ref) in m.objects(layout: w.layout).enumerated() {
             let path = out.file("presigned-\(i)")
-            let py = try TestPaths.run(["python3", "-c", "import urllib.request,sys; "
-                                        + "open(sys.argv[2],'wb').write(urllib.request.urlopen(sys.argv[1]).read())",
-                                        lines[i][1], path])
+            let py = try TestPaths.run([
+                "python3", "-c",
+                "import urllib.request,sys; "
+                    + "open(sys.argv[2],'wb').write(urllib.request.urlopen(sys.argv[1]).read())",
+                lines[i][1], path,
+            ])
             XCTAssertEqual(py.status, 0, py.stderr)
             XCTAssertEqual(try SHA256.hexOfFile(atPath: path).hex, ref.sha256, ref.name)
         }
@@ -100,8 +106,9 @@ final class ReaderCLITests: XCTestCase {
         var published: [String] = []
         for i in 0..<4 {
             try w.produce(["lines": (0..<20).map { .upsert("r\(i)-\($0)", w.row($0 + i * 20)) }])
-            let r = try run(["compact", "--collection", "lines", "--publish-dir", shared, "--publish-keep", "2", "--json"],
-                            store: url, env: e)
+            let r = try run(
+                ["compact", "--collection", "lines", "--publish-dir", shared, "--publish-keep", "2", "--json"],
+                store: url, env: e)
             XCTAssertEqual(r.status, 0, r.stderr)
             published.append(try Pointer.read(from: store, layout: w.layout, collection: "lines")!.version)
         }
@@ -115,12 +122,18 @@ final class ReaderCLITests: XCTestCase {
         XCTAssertTrue(filesEqual(root.path + "/pulled.sqlite3", dir.snapshotPath("lines", version: published.last!)))
         // Readers with no store at all.
         let noStore = ["STRATA_STORE": "", "STRATA_CACHE_DIR": root.path + "/nocache"]
-        r = try TestPaths.run([TestPaths.snapctl, "query", "lines", "--id", "r3-1", "-k", "3", "--json",
-                               "--publish-dir", shared], environment: noStore)
+        r = try TestPaths.run(
+            [
+                TestPaths.snapctl, "query", "lines", "--id", "r3-1", "-k", "3", "--json",
+                "--publish-dir", shared,
+            ], environment: noStore)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try json(r)["version"] as? String, published.last, r.stdout)
-        r = try TestPaths.run([TestPaths.snapctl, "pull", "lines", "--publish-dir", shared, "--to",
-                               root.path + "/dir.sqlite3"], environment: noStore)
+        r = try TestPaths.run(
+            [
+                TestPaths.snapctl, "pull", "lines", "--publish-dir", shared, "--to",
+                root.path + "/dir.sqlite3",
+            ], environment: noStore)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(filesEqual(root.path + "/dir.sqlite3", root.path + "/pulled.sqlite3"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: root.path + "/nocache"))
@@ -130,8 +143,11 @@ final class ReaderCLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try dir.latest("lines"), published.last)
         // An old version that is no longer kept is named as such.
-        r = try TestPaths.run([TestPaths.snapctl, "pull", "lines", published[0], "--publish-dir", shared, "--to",
-                               root.path + "/old.sqlite3"], environment: noStore)
+        r = try TestPaths.run(
+            [
+                TestPaths.snapctl, "pull", "lines", published[0], "--publish-dir", shared, "--to",
+                root.path + "/old.sqlite3",
+            ], environment: noStore)
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("is not in"), r.stderr)
     }

@@ -13,7 +13,9 @@ final class ReaderCacheTests: XCTestCase {
     /// A collection with a whole-file version from the real compactor, and a builder on top of it.
     func world(_ store: any ObjectStore, rows: Int = 300) throws -> (CompactionWorld, PageVersionBuilder) {
         let w = CompactionWorld(store: store)
-        try w.produce(["lines": (0..<rows).map { .upsert("r\($0)", w.row($0, doc: String(repeating: "d", count: 100))) }])
+        try w.produce([
+            "lines": (0..<rows).map { .upsert("r\($0)", w.row($0, doc: String(repeating: "d", count: 100))) }
+        ])
         XCTAssertNotNil(try w.compactor().compact(collection: "lines").newVersion)
         return (w, try PageVersionBuilder(store: store, layout: w.layout, collection: "lines"))
     }
@@ -92,7 +94,8 @@ final class ReaderCacheTests: XCTestCase {
         store.reset()
         let third = try c.open("lines")
         XCTAssertEqual(third.source, "patches")
-        XCTAssertEqual(store.gets, [pointer, Layout().manifestKey(collection: "lines", version: v3), b.patches.last!.key])
+        XCTAssertEqual(
+            store.gets, [pointer, Layout().manifestKey(collection: "lines", version: v3), b.patches.last!.key])
         XCTAssertEqual(third.downloadedBytes, b.patches.last!.size)
         XCTAssertLessThan(third.downloadedBytes, b.base.size / 2)
         XCTAssertTrue(filesEqual(third.path, b.expected[v3]!))
@@ -236,8 +239,9 @@ final class ReaderCacheTests: XCTestCase {
             let v = versions[i % versions.count]
             let out = dir.path + "/out-\(i).sqlite3"
             DispatchQueue.global().async(group: group) {
-                let r = try? TestPaths.run([TestPaths.snapctl, "pull", "lines", v, "--to", out, "--json"],
-                                           environment: env)
+                let r = try? TestPaths.run(
+                    [TestPaths.snapctl, "pull", "lines", v, "--to", out, "--json"],
+                    environment: env)
                 lock.withLock { results.all.append((v, out, r)) }
             }
         }
@@ -257,9 +261,12 @@ final class ReaderCacheTests: XCTestCase {
         XCTAssertEqual(left.filter { $0.contains("/tmp/") || $0.contains(".partial") }, [])
         XCTAssertEqual(left.filter { $0.hasSuffix(".json") }.count, versions.count)
         // The pulled file is a plain SQLite file any client opens.
-        let r = try TestPaths.run(["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
-                                   + ".execute('select count(*) from embeddings').fetchone()[0])",
-                                   dir.path + "/out-3.sqlite3"])
+        let r = try TestPaths.run([
+            "python3", "-c",
+            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
+                + ".execute('select count(*) from embeddings').fetchone()[0])",
+            dir.path + "/out-3.sqlite3",
+        ])
         XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(b.head.rowCount)", r.stderr)
     }
 
