@@ -270,6 +270,28 @@ final class ReaderCacheTests: XCTestCase {
         XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(b.head.rowCount)", r.stderr)
     }
 
+    /// A reader that crashed mid-way leaves temporary files and files without their JSON: they are
+    /// never served, and the next reader removes them and serves the version.
+    func testLeftoversOfACrashedReaderAreNeverServedAndAreRemoved() throws {
+        let (fs, dir) = try fileStore()
+        let (_, b) = try world(fs)
+        let v2 = try b.publish(rows: 20)
+        let c = cache(fs, dir.path + "/cache")
+        let first = try c.open("lines", version: b.expected.keys.sorted()[0])
+        let collectionDir = (first.path as NSString).deletingLastPathComponent + "/.."
+        first.close()
+        // A crash after the file was renamed into place but before its JSON: a truncated file.
+        let v = collectionDir + "/v/\(v2)"
+        try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: v + ".sqlite3"))
+        try Data(repeating: 7, count: 64).write(to: URL(fileURLWithPath: v + ".pagehashes"))
+        try Data("partial".utf8).write(to: URL(fileURLWithPath: collectionDir + "/tmp/\(v2)-1-abc.sqlite3.partial"))
+        let got = try c.open("lines", version: v2)
+        XCTAssertNotEqual(got.source, "cached")
+        XCTAssertTrue(filesEqual(got.path, b.expected[v2]!))
+        got.close()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: collectionDir + "/tmp"), [])
+    }
+
     /// Scripts/materialize_pages.py (stdlib only) gives the same file from the objects a manifest lists.
     func testThePythonMaterializerGivesTheSameFile() throws {
         let (fs, dir) = try fileStore()
