@@ -77,8 +77,25 @@ final class ReaderCLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertNil(try s3.head(w.layout.pinKey(collection: "lines", pinId: pinId)))
 
+        // verify --deep materializes the page version and checks it in full.
+        r = try run(["verify", "--collection", "lines", "--deep", "--json"], store: url, env: e)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+
+        // A rollback to a page version restores its rows (materialized from base and patches).
+        let target = b.expected.keys.sorted()[1]
+        r = try run(["rollback", "lines", target, "--reason", "test"], store: url, env: e)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let restored = try Pointer.read(from: s3, layout: w.layout, collection: "lines")!.version
+        let rm = try SnapshotManifest.fetch(from: s3, layout: w.layout, collection: "lines", version: restored)
+        let tm = try SnapshotManifest.fetch(from: s3, layout: w.layout, collection: "lines", version: target)
+        XCTAssertEqual(rm.rowCount, tm.rowCount)
+        r = try run(["get", "lines", "p1-0", "--version", restored], store: url, env: e)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try run(["get", "lines", "p2-0", "--version", restored], store: url, env: e)
+        XCTAssertEqual(r.status, 1, "a row of the version after the target is gone: \(r.stdout)")
+
         // presign: every object of the version in order, then its manifest; the URLs download them.
-        r = try run(["presign", "lines"], store: url, env: e)
+        r = try run(["presign", "lines", v3], store: url, env: e)
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = r.stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
         XCTAssertEqual(lines.map { $0[0] }, ["base", "patches[0]", "patches[1]", "manifest.json"])
