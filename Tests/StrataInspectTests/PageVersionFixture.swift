@@ -72,18 +72,35 @@ final class PageVersionBuilder {
         let before = present
         let result = try PageCapture.capture(database: working, hashes: hashes, patch: patchPath) { db in
             try db.execute("BEGIN")
+            // Snapshot format 2 (row writers and tombstones) names each row's writer; format 1 has no such columns.
+            var columns = Set<String>()
+            let info = try db.prepare("PRAGMA table_info(embeddings)")
+            while try info.step() { if let name = info.columnText(1) { columns.insert(name) } }
+            let writer = columns.contains("run_id")
+            let runId = "fixture-\(next)"
+            let runAt = StrataJSON.iso8601(Date())
             for i in 0..<rows {
                 try db.execute(
-                    "INSERT OR REPLACE INTO embeddings(id, embedding, document, metadata) VALUES "
+                    "INSERT OR REPLACE INTO embeddings(id, embedding, document, metadata"
+                        + (writer ? ", run_id, run_created_at" : "") + ") VALUES "
                         + "('p\(n)-\(i)', x'\(Self.blobHex(vector(n * 1000 + i)))', 'doc \(n)-\(i) "
-                        + String(repeating: "x", count: 200) + "', '{\"n\":\(n)}')")
+                        + String(repeating: "x", count: 200) + "', '{\"n\":\(n)}'"
+                        + (writer ? ", '\(runId)', '\(runAt)'" : "") + ")")
             }
             for id in overwrite {
                 try db.execute(
                     "UPDATE embeddings SET embedding = x'\(Self.blobHex(vector(n * 7919)))', "
-                        + "document = 'overwritten \(n)' WHERE id = '\(id)'")
+                        + "document = 'overwritten \(n)'"
+                        + (writer ? ", run_id = '\(runId)', run_created_at = '\(runAt)'" : "") + " WHERE id = '\(id)'")
             }
-            for id in deletes { try db.execute("DELETE FROM embeddings WHERE id = '\(id)'") }
+            for id in deletes {
+                try db.execute("DELETE FROM embeddings WHERE id = '\(id)'")
+                if writer {
+                    try db.execute(
+                        "INSERT OR REPLACE INTO tombstones(id, run_id, run_created_at) VALUES "
+                            + "('\(id)', '\(runId)', '\(runAt)')")
+                }
+            }
             let gone = Set(deletes).filter { before.contains($0) }.count
             try db.execute(
                 "INSERT INTO applied_runs(run_id, version, applied_at, upserts, deletes, new_ids, "
