@@ -28,26 +28,43 @@ final class PageVersionBuilder {
     private var hashes: PageHashList
     private var counter = 0
 
-    /// Starts from the version the pointer names (a whole-file version).
+    /// Starts from the version the pointer names: a whole-file version (its snapshot.sqlite3 is the
+    /// base), or a page version the compactor made (its base and chain continue).
     init(store: any ObjectStore, layout: Layout, collection: String) throws {
         self.store = store
         self.layout = layout
         self.collection = collection
         let v = try Pointer.read(from: store, layout: layout, collection: collection)!.version
         head = try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: v)
-        precondition(!head.isPageVersion, "start from a whole-file version")
         dimension = head.dimension
         working = dir.file("working.sqlite3")
-        let key = layout.versionFileKey(collection: collection, version: v, file: SnapshotFormat.fileName)
-        _ = try store.get(key, toFile: working)
-        hashes = try PageHashList.build(database: working, to: dir.file("working.pagehashes"))
-        let file = head.file(SnapshotFormat.fileName)!
-        base = ManifestBase(
-            key: key, size: file.size, sha256: file.sha256, pageSize: hashes.pageSize,
-            pageCount: hashes.pageCount, pageRoot: Hex.encode(hashes.root))
+        startedFromWholeFile = !head.isPageVersion
+        if let b = head.base {
+            var materializer = VersionMaterializer(store: store, layout: layout)
+            try materializer.materialize(head, to: working, hashList: dir.file("working.pagehashes"), scratch: dir.path)
+            hashes = try PageHashList.open(path: dir.file("working.pagehashes"))
+            base = b
+            patches = head.patches ?? []
+            for (i, p) in patches.enumerated() {
+                let path = dir.file("existing-\(i).strpatch")
+                _ = try store.get(p.key, toFile: path)
+                patchFiles[p.key] = path
+            }
+        } else {
+            let key = layout.versionFileKey(collection: collection, version: v, file: SnapshotFormat.fileName)
+            _ = try store.get(key, toFile: working)
+            hashes = try PageHashList.build(database: working, to: dir.file("working.pagehashes"))
+            let file = head.file(SnapshotFormat.fileName)!
+            base = ManifestBase(
+                key: key, size: file.size, sha256: file.sha256, pageSize: hashes.pageSize,
+                pageCount: hashes.pageCount, pageRoot: Hex.encode(hashes.root))
+        }
         expected[v] = dir.file("expected-\(v).sqlite3")
         try FileManager.default.copyItem(atPath: working, toPath: expected[v]!)
     }
+
+    /// Whether the first version was a whole-file version (format 1) rather than a page version.
+    let startedFromWholeFile: Bool
 
     var version: String { head.version }
 
