@@ -110,6 +110,7 @@ public final class Verifier {
             checkRuns(c, &st)
             checkFreshness(c, st)
             checkLease(c)
+            checkPins(c)
             checkCompactorStatus(c, publishedAt: nil)
             return
         }
@@ -139,6 +140,7 @@ public final class Verifier {
         checkRuns(c, &st)
         checkFreshness(c, st)
         checkLease(c)
+        checkPins(c)
         checkCompactorStatus(c, publishedAt: st.manifest?.createdAt)
     }
 

@@ -37,7 +37,7 @@ struct LsCommand: ParsableCommand {
                 let head = l.history.first
                 let oldest = l.pending.first?.createdDate.map { Date().timeIntervalSince($0) }
                 rows.append(Row(collection: c, version: l.pointerVersion, rows: head?.rowCount,
-                                bytes: head.map { $0.files.reduce(0) { $0 + $1.size } }, pending: l.pending.count,
+                                bytes: head.map(\.materializedSize), pending: l.pending.count,
                                 quarantined: l.quarantined.count, oldestPendingAgeSeconds: oldest))
             }
             if json { return try printJSON(rows) }
@@ -87,7 +87,7 @@ struct VersionsCommand: ParsableCommand {
             for v in try locator.versions(collection).reversed() {
                 let m = history.first { $0.version == v } ?? (try? locator.manifest(collection, version: v))
                 rows.append(Row(version: v, current: v == pointer, published: ancestry.contains(v), parent: m?.parentVersion,
-                                rows: m?.rowCount, bytes: m.map { $0.files.reduce(0) { $0 + $1.size } },
+                                rows: m?.rowCount, bytes: m.map(\.materializedSize),
                                 runsApplied: m?.appliedRuns.count, note: m?.note, createdAt: m?.createdAt))
             }
             if json { return try printJSON(rows) }
@@ -188,7 +188,7 @@ struct RunsCommand: ParsableCommand {
 struct PresignCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "presign",
-        abstract: "Presigned URLs for a version's files, so a reader without credentials can download it.",
+        abstract: "Presigned URLs for every object of a version and its manifest, for a reader without credentials.",
         discussion: "Example: snapctl presign lines --expires 2h > urls.txt")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Collection.") var collection: String
@@ -205,9 +205,11 @@ struct PresignCommand: ParsableCommand {
                 throw CLIError.failed("\(collection) has no pointer; name a version")
             }
             let m = try locator.manifest(collection, version: v)
-            for f in m.files + [FileEntry(name: Layout.manifestFileName, size: 0, sha256: "")] {
-                let key = layout.versionFileKey(collection: collection, version: v, file: f.name)
-                print("\(f.name)\t\(try S3Support.presign(store: store, key: key, put: false, expires: Int(seconds)))")
+            // Every object the version needs (a page version: base, then patches in order), manifest last.
+            let named = m.objects(layout: layout).map { ($0.name, $0.key) }
+                + [(Layout.manifestFileName, layout.manifestKey(collection: collection, version: v))]
+            for (name, key) in named {
+                print("\(name)\t\(try S3Support.presign(store: store, key: key, put: false, expires: Int(seconds)))")
             }
         }
     }
