@@ -18,6 +18,9 @@ release:
 # that the tests start on loopback and stop.
 test:
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	# The container test runs the shipped binary in an image; build it first (a nested build from
+	# inside `swift test` would wait for the build directory's lock forever).
+	$(SWIFT) build -c release --product snapctl --static-swift-stdlib $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build --disable-swift-testing $(BUILD_FLAGS)
 
 demo: release

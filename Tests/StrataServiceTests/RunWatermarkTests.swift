@@ -55,9 +55,13 @@ final class RunWatermarkTests: XCTestCase {
         let world = CompactionWorld(store: store)
         let dayAgo = Date().addingTimeInterval(-86_400)
         for i in 0..<1500 {
-            // Records of another collection (valid JSON is not needed to be listed; they are skipped).
+            // Records of another collection: listed by a full pass, read once, never pending here.
             let id = Identifiers.timestamp(millis: Int64(dayAgo.timeIntervalSince1970 * 1000) + Int64(i)) + "-000000000000"
-            try store.put(world.layout.runRecordKey(id), data: Data("{}".utf8))
+            let record = RunRecord(runId: id, createdAt: Identifiers.date(of: id)!, collections: [
+                .init(collection: "words", key: world.layout.deltaKey(collection: "words", runId: id), size: 10,
+                      sha256: String(repeating: "ab", count: 32), upserts: 1, deletes: 0, dimension: world.dimension),
+            ], labels: [:])
+            try store.put(world.layout.runRecordKey(id), data: try record.encoded())
         }
         try world.produce(["lines": [.upsert("a", world.row(1))]])
         let compactor = world.compactor { $0.runLookback = 600; $0.fullListingEvery = 3 }
