@@ -50,7 +50,7 @@ let package = Package(
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .target(name: "StrataInspect",
-                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataCompactor",
+                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataCompactor", "StrataPages",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .executableTarget(name: "snapctl",

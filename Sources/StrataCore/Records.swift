@@ -137,7 +137,12 @@ public struct VersionCreator: Codable, Sendable, Equatable {
 /// `manifest.json` of a snapshot version, uploaded after its files.
 public struct SnapshotManifest: Codable, Sendable, Equatable {
     public static let formatName = "strata-snapshot"
-    public static let currentMajor = 1
+    /// The newest major format version this build reads.
+    public static let currentMajor = 2
+    /// Format of a whole-file version (`files`), what every Strata reads.
+    public static let wholeFileMajor = 1
+    /// Format of a page version (`layout: "pages"`: `base`, `patches`, `result`).
+    public static let pagesMajor = 2
 
     public var format: String
     public var formatVersion: Int
@@ -157,12 +162,27 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     /// Why this version exists when it is not a plain compaction (e.g. "rollback to V: reason").
     public var note: String?
     public var createdBy: VersionCreator
+    /// Format 2 only: `"pages"`, a base file plus a chain of page patches (Records+Pages.swift).
+    public var layout: String?
+    /// Format 2 only: the whole SQLite file the chain starts from.
+    public var base: ManifestBase?
+    /// Format 2 only: the page patches, in the order they apply (empty for a version that is a new base).
+    public var patches: [ManifestPatch]?
+    /// Format 2 only: what identifies the materialized file.
+    public var result: ManifestResult?
 
+    /// A whole-file version (format 1, `files`); pass `base`, `patches` and `result` for a page version
+    /// (format 2, `layout: "pages"`, `files` empty).
     public init(collection: String, version: String, parentVersion: String?, createdAt: Date, dimension: Int,
                 rowCount: Int, files: [FileEntry], appliedRuns: [AppliedRun], rolledBackRuns: [String]? = nil,
-                requeuedRuns: [String]? = nil, note: String? = nil, createdBy: VersionCreator) {
+                requeuedRuns: [String]? = nil, note: String? = nil, createdBy: VersionCreator,
+                base: ManifestBase? = nil, patches: [ManifestPatch]? = nil, result: ManifestResult? = nil) {
         format = SnapshotManifest.formatName
-        formatVersion = SnapshotManifest.currentMajor
+        formatVersion = base == nil ? SnapshotManifest.wholeFileMajor : SnapshotManifest.pagesMajor
+        layout = base == nil ? nil : SnapshotManifest.pagesLayout
+        self.base = base
+        self.patches = base == nil ? patches : (patches ?? [])
+        self.result = result
         self.collection = collection
         self.version = version
         self.parentVersion = parentVersion
@@ -179,6 +199,31 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
 
     public func file(_ name: String) -> FileEntry? { files.first { $0.name == name } }
 
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decode(String.self, forKey: .format)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        collection = try c.decode(String.self, forKey: .collection)
+        version = try c.decode(String.self, forKey: .version)
+        parentVersion = try c.decodeIfPresent(String.self, forKey: .parentVersion)
+        createdAt = try c.decode(Date.self, forKey: .createdAt)
+        dimension = try c.decode(Int.self, forKey: .dimension)
+        rowCount = try c.decode(Int.self, forKey: .rowCount)
+        layout = try c.decodeIfPresent(String.self, forKey: .layout)
+        // A page version may leave `files` out; a whole-file version must list them.
+        files = formatVersion >= SnapshotManifest.pagesMajor
+            ? try c.decodeIfPresent([FileEntry].self, forKey: .files) ?? []
+            : try c.decode([FileEntry].self, forKey: .files)
+        appliedRuns = try c.decode([AppliedRun].self, forKey: .appliedRuns)
+        rolledBackRuns = try c.decodeIfPresent([String].self, forKey: .rolledBackRuns)
+        requeuedRuns = try c.decodeIfPresent([String].self, forKey: .requeuedRuns)
+        note = try c.decodeIfPresent(String.self, forKey: .note)
+        createdBy = try c.decode(VersionCreator.self, forKey: .createdBy)
+        base = try c.decodeIfPresent(ManifestBase.self, forKey: .base)
+        patches = try c.decodeIfPresent([ManifestPatch].self, forKey: .patches)
+        result = try c.decodeIfPresent(ManifestResult.self, forKey: .result)
+    }
+
     /// Reads and checks the manifest of `collection`'s `version`: it must exist and name itself.
     public static func fetch(from store: any ObjectStore, layout: Layout, collection: String, version: String) throws
         -> SnapshotManifest
@@ -193,23 +238,35 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
             throw StrataError(.corrupt, object: key, field: "collection/version",
                               message: "names \(m.collection)/\(m.version), not \(collection)/\(version)")
         }
+        try m.checkKeys(layout: layout, key: key)
         return m
     }
 
     /// Parses and checks a manifest read from `key`.
     public static func decode(_ data: Data, key: String) throws -> SnapshotManifest {
+        try decode(data, key: key, readsUpTo: currentMajor)
+    }
+
+    /// `decode(_:key:)` as a build that reads majors up to `readsUpTo` (tests use 1 to check what an
+    /// older reader says about a page version).
+    static func decode(_ data: Data, key: String, readsUpTo: Int) throws -> SnapshotManifest {
         struct Head: Decodable { var format: String?; var formatVersion: Int? }
         let head = try StrataJSON.decode(Head.self, from: data, object: key)
         guard head.format == formatName else {
             throw StrataError(.corrupt, object: key, field: "format",
                               message: "is \(head.format.map { "\"\($0)\"" } ?? "missing"), expected \"\(formatName)\"")
         }
-        guard let v = head.formatVersion, v <= currentMajor else {
+        guard let v = head.formatVersion, v <= readsUpTo else {
             throw StrataError(.unsupportedVersion, object: key, field: "formatVersion",
-                              message: "is \(head.formatVersion.map(String.init) ?? "missing"); this Strata reads up to \(currentMajor)",
+                              message: "is \(head.formatVersion.map(String.init) ?? "missing"); this Strata reads up to \(readsUpTo)",
                               fix: "upgrade snapctl to a release that reads format version \(head.formatVersion ?? 0)")
         }
-        return try StrataJSON.decode(SnapshotManifest.self, from: data, object: key)
+        guard v >= 1 else {
+            throw StrataError(.corrupt, object: key, field: "formatVersion", message: "is \(v); format versions start at 1")
+        }
+        let m = try StrataJSON.decode(SnapshotManifest.self, from: data, object: key)
+        try m.checkLayout(key: key)
+        return m
     }
 }
 

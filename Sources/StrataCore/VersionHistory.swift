@@ -68,9 +68,11 @@ public struct VersionHistory: Sendable {
                            problems: ["\(Layout.manifestFileName) names \(m.collection)/\(m.version) (\(mKey))"])
         }
         var problems: [String] = []
-        if m.files.isEmpty { problems.append("the manifest lists no files (\(mKey))") }
-        for f in m.files {
-            let key = layout.versionFileKey(collection: c, version: v, file: f.name)
+        if m.files.isEmpty && !m.isPageVersion { problems.append("the manifest lists no files (\(mKey))") }
+        do { try m.checkKeys(layout: layout, key: mKey) } catch let e as StrataError { problems.append(e.description) }
+        // A page version's base and patches, or a whole-file version's files.
+        for f in m.objects(layout: layout) {
+            let key = f.key
             guard let info = try store.head(key) else {
                 problems.append("\(f.name) is missing (\(key))")
                 continue

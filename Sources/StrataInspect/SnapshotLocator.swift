@@ -15,7 +15,7 @@ public struct LocatedSnapshot: Sendable {
 }
 
 /// Finds a collection's current (or a named) version and fetches its snapshot file, verified
-/// against the manifest's size and SHA-256. Read-only: used by `snapctl` get, query, show, verify
+/// against the manifest (a page version is materialized from its base and patches). Read-only: used by `snapctl` get, query, show, verify
 /// and rollback.
 public struct SnapshotLocator {
     public let store: any ObjectStore
@@ -49,21 +49,12 @@ public struct SnapshotLocator {
             etag = p.etag
         }
         let m = try manifest(collection, version: v!)
-        guard let entry = m.file(SnapshotFormat.fileName) else {
-            throw StrataError(.corrupt, object: layout.manifestKey(collection: collection, version: v!), field: "files",
-                              message: "lists no \(SnapshotFormat.fileName)")
-        }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/\(collection)-\(v!).sqlite3"
-        let key = layout.versionFileKey(collection: collection, version: v!, file: entry.name)
-        try store.get(key, toFile: path)
-        let (sha, size) = try SHA256.hexOfFile(atPath: path)
-        guard sha == entry.sha256, size == entry.size else {
-            try? FileManager.default.removeItem(atPath: path)
-            throw StrataError(.corrupt, object: key, field: "sha256",
-                              message: "is \(size) bytes with SHA-256 \(sha); the manifest says \(entry.size) bytes, \(entry.sha256)",
-                              fix: "run `snapctl verify --collection \(collection) --deep`; roll back to a good version")
-        }
+        // A whole-file version's snapshot.sqlite3, or a page version's base and patches, each checked
+        // against the manifest, and the result against its page root.
+        var materializer = VersionMaterializer(store: store, layout: layout)
+        try materializer.materialize(m, to: path, hashList: nil, scratch: directory)
         return LocatedSnapshot(collection: collection, version: v!, manifest: m, pointerETag: etag, path: path)
     }
 

@@ -17,5 +17,7 @@ extension Snapctl {
         RollbackCommand.self,
         GcCommand.self,
         PresignCommand.self,
+        PullCommand.self,
+        PinCommand.self,
     ]
 }

@@ -20,6 +20,10 @@ struct CompactorOptions: ParsableArguments {
         "How long deletes are kept as tombstones (e.g. 7d, 36h, 90m); runs created earlier are quarantined tooLate.",
         valueName: "duration"))
     var lateRunWindow: String = "7d"
+    @Option(help: ArgumentHelp("Also write each version, materialized, to DIR/{collection}/{version}/ (shared-directory mode).",
+                               valueName: "dir"))
+    var publishDir: String?
+    @Option(help: "Versions kept per collection in --publish-dir.") var publishKeep: Int = 3
 
     func settings(environment: [String: String]) throws -> CompactorSettings {
         var host = [CChar](repeating: 0, count: 256)
@@ -91,6 +95,8 @@ struct CompactCommand: ParsableCommand {
             var failed = false
             var attention = false
             var summaries: [CompactionSummary] = []
+            let publishDir = try PublishDirSupport(options: options, store: store, layout: layout,
+                                                   environment: global.environment)
             for c in collection {
                 do {
                     let s = try Progress.run("compacting \(c)", total: nil, json: json) {
@@ -99,6 +105,10 @@ struct CompactCommand: ParsableCommand {
                     summaries.append(s)
                     if !json { printSummary(s) }
                     if !s.runsQuarantined.isEmpty || s.runsDeferred > 0 { attention = true }
+                    do { try publishDir?.sync(s, logger: global.logger("strata.publish-dir")) } catch {
+                        failed = true
+                        FileHandle.standardError.write(Data("snapctl: \(c): could not write --publish-dir: \(describe(error).1)\n".utf8))
+                    }
                 } catch {
                     failed = true
                     let (_, text) = describe(error)
@@ -182,6 +192,8 @@ struct CompactorCommand: ParsableCommand {
                 compactor.reportRefusal(collections: list, error)  // leaves a status verify shows
                 throw error
             }
+            let publishDir = try PublishDirSupport(options: options, store: store, layout: layout,
+                                                   environment: global.environment)
             let stop = StopFlag()
             let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
                 signal(sig, SIG_IGN)
@@ -196,7 +208,13 @@ struct CompactorCommand: ParsableCommand {
             defer { sources.forEach { $0.cancel() } }
             let worker = CompactorWorker(
                 settings: .init(collections: list, pollInterval: poll, maxBackoff: maxBackoff, maxPasses: passes),
-                logger: logger) { c, stop in try compactor.compact(collection: c, stop: stop) }
+                logger: logger) { c, stop in
+                let s = try compactor.compact(collection: c, stop: stop)
+                do { try publishDir?.sync(s, logger: logger) } catch {
+                    logger.error("could not write the shared directory", metadata: ["collection": "\(c)", "error": "\(error)"])
+                }
+                return s
+            }
             worker.run(stop: stop)
         }
     }

@@ -8,9 +8,9 @@ struct GetCommand: ParsableCommand {
         commandName: "get",
         abstract: "Print rows of a collection's snapshot by id.",
         discussion: """
-            Downloads the pointer's version (or --version) to a temporary directory, verifies it
-            against its manifest, and prints each id's document and metadata (and its embedding
-            with --embedding). Nothing is left on disk afterwards.
+            Reads the pointer's version (or --version) through the reader cache (like query;
+            --publish-dir DIR for the compactor's shared directory), and prints each id's document
+            and metadata (and its embedding with --embedding).
 
             Exit status: 0 when every id was found, 1 when any is missing (they are listed on
             stderr, or under "missing" with --json) or the snapshot cannot be read, 2 for usage
@@ -21,6 +21,7 @@ struct GetCommand: ParsableCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var source: ReaderOptions
     @Argument(help: "Collection.") var collection: String
     @Argument(help: "Ids to print.") var ids: [String] = []
     @Option(help: "Version to read (default: the one the pointer names).") var version: String?
@@ -33,10 +34,8 @@ struct GetCommand: ParsableCommand {
             guard !ids.isEmpty else {
                 throw CLIError.usage("get needs at least one id: snapctl get \(collection) ID...")
             }
-            let (store, layout, _) = try global.openStore()
-            let (reader, snapshot) = try Progress.run("downloading \(collection)", total: nil, json: json) {
-                try SnapshotReader.fetch(collection, version: version, store: store, layout: layout)
-            }
+            let (reader, snapshot, cached) = try source.open(collection, version: version, global: global, json: json)
+            defer { cached?.close() }
             let found = try reader.rows(ids: ids)
             let foundIds = Set(found.map(\.id))
             var seen = Set<String>()

@@ -187,7 +187,7 @@ struct RunsCommand: ParsableCommand {
 struct PresignCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "presign",
-        abstract: "Presigned URLs for a version's files, so a reader without credentials can download it.",
+        abstract: "Presigned URLs for every object of a version and its manifest, for a reader without credentials.",
         discussion: "Example: snapctl presign lines --expires 2h > urls.txt")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Collection.") var collection: String
@@ -204,9 +204,11 @@ struct PresignCommand: ParsableCommand {
                 throw CLIError.failed("\(collection) has no pointer; name a version")
             }
             let m = try locator.manifest(collection, version: v)
-            for f in m.files + [FileEntry(name: Layout.manifestFileName, size: 0, sha256: "")] {
-                let key = layout.versionFileKey(collection: collection, version: v, file: f.name)
-                print("\(f.name)\t\(try S3Support.presign(store: store, key: key, put: false, expires: Int(seconds)))")
+            // Every object the version needs (a page version: base, then patches in order), manifest last.
+            let named = m.objects(layout: layout).map { ($0.name, $0.key) }
+                + [(Layout.manifestFileName, layout.manifestKey(collection: collection, version: v))]
+            for (name, key) in named {
+                print("\(name)\t\(try S3Support.presign(store: store, key: key, put: false, expires: Int(seconds)))")
             }
         }
     }

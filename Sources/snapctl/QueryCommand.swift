@@ -8,9 +8,12 @@ struct QueryCommand: ParsableCommand {
         commandName: "query",
         abstract: "Exact nearest neighbours of an id or a vector in a collection's snapshot.",
         discussion: """
-            Checks that a published snapshot answers: downloads the pointer's version (or
-            --version) to a temporary directory, verifies it against its manifest, and scores every
-            row (an exact scan, not an index). Nothing is left on disk afterwards.
+            Checks that a published snapshot answers: reads the pointer's version (or --version)
+            through the reader cache ($STRATA_CACHE_DIR, default ~/.cache/strata; verified against
+            its manifest; a cached version costs the pointer and the manifest, a newer one only
+            its new patches), and scores every row (an exact scan, not an index). The version is
+            pinned while it downloads (--no-pin: not). --publish-dir DIR reads the file the
+            compactor published there, with no store.
 
             The query is an id's own embedding (--id; the id itself is left out of the results) or
             a JSON array of numbers (--vector FILE, or - for stdin; {"embedding": [...]} works too).
@@ -30,6 +33,7 @@ struct QueryCommand: ParsableCommand {
             """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var source: ReaderOptions
     @Argument(help: "Collection.") var collection: String
     @Option(help: "Query with this id's embedding.") var id: String?
     @Option(help: ArgumentHelp("JSON file holding the query vector, or - for stdin.", valueName: "file"))
@@ -48,10 +52,8 @@ struct QueryCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let request = try parseRequest()
-            let (store, layout, _) = try global.openStore()
-            let (reader, snapshot) = try Progress.run("downloading \(collection)", total: nil, json: json) {
-                try SnapshotReader.fetch(collection, version: version, store: store, layout: layout)
-            }
+            let (reader, snapshot, cached) = try source.open(collection, version: version, global: global, json: json)
+            defer { cached?.close() }
             let query: [Float]
             var excluding: [String] = []
             if let id {

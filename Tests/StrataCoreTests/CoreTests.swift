@@ -92,7 +92,7 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(try SnapshotManifest.decode(data, key: "m"), manifest())
 
         var obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]
-        obj["formatVersion"] = 2
+        obj["formatVersion"] = 3
         XCTAssertThrowsError(try SnapshotManifest.decode(try JSONSerialization.data(withJSONObject: obj), key: "m")) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .unsupportedVersion, "\($0)")
         }
