@@ -46,7 +46,7 @@ let package = Package(
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .target(name: "StrataCompactor",
-                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle",
+                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle", "StrataPages",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .target(name: "StrataInspect",
@@ -70,7 +70,7 @@ let package = Package(
         // Test support: starts and stops a private SeaweedFS on loopback.
         .target(name: "StrataTestSupport",
                 dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataDelta", "StrataProducer",
-                               "StrataCompactor"],
+                               "StrataCompactor", "StrataInspect"],
                 path: "Tests/StrataTestSupport", swiftSettings: v5),
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
         .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], exclude: ["Fixtures"],

@@ -197,8 +197,10 @@ extension Verifier {
         var problems: [String] = []
         var checked: [String] = []
         var ev = VerifyEvidence()
-        for f in m.files {
-            let key = layout.versionFileKey(collection: c, version: m.version, file: f.name)
+        // A page version's base and patches, or a whole-file version's files: each present with the
+        // manifest's size; then the version is materialized, which checks each SHA-256 and the root.
+        for f in m.objects(layout: layout) {
+            let key = f.key
             do {
                 guard let info = try store.head(key) else {
                     problems.append("\(f.name) is missing (\(key))")
@@ -216,7 +218,7 @@ extension Verifier {
                 return nil
             }
         }
-        if m.file(SnapshotFormat.fileName) == nil {
+        if !m.isPageVersion, m.file(SnapshotFormat.fileName) == nil {
             problems.append("the manifest lists no \(SnapshotFormat.fileName)")
         }
         var snapshotPath: String? = nil
@@ -239,7 +241,9 @@ extension Verifier {
                     }
                 }
             } catch let e as StrataError where e.kind == .corrupt {
-                problems.append("\(SnapshotFormat.fileName): checksum mismatch: \(e.message) (\(e.object))")
+                problems.append("\(e.field ?? SnapshotFormat.fileName): checksum mismatch: \(e.message) (\(e.object))")
+            } catch let e as StrataError where e.kind == .notFound {
+                problems.append("\(e.field ?? "an object") is missing: \(e.message) (\(e.object))")
             } catch let e as StoreError where e.kind == .integrity {
                 problems.append("\(SnapshotFormat.fileName): checksum mismatch: \(e.message) (\(e.key ?? "?"))")
             } catch {
@@ -255,7 +259,10 @@ extension Verifier {
         if problems.isEmpty {
             add(
                 VerifyCheck.files, c, .passed,
-                "\(m.files.count) file\(m.files.count == 1 ? "" : "s") present with the manifest's sizes and SHA-256: "
+                (m.isPageVersion
+                    ? "base and \((m.patches ?? []).count) patch(es) present with the manifest's sizes and SHA-256, "
+                        + "materialized to its page root: "
+                    : "\(m.files.count) file\(m.files.count == 1 ? "" : "s") present with the manifest's sizes and SHA-256: ")
                     + checked.joined(separator: ", "), ev)
             return snapshotPath
         }
