@@ -92,7 +92,7 @@ let package = Package(
                     exclude: ["Fixtures"], swiftSettings: v5),
         .testTarget(name: "StrataInspectTests",
                     dependencies: ["StrataInspect", "StrataCompactor", "StrataProducer", "StrataFileStore", "StrataS3",
-                                   "StrataTestSupport"],
+                                   "StrataTestSupport", "StrataPages", "StrataDelta", "StrataCrypto"],
                     swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
     ]

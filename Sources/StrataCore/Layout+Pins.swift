@@ -36,8 +36,10 @@ public struct PinRecord: Codable, Sendable, Equatable {
     public var owner: String
     public var reason: String?
 
-    public init(pinId: String, collection: String, version: String, createdAt: Date, expiresAt: Date, owner: String,
-                reason: String? = nil) {
+    public init(
+        pinId: String, collection: String, version: String, createdAt: Date, expiresAt: Date, owner: String,
+        reason: String? = nil
+    ) {
         format = PinRecord.formatName
         formatVersion = PinRecord.currentMajor
         self.pinId = pinId
@@ -53,17 +55,23 @@ public struct PinRecord: Codable, Sendable, Equatable {
 
     /// Parses and checks a pin read from `key`: a newer major format is refused.
     public static func decode(_ data: Data, key: String) throws -> PinRecord {
-        struct Head: Decodable { var format: String?; var formatVersion: Int? }
+        struct Head: Decodable {
+            var format: String?
+            var formatVersion: Int?
+        }
         let head = try StrataJSON.decode(Head.self, from: data, object: key)
         guard head.format == formatName else {
-            throw StrataError(.corrupt, object: key, field: "format",
-                              message: "is \(head.format.map { "\"\($0)\"" } ?? "missing"), expected \"\(formatName)\"",
-                              fix: "remove it with `snapctl pin --remove` or `snapctl store rm`")
+            throw StrataError(
+                .corrupt, object: key, field: "format",
+                message: "is \(head.format.map { "\"\($0)\"" } ?? "missing"), expected \"\(formatName)\"",
+                fix: "remove it with `snapctl pin --remove` or `snapctl store rm`")
         }
         guard let v = head.formatVersion, v <= currentMajor else {
-            throw StrataError(.unsupportedVersion, object: key, field: "formatVersion",
-                              message: "is \(head.formatVersion.map(String.init) ?? "missing"); this Strata reads up to \(currentMajor)",
-                              fix: "upgrade snapctl to a release that reads pin format \(head.formatVersion ?? 0)")
+            throw StrataError(
+                .unsupportedVersion, object: key, field: "formatVersion",
+                message:
+                    "is \(head.formatVersion.map(String.init) ?? "missing"); this Strata reads up to \(currentMajor)",
+                fix: "upgrade snapctl to a release that reads pin format \(head.formatVersion ?? 0)")
         }
         return try StrataJSON.decode(PinRecord.self, from: data, object: key)
     }

@@ -118,8 +118,11 @@ extension SnapshotManifest {
             + (includingManifest ? [layout.manifestKey(collection: collection, version: version)] : [])
     }
 
-    /// Bytes of the materialized snapshot file: `result.size`, or the sum of a whole-file version's files.
-    public var materializedSize: Int64 { result?.size ?? files.reduce(0) { $0 + $1.size } }
+    /// Bytes of the materialized snapshot file: `result.size`, or a whole-file version's
+    /// `snapshot.sqlite3` (the sum of its files when it lists none by that name).
+    public var materializedSize: Int64 {
+        result?.size ?? files.first { $0.name == "snapshot.sqlite3" }?.size ?? files.reduce(0) { $0 + $1.size }
+    }
 
     /// Bytes a cold reader downloads: every object of the version.
     public var storedSize: Int64 {

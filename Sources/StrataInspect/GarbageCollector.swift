@@ -22,6 +22,10 @@ public struct GCPolicy: Sendable {
 public struct GCItem: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable {
         case version, unpublishedVersion, runRecord, delta, orphanDelta, quarantineRecord, incompleteUpload
+        /// A base or page patch under `{c}/snapshot/objects/` that no retained version or pin references.
+        case object
+        /// A reader pin that expired longer than the grace period ago.
+        case expiredPin
     }
     public var kind: Kind
     public var key: String
@@ -150,7 +154,34 @@ public final class GarbageCollector {
             if let v = newestComplete[c] { keepSet.insert(v) }
             let ancestry = Set(history.map(\.version))
             kept.append("\(c): \(keepSet.count) version(s) kept along the pointer's history")
-            for v in try locator.versions(c) where !keepSet.contains(v) {
+            // SPEC 14: an unexpired pin keeps its version (and so every object it references).
+            let pins = try pinned(c, items: &items, kept: &kept)
+            let allVersions = try locator.versions(c)
+            if pins.everything {
+                kept.append("\(c): every version and object kept: a pin cannot be read")
+                continue
+            }
+            for v in pins.versions.subtracting(keepSet) where allVersions.contains(v) {
+                keepSet.insert(v)
+                kept.append("\(c): version \(v) kept: pinned")
+            }
+            // Mark: every object a version that stays references (manifest base + patches, or a
+            // whole-file version's files). A whole-file version whose file is the base of a version
+            // that stays is kept whole.
+            var deleting = allVersions.filter { v in
+                !keepSet.contains(v) && old(history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v), policy.grace)
+            }
+            let marks = try mark(c, versions: allVersions.filter { !deleting.contains($0) }, history: history)
+            var marked = marks.keys
+            for v in deleting {
+                let prefix = layout.versionPrefix(collection: c, version: v)
+                if let used = try store.list(prefix: prefix).map(\.key).first(where: { marked.contains($0) }) {
+                    deleting.removeAll { $0 == v }
+                    marked.formUnion(try mark(c, versions: [v], history: history).keys)
+                    kept.append("\(c): version \(v) kept: \(used) is the base of a retained version")
+                }
+            }
+            for v in allVersions where deleting.contains(v) {
                 let created = history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v)
                 guard old(created, policy.grace) else { continue }
                 let kind: GCItem.Kind = ancestry.contains(v) ? .version : .unpublishedVersion
@@ -165,6 +196,18 @@ public final class GarbageCollector {
                 for k in files.filter({ $0 == manifest }) + files.filter({ $0 != manifest }) {
                     items.append(GCItem(kind: kind, key: k, reason: "version \(v): \(reason)"))
                 }
+            }
+            // Sweep the shared objects no mark names, older than the grace period (a publish in
+            // flight uploads its objects before its manifest). Nothing when a version's manifest
+            // could not be read: what it references is unknown.
+            if let why = marks.unknown {
+                kept.append("\(c): every object under \(layout.objectsPrefix(c)) kept: \(why)")
+                continue
+            }
+            for o in try store.list(prefix: layout.objectsPrefix(c)) where !marked.contains(o.key) {
+                guard old(o.lastModified, policy.grace) else { continue }
+                items.append(GCItem(kind: .object, key: o.key,
+                                    reason: "no retained version or pin references it, older than the grace period"))
             }
         }
 
@@ -198,6 +241,47 @@ public final class GarbageCollector {
             }
         }
         return GCPlan(items: items, kept: kept)
+    }
+
+    /// The versions unexpired pins name; expired pins past the grace period go in `items`.
+    private func pinned(_ c: String, items: inout [GCItem], kept: inout [String]) throws
+        -> (versions: Set<String>, everything: Bool)
+    {
+        let (pins, unreadable) = try ReaderPins(store: store, layout: layout).list(c)
+        var versions = Set<String>()
+        for p in pins {
+            if !p.isExpired(at: now) {
+                versions.insert(p.version)
+            } else if old(p.expiresAt, policy.grace) {
+                items.append(GCItem(kind: .expiredPin, key: layout.pinKey(collection: c, pinId: p.pinId),
+                                    reason: "pin of \(p.version) expired at \(StrataJSON.iso8601(p.expiresAt))"))
+            }
+        }
+        for u in unreadable { kept.append("\(c): unreadable pin \(u.key): \(u.problem)") }
+        return (versions, !unreadable.isEmpty)
+    }
+
+    /// Every object key `versions` reference; `unknown` says why some could not be known.
+    private func mark(_ c: String, versions: [String], history: [SnapshotManifest]) throws
+        -> (keys: Set<String>, unknown: String?)
+    {
+        var keys = Set<String>()
+        var unknown: String? = nil
+        for v in versions {
+            let m: SnapshotManifest
+            if let h = history.first(where: { $0.version == v }) {
+                m = h
+            } else {
+                let key = layout.manifestKey(collection: c, version: v)
+                guard let (data, _) = try store.getDataIfExists(key) else { continue }  // incomplete: references nothing yet
+                do { m = try SnapshotManifest.decode(data, key: key) } catch {
+                    unknown = "the manifest of \(v) cannot be read (\(error))"
+                    continue
+                }
+            }
+            keys.formUnion(m.objectKeys(layout: layout))
+        }
+        return (keys, unknown)
     }
 
     /// Deletes what `plan` lists, in its order. A run record and a manifest are deleted on their

@@ -3,7 +3,7 @@ import StrataCore
 import StrataDelta
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Shared-directory mode (the seed's EFS mode; Docs/FORMATS.md "Shared directory"): each new
@@ -53,12 +53,15 @@ public struct PublishDirectory: Sendable {
         try make(dir)
         let target = snapshotPath(m.collection, version: m.version)
         let size = (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int64) ?? nil
-        if size != m.materializedSize || !FileManager.default.fileExists(atPath: manifestPath(m.collection, version: m.version)) {
+        if size != m.materializedSize
+            || !FileManager.default.fileExists(atPath: manifestPath(m.collection, version: m.version))
+        {
             let tmp = "\(dir)/.\(SnapshotFormat.fileName).\(getpid())-\(UUID().uuidString.prefix(8))"
             defer { unlink(tmp) }
             do { try FileManager.default.copyItem(atPath: file, toPath: tmp) } catch {
-                throw StrataError(.io, object: tmp, message: "cannot copy \(file): \(error)",
-                                  fix: "check free space and permissions of \(root)")
+                throw StrataError(
+                    .io, object: tmp, message: "cannot copy \(file): \(error)",
+                    fix: "check free space and permissions of \(root)")
             }
             try fsyncPath(tmp)
             try rename(tmp, target)
@@ -87,42 +90,50 @@ public struct PublishDirectory: Sendable {
     }
 
     /// The file of `version` (default: `latest`'s) and its manifest, for a reader with no S3.
-    public func locate(_ c: String, version: String? = nil) throws -> (version: String, path: String,
-                                                                          manifest: SnapshotManifest)
-    {
+    public func locate(_ c: String, version: String? = nil) throws -> (
+        version: String, path: String,
+        manifest: SnapshotManifest
+    ) {
         guard let v = try version ?? latest(c) else {
-            throw StrataError(.notFound, object: latestPath(c), message: "no version of \(c) was published here",
-                              fix: "run the compactor with --publish-dir \(root), or read from the store without --publish-dir")
+            throw StrataError(
+                .notFound, object: latestPath(c), message: "no version of \(c) was published here",
+                fix: "run the compactor with --publish-dir \(root), or read from the store without --publish-dir")
         }
         let path = snapshotPath(c, version: v)
         let mPath = manifestPath(c, version: v)
-        guard FileManager.default.fileExists(atPath: path), let data = FileManager.default.contents(atPath: mPath) else {
-            throw StrataError(.notFound, object: path, message: "version \(v) of \(c) is not in \(root) (kept: the newest \(keep))",
-                              fix: "read the newest version (no VERSION), or read from the store without --publish-dir")
+        guard FileManager.default.fileExists(atPath: path), let data = FileManager.default.contents(atPath: mPath)
+        else {
+            throw StrataError(
+                .notFound, object: path, message: "version \(v) of \(c) is not in \(root) (kept: the newest \(keep))",
+                fix: "read the newest version (no VERSION), or read from the store without --publish-dir")
         }
         let m = try SnapshotManifest.decode(data, key: mPath)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil
         guard m.collection == c, m.version == v, size == m.materializedSize else {
-            throw StrataError(.corrupt, object: path, field: "size",
-                              message: "is \(size.map(String.init) ?? "unreadable") bytes; its manifest says "
-                                  + "\(m.materializedSize) for \(m.collection)/\(m.version)",
-                              fix: "the compactor writes it again on its next round; or read from the store")
+            throw StrataError(
+                .corrupt, object: path, field: "size",
+                message: "is \(size.map(String.init) ?? "unreadable") bytes; its manifest says "
+                    + "\(m.materializedSize) for \(m.collection)/\(m.version)",
+                fix: "the compactor writes it again on its next round; or read from the store")
         }
         return (v, path, m)
     }
 
     func make(_ dir: String) throws {
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw StrataError(.io, object: dir, message: "cannot create it: \(error)", fix: "check permissions of \(root)")
+            throw StrataError(
+                .io, object: dir, message: "cannot create it: \(error)", fix: "check permissions of \(root)")
         }
     }
 
     func writeAtomically(_ data: Data, to path: String) throws {
-        let tmp = (path as NSString).deletingLastPathComponent + "/.\((path as NSString).lastPathComponent)."
+        let tmp =
+            (path as NSString).deletingLastPathComponent + "/.\((path as NSString).lastPathComponent)."
             + "\(getpid())-\(UUID().uuidString.prefix(8))"
         defer { unlink(tmp) }
         do { try data.write(to: URL(fileURLWithPath: tmp)) } catch {
-            throw StrataError(.io, object: tmp, message: "cannot write it: \(error)", fix: "check permissions of \(root)")
+            throw StrataError(
+                .io, object: tmp, message: "cannot write it: \(error)", fix: "check permissions of \(root)")
         }
         try fsyncPath(tmp)
         try rename(tmp, path)
@@ -137,7 +148,8 @@ public struct PublishDirectory: Sendable {
 
     func rename(_ from: String, _ to: String) throws {
         guard Glibc.rename(from, to) == 0 else {
-            throw StrataError(.io, object: to, message: "cannot rename \(from) to it: \(String(cString: strerror(errno)))")
+            throw StrataError(
+                .io, object: to, message: "cannot rename \(from) to it: \(String(cString: strerror(errno)))")
         }
     }
 }

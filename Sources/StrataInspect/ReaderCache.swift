@@ -5,7 +5,7 @@ import StrataDelta
 import StrataPages
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Settings of the reader cache (Docs/FORMATS.md, "Reader cache").
@@ -31,13 +31,15 @@ public struct ReaderCacheSettings: Sendable {
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws
         -> ReaderCacheSettings
     {
-        let dir = env["STRATA_CACHE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        let dir =
+            env["STRATA_CACHE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (env["HOME"] ?? NSHomeDirectory()) + "/.cache/strata"
         var s = ReaderCacheSettings(directory: dir)
         if let raw = env["STRATA_CACHE_MAX_BYTES"], !raw.isEmpty {
             guard let n = ByteCount.parse(raw), n > 0 else {
-                throw StrataError(.invalidInput, object: "STRATA_CACHE_MAX_BYTES", message: "is \(raw.debugDescription)",
-                                  fix: "give a size such as 10G, 500M or 1073741824")
+                throw StrataError(
+                    .invalidInput, object: "STRATA_CACHE_MAX_BYTES", message: "is \(raw.debugDescription)",
+                    fix: "give a size such as 10G, 500M or 1073741824")
             }
             s.maxBytes = n
         }
@@ -49,8 +51,10 @@ public struct ReaderCacheSettings: Sendable {
 public enum ByteCount {
     public static func parse(_ s: String) -> Int64? {
         let t = s.trimmingCharacters(in: .whitespaces).uppercased()
-        let units: [(String, Int64)] = [("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10), ("G", 1 << 30),
-                                        ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+        let units: [(String, Int64)] = [
+            ("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10), ("G", 1 << 30),
+            ("M", 1 << 20), ("K", 1 << 10), ("B", 1),
+        ]
         for (u, f) in units where t.hasSuffix(u) {
             return Int64(t.dropLast(u.count)).map { $0 * f }
         }
@@ -75,8 +79,10 @@ public final class CachedVersion {
     public let downloadedObjects: Int
     private var fd: Int32
 
-    init(collection: String, version: String, manifest: SnapshotManifest, pointerETag: String?, path: String,
-         source: String, downloadedBytes: Int64, downloadedObjects: Int, fd: Int32) {
+    init(
+        collection: String, version: String, manifest: SnapshotManifest, pointerETag: String?, path: String,
+        source: String, downloadedBytes: Int64, downloadedObjects: Int, fd: Int32
+    ) {
         self.collection = collection
         self.version = version
         self.manifest = manifest
@@ -89,7 +95,8 @@ public final class CachedVersion {
     }
 
     public var located: LocatedSnapshot {
-        LocatedSnapshot(collection: collection, version: version, manifest: manifest, pointerETag: pointerETag, path: path)
+        LocatedSnapshot(
+            collection: collection, version: version, manifest: manifest, pointerETag: pointerETag, path: path)
     }
 
     /// Releases the lock; the cache may then evict the file.
@@ -176,9 +183,10 @@ public final class ReaderCache {
         var v = version
         if v == nil {
             guard let p = try Pointer.read(from: store, layout: layout, collection: collection) else {
-                throw StrataError(.notFound, object: layout.pointerKey(collection),
-                                  message: "collection \(collection) has no published version",
-                                  fix: "produce runs and run `snapctl compact --collection \(collection)`")
+                throw StrataError(
+                    .notFound, object: layout.pointerKey(collection),
+                    message: "collection \(collection) has no published version",
+                    fix: "produce runs and run `snapctl compact --collection \(collection)`")
             }
             v = p.version
             etag = p.etag
@@ -202,8 +210,9 @@ public final class ReaderCache {
         var pin: PinRecord? = nil
         if let ttl = pinTTL {
             do {
-                pin = try ReaderPins(store: store, layout: layout).pin(m.collection, version: m.version, ttl: ttl,
-                                                                        reason: "reading")
+                pin = try ReaderPins(store: store, layout: layout).pin(
+                    m.collection, version: m.version, ttl: ttl,
+                    reason: "reading")
             } catch {
                 warn("could not pin \(m.collection)/\(m.version) while reading (\(error)); continuing without a pin")
             }
@@ -212,10 +221,12 @@ public final class ReaderCache {
             if let pin { try? ReaderPins(store: store, layout: layout).remove(m.collection, pinId: pin.pinId) }
         }
         let (source, bytes, objects) = try materialize(m, dir: dir)
-        guard let served = try lookup(m, pointerETag: pointerETag, source: source, bytes: bytes, objects: objects) else {
-            throw StrataError(.io, object: entryPath(dir, m.version, "sqlite3"),
-                              message: "was materialized but is gone (evicted at once?)",
-                              fix: "check STRATA_CACHE_MAX_BYTES and the cache directory \(settings.directory)")
+        guard let served = try lookup(m, pointerETag: pointerETag, source: source, bytes: bytes, objects: objects)
+        else {
+            throw StrataError(
+                .io, object: entryPath(dir, m.version, "sqlite3"),
+                message: "was materialized but is gone (evicted at once?)",
+                fix: "check STRATA_CACHE_MAX_BYTES and the cache directory \(settings.directory)")
         }
         try evict(keeping: served.path)
         return served
@@ -229,8 +240,10 @@ public final class ReaderCache {
     }
 
     /// The cached version, held with a shared lock, when the cache has it and it matches `m`.
-    func lookup(_ m: SnapshotManifest, pointerETag: String?, source: String = "cached", bytes: Int64 = 0,
-                objects: Int = 0) throws -> CachedVersion? {
+    func lookup(
+        _ m: SnapshotManifest, pointerETag: String?, source: String = "cached", bytes: Int64 = 0,
+        objects: Int = 0
+    ) throws -> CachedVersion? {
         let dir = collectionDirectory(m.collection)
         let json = entryPath(dir, m.version, "json")
         let file = entryPath(dir, m.version, "sqlite3")
@@ -266,8 +279,9 @@ public final class ReaderCache {
         // Least recently used: the entry's mtime is when it was last served.
         utimes(json, nil)
         ok = true
-        return CachedVersion(collection: m.collection, version: m.version, manifest: m, pointerETag: pointerETag,
-                             path: file, source: source, downloadedBytes: bytes, downloadedObjects: objects, fd: fd)
+        return CachedVersion(
+            collection: m.collection, version: m.version, manifest: m, pointerETag: pointerETag,
+            path: file, source: source, downloadedBytes: bytes, downloadedObjects: objects, fd: fd)
     }
 
     /// Opens `path` with a shared lock; nil when it does not exist.
@@ -299,7 +313,8 @@ public final class ReaderCache {
             let patches = m.patches ?? []
             // The newest point of the chain a cached version stands at (a reader holding version N).
             var best: (entry: CacheEntry, from: Int)? = nil
-            for e in entries where e.pageRoot != nil && FileManager.default.fileExists(atPath: entryPath(dir, e.version, "pagehashes")) {
+            for e in entries
+            where e.pageRoot != nil && FileManager.default.fileExists(atPath: entryPath(dir, e.version, "pagehashes")) {
                 let roots = patches.map(\.fromRoot) + [m.result!.pageRoot]
                 let counts = [base.pageCount] + patches.map(\.pageCount)
                 if let i = roots.lastIndex(of: e.pageRoot!), counts[i] == e.pageCount, i > (best?.from ?? -1) {
@@ -318,8 +333,9 @@ public final class ReaderCache {
                 } catch {
                     // A patch is missing or damaged, or the cached file did not take it: start from the
                     // base (which names a damaged object again if that is what it was).
-                    warn("patches of \(m.version) on cached \(best.entry.version) failed (\(error)); "
-                         + "materializing from the base")
+                    warn(
+                        "patches of \(m.version) on cached \(best.entry.version) failed (\(error)); "
+                            + "materializing from the base")
                     unlink(outFile)
                     unlink(outList)
                 }
@@ -328,8 +344,9 @@ public final class ReaderCache {
                 let local = entries.first { $0.sha256 == base.sha256 && $0.size == base.size }
                 if let local, let fd = openShared(entryPath(dir, local.version, "sqlite3")) {
                     defer { Glibc.close(fd) }
-                    try mat.materialize(m, to: outFile, hashList: outList, scratch: tmp,
-                                        localBase: entryPath(dir, local.version, "sqlite3"))
+                    try mat.materialize(
+                        m, to: outFile, hashList: outList, scratch: tmp,
+                        localBase: entryPath(dir, local.version, "sqlite3"))
                     source = "base"
                 } else {
                     try mat.materialize(m, to: outFile, hashList: outList, scratch: tmp)
@@ -388,7 +405,12 @@ public final class ReaderCache {
 
     /// Evicts least recently served entries (all stores and collections) until the cache fits.
     func evict(keeping: String) throws {
-        struct Item { var dir: String; var version: String; var bytes: Int64; var used: Date }
+        struct Item {
+            var dir: String
+            var version: String
+            var bytes: Int64
+            var used: Date
+        }
         var items: [Item] = []
         let fm = FileManager.default
         let top = settings.directory + "/readers"
@@ -428,25 +450,29 @@ public final class ReaderCache {
 
     func makeDirectory(_ path: String) throws {
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: path, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch {
-            throw StrataError(.io, object: path, message: "cannot create the reader cache directory: \(error)",
-                              fix: "set STRATA_CACHE_DIR to a writable directory")
+            throw StrataError(
+                .io, object: path, message: "cannot create the reader cache directory: \(error)",
+                fix: "set STRATA_CACHE_DIR to a writable directory")
         }
     }
 
     func copy(_ from: String, to: String) throws {
         unlink(to)
         do { try FileManager.default.copyItem(atPath: from, toPath: to) } catch {
-            throw StrataError(.io, object: to, message: "cannot copy \(from): \(error)",
-                              fix: "check free space in \(settings.directory)")
+            throw StrataError(
+                .io, object: to, message: "cannot copy \(from): \(error)",
+                fix: "check free space in \(settings.directory)")
         }
     }
 
     func rename(_ from: String, _ to: String) throws {
         guard Glibc.rename(from, to) == 0 else {
-            throw StrataError(.io, object: to, message: "cannot rename \(from) to it: \(String(cString: strerror(errno)))")
+            throw StrataError(
+                .io, object: to, message: "cannot rename \(from) to it: \(String(cString: strerror(errno)))")
         }
     }
 }
@@ -458,8 +484,9 @@ final class FileLock {
     init(path: String, exclusive: Bool) throws {
         fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw StrataError(.io, object: path, message: "cannot open the lock file: \(String(cString: strerror(errno)))",
-                              fix: "set STRATA_CACHE_DIR to a writable directory")
+            throw StrataError(
+                .io, object: path, message: "cannot open the lock file: \(String(cString: strerror(errno)))",
+                fix: "set STRATA_CACHE_DIR to a writable directory")
         }
         while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {
             guard errno == EINTR else {

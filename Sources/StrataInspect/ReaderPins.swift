@@ -21,11 +21,14 @@ public struct ReaderPins {
 
     /// Pins `collection`'s `version` (which must have a manifest) for `ttl` seconds.
     @discardableResult
-    public func pin(_ collection: String, version: String, ttl: TimeInterval, owner: String? = nil,
-                    reason: String? = nil, now: Date = Date()) throws -> PinRecord {
+    public func pin(
+        _ collection: String, version: String, ttl: TimeInterval, owner: String? = nil,
+        reason: String? = nil, now: Date = Date()
+    ) throws -> PinRecord {
         guard ttl > 0 else {
-            throw StrataError(.invalidInput, object: "pin of \(collection)/\(version)", field: "ttl",
-                              message: "is \(ttl) s; a pin needs a positive lifetime", fix: "pass --ttl 1h")
+            throw StrataError(
+                .invalidInput, object: "pin of \(collection)/\(version)", field: "ttl",
+                message: "is \(ttl) s; a pin needs a positive lifetime", fix: "pass --ttl 1h")
         }
         _ = try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version)
         let record = PinRecord(
@@ -39,8 +42,9 @@ public struct ReaderPins {
     /// Removes a pin; removing one that is gone is not an error.
     public func remove(_ collection: String, pinId: String) throws {
         guard Identifiers.isValid(pinId) else {
-            throw StrataError(.invalidInput, object: "pin \"\(pinId)\"", field: "pin_id",
-                              message: "is not a pin id", fix: "list pins with `snapctl pin --list \(collection)`")
+            throw StrataError(
+                .invalidInput, object: "pin \"\(pinId)\"", field: "pin_id",
+                message: "is not a pin id", fix: "list pins with `snapctl pin --list \(collection)`")
         }
         try store.delete(layout.pinKey(collection: collection, pinId: pinId))
     }

@@ -10,8 +10,9 @@ extension SnapshotReader {
         -> (reader: SnapshotReader, cached: CachedVersion)
     {
         let cached = try cache.open(collection, version: version)
-        let reader = try checked(path: cached.path, collection: collection, manifest: cached.manifest,
-                                 object: "snapshot \(cached.path) (\(collection)/\(cached.version))")
+        let reader = try checked(
+            path: cached.path, collection: collection, manifest: cached.manifest,
+            object: "snapshot \(cached.path) (\(collection)/\(cached.version))")
         return (reader, cached)
     }
 
@@ -29,12 +30,14 @@ extension SnapshotReader {
     {
         let reader = try SnapshotReader(path: path)
         guard reader.collection == collection else {
-            throw StrataError(.corrupt, object: object, field: "meta.collection",
-                              message: "is \(reader.collection), expected \(collection)")
+            throw StrataError(
+                .corrupt, object: object, field: "meta.collection",
+                message: "is \(reader.collection), expected \(collection)")
         }
         guard reader.dimension == manifest.dimension else {
-            throw StrataError(.corrupt, object: object, field: "meta.dimension",
-                              message: "is \(reader.dimension); the manifest says \(manifest.dimension)")
+            throw StrataError(
+                .corrupt, object: object, field: "meta.dimension",
+                message: "is \(reader.dimension); the manifest says \(manifest.dimension)")
         }
         return reader
     }

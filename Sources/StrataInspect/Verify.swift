@@ -102,6 +102,7 @@ public final class Verifier {
             checkRuns(c, &st)
             checkFreshness(c, st)
             checkLease(c)
+            checkPins(c)
             checkCompactorStatus(c, publishedAt: nil)
             return
         }
@@ -127,6 +128,7 @@ public final class Verifier {
         checkRuns(c, &st)
         checkFreshness(c, st)
         checkLease(c)
+        checkPins(c)
         checkCompactorStatus(c, publishedAt: st.manifest?.createdAt)
     }
 

@@ -48,7 +48,8 @@ public struct VersionMaterializer {
             unlink(path)
             throw StrataError(
                 .corrupt, object: ref.key, field: size == ref.size ? "\(ref.name).sha256" : "\(ref.name).size",
-                message: "is \(size) bytes with SHA-256 \(sha); \(manifestKey(m)) says \(ref.size) bytes, \(ref.sha256)",
+                message:
+                    "is \(size) bytes with SHA-256 \(sha); \(manifestKey(m)) says \(ref.size) bytes, \(ref.sha256)",
                 fix: fix(m))
         }
     }
@@ -71,8 +72,9 @@ public struct VersionMaterializer {
         guard let base = m.base else {
             // A whole-file version: its one snapshot file.
             guard let file = objects.first(where: { $0.name == SnapshotFormat.fileName }) else {
-                throw StrataError(.corrupt, object: manifestKey(m), field: "files",
-                                  message: "lists no \(SnapshotFormat.fileName)", fix: fix(m))
+                throw StrataError(
+                    .corrupt, object: manifestKey(m), field: "files",
+                    message: "lists no \(SnapshotFormat.fileName)", fix: fix(m))
             }
             try download(file, of: m, to: partial)
             if let hashList { _ = try PageHashList.build(database: partial, to: hashList) }
@@ -107,8 +109,9 @@ public struct VersionMaterializer {
             result = try PagePatchChain.apply(chain, onto: basePath, hashes: hashes)
             try rename(basePath, partial)
         } else {
-            result = try PagePatchChain.materialize(base: basePath, baseObject: base.key, chain: chain, to: partial,
-                                                    hashList: listPath)
+            result = try PagePatchChain.materialize(
+                base: basePath, baseObject: base.key, chain: chain, to: partial,
+                hashList: listPath)
         }
         try checkResult(result, m, file: partial)
         try rename(partial, output)
@@ -140,7 +143,8 @@ public struct VersionMaterializer {
         guard root == base.pageRoot, hashes.pageCount == base.pageCount, hashes.pageSize == base.pageSize else {
             throw StrataError(
                 .corrupt, object: base.key, field: "base.pageRoot",
-                message: "has page root \(root) (\(hashes.pageCount) pages of \(hashes.pageSize) B); \(manifestKey(m)) says "
+                message:
+                    "has page root \(root) (\(hashes.pageCount) pages of \(hashes.pageSize) B); \(manifestKey(m)) says "
                     + "\(base.pageRoot) (\(base.pageCount) pages of \(base.pageSize) B)",
                 fix: fix(m))
         }
@@ -158,21 +162,24 @@ public struct VersionMaterializer {
         }
         let size = try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int64 ?? -1
         guard size == result.size else {
-            throw StrataError(.corrupt, object: manifestKey(m), field: "result.size",
-                              message: "says \(result.size) bytes; the materialized file has \(size)", fix: fix(m))
+            throw StrataError(
+                .corrupt, object: manifestKey(m), field: "result.size",
+                message: "says \(result.size) bytes; the materialized file has \(size)", fix: fix(m))
         }
         if let sha = result.sha256, !(m.patches ?? []).isEmpty {
             let (got, _) = try SHA256.hexOfFile(atPath: file)
             guard got == sha else {
-                throw StrataError(.corrupt, object: manifestKey(m), field: "result.sha256",
-                                  message: "says \(sha); the materialized file has \(got)", fix: fix(m))
+                throw StrataError(
+                    .corrupt, object: manifestKey(m), field: "result.sha256",
+                    message: "says \(sha); the materialized file has \(got)", fix: fix(m))
             }
         }
     }
 
     func rename(_ from: String, _ to: String) throws {
         guard Foundation.rename(from, to) == 0 else {
-            throw StrataError(.io, object: to, message: "cannot rename \(from) to it: \(String(cString: strerror(errno)))")
+            throw StrataError(
+                .io, object: to, message: "cannot rename \(from) to it: \(String(cString: strerror(errno)))")
         }
     }
 }

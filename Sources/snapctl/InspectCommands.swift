@@ -37,7 +37,7 @@ struct LsCommand: ParsableCommand {
                 let head = l.history.first
                 let oldest = l.pending.first?.createdDate.map { Date().timeIntervalSince($0) }
                 rows.append(Row(collection: c, version: l.pointerVersion, rows: head?.rowCount,
-                                bytes: head.map { $0.files.reduce(0) { $0 + $1.size } }, pending: l.pending.count,
+                                bytes: head.map(\.materializedSize), pending: l.pending.count,
                                 quarantined: l.quarantined.count, oldestPendingAgeSeconds: oldest))
             }
             if json { return try printJSON(rows) }
@@ -87,7 +87,7 @@ struct VersionsCommand: ParsableCommand {
             for v in try locator.versions(collection).reversed() {
                 let m = history.first { $0.version == v } ?? (try? locator.manifest(collection, version: v))
                 rows.append(Row(version: v, current: v == pointer, published: ancestry.contains(v), parent: m?.parentVersion,
-                                rows: m?.rowCount, bytes: m.map { $0.files.reduce(0) { $0 + $1.size } },
+                                rows: m?.rowCount, bytes: m.map(\.materializedSize),
                                 runsApplied: m?.appliedRuns.count, note: m?.note, createdAt: m?.createdAt))
             }
             if json { return try printJSON(rows) }

@@ -47,7 +47,9 @@ struct PinCommand: ParsableCommand {
                         print("\(p.pinId)  \(p.version)  \(state)  \(p.owner)\(p.reason.map { "  \($0)" } ?? "")")
                     }
                 }
-                for b in bad { FileHandle.standardError.write(Data("snapctl: UNREADABLE \(b.key): \(b.problem)\n".utf8)) }
+                for b in bad {
+                    FileHandle.standardError.write(Data("snapctl: UNREADABLE \(b.key): \(b.problem)\n".utf8))
+                }
                 return
             }
             if let remove {
@@ -58,15 +60,17 @@ struct PinCommand: ParsableCommand {
             let seconds = try parseDuration(ttl, option: "--ttl")
             guard seconds > 0 else { throw CLIError.usage("--ttl \(ttl): a pin needs a positive lifetime") }
             if let version, !Identifiers.isValid(version) { throw CLIError.usage("\(version) is not a version id") }
-            guard let v = try version ?? Pointer.read(from: store, layout: layout, collection: collection)?.version else {
+            guard let v = try version ?? Pointer.read(from: store, layout: layout, collection: collection)?.version
+            else {
                 throw CLIError.failed("\(collection) has no pointer; name a version")
             }
             let p = try pins.pin(collection, version: v, ttl: seconds, owner: nil, reason: reason)
             if json {
                 print(String(decoding: try StrataJSON.encoder().encode(p), as: UTF8.self))
             } else {
-                print("pinned \(collection) \(v) until \(StrataJSON.iso8601(p.expiresAt)) (pin \(p.pinId); "
-                      + "remove with `snapctl pin \(collection) --remove \(p.pinId)`)")
+                print(
+                    "pinned \(collection) \(v) until \(StrataJSON.iso8601(p.expiresAt)) (pin \(p.pinId); "
+                        + "remove with `snapctl pin \(collection) --remove \(p.pinId)`)")
             }
         }
     }

@@ -24,13 +24,19 @@ struct PublishDirSupport {
     func sync(_ s: CompactionSummary, logger: Logger) throws {
         guard let v = s.newVersion ?? s.baseVersion else { return }
         if (try? directory.latest(s.collection)) == v,
-           FileManager.default.fileExists(atPath: directory.snapshotPath(s.collection, version: v)) { return }
+            FileManager.default.fileExists(atPath: directory.snapshotPath(s.collection, version: v))
+        {
+            return
+        }
         let cached = try cache.open(s.collection, version: v)
         defer { cached.close() }
         try directory.publish(cached.manifest, file: cached.path)
-        logger.info("published to the shared directory", metadata: [
-            "collection": "\(s.collection)", "version": "\(v)", "path": "\(directory.snapshotPath(s.collection, version: v))",
-            "downloaded_bytes": "\(cached.downloadedBytes)",
-        ])
+        logger.info(
+            "published to the shared directory",
+            metadata: [
+                "collection": "\(s.collection)", "version": "\(v)",
+                "path": "\(directory.snapshotPath(s.collection, version: v))",
+                "downloaded_bytes": "\(cached.downloadedBytes)",
+            ])
     }
 }

@@ -53,7 +53,8 @@ struct PullCommand: ParsableCommand {
             unlink(partial)
             do { try FileManager.default.copyItem(atPath: path, toPath: partial) } catch {
                 unlink(partial)
-                throw StrataError(.io, object: to, message: "cannot write it: \(error)", fix: "check the path and free space")
+                throw StrataError(
+                    .io, object: to, message: "cannot write it: \(error)", fix: "check the path and free space")
             }
             guard rename(partial, to) == 0 else {
                 let e = String(cString: strerror(errno))
@@ -69,9 +70,10 @@ struct PullCommand: ParsableCommand {
             if json {
                 print(jsonLine(obj, pretty: true))
             } else {
-                print("\(collection) \(m.version): \(m.rowCount) rows, \(m.materializedSize) bytes -> \(to) "
-                      + "(\(cached?.source ?? "directory"); downloaded \(cached?.downloadedBytes ?? 0) bytes in "
-                      + "\(cached?.downloadedObjects ?? 0) objects)")
+                print(
+                    "\(collection) \(m.version): \(m.rowCount) rows, \(m.materializedSize) bytes -> \(to) "
+                        + "(\(cached?.source ?? "directory"); downloaded \(cached?.downloadedBytes ?? 0) bytes in "
+                        + "\(cached?.downloadedObjects ?? 0) objects)")
             }
         }
     }

@@ -6,8 +6,10 @@ import StrataInspect
 /// How `query`, `get` and `pull` find a version: through the reader cache (default), or in a
 /// shared directory the compactor writes (`--publish-dir`, no store needed).
 struct ReaderOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Read the version the compactor published to this shared directory (no store).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Read the version the compactor published to this shared directory (no store).",
+            valueName: "dir"))
     var publishDir: String?
     @Flag(help: "Do not pin the version while downloading it.") var noPin = false
 
@@ -15,8 +17,9 @@ struct ReaderOptions: ParsableArguments {
     static let readPinTTL: TimeInterval = 3600
 
     func cache(store: any ObjectStore, layout: Layout, environment: [String: String]) throws -> ReaderCache {
-        let cache = ReaderCache(store: store, layout: layout, settings: try ReaderCacheSettings.fromEnvironment(environment),
-                                pinTTL: noPin ? nil : ReaderOptions.readPinTTL)
+        let cache = ReaderCache(
+            store: store, layout: layout, settings: try ReaderCacheSettings.fromEnvironment(environment),
+            pinTTL: noPin ? nil : ReaderOptions.readPinTTL)
         cache.warn = { FileHandle.standardError.write(Data("snapctl: warning: \($0)\n".utf8)) }
         return cache
     }
@@ -26,8 +29,9 @@ struct ReaderOptions: ParsableArguments {
         -> (reader: SnapshotReader, snapshot: LocatedSnapshot, cached: CachedVersion?)
     {
         if let publishDir {
-            let (reader, snapshot) = try SnapshotReader.open(collection, version: version,
-                                                             directory: PublishDirectory(root: publishDir))
+            let (reader, snapshot) = try SnapshotReader.open(
+                collection, version: version,
+                directory: PublishDirectory(root: publishDir))
             return (reader, snapshot, nil)
         }
         let (store, layout, _) = try global.openStore()

@@ -19,9 +19,11 @@ final class ManifestPagesTests: XCTestCase {
             let sha = String(repeating: Character(String(i + 1)), count: 64)
             let to = String(repeating: Character(["a", "c", "d", "e"][i % 4]), count: 63) + "\(i)"
             pages += 1
-            patches.append(ManifestPatch(key: layout.versionObjectKey(collection: "lines", kind: .patch, sha256: sha),
-                                         size: 100 + Int64(i), sha256: sha, fromRoot: root, toRoot: to,
-                                         pageCount: pages, frames: 3))
+            patches.append(
+                ManifestPatch(
+                    key: layout.versionObjectKey(collection: "lines", kind: .patch, sha256: sha),
+                    size: 100 + Int64(i), sha256: sha, fromRoot: root, toRoot: to,
+                    pageCount: pages, frames: 3))
             root = to
         }
         return SnapshotManifest(
@@ -29,16 +31,18 @@ final class ManifestPagesTests: XCTestCase {
             dimension: 4, rowCount: 5, files: [],
             appliedRuns: [AppliedRun(runId: "R", upserts: 1, deletes: 0, newIds: 1, deletedExisting: 0)],
             createdBy: creator,
-            base: ManifestBase(key: layout.versionObjectKey(collection: "lines", kind: .base, sha256: baseSHA),
-                               size: 40960, sha256: baseSHA, pageSize: 4096, pageCount: 10, pageRoot: hex("0")),
+            base: ManifestBase(
+                key: layout.versionObjectKey(collection: "lines", kind: .base, sha256: baseSHA),
+                size: 40960, sha256: baseSHA, pageSize: 4096, pageCount: 10, pageRoot: hex("0")),
             patches: patches,
             result: ManifestResult(pageSize: 4096, pageCount: pages, pageRoot: root, size: 4096 * Int64(pages)))
     }
 
     func wholeManifest() -> SnapshotManifest {
-        SnapshotManifest(collection: "lines", version: "V1", parentVersion: nil, createdAt: Date(timeIntervalSince1970: 1),
-                         dimension: 4, rowCount: 3, files: [FileEntry(name: "snapshot.sqlite3", size: 10, sha256: hex("f"))],
-                         appliedRuns: [], createdBy: creator)
+        SnapshotManifest(
+            collection: "lines", version: "V1", parentVersion: nil, createdAt: Date(timeIntervalSince1970: 1),
+            dimension: 4, rowCount: 3, files: [FileEntry(name: "snapshot.sqlite3", size: 10, sha256: hex("f"))],
+            appliedRuns: [], createdBy: creator)
     }
 
     func json(_ m: SnapshotManifest) throws -> [String: Any] {
@@ -112,8 +116,11 @@ final class ManifestPagesTests: XCTestCase {
 
     func testAFormat1ReaderRefusesAPageVersionClearly() throws {
         let data = try StrataJSON.encoder().encode(pageManifest())
-        XCTAssertThrowsError(try SnapshotManifest.decode(data, key: "lines/snapshot/timestamped/V3/manifest.json",
-                                                         readsUpTo: 1)) {
+        XCTAssertThrowsError(
+            try SnapshotManifest.decode(
+                data, key: "lines/snapshot/timestamped/V3/manifest.json",
+                readsUpTo: 1)
+        ) {
             let e = $0 as? StrataError
             XCTAssertEqual(e?.kind, .unsupportedVersion)
             XCTAssertEqual(e?.field, "formatVersion")
@@ -212,18 +219,24 @@ final class ManifestPagesTests: XCTestCase {
 
     func testObjectKeysListEveryObjectAVersionNeedsInOrder() {
         let m = pageManifest(patches: 3)
-        XCTAssertEqual(m.objectKeys(layout: layout),
-                       [m.base!.key] + m.patches!.map(\.key))
+        XCTAssertEqual(
+            m.objectKeys(layout: layout),
+            [m.base!.key] + m.patches!.map(\.key))
         XCTAssertEqual(m.objects(layout: layout).map(\.role), [.base, .patch, .patch, .patch])
         XCTAssertEqual(m.objects(layout: layout).map(\.name), ["base", "patches[0]", "patches[1]", "patches[2]"])
-        XCTAssertEqual(m.objectKeys(layout: layout, includingManifest: true).last,
-                       "p/lines/snapshot/timestamped/V3/manifest.json")
+        XCTAssertEqual(
+            m.objectKeys(layout: layout, includingManifest: true).last,
+            "p/lines/snapshot/timestamped/V3/manifest.json")
         XCTAssertEqual(m.storedSize, 40960 + 100 + 101 + 102)
         XCTAssertEqual(m.materializedSize, 4096 * 13)
         let w = wholeManifest()
-        XCTAssertEqual(w.objects(layout: layout),
-                       [VersionObjectRef(key: "p/lines/snapshot/timestamped/V1/snapshot.sqlite3", size: 10,
-                                         sha256: hex("f"), role: .file, name: "snapshot.sqlite3")])
+        XCTAssertEqual(
+            w.objects(layout: layout),
+            [
+                VersionObjectRef(
+                    key: "p/lines/snapshot/timestamped/V1/snapshot.sqlite3", size: 10,
+                    sha256: hex("f"), role: .file, name: "snapshot.sqlite3")
+            ])
         XCTAssertEqual(w.materializedSize, 10)
     }
 }
