@@ -28,6 +28,8 @@ bench: release
 
 lint:
 	swift-format lint --recursive --configuration .swift-format Sources Tests
+	hadolint Infra/Dockerfile Infra/Dockerfile.runtime
+	cfn-lint Infra/cloudformation/strata.yaml
 
 clean:
 	rm -rf .build

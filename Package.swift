@@ -16,10 +16,16 @@ let package = Package(
         .library(name: "StrataCore", targets: ["StrataCore"]),
         .library(name: "StrataS3", targets: ["StrataS3"]),
         .library(name: "StrataProducer", targets: ["StrataProducer"]),
+        .library(name: "StrataFileStore", targets: ["StrataFileStore"]),
+        .library(name: "StrataEmbed", targets: ["StrataEmbed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian packages, each behind a system-library target with a thin shim.
@@ -41,8 +47,10 @@ let package = Package(
         // Page patches (Docs/design/0002-page-patch-versions.md): capture, apply, merge, page hashes.
         .target(name: "StrataPages", dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "CSQLite", "CZlib"],
                 swiftSettings: v5),
+        // The OpenAI-compatible embeddings client (over StrataS3's libcurl HTTP client) and its spool.
+        .target(name: "StrataEmbed", dependencies: ["StrataCore", "StrataCrypto", "StrataS3"], swiftSettings: v5),
         .target(name: "StrataProducer",
-                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle",
+                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle", "StrataEmbed",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .target(name: "StrataCompactor",
@@ -55,14 +63,19 @@ let package = Package(
                 swiftSettings: v5),
         .executableTarget(name: "snapctl",
                           dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
-                                         "StrataCompactor", "StrataInspect",
+                                         "StrataCompactor", "StrataInspect", "StrataEmbed", "StrataService",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")],
                           swiftSettings: v5),
-        .executableTarget(name: "strata-bench",
-                          dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
-                                         "StrataCompactor", "StrataCrypto", "StrataTestSupport"],
-                          swiftSettings: v5),
+        // The compactor as a long-running service: metrics, health, lifecycle, many workers.
+        .target(name: "StrataService",
+                dependencies: ["StrataCore", "StrataCompactor",
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Metrics", package: "swift-metrics"),
+                               .product(name: "Prometheus", package: "swift-prometheus"),
+                               .product(name: "FlyingFox", package: "FlyingFox"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                swiftSettings: v5),
 
         .executableTarget(name: "strata-pages-bench",
                           dependencies: ["StrataPages", "StrataDelta", "StrataCrypto", "CSQLite"], swiftSettings: v5),
@@ -70,7 +83,7 @@ let package = Package(
         // Test support: starts and stops a private SeaweedFS on loopback.
         .target(name: "StrataTestSupport",
                 dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataDelta", "StrataProducer",
-                               "StrataCompactor", "StrataInspect"],
+                               "StrataCompactor", "StrataEmbed", "StrataInspect"],
                 path: "Tests/StrataTestSupport", swiftSettings: v5),
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
         .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], exclude: ["Fixtures"],
@@ -95,5 +108,13 @@ let package = Package(
                                    "StrataTestSupport", "StrataPages", "StrataDelta", "StrataCrypto"],
                     swiftSettings: v5),
         .testTarget(name: "SnapctlTests", dependencies: ["StrataTestSupport"], swiftSettings: v5),
+        .testTarget(name: "StrataEmbedTests",
+                    dependencies: ["StrataEmbed", "StrataProducer", "StrataFileStore", "StrataCompactor", "StrataDelta",
+                                   "StrataTestSupport"],
+                    swiftSettings: v5),
+        .testTarget(name: "StrataServiceTests",
+                    dependencies: ["StrataService", "StrataCompactor", "StrataProducer", "StrataS3", "StrataFileStore",
+                                   "StrataTestSupport", .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: v5),
     ]
 )

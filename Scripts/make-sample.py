@@ -7,7 +7,10 @@ nearest-neighbour queries on the demo data mean something.
 
 Writes OUT_DIR/{image_id}/lines.ndjson and words.ndjson: one directory per OCR job.
 
-usage: make-sample.py RECEIPTS.json OUT_DIR [--dim 384]
+With --text-only, rows carry no embedding: `snapctl produce --embed` embeds each row's
+document (the line's or the word's real text) through an embeddings server.
+
+usage: make-sample.py RECEIPTS.json OUT_DIR [--dim 384] [--text-only]
 """
 import argparse, hashlib, json, math, os, struct
 
@@ -27,7 +30,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("receipts"); ap.add_argument("out")
     ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--text-only", action="store_true")
     a = ap.parse_args()
+    vec = (lambda text: None) if a.text_only else (lambda text: embed(text, a.dim))
+
+    def row(rid, text, meta):
+        r = {"id": rid, "document": text, "metadata": meta}
+        v = vec(text)
+        if v is not None:
+            r["embedding"] = v
+        return json.dumps(r, separators=(",", ":")) + "\n"
+
     doc = json.load(open(a.receipts))
     for r in doc["receipts"]:
         d = os.path.join(a.out, r["image_id"])
@@ -38,14 +51,11 @@ def main():
                 lid = "%s#LINE#%05d" % (base, ln)
                 meta = {"image_id": r["image_id"], "receipt_id": r["receipt"], "line_id": ln,
                         "text": text, "has_price": any(c.isdigit() for c in text.split()[-1])}
-                lines.write(json.dumps({"id": lid, "embedding": embed(text, a.dim), "document": text,
-                                        "metadata": meta}, separators=(",", ":")) + "\n")
+                lines.write(row(lid, text, meta))
                 for wn, w in enumerate(text.split(), 1):
                     wid = "%s#WORD#%05d" % (lid, wn)
-                    words.write(json.dumps({"id": wid, "embedding": embed(w, a.dim), "document": w,
-                                            "metadata": {"image_id": r["image_id"], "receipt_id": r["receipt"],
-                                                         "line_id": ln, "word_id": wn}},
-                                           separators=(",", ":")) + "\n")
+                    words.write(row(wid, w, {"image_id": r["image_id"], "receipt_id": r["receipt"],
+                                             "line_id": ln, "word_id": wn}))
 
 if __name__ == "__main__":
     main()

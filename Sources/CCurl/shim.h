@@ -5,8 +5,6 @@
 #include <curl/curl.h>
 
 typedef size_t (*strata_curl_data_cb)(char *ptr, size_t size, size_t nmemb, void *userdata);
-typedef int (*strata_curl_xferinfo_cb)(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
-                                       curl_off_t ultotal, curl_off_t ulnow);
 typedef int (*strata_curl_seek_cb)(void *userdata, curl_off_t offset, int origin);
 
 static inline CURLcode strata_curl_setopt_long(CURL *h, CURLoption o, long v) { return curl_easy_setopt(h, o, v); }
@@ -15,12 +13,8 @@ static inline CURLcode strata_curl_setopt_string(CURL *h, CURLoption o, const ch
 static inline CURLcode strata_curl_setopt_pointer(CURL *h, CURLoption o, void *v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode strata_curl_setopt_slist(CURL *h, CURLoption o, struct curl_slist *v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode strata_curl_setopt_data_cb(CURL *h, CURLoption o, strata_curl_data_cb v) { return curl_easy_setopt(h, o, v); }
-static inline CURLcode strata_curl_setopt_xferinfo_cb(CURL *h, CURLoption o, strata_curl_xferinfo_cb v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode strata_curl_setopt_seek_cb(CURL *h, CURLoption o, strata_curl_seek_cb v) { return curl_easy_setopt(h, o, v); }
 
 static inline CURLcode strata_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
-static inline CURLcode strata_curl_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return curl_easy_getinfo(h, i, v); }
-static inline CURLcode strata_curl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
-static inline CURLcode strata_curl_getinfo_string(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
 
 #endif

@@ -10,12 +10,6 @@ static inline int strata_sqlite3_bind_text_transient(sqlite3_stmt *s, int i, con
 static inline int strata_sqlite3_bind_blob_transient(sqlite3_stmt *s, int i, const void *v, int n) {
     return sqlite3_bind_blob(s, i, v, n, SQLITE_TRANSIENT);
 }
-static inline int strata_sqlite3_bind_blob_static(sqlite3_stmt *s, int i, const void *v, int n) {
-    return sqlite3_bind_blob(s, i, v, n, SQLITE_STATIC);
-}
-static inline int strata_sqlite3_bind_text_static(sqlite3_stmt *s, int i, const char *v, int n) {
-    return sqlite3_bind_text(s, i, v, n, SQLITE_STATIC);
-}
 // sqlite3_db_config is variadic; this is its (int op, int value, int *result) form, used for
 // the boolean options (SQLITE_DBCONFIG_DEFENSIVE, SQLITE_DBCONFIG_TRUSTED_SCHEMA, ...).
 static inline int strata_sqlite3_db_config_bool(sqlite3 *db, int op, int value) {

@@ -29,6 +29,8 @@ public struct CompactionSummary: Codable, Sendable {
     public var runsQuarantined: [Quarantined] = []
     /// Pending runs left for a later round by the per-publish limits.
     public var runsDeferred: Int = 0
+    /// Creation time of the oldest run left pending after this round (nil: none left).
+    public var oldestPendingAt: Date?
     public var rowsUpserted: Int = 0
     public var rowsDeleted: Int = 0
     public var newIds: Int = 0

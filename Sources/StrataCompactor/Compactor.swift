@@ -27,7 +27,9 @@ public final class Compactor {
         self.layout = layout
         self.settings = settings
         self.logger = logger
-        catalog = RunCatalog(store: store, layout: layout, logger: logger)
+        catalog = RunCatalog(store: store, layout: layout, logger: logger,
+                             watermark: RunWatermark(lookback: settings.runLookback,
+                                                     fullListingEvery: settings.fullListingEvery))
     }
 
     /// Refuses a store that does not enforce conditional writes, unless in single-writer mode.
@@ -151,6 +153,8 @@ public final class Compactor {
         let plan = RunPlanner.plan(triage.accepted, settings: settings)
         // Records of a newer format wait for a newer compactor: deferred, not quarantined.
         summary.runsDeferred = triage.accepted.count - plan.count + listing.newer.count
+        let planned = Set(plan.map(\.runId))
+        summary.oldestPendingAt = triage.accepted.lazy.filter { !planned.contains($0.runId) }.map(\.createdAt).min()
         summary.rowsBefore = baseManifest?.rowCount ?? 0
         summary.rowsAfter = summary.rowsBefore
         clock.lap("plan")
@@ -187,6 +191,7 @@ public final class Compactor {
             // which wait until its first upsert fixes the dimension).
             try base?.close()
             summary.runsDeferred += ready.count
+            summary.oldestPendingAt = ready.map(\.run.createdAt).reduce(summary.oldestPendingAt) { min($0 ?? $1, $1) }
             return finish()
         }
         if stop.isSet { throw CancellationError() }
@@ -537,6 +542,10 @@ public final class Compactor {
         if settings.crashAt == name {
             logger.critical("fault injection: SIGKILL at \(name)")
             kill(getpid(), SIGKILL)
+        }
+        if settings.pauseAt == name {
+            logger.notice("fault injection: pausing at \(name)")
+            Thread.sleep(forTimeInterval: 5)
         }
     }
 }

@@ -59,6 +59,13 @@ public struct CompactorSettings: Sendable {
     /// Test-only fault injection: the process kills itself with SIGKILL at this step boundary
     /// (after-download, after-merge, after-objects, after-upload, after-pointer). Set from STRATA_CRASH_AT.
     public var crashAt: String?
+    /// Fault injection for tests of graceful stop: "POINT" (same names as crashAt) sleeps 5 s there,
+    /// logging "fault injection: pausing at POINT" first (STRATA_PAUSE_AT).
+    public var pauseAt: String?
+    /// A worker's pass lists runs/ from (oldest pending run − this many seconds); see RunWatermark.
+    public var runLookback: Double = 900
+    /// Every this many passes a collection's listing is full (catches records later than the lookback).
+    public var fullListingEvery: Int = 100
 
     public init(compactorId: String, host: String) {
         self.compactorId = compactorId

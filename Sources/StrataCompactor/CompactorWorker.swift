@@ -13,6 +13,8 @@ public final class CompactorWorker {
         public var maxBackoff: Double = 300
         /// Stop after this many passes (nil: until stopped). For tests and cron-like use.
         public var maxPasses: Int?
+        /// Longest sleep between passes whatever pollInterval says (heartbeats must stay fresh).
+        public var maxSleep: Double?
 
         public init(collections: [String], pollInterval: Double = 10, maxBackoff: Double = 300, maxPasses: Int? = nil) {
             self.collections = collections
@@ -25,6 +27,9 @@ public final class CompactorWorker {
     let compact: (String, StopFlag) throws -> CompactionSummary
     let settings: Settings
     let logger: Logger
+    /// Chooses, at the start of each pass, which of the collections this worker compacts (the
+    /// rendezvous assignment among live workers); nil: all of them.
+    public var assign: (([String]) -> [String])?
 
     /// `compact` is one round for one collection (normally `Compactor.compact`).
     public init(settings: Settings, logger: Logger, compact: @escaping (String, StopFlag) throws -> CompactionSummary) {
@@ -33,14 +38,17 @@ public final class CompactorWorker {
         self.compact = compact
     }
 
-    public func run(stop: StopFlag, onSummary: (CompactionSummary) -> Void = { _ in }) {
+    /// Runs passes until `stop` is set (or `maxPasses`). `onSummary` sees every round's summary,
+    /// `onError` every failed round (collection, error), `onPass` the end of every pass.
+    public func run(stop: StopFlag, onSummary: (CompactionSummary) -> Void = { _ in },
+                    onError: (String, Error) -> Void = { _, _ in }, onPass: (Int) -> Void = { _ in }) {
         var failures: [String: Int] = [:]
         var notBefore: [String: Date] = [:]
         var passes = 0
         logger.info("compactor worker started", metadata: ["collections": "\(settings.collections.joined(separator: ","))",
                                                            "poll_seconds": "\(settings.pollInterval)"])
         while !stop.isSet {
-            for c in settings.collections {
+            for c in assign?(settings.collections) ?? settings.collections {
                 if stop.isSet { break }
                 if let t = notBefore[c], t > Date() { continue }
                 do {
@@ -53,6 +61,7 @@ public final class CompactorWorker {
                 } catch is CancellationError {
                     break
                 } catch {
+                    onError(c, error)
                     let n = (failures[c] ?? 0) + 1
                     failures[c] = n
                     let delay = min(settings.maxBackoff, settings.pollInterval * pow(2, Double(n - 1)))
@@ -62,9 +71,10 @@ public final class CompactorWorker {
                 }
             }
             passes += 1
+            onPass(passes)
             if let max = settings.maxPasses, passes >= max { break }
             let hurry = settings.collections.contains { notBefore[$0] == Date.distantPast }
-            if !hurry { stop.wait(seconds: settings.pollInterval) }
+            if !hurry { stop.wait(seconds: min(settings.pollInterval, settings.maxSleep ?? .infinity)) }
         }
         logger.info("compactor worker stopped", metadata: ["passes": "\(passes)"])
     }

@@ -80,7 +80,7 @@ public enum Pointer {
         let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard Identifiers.isValid(text) else {
             throw StrataError(.corrupt, object: key, message: "does not hold a version id (found \(text.prefix(80).debugDescription))",
-                              fix: "restore it with `snapctl rollback \(key.split(separator: "/").dropLast(2).last ?? "COLLECTION") VERSION --reason R` "
+                              fix: "restore it with `snapctl rollback \(Layout.collection(ofPointerKey: key) ?? "COLLECTION") VERSION --reason R` "
                                    + "(`snapctl verify` names the newest complete version); never delete it: "
                                    + "a collection without its pointer cannot be compacted")
         }

@@ -43,8 +43,7 @@ public struct VersionHistory: Sendable {
         let base = layout.versionsPrefix(c)
         var ids = Set<String>()
         for o in try store.list(prefix: base) {
-            let rest = o.key.dropFirst(base.count)
-            if let slash = rest.firstIndex(of: "/") { ids.insert(String(rest[..<slash])) }
+            if let v = layout.version(ofVersionObject: o.key, collection: c) { ids.insert(v) }
         }
         return ids.sorted()
     }
@@ -100,6 +99,25 @@ public struct VersionHistory: Sendable {
         return Survey(collection: c, versions: all, newestComplete: nil, incomplete: incomplete)
     }
 
+    /// True when the collection never had a pointer: every version with a manifest is a first
+    /// attempt (no parent, nothing rolled back) whose applied runs all still have their records,
+    /// as when a first compaction uploaded its version and then failed or crashed before its
+    /// pointer write. Starting from empty then loses nothing: those runs are still pending and are
+    /// applied again, and the unpublished versions are orphans for gc. A version built on another
+    /// (a parent), or one whose runs' records are gone (collected by gc after being applied), means
+    /// the collection was published and its pointer lost.
+    public func onlyUnpublishedFirstVersions(_ c: String, _ s: Survey) throws -> Bool {
+        guard !s.versions.isEmpty else { return true }
+        for v in s.versions {
+            let mKey = layout.manifestKey(collection: c, version: v)
+            guard let (data, _) = try store.getDataIfExists(mKey) else { continue }
+            guard let m = try? SnapshotManifest.decode(data, key: mKey) else { return false }
+            if m.parentVersion != nil || !(m.rolledBackRuns ?? []).isEmpty { return false }
+            for r in m.appliedRuns where try store.head(layout.runRecordKey(r.runId)) == nil { return false }
+        }
+        return true
+    }
+
     /// The command that republishes the pointer at `version` (a rollback, which works without a
     /// pointer or over an unreadable one).
     public static func restoreCommand(_ c: String, version: String, reason: String = "restore the lost pointer")
@@ -116,6 +134,7 @@ public struct VersionHistory: Sendable {
         let s = try survey(c)
         let key = layout.pointerKey(c)
         let what = damage.map { "is unreadable (\($0))" } ?? "is missing"
+        if damage == nil, try onlyUnpublishedFirstVersions(c, s) { return nil }
         guard let good = s.newestComplete, let m = good.manifest else {
             guard damage != nil else { return nil }
             return StrataError(

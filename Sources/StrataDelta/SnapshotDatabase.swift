@@ -166,6 +166,15 @@ public final class SnapshotDatabase {
         return out
     }
 
+    /// Run id -> status (`applied` or `rolled_back`) of every run in applied_runs: what this
+    /// version processed, for `ProcessedRuns(appliedRunsTable:)`.
+    public func runStatuses() throws -> [String: String] {
+        let s = try db.prepare("SELECT run_id, status FROM applied_runs")
+        var out: [String: String] = [:]
+        while try s.step() { if let id = s.columnText(0) { out[id] = s.columnText(1) ?? "applied" } }
+        return out
+    }
+
     public func rowCount() throws -> Int { Int(try db.scalarInt("SELECT count(*) FROM embeddings") ?? 0) }
 
     public func quickCheck() throws -> String {

@@ -216,9 +216,7 @@ public final class GarbageCollector {
         for c in collections {
             let prefix = layout.deltasPrefix(c)
             for o in try store.list(prefix: prefix) {
-                let rest = o.key.dropFirst(prefix.count)
-                guard let slash = rest.firstIndex(of: "/") else { continue }
-                let runId = String(rest[..<slash])
+                guard let runId = layout.deltaObject(o.key, collection: c)?.runId else { continue }
                 if ledger.records[runId] == nil, ledger.unreadable[layout.runRecordKey(runId)] == nil,
                    old(o.lastModified, policy.grace), !items.contains(where: { $0.key == o.key }) {
                     items.append(GCItem(kind: .orphanDelta, key: o.key, reason: "no run record names it (orphan)"))

@@ -11,7 +11,7 @@ public struct CollectionLedger: Sendable {
     public var history: [SnapshotManifest]
     /// Runs applied or rolled back along `history`, minus runs a newer rollback requeued.
     public var processed: Set<String>
-    /// Run id -> quarantine record.
+    /// Run id -> quarantine record (every one, also a leftover of a run applied since).
     public var quarantined: [String: QuarantineRecord]
     /// Records naming this collection that are neither processed nor quarantined.
     public var pending: [RunRecord]
@@ -19,38 +19,43 @@ public struct CollectionLedger: Sendable {
     public var unreadable: [String: String]
     /// Why the pointer cannot be read (then `history` is empty and `processed` unknown), or nil.
     public var pointerProblem: String? = nil
+    /// Every run of the collection in one state, as the shared catalog (`RunIndex`) classifies
+    /// it; the fields above are views of it.
+    public var runs: CollectionRuns
 }
 
-/// Reads run records once and builds `CollectionLedger`s.
+/// Reads run records once and builds `CollectionLedger`s, through the shared run catalog
+/// (`RunIndex`) that the compactor and verify use too.
 public final class RunLedger {
     public let store: any ObjectStore
     public let layout: Layout
+    public let index: RunIndex
     public private(set) var records: [String: RunRecord] = [:]
     public private(set) var recordInfo: [String: ObjectInfo] = [:]
+    /// Records that cannot be used (invalid, or of a newer format), by key, with the reason.
     public private(set) var unreadable: [String: String] = [:]
-    private var loaded = false
+    private var listing: RunIndex.Listing? = nil
 
-    public init(store: any ObjectStore, layout: Layout) {
+    public init(store: any ObjectStore, layout: Layout, index: RunIndex? = nil) {
         self.store = store
         self.layout = layout
+        self.index = index ?? RunIndex(store: store, layout: layout)
     }
 
-    /// Lists and reads every run record (once).
+    /// Lists and reads every run record (once). Store errors fail the call.
     public func loadRecords() throws {
-        if loaded { return }
-        for o in try store.list(prefix: layout.runsPrefix) {
-            guard let runId = layout.runId(fromRecordKey: o.key) else { continue }
-            do {
-                guard let (data, _) = try store.getDataIfExists(o.key) else { continue }
-                records[runId] = try RunRecord.decode(data, key: o.key, layout: layout)
-                recordInfo[runId] = o
-            } catch let e as StoreError where !(e.kind == .notFound) {
-                throw e
-            } catch {
-                unreadable[o.key] = "\(error)"
+        if listing != nil { return }
+        var l = try index.list()
+        for (runId, e) in try index.readAll(&l) {
+            switch e {
+            case .record(let r):
+                records[runId] = r
+                recordInfo[runId] = l.records[runId]
+            case .invalid(let bad), .newer(let bad):
+                unreadable[bad.key] = bad.error
             }
         }
-        loaded = true
+        listing = l
     }
 
     /// The pointer's version and its existing ancestors, newest first.
@@ -71,35 +76,14 @@ public final class RunLedger {
         return (start, out)
     }
 
-    /// Runs processed along `history` (newest first): a rollback's requeued runs mask their
-    /// application in older versions.
+    /// Runs processed (applied or rolled back) along `history` (newest first): a rollback's
+    /// requeued runs mask their application in older versions (`ProcessedRuns(history:)`).
     public static func processed(_ history: [SnapshotManifest]) -> Set<String> {
-        var processed = Set<String>()
-        var requeued = Set<String>()
-        for m in history {
-            for r in m.appliedRuns.map(\.runId) + (m.rolledBackRuns ?? []) where !requeued.contains(r) {
-                processed.insert(r)
-            }
-            requeued.formUnion(m.requeuedRuns ?? [])
-        }
-        return processed
+        ProcessedRuns(history: history).processed
     }
 
     public func quarantined(_ collection: String) throws -> [String: QuarantineRecord] {
-        var out: [String: QuarantineRecord] = [:]
-        let prefix = layout.quarantinePrefix(collection)
-        for o in try store.list(prefix: prefix) where o.key.hasSuffix(".json") {
-            let runId = String(o.key.dropFirst(prefix.count).dropLast(5))
-            if let (data, _) = try store.getDataIfExists(o.key),
-               let q = try? StrataJSON.decode(QuarantineRecord.self, from: data, object: o.key) {
-                out[runId] = q
-            } else {
-                out[runId] = QuarantineRecord(runId: runId, collection: collection, deltaKey: nil, reason: "unreadable",
-                                              detail: "the quarantine record \(o.key) could not be read",
-                                              quarantinedAt: o.lastModified ?? Date(), compactorId: "?")
-            }
-        }
-        return out
+        try index.quarantineRecords(collection: collection)
     }
 
     public func ledger(_ collection: String) throws -> CollectionLedger {
@@ -111,13 +95,13 @@ public final class RunLedger {
         } catch let e as StrataError where e.kind == .corrupt && e.object == layout.pointerKey(collection) {
             pointerProblem = e.message  // an unreadable pointer: nothing is known to be processed
         }
-        let processed = RunLedger.processed(history)
-        let quarantined = try quarantined(collection)
-        let pending = records.values
-            .filter { $0.delta(for: collection) != nil && !processed.contains($0.runId) && quarantined[$0.runId] == nil }
-            .sorted { ($0.createdAt, $0.runId) < ($1.createdAt, $1.runId) }
-        return CollectionLedger(collection: collection, pointerVersion: pointer, history: history, processed: processed,
-                                quarantined: quarantined, pending: pending, unreadable: unreadable,
-                                pointerProblem: pointerProblem)
+        let processed = ProcessedRuns(history: history)
+        let runs = try index.classify(collection: collection, processed: processed,
+                                      quarantine: RunIndex.Quarantine(records: try quarantined(collection)),
+                                      listing: listing ?? RunIndex.Listing(), readAll: true)
+        return CollectionLedger(collection: collection, pointerVersion: pointer, history: history,
+                                processed: processed.processed, quarantined: runs.runs.compactMapValues(\.quarantine),
+                                pending: runs.pending,
+                                unreadable: unreadable, pointerProblem: pointerProblem, runs: runs)
     }
 }

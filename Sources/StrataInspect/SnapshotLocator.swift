@@ -74,8 +74,7 @@ public struct SnapshotLocator {
         let base = layout.versionsPrefix(collection)
         var ids = Set<String>()
         for o in try store.list(prefix: base) {
-            let rest = o.key.dropFirst(base.count)
-            if let slash = rest.firstIndex(of: "/") { ids.insert(String(rest[..<slash])) }
+            if let v = layout.version(ofVersionObject: o.key, collection: collection) { ids.insert(v) }
         }
         return ids.sorted()
     }

@@ -4,34 +4,44 @@ import StrataCrypto
 
 /// Runs: pending, quarantined, missing deltas, orphans, unreadable records; and the lease.
 extension Verifier {
-    /// Lists `runs/` once for every collection. Records are read lazily, each at most once.
+    /// Lists `runs/` once for every collection (through the shared run catalog). Records are read
+    /// lazily, each at most once.
     func listRuns() {
         do {
-            for o in try store.list(prefix: layout.runsPrefix) {
-                if let id = layout.runId(fromRecordKey: o.key) { runKeys[id] = o } else { strayRunKeys.append(o.key) }
-            }
+            runListing = try index.list()
+            runKeys = runListing.records
+            strayRunKeys = runListing.stray.sorted()
             runsListed = true
         } catch {
             addFailure(VerifyCheck.runRecords, nil, "cannot list \(layout.runsPrefix)", error)
         }
     }
 
-    /// The record of `runId`, or nil when it cannot be read (remembered for `runs.records`).
+    /// The record of `runId`, or nil when it cannot be used or read (remembered for `runs.records`).
     func record(_ runId: String) -> RunRecord? {
         if let r = records[runId] { return r }
-        guard let info = runKeys[runId], unreadableRecords[info.key] == nil else { return nil }
-        do {
-            let (data, _) = try store.getData(info.key)
-            let r = try RunRecord.decode(data, key: info.key, layout: layout)
-            records[runId] = r
-            return r
-        } catch let e as StoreError where e.kind == .notFound {
-            runKeys[runId] = nil  // removed since the listing
-            return nil
-        } catch {
-            unreadableRecords[info.key] = Verifier.explain(error).0
+        guard let info = runKeys[runId], unreadableRecords[info.key] == nil, newerRecords[info.key] == nil,
+              failedReads[info.key] == nil else {
             return nil
         }
+        do {
+            switch try index.entryIfExists(runId: runId, key: info.key) {
+            case nil:
+                runKeys[runId] = nil  // removed since the listing
+                runListing.records[runId] = nil
+                return nil
+            case .record(let r):
+                records[runId] = r
+                return r
+            case .invalid(let bad):
+                unreadableRecords[info.key] = bad.error
+            case .newer(let bad):
+                newerRecords[info.key] = bad.error
+            }
+        } catch {
+            failedReads[info.key] = Verifier.explain(error).0
+        }
+        return nil
     }
 
     /// Every record naming `c` (reads all records not read yet).
@@ -39,41 +49,47 @@ extension Verifier {
         runKeys.keys.sorted().filter { !excluding.contains($0) }.compactMap(record).filter { $0.delta(for: c) != nil }
     }
 
+    /// Classifies `c`'s runs with the shared run catalog, from what the snapshot (or the manifests)
+    /// says was processed, exactly as the compactor's next round will see them.
     func checkRuns(_ c: String, _ st: inout CollectionState) {
-        let processed = st.processed ?? []
         let known = st.processed != nil
+        let processed = st.processed ?? .nothing("nothing (the published version cannot be read)")
 
         // Quarantine records: why a run could not be applied.
-        var quarantined: [String: String] = [:]  // run id -> "reason: detail"
-        var reasonOf: [String: String] = [:]  // run id -> reason
+        var quarantineRecords: [String: QuarantineRecord] = [:]
         var quarantineOK = true
         do {
-            let prefix = layout.quarantinePrefix(c)
-            for o in try store.list(prefix: prefix) where o.key.hasSuffix(".json") {
-                let runId = String(o.key.dropFirst(prefix.count).dropLast(5))
-                do {
-                    let (data, _) = try store.getData(o.key)
-                    let q = try StrataJSON.decode(QuarantineRecord.self, from: data, object: o.key)
-                    quarantined[runId] =
-                        "\(q.reason): \(q.detail) (at \(StrataJSON.iso8601(q.quarantinedAt)) by \(q.compactorId))"
-                    reasonOf[runId] = q.reason
-                } catch {
-                    quarantined[runId] = "unreadable quarantine record: \(Verifier.explain(error).0)"
-                }
-            }
+            quarantineRecords = try index.quarantineRecords(collection: c)
         } catch {
             quarantineOK = false
             addFailure(
-                VerifyCheck.runsQuarantined, c, "cannot list \(layout.quarantinePrefix(c))", error, status: .warning)
+                VerifyCheck.runsQuarantined, c, "cannot list or read \(layout.quarantinePrefix(c))", error,
+                status: .warning)
         }
-
-        // Pending: named by a record, not applied (or rolled back), not quarantined.
-        let pending = runsNaming(c, excluding: processed.union(quarantined.keys)).sorted { a, b in
-            let (da, db) = (a.createdDate ?? .distantPast, b.createdDate ?? .distantPast)
-            return da != db ? da < db : a.runId < b.runId
+        guard runsListed else {
+            add(VerifyCheck.runsPending, c, .info, "cannot tell which runs are pending: \(layout.runsPrefix) cannot be "
+                    + "listed (see \(VerifyCheck.runRecords))")
+            return
         }
+        let runs: CollectionRuns
+        do {
+            runs = try index.classify(
+                collection: c, processed: processed, quarantine: RunIndex.Quarantine(records: quarantineRecords),
+                listing: runListing)
+        } catch {
+            addFailure(
+                VerifyCheck.runsPending, c, "cannot read the run catalog (the compactor fails its round on this too)",
+                error)
+            return
+        }
+        for run in runs.runs.values where run.record != nil { records[run.runId] = run.record }
+        for run in runs.runs.values {
+            guard let bad = run.problem, let key = run.listed?.key else { continue }
+            if run.state == .deferred { newerRecords[key] = bad.error } else { unreadableRecords[key] = bad.error }
+        }
+        let pending = runs.pending
         if known {
-            checkPending(c, pending, processed: processed, source: st.processedSource)
+            checkPending(c, pending, runs: runs)
         } else {
             add(
                 VerifyCheck.runsPending, c, .info,
@@ -82,19 +98,47 @@ extension Verifier {
                 ["runs_naming_collection": .int(pending.count)])
         }
 
+        // Quarantined runs (a leftover quarantine record of a run applied since is not one), and
+        // invalid records the next compaction quarantines.
+        let quarantinedRuns = runs.inOrder(.quarantined)
+        let invalid = runs.inOrder(.invalid)
         if quarantineOK {
-            if quarantined.isEmpty {
+            var quarantined: [String: String] = [:]  // run id -> "reason: detail"
+            var reasonOf: [String: String] = [:]  // run id -> reason
+            for run in quarantinedRuns {
+                guard let q = run.quarantine else { continue }
+                quarantined[run.runId] = q.reason == "unreadable" && q.compactorId == "?"
+                    ? "unreadable quarantine record: \(q.detail)"
+                    : "\(q.reason): \(q.detail) (at \(StrataJSON.iso8601(q.quarantinedAt)) by \(q.compactorId))"
+                if !(q.reason == "unreadable" && q.compactorId == "?") { reasonOf[run.runId] = q.reason }
+            }
+            var ev: VerifyEvidence = ["count": .int(quarantined.count)]
+            if !invalid.isEmpty {
+                ev["invalid_records"] = listed(invalid.map { "\($0.runId): \($0.problem?.error ?? "?")" })
+                for run in invalid { reasonOf[run.runId] = "invalidRecord" }
+            }
+            if quarantined.isEmpty && invalid.isEmpty {
                 add(VerifyCheck.runsQuarantined, c, .passed, "no quarantined runs")
             } else {
                 let items = quarantined.keys.sorted().map { "\($0): \(quarantined[$0]!)" }
+                ev["runs"] = listed(items)
                 let reasons = Set(quarantined.values.map { String($0.prefix { $0 != ":" }) }).sorted()
-                let hint = quarantineHint(c, reasonOf)
+                var what: [String] = []
+                if !quarantined.isEmpty {
+                    what.append(
+                        "\(quarantined.count) run\(quarantined.count == 1 ? " is" : "s are") quarantined "
+                            + "(\(reasons.joined(separator: ", ")))")
+                }
+                if !invalid.isEmpty {
+                    what.append(
+                        "\(invalid.count) run record\(invalid.count == 1 ? " is" : "s are") invalid, and the next "
+                            + "compaction quarantines \(invalid.count == 1 ? "it" : "them") invalidRecord")
+                }
+                let n = quarantined.count + invalid.count
                 add(
                     VerifyCheck.runsQuarantined, c, .failed,
-                    "\(quarantined.count) run\(quarantined.count == 1 ? " is" : "s are") quarantined (\(reasons.joined(separator: ", "))): "
-                        + (quarantined.count == 1 ? "its rows are" : "their rows are") + " not in the snapshot",
-                    ["count": .int(quarantined.count), "runs": listed(items)],
-                    hint: hint)
+                    what.joined(separator: "; ") + ": " + (n == 1 ? "its rows are" : "their rows are")
+                        + " not in the snapshot", ev, hint: quarantineHint(c, reasonOf))
             }
         }
 
@@ -102,13 +146,30 @@ extension Verifier {
         checkOrphans(c)
     }
 
-    private func checkPending(_ c: String, _ pending: [RunRecord], processed: Set<String>, source: String) {
+    private func checkPending(_ c: String, _ pending: [RunRecord], runs: CollectionRuns) {
+        let processed = runs.processed
         var ev: VerifyEvidence = [
-            "pending": .int(pending.count), "applied_or_rolled_back": .int(processed.count),
-            "applied_from": .string(source),
+            "pending": .int(pending.count), "applied_or_rolled_back": .int(processed.processed.count),
+            "applied_from": .string(processed.source),
         ]
+        if !processed.rolledBack.isEmpty { ev["rolled_back"] = .int(processed.rolledBack.count) }
+        let requeued = runs.inOrder(.pending).filter(\.requeued).map(\.runId)
+        if !requeued.isEmpty { ev["requeued"] = listed(requeued) }
+        let deferred = runs.inOrder(.deferred)
+        if !deferred.isEmpty {
+            ev["deferred_newer_format"] = listed(deferred.map { "\($0.runId): \($0.problem?.error ?? "?")" })
+        }
         guard let oldest = pending.first else {
-            add(VerifyCheck.runsPending, c, .passed, "no pending runs", ev)
+            if deferred.isEmpty {
+                add(VerifyCheck.runsPending, c, .passed, "no pending runs", ev)
+            } else {
+                add(
+                    VerifyCheck.runsPending, c, .warning,
+                    "no pending runs this compactor can read; \(deferred.count) run "
+                        + "record\(deferred.count == 1 ? " is" : "s are") of a newer format and wait for a newer "
+                        + "compactor", ev,
+                    hint: "upgrade the compactor (and snapctl) to the release of the producers that wrote them")
+            }
             return
         }
         let created = oldest.createdDate ?? Identifiers.date(of: oldest.runId) ?? now
@@ -199,9 +260,7 @@ extension Verifier {
         var old: [String] = []
         var young: [String] = []
         for o in objects {
-            let rest = o.key.dropFirst(prefix.count)
-            let runId = String(rest.prefix { $0 != "/" })
-            let isDelta = o.key == layout.deltaKey(collection: c, runId: runId)
+            let (runId, isDelta) = layout.deltaObject(o.key, collection: c) ?? ("", false)
             if isDelta, runKeys[runId] != nil, records[runId].map({ $0.delta(for: c)?.key == o.key }) ?? true {
                 continue
             }
@@ -233,31 +292,55 @@ extension Verifier {
         }
     }
 
-    /// Records that exist but cannot be read: the compactor skips them, so their rows never arrive.
+    /// Records that exist but cannot be used: the compactor quarantines them `invalidRecord` in
+    /// every collection they name (all, when they name none readably), so their rows never arrive.
+    /// Records of a newer format wait for a newer compactor.
     func checkRunRecords() {
         guard runsListed else { return }
         var ev: VerifyEvidence = [
-            "records": .int(runKeys.count), "read": .int(records.count + unreadableRecords.count),
+            "records": .int(runKeys.count),
+            "read": .int(records.count + unreadableRecords.count + newerRecords.count),
         ]
-        let bad = unreadableRecords.keys.sorted().map { unreadableRecords[$0]! }
+        let bad = unreadableRecords.keys.sorted().map { key in
+            unreadableRecords[key]!.contains(key) ? unreadableRecords[key]! : "\(key): \(unreadableRecords[key]!)"
+        }
         if !strayRunKeys.isEmpty { ev["not_record_keys"] = listed(strayRunKeys) }
-        if bad.isEmpty {
+        if !newerRecords.isEmpty { ev["newer_format"] = listed(newerRecords.keys.sorted()) }
+        if !failedReads.isEmpty {
+            ev["read_failures"] = listed(failedReads.keys.sorted().map { failedReads[$0]! })
             add(
-                VerifyCheck.runRecords, nil, strayRunKeys.isEmpty ? .passed : .warning,
+                VerifyCheck.runRecords, nil, .failed,
+                "\(failedReads.count) run record\(failedReads.count == 1 ? "" : "s") could not be read from the store: "
+                    + "the compactor fails its rounds until \(failedReads.count == 1 ? "it" : "they") can be read", ev,
+                hint: "see the errors; check the store's health and permissions on \(layout.runsPrefix), then "
+                    + "verify again")
+            return
+        }
+        if bad.isEmpty {
+            let newer = newerRecords.count
+            add(
+                VerifyCheck.runRecords, nil, strayRunKeys.isEmpty && newer == 0 ? .passed : .warning,
                 (runKeys.isEmpty
                     ? "no run records"
                     : "\(runKeys.count) run record\(runKeys.count == 1 ? "" : "s"); every one read parses "
                         + "(records of runs applied everywhere are not read)")
+                    + (newer == 0
+                        ? "" : "; \(newer) of a newer format than this snapctl reads wait for a newer compactor")
                     + (strayRunKeys.isEmpty ? "" : "; \(strayRunKeys.count) other objects under \(layout.runsPrefix)"),
                 ev,
-                hint: strayRunKeys.isEmpty
-                    ? nil : "only {run_id}.json belongs under \(layout.runsPrefix); move the others away")
+                hint: strayRunKeys.isEmpty && newer == 0
+                    ? nil
+                    : [newer == 0 ? nil : "upgrade the compactor and snapctl to the producers' release",
+                       strayRunKeys.isEmpty
+                           ? nil : "only {run_id}.json belongs under \(layout.runsPrefix); move the others away"]
+                        .compactMap { $0 }.joined(separator: "; "))
         } else {
             ev["unreadable"] = listed(bad)
             add(
                 VerifyCheck.runRecords, nil, .failed,
-                "\(bad.count) run record\(bad.count == 1 ? "" : "s") cannot be read: the compactor skips "
-                    + "\(bad.count == 1 ? "it" : "them"), so \(bad.count == 1 ? "its" : "their") rows are never applied",
+                "\(bad.count) run record\(bad.count == 1 ? "" : "s") cannot be used: the compactor quarantines "
+                    + "\(bad.count == 1 ? "it" : "them") (invalidRecord) in the collections named, so "
+                    + "\(bad.count == 1 ? "its" : "their") rows are never applied",
                 ev,
                 hint:
                     "fix the producer that wrote \(bad.count == 1 ? "it" : "them") (Docs/FORMATS.md, \"Run record\"); then delete "

@@ -46,7 +46,7 @@ extension Verifier {
         // Format: tables, meta, and that the file is this collection's version.
         var tables = Set<String>()
         var meta: [String: String] = [:]
-        var processed: Set<String>? = nil
+        var processed: ProcessedRuns? = nil
         do {
             let t = try db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
             while try t.step() { if let n = t.columnText(0) { tables.insert(n) } }
@@ -55,10 +55,10 @@ extension Verifier {
                 while try s.step() { if let k = s.columnText(0) { meta[k] = s.columnText(1) ?? "" } }
             }
             if tables.contains("applied_runs") {
-                let s = try db.prepare("SELECT run_id FROM applied_runs")
-                var ids = Set<String>()
-                while try s.step() { if let id = s.columnText(0) { ids.insert(id) } }
-                processed = ids
+                let s = try db.prepare("SELECT run_id, status FROM applied_runs")
+                var statuses: [String: String] = [:]
+                while try s.step() { if let id = s.columnText(0) { statuses[id] = s.columnText(1) ?? "applied" } }
+                processed = ProcessedRuns(appliedRunsTable: statuses)
             }
         } catch {
             addFailure(VerifyCheck.snapshotFormat, c, "cannot read the snapshot's schema", error, hint: rollbackHint)
@@ -92,7 +92,7 @@ extension Verifier {
             }
         }
         if let processed {
-            let unrecorded = m.appliedRuns.map(\.runId).filter { !processed.contains($0) }
+            let unrecorded = m.appliedRuns.map(\.runId).filter { !processed.processed.contains($0) }
             if !unrecorded.isEmpty {
                 problems.append("applied_runs lacks \(unrecorded.count) run(s) the manifest says this version applied")
             }

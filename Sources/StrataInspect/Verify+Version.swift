@@ -133,8 +133,9 @@ extension Verifier {
     /// and the collection must be restored before anything else (SPEC invariant 12).
     func lostPointer(_ c: String, key: String, damage: String?) {
         var ev: VerifyEvidence = ["key": .string(key)]
+        let history = VersionHistory(store: store, layout: layout)
         let survey: VersionHistory.Survey
-        do { survey = try VersionHistory(store: store, layout: layout).survey(c) } catch {
+        do { survey = try history.survey(c) } catch {
             addFailure(VerifyCheck.pointer, c, "the pointer is \(damage == nil ? "missing" : "unreadable") and the "
                        + "versions cannot be listed", error)
             return
@@ -149,6 +150,16 @@ extension Verifier {
             ev["newer_incomplete_versions"] = listed(survey.incomplete.map {
                 "\($0.version): " + $0.problems.joined(separator: "; ")
             })
+        }
+        if damage == nil, (try? history.onlyUnpublishedFirstVersions(c, survey)) == true {
+            add(
+                VerifyCheck.pointer, c, .warning,
+                "no pointer yet: \(survey.versions.count) unpublished first version"
+                    + "\(survey.versions.count == 1 ? "" : "s") (a first compaction that failed before its pointer "
+                    + "write); their runs are still pending", ev,
+                hint: "the next compaction publishes \(c) from its pending runs; gc removes the unpublished "
+                    + "versions after the grace period")
+            return
         }
         guard let good = survey.newestComplete, let m = good.manifest else {
             add(

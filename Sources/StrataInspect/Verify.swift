@@ -16,15 +16,22 @@ public final class Verifier {
     let logger: Logger
     let now: Date
     let locator: SnapshotLocator
+    /// The shared run catalog: verify classifies runs as the compactor does.
+    let index: RunIndex
 
     var findings: [VerifyFinding] = []
     /// `runs/` as listed: run id to the record object, and keys there that are not records.
+    var runListing = RunIndex.Listing()
     var runKeys: [String: ObjectInfo] = [:]
     var strayRunKeys: [String] = []
     var runsListed = false
     /// Records read so far (each at most once), and those that could not be read, by key.
     var records: [String: RunRecord] = [:]
     var unreadableRecords: [String: String] = [:]
+    /// Records the store would not give (an error, by key): the compactor fails its rounds on these.
+    var failedReads: [String: String] = [:]
+    /// Records of a newer format than this build reads, by key (deferred, not invalid).
+    var newerRecords: [String: String] = [:]
     var workDirectory = ""
     /// Collections asked for that have nothing in the store: only their pointer finding is shown.
     var absentCollections = Set<String>()
@@ -42,6 +49,7 @@ public final class Verifier {
         self.logger = logger
         self.now = now
         locator = SnapshotLocator(store: store, layout: layout)
+        index = RunIndex(store: store, layout: layout, logger: logger)
     }
 
     /// Runs every check and returns the findings. Call once per `Verifier`.
@@ -83,21 +91,21 @@ public final class Verifier {
         var chainEnd: String?
         /// Local, verified copy of the snapshot file.
         var snapshotPath: String?
-        /// Run ids the snapshot has applied or rolled back, and where they came from.
-        var processed: Set<String>?
-        var processedSource = "the snapshot's applied_runs table"
+        /// What the snapshot (or, failing that, the manifests) says was applied, rolled back and
+        /// re-queued, and where that came from; nil when nothing can tell.
+        var processed: ProcessedRuns?
     }
 
     func verifyCollection(_ c: String, known: [String]) {
         var st = CollectionState()
         guard let pointer = checkPointer(c, known: known) else {
             if absentCollections.contains(c) { return }
-            st.processed = []
-            st.processedSource = "nothing (no published version)"
+            st.processed = .nothing()
             if let v = restorable[c], let (_, history) = try? RunLedger(store: store, layout: layout).history(c, from: v) {
                 // Runs the version that restores the pointer (and its ancestors) applied are not pending.
-                st.processed = RunLedger.processed(history)
-                st.processedSource = "the newest complete version \(v) and its ancestors (the pointer is lost)"
+                st.processed = ProcessedRuns(
+                    history: history,
+                    source: "the newest complete version \(v) and its ancestors (the pointer is lost)")
             }
             checkRuns(c, &st)
             checkFreshness(c, st)
@@ -119,12 +127,16 @@ public final class Verifier {
         }
         if st.processed == nil, !st.chain.isEmpty {
             // The snapshot could not be read: the manifests along the history know what was applied.
-            st.processed = Set(st.chain.flatMap { $0.appliedRuns.map(\.runId) + ($0.rolledBackRuns ?? []) })
-            st.processedSource =
-                "the manifests of \(st.chain.count) versions (the snapshot could not be read; "
-                + "runs applied before them may show as pending)"
+            st.processed = ProcessedRuns(
+                history: st.chain,
+                source: "the manifests of \(st.chain.count) versions (the snapshot could not be read; "
+                    + "runs applied before them may show as pending)")
+        } else if var p = st.processed, !st.chain.isEmpty {
+            // The table does not say which runs a rollback re-queued; the manifests do.
+            p.requeued = ProcessedRuns(history: st.chain).requeued.subtracting(p.processed)
+            st.processed = p
         }
-        checkUnpublished(c, pointer: pointer, processed: st.processed)
+        checkUnpublished(c, pointer: pointer, processed: st.processed?.processed)
         checkRuns(c, &st)
         checkFreshness(c, st)
         checkLease(c)

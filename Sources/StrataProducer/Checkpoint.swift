@@ -15,7 +15,7 @@ struct Checkpoint: Codable, Equatable {
     static let majorVersion = 1
 
     struct Job: Codable, Equatable {
-        enum State: String, Codable { case planned, published }
+        enum State: String, Codable { case planned, published, failed }
         /// The job's (first) run id.
         var runId: String
         /// SHA-256 over the job's inputs and labels; a changed job is refused.
@@ -24,12 +24,36 @@ struct Checkpoint: Codable, Equatable {
         /// Every run id published for the job (several when its inputs were split).
         var runIds: [String]
         var updatedAt: String
+        /// Why the job failed (state `failed`).
+        var reason: String? = nil
+        /// The failure came before anything of the job was uploaded (validation, embedding,
+        /// dimension): a changed input may then be planned again under the same run id.
+        var failedBeforeUpload: Bool? = nil
+        /// Each input's size, mtime and inode when it was hashed, with its hash: an unchanged
+        /// stamp is not hashed again.
+        var files: [String: FileStamp]? = nil
 
         enum CodingKeys: String, CodingKey {
             case runId = "run_id"
             case fingerprint, state
             case runIds = "run_ids"
             case updatedAt = "updated_at"
+            case reason
+            case failedBeforeUpload = "failed_before_upload"
+            case files
+        }
+    }
+
+    struct FileStamp: Codable, Equatable {
+        var size: Int64
+        var mtimeNs: Int64
+        var inode: UInt64
+        var sha256: String
+
+        enum CodingKeys: String, CodingKey {
+            case size
+            case mtimeNs = "mtime_ns"
+            case inode, sha256
         }
     }
 

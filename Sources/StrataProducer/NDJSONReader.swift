@@ -40,6 +40,12 @@ public final class NDJSONReader {
     public private(set) var lineNumber = 0
     /// Bytes of input consumed so far (lines and their newlines).
     public private(set) var bytesRead: Int64 = 0
+    /// Text-only rows (Docs/FORMATS.md): when true, an upsert may leave out `embedding`; it is then
+    /// returned with an empty embedding and `textToEmbed` set. When false, such a row is an error.
+    public var allowsMissingEmbedding = false
+    /// The text to embed for the row last returned: its `embed_text` when given, else its
+    /// `document`; nil when the row has an embedding (or is a delete).
+    public private(set) var textToEmbed: String?
 
     private let fd: Int32
     private var buffer: UnsafeMutablePointer<UInt8>
@@ -165,8 +171,8 @@ public final class NDJSONReader {
     }
 
     private enum Key: CaseIterable {
-        case id, embedding, document, metadata, delete
-        var name: String { "\(self)" }
+        case id, embedding, document, metadata, delete, embedText
+        var name: String { self == .embedText ? "embed_text" : "\(self)" }
     }
 
     private static let keys: [(bytes: [UInt8], key: Key)] = Key.allCases.map { (Array($0.name.utf8), $0) }
@@ -183,6 +189,8 @@ public final class NDJSONReader {
         var document: String?
         var metadata: String?
         var isDelete: Bool?
+        var embedText: String?
+        textToEmbed = nil
         var seen = Set<Int>()
         if !s.consume(0x7d) {
             while true {
@@ -191,7 +199,7 @@ public final class NDJSONReader {
                 guard let k = NDJSONReader.keys.firstIndex(where: { $0.bytes == scratch }) else {
                     throw FieldProblem(
                         field: name, message: "is not a known field",
-                        fix: "a row has only id, embedding, document, metadata, or id and delete")
+                        fix: "a row has only id, embedding, document, metadata, embed_text, or id and delete")
                 }
                 guard seen.insert(k).inserted else {
                     throw FieldProblem(field: name, message: "appears twice in the row", fix: "give each field once")
@@ -221,6 +229,14 @@ public final class NDJSONReader {
                 case .metadata:
                     if s.parseLiteral() == .null { break }
                     metadata = try s.parseMetadataObject(scratch: &scratch)
+                case .embedText:
+                    if s.parseLiteral() == .null { break }
+                    guard s.peek() == 0x22 else {
+                        throw FieldProblem(field: "embed_text", message: "must be a string or null")
+                    }
+                    let t = try s.parseString(field: "embed_text", scratch: &scratch)
+                    try DeltaRules.check(document: t)
+                    embedText = t
                 case .delete:
                     switch s.parseLiteral() {
                     case .true?: isDelete = true
@@ -245,17 +261,27 @@ public final class NDJSONReader {
             throw FieldProblem(field: "id", message: "is missing", fix: "give every row an id")
         }
         if isDelete == true {
-            if hasEmbedding || document != nil || metadata != nil {
+            if hasEmbedding || document != nil || metadata != nil || embedText != nil {
                 throw FieldProblem(
                     field: "delete", message: "a delete row has only id and delete",
-                    fix: "remove embedding, document and metadata from delete rows")
+                    fix: "remove embedding, document, embed_text and metadata from delete rows")
             }
             return .delete(id: id)
+        }
+        if !hasEmbedding && allowsMissingEmbedding {
+            guard let text = embedText ?? document, !text.isEmpty else {
+                throw FieldProblem(
+                    field: "embedding", message: "is missing and the row has no text to embed",
+                    fix: "give the row an embed_text or a document (or an embedding)")
+            }
+            textToEmbed = text
+            return .upsert(DeltaRow(id: id, embedding: [], document: document, metadata: metadata))
         }
         guard hasEmbedding else {
             throw FieldProblem(
                 field: "embedding", message: "is missing",
-                fix: "an upsert needs an embedding; a delete is {\"id\": ..., \"delete\": true}")
+                fix: "an upsert needs an embedding (or use snapctl produce --embed for text-only rows); "
+                    + "a delete is {\"id\": ..., \"delete\": true}")
         }
         if let dimension {
             try floats.withUnsafeBufferPointer { try DeltaRules.check(embedding: $0, dimension: dimension) }

@@ -1,5 +1,6 @@
 import Foundation
 import StrataCore
+import StrataEmbed
 
 /// How the producer works. Values only; the store, layout and logger are passed separately.
 public struct ProducerSettings: Sendable, Equatable {
@@ -22,6 +23,14 @@ public struct ProducerSettings: Sendable, Equatable {
     /// The shape every id of a collection must have (`--id-pattern C=PATTERN`); a row whose id
     /// does not match fails the input before anything is uploaded.
     public var idPatterns: [String: IDPattern] = [:]
+    /// Embed text-only rows (`snapctl produce --embed`); nil: every upsert needs an embedding.
+    public var embedding: EmbeddingSettings? = nil
+    /// Where each job keeps the vectors it already obtained (`{dir}/{run_id}/`), so a retry
+    /// after a crash pays for nothing twice; nil: `{workDirectory or TMPDIR}/strata-embed-spool`
+    /// (directory mode: `{dir}/.strata-embed-spool`). Removed once the job is published.
+    public var spoolDirectory: String? = nil
+    /// Check every input's dimension against its collection's published one before uploading.
+    public var checkPublishedDimension = true
 
     public init(
         maxRowsPerRun: Int = 50_000, maxInputBytesPerRun: Int64 = 256 << 20, maxLineBytes: Int = 16 << 20,
@@ -84,6 +93,10 @@ public struct DirectoryReport: Sendable, Equatable, Codable {
         public var runs: [PublishedRun]
         /// True when the checkpoint said it was published before; nothing was done.
         public var skipped: Bool
+        /// Why the job failed (this pass, or an earlier one when it is set aside); nil when it did not.
+        public var failed: String? = nil
+        /// What embedding this job cost (with --embed).
+        public var embedding: EmbeddingStats? = nil
     }
 
     public var jobs: [Job]
@@ -92,9 +105,14 @@ public struct DirectoryReport: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case jobs
         case checkpointPath = "checkpoint_path"
+        case stoppedAtMaxJobs = "stopped_at_max_jobs"
     }
 
     public var published: [PublishedRun] { jobs.flatMap { $0.skipped ? [] : $0.runs } }
+    /// Jobs that failed in this pass or were set aside after failing earlier.
+    public var failed: [Job] { jobs.filter { $0.failed != nil } }
+    /// True when `maxJobs` stopped the pass before every job was tried.
+    public var stoppedAtMaxJobs = false
 }
 
 /// How jobs are laid out in a directory for `produceDirectory`.
@@ -105,4 +123,62 @@ public enum DirectoryLayout: Sendable, Equatable {
     /// Every subdirectory is one job; each `<collection>.ndjson` (or `.jsonl`) file in it is that
     /// collection's input. Optional labels are read from `labels.json` in it.
     case jobDirectories
+}
+
+/// One row given in memory to `RunProducer.produce(rows:)` (the NDJSON row, Docs/FORMATS.md).
+public struct ProducerRow: Sendable, Equatable {
+    public var id: String
+    /// nil for a text-only row (needs `ProducerSettings.embedding`) or a delete.
+    public var embedding: [Float]?
+    public var document: String?
+    /// A flat JSON object as text, e.g. `{"page": 3}`.
+    public var metadata: String?
+    /// The text to embed instead of `document`.
+    public var embedText: String?
+    public var delete: Bool
+
+    public init(
+        id: String, embedding: [Float]? = nil, document: String? = nil, metadata: String? = nil,
+        embedText: String? = nil
+    ) {
+        self.id = id
+        self.embedding = embedding
+        self.document = document
+        self.metadata = metadata
+        self.embedText = embedText
+        delete = false
+    }
+
+    public static func delete(_ id: String) -> ProducerRow {
+        var r = ProducerRow(id: id)
+        r.delete = true
+        return r
+    }
+}
+
+/// A job's state in a directory's checkpoint, for `snapctl produce --dir D --status`.
+public struct DirectoryStatus: Sendable, Equatable, Codable {
+    public struct Job: Sendable, Equatable, Codable {
+        public enum State: String, Sendable, Codable { case pending, planned, published, failed }
+        public var name: String
+        public var state: State
+        public var runId: String?
+        public var reason: String?
+        public var updatedAt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, state
+            case runId = "run_id"
+            case reason
+            case updatedAt = "updated_at"
+        }
+    }
+
+    public var jobs: [Job]
+    public var checkpointPath: String
+
+    enum CodingKeys: String, CodingKey {
+        case jobs
+        case checkpointPath = "checkpoint_path"
+    }
 }

@@ -3,6 +3,7 @@ import Logging
 import StrataBundle
 import StrataCore
 import StrataDelta
+import StrataEmbed
 
 /// A run built locally and ready to publish.
 struct BuiltRun {
@@ -16,11 +17,21 @@ struct BuiltRun {
 extension RunProducer {
     /// Reads every input into deltas and bundles under `workDirectory`, splitting large inputs.
     /// Throws on the first bad line, before anything is published.
-    func build(inputs: [ProducerInput], baseRunId: String, workDirectory: String) throws -> [BuiltRun] {
+    func build(
+        inputs: [ProducerInput], baseRunId: String, workDirectory: String, published: [String: Int] = [:],
+        spoolDirectory: String? = nil
+    ) throws -> [BuiltRun] {
         var partsByCollection: [String: [BundleInfo]] = [:]
         for input in inputs.sorted(by: { $0.collection < $1.collection }) {
+            var dimension = input.dimension ?? published[input.collection]
+            var spool: EmbeddingSpool?
+            if let spoolDirectory, let client = try embedder() {
+                (spool, dimension) = try embed(
+                    input: input, dimension: dimension, published: published[input.collection], client: client,
+                    spoolDirectory: spoolDirectory)
+            }
             partsByCollection[input.collection] = try build(
-                input: input, baseRunId: baseRunId,
+                input: input, dimension: dimension, spool: spool, baseRunId: baseRunId,
                 workDirectory: workDirectory)
         }
         let count = partsByCollection.values.map(\.count).max() ?? 0
@@ -36,8 +47,51 @@ extension RunProducer {
     }
 
     /// One input's parts, in order.
-    private func build(input: ProducerInput, baseRunId: String, workDirectory: String) throws -> [BundleInfo] {
-        let reader = try NDJSONReader(path: input.path, dimension: input.dimension, maxLineBytes: settings.maxLineBytes)
+    /// The embedding pass over one input: every text-only row's text is embedded into the spool
+    /// (texts already there, or seen before in the input, cost nothing); rows with vectors are
+    /// validated as usual. Returns the spool and the input's dimension, checked against the
+    /// published one, before anything is uploaded.
+    private func embed(
+        input: ProducerInput, dimension: Int?, published: Int?, client: EmbeddingClient, spoolDirectory: String
+    ) throws -> (EmbeddingSpool, Int?) {
+        let inputType = client.settings.passageInputType
+        let spool = try EmbeddingSpool(
+            directory: spoolDirectory, modelKey: client.settings.vectorsKey(inputType: inputType))
+        let reader = try NDJSONReader(path: input.path, dimension: dimension, maxLineBytes: settings.maxLineBytes)
+        reader.allowsMissingEmbedding = true
+        let embedder = TextEmbedder(client: client, spool: spool, inputType: inputType)
+        do {
+            while let row = try reader.next() {
+                if case .upsert = row, let text = reader.textToEmbed { try embedder.add(text) }
+            }
+            try embedder.finish()
+        } catch {
+            embedder.cancel()
+            throw error
+        }
+        let before = client.meter.snapshot
+        logger.info(
+            "embedded texts",
+            metadata: ["collection": "\(input.collection)", "spool": "\(spool.path)", "stats": "\(before.summary)"])
+        guard let got = spool.dimension else { return (spool, reader.dimension) }
+        let expected = reader.dimension ?? published
+        if let expected, expected != got {
+            let which =
+                published == expected ? "the collection is published with" : "the input's rows with vectors have"
+            throw StrataError(
+                .invalidInput, object: "collection \"\(input.collection)\"", field: "dimension",
+                message: "the embedding model (\(client.settings.model)) answers \(got) values; \(which) \(expected)",
+                fix: "use a model of dimension \(expected) (or --embed-dimensions \(expected) where the model "
+                    + "supports it), or write to another collection")
+        }
+        return (spool, got)
+    }
+
+    private func build(
+        input: ProducerInput, dimension: Int?, spool: EmbeddingSpool?, baseRunId: String, workDirectory: String
+    ) throws -> [BundleInfo] {
+        let reader = try NDJSONReader(path: input.path, dimension: dimension, maxLineBytes: settings.maxLineBytes)
+        reader.allowsMissingEmbedding = spool != nil
         var bundles: [BundleInfo] = []
         var writer: DeltaWriter?
         var partRows = 0
@@ -91,7 +145,16 @@ extension RunProducer {
                     }
                 }
                 switch row {
-                case .upsert(let r): try writer!.upsert(r)
+                case .upsert(var r):
+                    if let text = reader.textToEmbed, let spool {
+                        guard let v = try spool.vector(TextKey(text)) else {
+                            throw StrataError(
+                                .corrupt, object: spool.path, message: "has no vector for row \(r.id) after embedding",
+                                fix: "retry the job; the spool is rebuilt as needed")
+                        }
+                        r.embedding = v
+                    }
+                    try writer!.upsert(r)
                 case .delete(let id): try writer!.delete(id: id)
                 }
             } catch var e as StrataError where e.kind == .invalidInput {

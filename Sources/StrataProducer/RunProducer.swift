@@ -4,6 +4,7 @@ import StrataBundle
 import StrataCore
 import StrataCrypto
 import StrataDelta
+import StrataEmbed
 
 #if canImport(Glibc)
     import Glibc
@@ -28,15 +29,36 @@ public final class RunProducer {
     public let layout: Layout
     public let settings: ProducerSettings
     public let logger: Logger
+    /// Embeds text-only rows when `settings.embedding` is set (made on first use unless given).
+    public private(set) var embeddingClient: EmbeddingClient?
 
     public init(
         store: any ObjectStore, layout: Layout = Layout(), settings: ProducerSettings = ProducerSettings(),
-        logger: Logger = Logger(label: "strata.producer", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger(label: "strata.producer", factory: { _ in SwiftLogNoOpLogHandler() }),
+        embeddingClient: EmbeddingClient? = nil
     ) {
         self.store = store
         self.layout = layout
         self.settings = settings
         self.logger = logger
+        self.embeddingClient = embeddingClient
+    }
+
+    /// What embedding cost so far in this producer (nil without embedding).
+    public var embeddingStats: EmbeddingStats? { embeddingClient?.meter.snapshot }
+
+    func embedder() throws -> EmbeddingClient? {
+        if let embeddingClient { return embeddingClient }
+        guard let e = settings.embedding else { return nil }
+        let c = try EmbeddingClient(settings: e)
+        embeddingClient = c
+        return c
+    }
+
+    /// A job's failure, and whether it came before anything was uploaded.
+    struct JobFailure: Error {
+        var error: Error
+        var beforeUpload: Bool
     }
 
     /// How far ahead of this machine's clock a given `--run-id` may be (seconds).
@@ -53,7 +75,18 @@ public final class RunProducer {
     public func produce(inputs: [ProducerInput], labels: [String: String] = [:], runId: String? = nil) throws
         -> [PublishedRun]
     {
-        try check(inputs: inputs, labels: labels)
+        do { return try produceJob(inputs: inputs, labels: labels, runId: runId, spoolRoot: nil) } catch let f
+            as JobFailure
+        {
+            throw f.error
+        }
+    }
+
+    /// `produce`, with failures wrapped in `JobFailure`.
+    func produceJob(inputs: [ProducerInput], labels: [String: String], runId: String?, spoolRoot: String?) throws
+        -> [PublishedRun]
+    {
+        do { try check(inputs: inputs, labels: labels) } catch { throw JobFailure(error: error, beforeUpload: true) }
         let base = runId ?? Identifiers.make()
         guard Identifiers.isValid(base), base.utf8.count <= 100 else {
             throw StrataError(
@@ -74,17 +107,71 @@ public final class RunProducer {
         meta[metadataKey: "run"] = "\(base)"
         meta.info("building deltas", metadata: ["inputs": "\(inputs.map { "\($0.collection)=\($0.path)" })"])
 
-        let work = try makeWorkDirectory(base)
+        let work: String
+        let built: [BuiltRun]
+        var spool: String?
+        do {
+            work = try makeWorkDirectory(base)
+            do {
+                let dims = try publishedDimensions(inputs)
+                if try embedder() != nil {
+                    let root = spoolRoot ?? settings.spoolDirectory
+                        ?? (settings.workDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"))
+                        + "/strata-embed-spool"
+                    spool = root + "/" + base
+                }
+                built = try build(
+                    inputs: inputs, baseRunId: base, workDirectory: work, published: dims, spoolDirectory: spool)
+            } catch {
+                if !settings.keepWorkFiles { try? FileManager.default.removeItem(atPath: work) }
+                throw error
+            }
+        } catch {
+            throw JobFailure(error: error, beforeUpload: true)
+        }
         defer {
             if !settings.keepWorkFiles { try? FileManager.default.removeItem(atPath: work) }
         }
-        let built = try build(inputs: inputs, baseRunId: base, workDirectory: work)
         if built.isEmpty { meta.notice("the inputs hold no rows; nothing to publish") }
         var published: [PublishedRun] = []
-        for run in built {
-            published.append(try publish(run, createdAt: createdAt, labels: labels))
+        do {
+            for run in built {
+                published.append(try publish(run, createdAt: createdAt, labels: labels))
+            }
+        } catch {
+            throw JobFailure(error: error, beforeUpload: false)
         }
+        // Published: the vectors are in the store now; the spool has done its work.
+        if let spool, !settings.keepWorkFiles { try? FileManager.default.removeItem(atPath: spool) }
         return published
+    }
+
+    /// Each input collection's published dimension (nil when it has no snapshot yet), and a
+    /// check of a given `dimension` against it, before anything is read or uploaded.
+    func publishedDimensions(_ inputs: [ProducerInput]) throws -> [String: Int] {
+        guard settings.checkPublishedDimension else { return [:] }
+        var dims: [String: Int] = [:]
+        for input in inputs {
+            // A damaged pointer or manifest is the compactor's to report and an operator's to
+            // restore (`snapctl verify`); producers keep queueing runs meanwhile, and the compactor
+            // checks their dimension when it applies them.
+            let m: SnapshotManifest
+            do {
+                guard let (version, _) = try Pointer.read(from: store, layout: layout, collection: input.collection)
+                else { continue }
+                m = try SnapshotManifest.fetch(from: store, layout: layout, collection: input.collection, version: version)
+            } catch let e as StrataError where e.kind == .corrupt || e.kind == .notFound {
+                continue
+            }
+            dims[input.collection] = m.dimension
+            if let d = input.dimension, d != m.dimension {
+                throw StrataError(
+                    .invalidInput, object: "collection \"\(input.collection)\"", field: "dimension",
+                    message: "is given as \(d), but the collection is published with dimension \(m.dimension)",
+                    fix: "embed with a model of dimension \(m.dimension), or write to another collection")
+            }
+        }
+        return dims
     }
 
     /// `produce` for (collection, path) pairs.

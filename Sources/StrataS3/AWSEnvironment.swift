@@ -113,6 +113,7 @@ public final class AWSEnvironment: @unchecked Sendable {
                                      forcePathStyle: s.forcePathStyle, credentials: try credentialChain())
         config.caBundle = s.caBundle?.value
         if let attempts = s.maxAttempts.flatMap({ Int($0.value) }) { config.retry.maxAttempts = attempts }
+        try AWSTransferSettings.resolve(s.profile).apply(to: &config)
         return config
     }
 

@@ -9,10 +9,15 @@ public enum PresignMethod: String, Sendable {
     case GET, PUT
 }
 
-extension S3Store {
+extension S3Store: StartAfterListing {
     // MARK: list
 
     public func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
+        try listPage(prefix: prefix, delimiter: delimiter, startAfter: nil, continuation: continuation, maxKeys: maxKeys)
+    }
+
+    public func listPage(prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
+                         maxKeys: Int) throws -> ListPage {
         // encoding-type=url: keys are percent-encoded in the XML, so keys with characters XML 1.0
         // cannot carry (control characters) still list correctly.
         var query: [SigV4Signer.QueryItem] = [
@@ -22,6 +27,7 @@ extension S3Store {
         if !prefix.isEmpty { query.append(.init("prefix", prefix)) }
         if let delimiter, !delimiter.isEmpty { query.append(.init("delimiter", delimiter)) }
         if let continuation { query.append(.init("continuation-token", continuation)) }
+        if continuation == nil, let startAfter { query.append(.init("start-after", startAfter)) }
         let r = try send(Request(operation: "ListObjectsV2", method: "GET", key: nil, query: query))
         markBucketExists()
         guard let root = XMLNode.parse(r.body), root.name == "ListBucketResult" else {

@@ -7,6 +7,7 @@ extension Snapctl {
         ProduceCommand.self,
         CompactCommand.self,
         CompactorCommand.self,
+        HealthCommand.self,
         VerifyCommand.self,
         GetCommand.self,
         QueryCommand.self,

@@ -2,8 +2,10 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import StrataCompactor
 import StrataCore
+import StrataService
 
 /// Options shared by `compact` and `compactor`.
 struct CompactorOptions: ParsableArguments {
@@ -48,6 +50,7 @@ struct CompactorOptions: ParsableArguments {
         s.lateRunWindow = window
         s.strataVersion = StrataVersion.current
         s.crashAt = environment["STRATA_CRASH_AT"]
+        s.pauseAt = environment["STRATA_PAUSE_AT"]
         if let t = environment["TMPDIR"] { s.workDirectory = t }
         return s
     }
@@ -168,15 +171,25 @@ struct CompactorCommand: ParsableCommand {
             The container's entry point. Compacts each collection in turn, sleeps --poll between
             passes, backs off a failing collection, and stops cleanly on SIGTERM or SIGINT (the
             current round is abandoned before its upload or finished if it is past it; never half
-            published). Several workers may share a bucket: a lease avoids duplicate work and the
-            conditional pointer write keeps them correct.
-            Example: snapctl compactor --collections lines,words --poll 10
+            published; --shutdown-grace bounds the wait). Several workers may share a bucket: a
+            lease avoids duplicate work and the conditional pointer write keeps them correct.
+            With --metrics-addr (or $STRATA_METRICS_ADDR) it serves GET /metrics (Prometheus),
+            /healthz, /readyz and POST /wake (start a pass now) on that address.
+            Example: snapctl compactor --collections lines,words --poll 10 --metrics-addr 0.0.0.0:9090
             """)
     @OptionGroup var global: GlobalOptions
     @Option(help: "Comma-separated collections.") var collections: String
     @Option(help: "Seconds between passes.") var poll: Double = 10
     @Option(help: "Longest backoff for a failing collection, in seconds.") var maxBackoff: Double = 300
     @Option(help: "Stop after this many passes (default: run until stopped).") var passes: Int?
+    @Option(help: ArgumentHelp("Serve /metrics, /healthz, /readyz and POST /wake here (default: $STRATA_METRICS_ADDR; "
+                                   + "off when neither is set).", valueName: "host:port"))
+    var metricsAddr: String?
+    @Option(help: "Seconds a stop waits for the current step before exiting anyway.") var shutdownGrace: Double = 25
+    @Flag(help: ArgumentHelp("Share the collections with the other workers on this store: heartbeats under "
+                                 + ".strata-workers/ and rendezvous hashing; a dead worker's collections move after "
+                                 + "--lease-seconds (default: $STRATA_COOPERATE=1)."))
+    var cooperate = false
     @OptionGroup var options: CompactorOptions
 
     func run() throws {
@@ -184,38 +197,73 @@ struct CompactorCommand: ParsableCommand {
             let list = collections.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             guard !list.isEmpty else { throw CLIError.usage("--collections: name at least one collection") }
             for c in list { try Layout.validate(collection: c) }
-            let (store, layout, _) = try global.openStore()
+            guard shutdownGrace > 0 else { throw CLIError.usage("--shutdown-grace must be positive") }
+            let env = global.environment
+            var listen: ListenAddress? = nil
+            if let raw = metricsAddr ?? env["STRATA_METRICS_ADDR"], !raw.isEmpty {
+                do {
+                    listen = try ListenAddress.parse(raw, what: metricsAddr != nil ? "--metrics-addr" : "STRATA_METRICS_ADDR")
+                } catch let e as StrataError {
+                    throw CLIError.usage(e.description)
+                }
+            }
+            let (rawStore, layout, _) = try global.openStore()
             let logger = global.logger("strata.compactor")
-            let compactor = Compactor(store: store, layout: layout, settings: try options.settings(environment: global.environment),
-                                      logger: logger)
+            let metrics = listen == nil ? nil : CompactorMetrics()
+            let store: any ObjectStore = metrics.map { MetricsStore(rawStore, metrics: $0) } ?? rawStore
+            let settings = try options.settings(environment: env)
+            let compactor = Compactor(store: store, layout: layout, settings: settings, logger: logger)
             do { try compactor.checkStore() } catch {
                 compactor.reportRefusal(collections: list, error)  // leaves a status verify shows
                 throw error
             }
+            var workerSettings = CompactorWorker.Settings(collections: list, pollInterval: poll, maxBackoff: maxBackoff,
+                                                          maxPasses: passes)
+            var membership: WorkerMembership? = nil
+            if cooperate || env["STRATA_COOPERATE"] == "1" {
+                let m = try WorkerMembership(store: store, layout: layout, workerId: settings.compactorId,
+                                             host: settings.host, ttl: settings.leaseDuration,
+                                             logger: global.logger("strata.workers"))
+                workerSettings.maxSleep = m.beatInterval
+                membership = m
+            }
             let publishDir = try PublishDirSupport(options: options, store: store, layout: layout,
                                                    environment: global.environment)
-            let stop = StopFlag()
-            let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
-                signal(sig, SIG_IGN)
-                let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                src.setEventHandler {
-                    logger.notice("stop requested; finishing the current step", metadata: ["signal": "\(sig)"])
-                    stop.set()
-                }
-                src.resume()
-                return src
-            }
-            defer { sources.forEach { $0.cancel() } }
-            let worker = CompactorWorker(
-                settings: .init(collections: list, pollInterval: poll, maxBackoff: maxBackoff, maxPasses: passes),
-                logger: logger) { c, stop in
+            let worker = CompactorWorker(settings: workerSettings, logger: logger) { c, stop in
                 let s = try compactor.compact(collection: c, stop: stop)
                 do { try publishDir?.sync(s, logger: logger) } catch {
                     logger.error("could not write the shared directory", metadata: ["collection": "\(c)", "error": "\(error)"])
                 }
                 return s
             }
-            worker.run(stop: stop)
+            if let membership { worker.assign = { membership.assign($0) } }
+            let service = CompactorService(worker: worker, metrics: metrics, logger: logger, shutdownGrace: shutdownGrace)
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let listen, let metrics {
+                metrics.register(collections: list)
+                let readiness = Readiness(store: store, layout: layout)
+                readiness.markProbePassed()
+                let health = try HealthServer(address: listen, metrics: metrics, readiness: readiness,
+                                              logger: global.logger("strata.metrics")) { service.wake() }
+                services.append(.init(service: health, serviceName: "metrics"))
+            }
+            // Shut down in reverse order: the worker first, the metrics server (scrapable meanwhile) last.
+            // The worker ending (--passes, or a stop) shuts the group down gracefully; that is not a failure.
+            services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                                  serviceName: "compactor"))
+            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                          logger: global.logger("strata.lifecycle")))
+            let failure = ResultBox()
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                do { try await group.run() } catch { failure.error = error }
+                done.signal()
+            }
+            done.wait()
+            membership?.leave()
+            if let error = failure.error { throw error }
         }
     }
+
+    final class ResultBox: @unchecked Sendable { var error: Error? }
 }

@@ -129,7 +129,8 @@ struct ShowCommand: ParsableCommand {
 struct RunsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runs",
-        abstract: "COMPACTION_RUN records: pending, quarantined (with reasons) or all, per collection.",
+        abstract: "COMPACTION_RUN records per collection: pending, applied, rolled_back, quarantined (with reasons), "
+            + "invalid or deferred.",
         discussion: "Example: snapctl runs --quarantined --collection lines")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only this collection (repeatable).") var collection: [String] = []
@@ -157,16 +158,16 @@ struct RunsCommand: ParsableCommand {
             let names = collection.isEmpty ? try SnapshotLocator(store: store, layout: layout).collections() : collection
             var rows: [Row] = []
             for c in names {
-                let l = try ledger.ledger(c)
-                for (id, r) in ledger.records.sorted(by: { $0.key < $1.key }) {
-                    guard let d = r.delta(for: c) else { continue }
-                    let status = l.processed.contains(id) ? "applied" : l.quarantined[id] != nil ? "quarantined" : "pending"
-                    rows.append(Row(runId: id, collection: c, status: status, createdAt: r.createdAt, upserts: d.upserts,
-                                    deletes: d.deletes, reason: l.quarantined[id]?.reason, detail: l.quarantined[id]?.detail,
-                                    labels: r.labels.isEmpty ? nil : r.labels))
-                }
-                for (id, q) in l.quarantined where ledger.records[id] == nil {
-                    rows.append(Row(runId: id, collection: c, status: "quarantined", reason: q.reason, detail: q.detail))
+                // One state per run, as the compactor and verify classify it (the shared RunIndex).
+                for run in try ledger.ledger(c).runs.runs.values.sorted(by: { $0.runId < $1.runId }) {
+                    let d = run.record?.delta(for: c)
+                    let q = run.state == .quarantined ? run.quarantine : nil
+                    let reason =
+                        q?.reason ?? (run.state == .invalid ? "invalidRecord" : run.requeued ? "requeued" : nil)
+                    rows.append(Row(runId: run.runId, collection: c, status: run.state.rawValue,
+                                    createdAt: run.record?.createdAt, upserts: d?.upserts, deletes: d?.deletes,
+                                    reason: reason, detail: q?.detail ?? run.problem?.error,
+                                    labels: run.record.flatMap { $0.labels.isEmpty ? nil : $0.labels }))
                 }
             }
             if pending { rows = rows.filter { $0.status == "pending" } }

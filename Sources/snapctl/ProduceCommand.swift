@@ -2,7 +2,15 @@ import ArgumentParser
 import Foundation
 import Logging
 import StrataCore
+import StrataEmbed
 import StrataProducer
+
+#if canImport(Glibc)
+    import Glibc
+
+    /// glibc's mallopt(3) (malloc.h is not in the Glibc module).
+    @_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif
 
 /// `snapctl produce`: what an OCR pipeline runs after each job. A thin shell over `RunProducer`:
 /// it checks the command line (exit 2), makes the run id up front so a failed attempt can be
@@ -36,8 +44,24 @@ struct ProduceCommand: ParsableCommand {
             atomically (write elsewhere, then rename). Prints one line per job: \
             published|skipped, the job, the run id (tab-separated).
 
-            Exit codes: 0 published (or already published); 1 a bad input line, a conflict or a \
-            store failure; 2 a usage error (options, names, labels, unreadable files).
+            A job of a directory that fails (a bad line, labels, an embedding the server \
+            rejects, a dimension) is marked failed in the checkpoint with its reason and the \
+            queue goes on; failed jobs are set aside until --retry-failed (or until their files \
+            are fixed). --status lists pending, published and failed jobs with reasons (no \
+            store needed). --max-jobs N tries at most N jobs, then exits (cron mode).
+
+            Embeddings (--embed): rows may leave out "embedding"; their "embed_text" (else their \
+            "document") is embedded through an OpenAI-compatible POST {url}/embeddings \
+            (OPENAI_BASE_URL or --embed-url; OPENAI_API_KEY, never printed; --embed-model or \
+            STRATA_EMBED_MODEL). Vectors a job obtained are kept in its spool, so a retry pays \
+            for nothing twice; identical texts are embedded once. The dimension is checked \
+            against the collection's published one before anything is uploaded. A summary \
+            (inputs, tokens, requests, retries, seconds) goes to stderr, and into --json. \
+            Settings: Docs/OPERATIONS.md.
+
+            Exit codes: 0 published (or already published); 1 a bad input line, a conflict, an \
+            embedding failure or a store failure; 2 a usage error (options, names, labels, \
+            unreadable files); 3 directory mode: some jobs failed (the others were published).
 
             Examples:
               snapctl produce --store s3://receipts \\
@@ -48,6 +72,9 @@ struct ProduceCommand: ParsableCommand {
                 --input lines.ndjson --run-id 20261121T201408123Z-4f1c0a9be203
               snapctl produce --store s3://receipts --dir /var/spool/ocr-out
               snapctl produce --store s3://receipts --dir in/ --collection lines
+              OPENAI_BASE_URL=http://127.0.0.1:8080/v1 snapctl produce --store s3://receipts \
+                --embed --embed-input-types passage,query --collection lines --input texts.ndjson
+              snapctl produce --dir in/ --status
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -108,8 +135,29 @@ struct ProduceCommand: ParsableCommand {
     @Flag(help: "Print the published runs as JSON instead of their ids.")
     var json = false
 
+    @Flag(help: "Directory mode: list pending, published and failed jobs with reasons, then exit.")
+    var status = false
+
+    @Flag(help: "Directory mode: try the failed jobs again.")
+    var retryFailed = false
+
+    @Option(help: ArgumentHelp("Directory mode: try at most this many jobs, then exit.", valueName: "n"))
+    var maxJobs: Int?
+
+    @OptionGroup var embedding: EmbedOptions
+
     func run() throws {
+        #if canImport(Glibc)
+            // Embedding requests run on worker threads; glibc would give each its own malloc arena
+            // (memory it keeps). Two arenas keep the producer's footprint small (OPERATIONS.md).
+            _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
+        #endif
         try runReportingErrors {
+            if status {
+                guard let dir else { throw CLIError.usage("--status applies only to --dir") }
+                try printStatus(dir: dir)
+                return
+            }
             let request = try checkedRequest()
             let logger = global.logger("strata.producer")
             let (store, layout, _) = try global.openStore()
@@ -137,6 +185,12 @@ struct ProduceCommand: ParsableCommand {
             throw ProduceCommand.failure(e, note: "nothing was published")
         } catch let e as StrataError where [.conflict, .refused, .unsupportedVersion].contains(e.kind) {
             throw e  // retrying the same thing cannot help; the message says what to do
+        } catch let e as EmbeddingError {
+            // Embedding comes before any upload; what was obtained is in the spool.
+            throw ProduceCommand.failure(
+                e,
+                note: "nothing was published; the vectors obtained so far are kept: retry with --run-id \(runId) "
+                    + "and they are not paid for again")
         } catch {
             // A store or local failure may leave uploaded deltas without a record (harmless
             // orphans, collected later); the same run id finishes the job without duplicates.
@@ -151,11 +205,38 @@ struct ProduceCommand: ParsableCommand {
         for r in runs where !r.created {
             logger.notice("already published; nothing new was written", metadata: ["run": "\(r.runId)"])
         }
+        let stats = producer.embeddingStats
+        if let stats { FileHandle.standardError.write(Data("snapctl: \(stats.summary)\n".utf8)) }
         if json {
-            print(try ProduceCommand.encodeJSON(runs))
+            if let stats {
+                struct Out: Encodable {
+                    var runs: [PublishedRun]
+                    var embedding: EmbeddingStats
+                }
+                print(try ProduceCommand.encodeJSON(Out(runs: runs, embedding: stats)))
+            } else {
+                print(try ProduceCommand.encodeJSON(runs))
+            }
         } else {
             for r in runs { print(r.runId) }
         }
+    }
+
+    private func printStatus(dir: String) throws {
+        let layout: DirectoryLayout = collections.first.map { .files(collection: $0) } ?? .jobDirectories
+        let st = try RunProducer.directoryStatus(dir, layout: layout, checkpointPath: checkpoint)
+        if json {
+            print(try ProduceCommand.encodeJSON(st))
+            return
+        }
+        for j in st.jobs {
+            print("\(j.state.rawValue)\t\(j.name)\t\(j.runId ?? "-")\t\(j.reason ?? "")")
+        }
+        let count = { (s: DirectoryStatus.Job.State) in st.jobs.filter { $0.state == s }.count }
+        FileHandle.standardError.write(
+            Data(
+                ("snapctl: \(count(.pending)) pending, \(count(.planned)) planned, \(count(.published)) published, "
+                    + "\(count(.failed)) failed\n").utf8))
     }
 
     private func produceDirectory(
@@ -163,7 +244,9 @@ struct ProduceCommand: ParsableCommand {
     ) throws {
         let report: DirectoryReport
         do {
-            report = try producer.produceDirectory(dir, layout: layout, labels: labels, checkpointPath: checkpoint)
+            report = try producer.produceDirectory(
+                dir, layout: layout, labels: labels, checkpointPath: checkpoint, retryFailed: retryFailed,
+                maxJobs: maxJobs)
         } catch {
             throw ProduceCommand.failure(
                 error,
@@ -178,13 +261,28 @@ struct ProduceCommand: ParsableCommand {
                 "skipped_jobs": "\(report.jobs.count - published.count)",
                 "runs": "\(report.published.count)", "checkpoint": "\(report.checkpointPath)",
             ])
+        if let stats = producer.embeddingStats {
+            FileHandle.standardError.write(Data("snapctl: \(stats.summary)\n".utf8))
+        }
+        let failed = report.failed
+        defer {
+            if !failed.isEmpty {
+                FileHandle.standardError.write(
+                    Data(
+                        ("snapctl: \(failed.count) job(s) failed: \(failed.map(\.name).joined(separator: ", ")) "
+                            + "(see --status; fix them and run again, or --retry-failed)\n").utf8))
+            }
+        }
         if json {
             print(try ProduceCommand.encodeJSON(report))
+            if !failed.isEmpty { throw ExitCode(3) }
             return
         }
         // One line per run or skipped job, tab-separated: easy to read and to cut(1).
         for job in report.jobs {
-            if job.skipped {
+            if let reason = job.failed {
+                print("failed\t\(job.name)\t\(reason)")
+            } else if job.skipped {
                 print("skipped\t\(job.name)\talready published")
             } else if job.runs.isEmpty {
                 print("empty\t\(job.name)\tno rows, nothing published")
@@ -192,6 +290,7 @@ struct ProduceCommand: ParsableCommand {
                 for r in job.runs { print("\(r.created ? "published" : "existing")\t\(job.name)\t\(r.runId)") }
             }
         }
+        if !failed.isEmpty { throw ExitCode(3) }
     }
 
     // MARK: checking the command line
@@ -211,6 +310,12 @@ struct ProduceCommand: ParsableCommand {
     func checkedRequest() throws -> Request {
         let labels = try ProduceCommand.parseLabels(self.labels)
         var settings = ProducerSettings()
+        if let maxJobs, maxJobs < 1 { throw CLIError.usage("--max-jobs \(maxJobs): must be at least 1") }
+        if dir == nil && (retryFailed || maxJobs != nil) {
+            throw CLIError.usage("--retry-failed and --max-jobs apply only to --dir")
+        }
+        settings.embedding = try embedding.settings()
+        if let s = embedding.spoolDir { settings.spoolDirectory = s }
         if let maxRows {
             guard maxRows >= 1 else { throw CLIError.usage("--max-rows \(maxRows): must be at least 1") }
             settings.maxRowsPerRun = maxRows
@@ -358,5 +463,81 @@ struct ProduceCommand: ParsableCommand {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try e.encode(value), as: UTF8.self)
+    }
+}
+
+/// The embedding options of `produce` and `query` (Docs/OPERATIONS.md, "Embeddings").
+struct EmbedOptions: ParsableArguments {
+    @Flag(help: "Embed rows without an embedding: their embed_text, else their document.")
+    var embed = false
+
+    @Option(
+        help: ArgumentHelp(
+            "The OpenAI-compatible API base (default: $OPENAI_BASE_URL, else https://api.openai.com/v1).",
+            valueName: "url"))
+    var embedUrl: String?
+
+    @Option(help: ArgumentHelp("The embedding model (default: $STRATA_EMBED_MODEL).", valueName: "name"))
+    var embedModel: String?
+
+    @Option(help: ArgumentHelp("Sent as \"dimensions\"; every vector must have this many values.", valueName: "n"))
+    var embedDimensions: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "input_type for stored texts and for queries, e.g. passage,query (e5 models); none sends none "
+                + "(default: $STRATA_EMBED_INPUT_TYPES, else none).", valueName: "passage,query"))
+    var embedInputTypes: String?
+
+    @Option(help: ArgumentHelp("At most this many inputs a request (default 256).", valueName: "n"))
+    var embedBatch: Int?
+
+    @Option(help: ArgumentHelp("At most this many bytes of text a request (default 1M).", valueName: "size"))
+    var embedMaxBytes: String?
+
+    @Option(help: ArgumentHelp("At most this many estimated tokens a request (default 300000).", valueName: "n"))
+    var embedMaxTokens: Int?
+
+    @Option(help: ArgumentHelp("Embedding requests in flight (default 2).", valueName: "n"))
+    var embedConcurrency: Int?
+
+    @Option(help: ArgumentHelp("One request's timeout in seconds (default 120).", valueName: "s"))
+    var embedTimeout: Double?
+
+    @Option(help: ArgumentHelp("Give a batch up after retrying this long, seconds (default 600).", valueName: "s"))
+    var embedRetryTime: Double?
+
+    @Option(
+        help: ArgumentHelp("Where jobs keep the vectors they obtained (default: see OPERATIONS.md).", valueName: "dir"))
+    var spoolDir: String?
+
+    @Flag(help: "Ask for float arrays instead of base64 vectors.")
+    var embedFloat = false
+
+    /// The settings, or nil without --embed; usage errors for bad values.
+    func settings(required: Bool = false) throws -> EmbeddingSettings? {
+        let given = embedUrl != nil || embedModel != nil || embedDimensions != nil || embedBatch != nil
+            || embedMaxBytes != nil || embedMaxTokens != nil || embedConcurrency != nil || embedTimeout != nil
+            || embedRetryTime != nil || embedInputTypes != nil || spoolDir != nil || embedFloat
+        guard embed || required else {
+            if given { throw CLIError.usage("the --embed-* options apply only with --embed") }
+            return nil
+        }
+        var s = EmbeddingSettings.fromEnvironment()
+        if let embedUrl { s.baseURL = embedUrl }
+        if let embedModel { s.model = embedModel }
+        if let embedDimensions { s.dimensions = embedDimensions }
+        if let embedInputTypes { s.setInputTypes(embedInputTypes) }
+        if let embedBatch { s.maxInputsPerRequest = embedBatch }
+        if let embedMaxBytes {
+            s.maxBytesPerRequest = Int(try ProduceCommand.parseByteSize(embedMaxBytes, option: "--embed-max-bytes"))
+        }
+        if let embedMaxTokens { s.maxTokensPerRequest = embedMaxTokens }
+        if let embedConcurrency { s.concurrency = embedConcurrency }
+        if let embedTimeout { s.requestTimeout = embedTimeout }
+        if let embedRetryTime { s.maxRetryTime = embedRetryTime }
+        if embedFloat { s.preferBase64 = false }
+        if let p = s.problem { throw CLIError.usage("embedding: \(p)") }
+        return s
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StrataCore
+import StrataEmbed
 import StrataInspect
 
 struct QueryCommand: ParsableCommand {
@@ -24,12 +25,18 @@ struct QueryCommand: ParsableCommand {
             compare as text, numbers by value (receipt_id=1 matches 1 and 1.0), true and false as
             booleans; a value in double quotes matches strings only (--where 'code="1"').
 
+            --text "..." embeds the query through the same OpenAI-compatible endpoint as \
+            `produce --embed` (OPENAI_BASE_URL or --embed-url, OPENAI_API_KEY, --embed-model); \
+            e5-style models want --embed-input-types passage,query (the query's input_type is \
+            the second).
+
             Exit status: 0 with results (or none), 1 when the id is unknown, the vector does not
             fit the collection or the snapshot cannot be read, 2 for usage errors.
             Examples:
               snapctl query lines --id img-7/line-3 -k 5
               snapctl query lines --vector q.json --metric l2 --where image_id=abc --where has_price=true
               echo '[0.12, -0.5, 0.003]' | snapctl query lines --vector - --json
+              snapctl query lines --text "coffee" --embed-input-types passage,query
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -38,6 +45,9 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "Query with this id's embedding.") var id: String?
     @Option(help: ArgumentHelp("JSON file holding the query vector, or - for stdin.", valueName: "file"))
     var vector: String?
+    @Option(help: ArgumentHelp("Embed this text as the query (see --embed-url).", valueName: "text"))
+    var text: String?
+    @OptionGroup var embedding: EmbedOptions
     @Option(name: [.customShort("k"), .long], help: "Number of results.") var k: Int = 10
     @Option(help: "cosine, ip or l2.") var metric: String = "cosine"
     @Option(
@@ -51,7 +61,11 @@ struct QueryCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let request = try parseRequest()
+            var request = try parseRequest()
+            if let text, let settings = try embedding.settings(required: true) {
+                let client = try EmbeddingClient(settings: settings)
+                request.vector = try client.embed([text], inputType: settings.queryInputType).vectors[0]
+            }
             let (reader, snapshot, cached) = try source.open(collection, version: version, global: global, json: json)
             defer { cached?.close() }
             let query: [Float]
@@ -70,7 +84,9 @@ struct QueryCommand: ParsableCommand {
             }
             try VectorSearch.validate(
                 query: query, dimension: reader.dimension, metric: request.metric,
-                object: id.map { "the embedding of id \"\($0)\"" } ?? "query vector \(vector!)")
+                object: id.map { "the embedding of id \"\($0)\"" }
+                    ?? (text != nil ? "the embedding of --text (model \(try embedding.settings(required: true)!.model))"
+                        : "query vector \(vector!)"))
             let started = DispatchTime.now().uptimeNanoseconds
             let result = try VectorSearch.search(
                 reader, query: query, metric: request.metric, k: k,
@@ -96,9 +112,10 @@ struct QueryCommand: ParsableCommand {
     /// Everything that can be checked before downloading anything.
     func parseRequest() throws -> Request {
         do { try Layout.validate(collection: collection) } catch { throw CLIError.usage(String(describing: error)) }
-        guard (id == nil) != (vector == nil) else {
-            throw CLIError.usage("query needs exactly one of --id ID and --vector FILE")
+        guard [id != nil, vector != nil, text != nil].filter({ $0 }).count == 1 else {
+            throw CLIError.usage("query needs exactly one of --id ID, --vector FILE and --text TEXT")
         }
+        if let text, text.isEmpty { throw CLIError.usage("--text: must not be empty") }
         guard let m = VectorMetric(rawValue: metric.lowercased()) else {
             throw CLIError.usage("--metric \(metric): expected cosine, ip or l2")
         }

@@ -26,7 +26,7 @@ final class QueryCommandTests: XCTestCase {
         let dir = TempDir()
         let store = "file://" + dir.path
         let cases: [([String], String)] = [
-            (["query", "lines"], "exactly one of --id ID and --vector FILE"),
+            (["query", "lines"], "exactly one of --id ID, --vector FILE and --text TEXT"),
             (["query", "lines", "--id", "a", "--vector", "q.json"], "exactly one of"),
             (["query", "lines", "--id", "a", "--metric", "dot"], "expected cosine, ip or l2"),
             (["query", "lines", "--id", "a", "-k", "0"], "at least 1"),

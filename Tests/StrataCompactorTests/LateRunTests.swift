@@ -143,7 +143,8 @@ struct LateRunScenarios {
         try w.assertMatchesModel("lines")
 
         let input = w.tmp.file("future.ndjson")
-        try "{\"id\":\"z\",\"embedding\":[1,2,3]}\n".write(toFile: input, atomically: false, encoding: .utf8)
+        let vector = w.vector(3).map { "\($0)" }.joined(separator: ",")
+        try "{\"id\":\"z\",\"embedding\":[\(vector)]}\n".write(toFile: input, atomically: false, encoding: .utf8)
         let ahead = runId(at: Date().addingTimeInterval(600))
         XCTAssertThrowsError(try RunProducer(store: w.store).produce(inputs: [(collection: "lines", path: input)],
                                                                      runId: ahead)) { e in

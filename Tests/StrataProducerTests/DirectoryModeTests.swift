@@ -90,11 +90,12 @@ final class DirectoryModeTests: XCTestCase {
         XCTAssertEqual(again.jobs.map(\.skipped), [true, true, true])
         XCTAssertEqual(counting.calls(.put), 0)
 
-        // A published file that changes is refused, not published again.
+        // A published file that changes is refused (reported failed, left published), not published again.
         try write("a.ndjson", Rows.upsert("a1", [9, 9]))
-        XCTAssertThrowsError(try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))) {
-            XCTAssertEqual(($0 as? StrataError)?.kind, .refused, "\($0)")
-        }
+        let changed = try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))
+        XCTAssertEqual(changed.failed.map(\.name), ["a.ndjson"])
+        XCTAssertTrue(changed.failed[0].failed?.contains("changed after it was published") ?? false)
+        XCTAssertEqual(try jobState("a.ndjson")?.state, "published")
         XCTAssertEqual(try records().count, 3)
     }
 
@@ -114,11 +115,12 @@ final class DirectoryModeTests: XCTestCase {
         XCTAssertLessThan(r1.runId, report.jobs[1].runs[0].runId)
         XCTAssertEqual(try records().count, 2)
 
-        // A job directory without inputs is an error that names it.
+        // A job directory without inputs is a failed job whose reason names it.
         try FileManager.default.createDirectory(atPath: dir.file("in/job-3"), withIntermediateDirectories: true)
-        XCTAssertThrowsError(try producer().produceDirectory(dir.file("in"), layout: .jobDirectories)) {
-            XCTAssertTrue(($0 as? StrataError)?.object.hasSuffix("job-3") ?? false, "\($0)")
-        }
+        let again = try producer().produceDirectory(
+            dir.file("in"), layout: .jobDirectories, labels: ["pipeline": "ocr", "image_id": "default"])
+        XCTAssertEqual(again.failed.map(\.name), ["job-3"], "\(again.failed)")
+        XCTAssertTrue(again.failed[0].failed?.contains("in/job-3: holds no <collection>.ndjson file") ?? false)
     }
 
     func testCheckpointOfAnotherStoreIsRefused() throws {
@@ -135,9 +137,10 @@ final class DirectoryModeTests: XCTestCase {
     func testBadLabelsFileIsAnError() throws {
         try write("a.ndjson", Rows.upsert("a1", [1, 2]))
         try write("a.labels.json", #"{"page": 3}"#)
-        XCTAssertThrowsError(try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))) {
-            XCTAssertEqual(($0 as? StrataError)?.field, "page")
-        }
+        let report = try producer().produceDirectory(dir.file("in"), layout: .files(collection: "lines"))
+        XCTAssertEqual(report.failed.map(\.name), ["a.ndjson"])
+        XCTAssertTrue(report.failed[0].failed?.contains("field \"page\": is not a string") ?? false, "\(report)")
+        XCTAssertEqual(try jobState("a.ndjson")?.state, "failed")
         XCTAssertEqual(try store.list(prefix: "").count, 0)
     }
 }
