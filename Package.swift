@@ -54,7 +54,7 @@ let package = Package(
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .target(name: "StrataCompactor",
-                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle",
+                dependencies: ["StrataCore", "StrataCrypto", "StrataDelta", "StrataBundle", "StrataPages",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
         .target(name: "StrataInspect",
@@ -83,7 +83,7 @@ let package = Package(
         // Test support: starts and stops a private SeaweedFS on loopback.
         .target(name: "StrataTestSupport",
                 dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataDelta", "StrataProducer",
-                               "StrataCompactor", "StrataEmbed"],
+                               "StrataCompactor", "StrataEmbed", "StrataInspect"],
                 path: "Tests/StrataTestSupport", swiftSettings: v5),
         .testTarget(name: "StrataCoreTests", dependencies: ["StrataCore", "StrataCrypto"], swiftSettings: v5),
         .testTarget(name: "StrataS3Tests", dependencies: ["StrataS3", "StrataTestSupport"], exclude: ["Fixtures"],

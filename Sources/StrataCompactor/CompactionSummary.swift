@@ -49,6 +49,10 @@ public struct CompactionSummary: Codable, Sendable {
     /// Lost pointer races that made this round rebuild on a newer version.
     public var conflicts: Int = 0
     public var baseFromCache: Bool = false
+    /// How the new version was stored: "patch", "merged tail", "merged chain", or "new base (reason)".
+    public var publishedAs: String?
+    /// Patches in the new version's chain (0 for a new base).
+    public var chainLength: Int = 0
     /// Seconds per step: pointer, base, plan, deltas, merge, check, upload, publish, total.
     public var seconds: [String: Double] = [:]
     public var leaseHolder: String?

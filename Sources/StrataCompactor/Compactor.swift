@@ -4,6 +4,7 @@ import StrataBundle
 import StrataCore
 import StrataCrypto
 import StrataDelta
+import StrataPages
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -102,41 +103,27 @@ public final class Compactor {
         let log = logger.with(["collection": "\(c)"])
 
         // 1. The pointer and its ETag.
-        let pointerKey = layout.pointerKey(c)
         let pointer = try readPointerOrStop(c)  // SPEC 12: a lost pointer never restarts a collection
         let baseVersion = pointer?.version
         summary.baseVersion = baseVersion
         clock.lap("pointer")
 
-        // 2. The base snapshot, verified, in a file we may modify.
+        // 2. The base version in a file we may modify, with its page-hash list: the cache's when it
+        // holds that version, otherwise materialized (base + chain), every object checked.
         let cache = try SnapshotCache(collection: c, settings: settings)
         var baseManifest: SnapshotManifest? = nil
+        var hashes: PageHashList? = nil
         if let baseVersion {
-            let mKey = layout.manifestKey(collection: c, version: baseVersion)
             let manifest = try SnapshotManifest.fetch(from: store, layout: layout, collection: c, version: baseVersion)
-            guard let entry = manifest.file(Compactor.snapshotFileName) else {
-                throw StrataError(.corrupt, object: mKey, field: "files", message: "lists no \(Compactor.snapshotFileName)")
-            }
-            if cache.holds(version: baseVersion, size: entry.size, sha256: entry.sha256) {
+            let identity = try Compactor.identity(of: manifest, key: layout.manifestKey(collection: c, version: baseVersion))
+            if let root = cache.holds(version: baseVersion, size: manifest.materializedSize, sha256: identity),
+               let list = try? PageHashList.open(path: cache.hashListPath), Hex.encode(list.root) == root {
                 summary.baseFromCache = true
+                hashes = list
             } else {
-                cache.discardSnapshot()
-                let key = layout.versionFileKey(collection: c, version: baseVersion, file: entry.name)
-                let got = try store.get(key, toFile: cache.snapshotPath)
-                let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
-                if size != got.size {  // a short read, not a damaged version: retried
-                    cache.discardSnapshot()
-                    throw StoreError(.transient, operation: "GetObject", key: key,
-                                     message: "read \(size) of the object's \(got.size) bytes (a short read)")
-                }
-                guard sha == entry.sha256, size == entry.size else {
-                    cache.discardSnapshot()
-                    throw StrataError(.corrupt, object: key, field: "sha256",
-                                      message: "is \(size) bytes with SHA-256 \(sha); the manifest says \(entry.size) bytes, \(entry.sha256)",
-                                      fix: "the published version is damaged; run `snapctl verify --deep` and roll back")
-                }
-                summary.bytesDownloaded += size
-                cache.record(version: baseVersion, size: size, sha256: sha)
+                hashes = try materialize(manifest, into: cache, summary: &summary)
+                cache.record(version: baseVersion, size: manifest.materializedSize, sha256: identity,
+                             pageRoot: Hex.encode(hashes!.root))
             }
             baseManifest = manifest
         } else {
@@ -144,7 +131,6 @@ public final class Compactor {
         }
         clock.lap("base")
         renewLease()
-
         // 3. Pending runs.
         var base = baseManifest == nil ? nil : try SnapshotDatabase.open(path: cache.snapshotPath, collection: c)
         if let base, let m = baseManifest, base.dimension != m.dimension {
@@ -210,51 +196,164 @@ public final class Compactor {
         }
         if stop.isSet { throw CancellationError() }
 
-        // 5. Merge in run order, then check.
+        // 5. Merge in run order, then check. A version on a format-2 snapshot we hold with its
+        // page-hash list is a page patch captured from the merge itself (Docs/design/0002); the
+        // first version, and the format-1 -> 2 upgrade (a schema change), are a new base.
         let newVersion = Identifiers.make(after: baseVersion)
         cache.invalidate()
-        if base == nil {
-            base = try SnapshotDatabase.create(path: cache.snapshotPath, collection: c, dimension: dimension)
-        }
-        let db = base!
-        try db.upgradeIfNeeded()
-        if let upgraded = db.upgradedFromFormat1 {
-            summary.upgradedFromFormat = 1
-            log.notice("snapshot upgraded from format 1", metadata: ["old_rows_writer": "\(upgraded)"])
-        }
         var applied: [AppliedRun] = []
+        var rowsAfter = 0
         let now = Date()
-        for (run, path) in ready {
-            applied.append(try db.apply(deltaPath: path, writer: RowWriter(runId: run.runId, created: run.createdAt),
-                                        version: newVersion, appliedAt: now))
-        }
-        let cutoff = now.addingTimeInterval(-settings.lateRunWindow)
-        summary.tombstonesPurged = try db.purgeTombstones(createdBefore: cutoff)
-        summary.tombstones = try db.tombstoneCount()
-        clock.lap("merge")
-        let rowsAfter = try db.rowCount()
-        let expected = summary.rowsBefore + applied.reduce(0) { $0 + $1.newIds - $1.deletedExisting }
-        guard rowsAfter == expected else {
-            cache.discardSnapshot()
-            throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
-                              message: "has \(rowsAfter) rows; base \(summary.rowsBefore) + new ids − deleted ids = \(expected)",
-                              fix: "nothing was published; report this as a bug with the run ids")
-        }
-        let explicitDeletes = applied.reduce(0) { $0 + $1.deletedExisting }
-        if rowsAfter == 0, summary.rowsBefore > 0, explicitDeletes < summary.rowsBefore {
-            cache.discardSnapshot()
-            throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
-                              message: "would empty a collection of \(summary.rowsBefore) rows without explicit deletes")
-        }
-        try db.transaction { try db.setMeta(version: newVersion, parent: baseVersion, rowCount: rowsAfter) }
-        if settings.integrityCheck {
-            let result = try db.quickCheck()
-            guard result == "ok" else {
-                cache.discardSnapshot()
-                throw StrataError(.corrupt, object: "\(c) version \(newVersion)", message: "SQLite quick_check: \(result)")
+        /// The merge proper, the same on either connection: apply, purge, count, record.
+        func merge(into db: SnapshotDatabase) throws {
+            for (run, path) in ready {
+                applied.append(try db.apply(deltaPath: path, writer: RowWriter(runId: run.runId, created: run.createdAt),
+                                            version: newVersion, appliedAt: now))
             }
+            let cutoff = now.addingTimeInterval(-settings.lateRunWindow)
+            summary.tombstonesPurged = try db.purgeTombstones(createdBefore: cutoff)
+            summary.tombstones = try db.tombstoneCount()
+            rowsAfter = try db.rowCount()
+            let expected = summary.rowsBefore + applied.reduce(0) { $0 + $1.newIds - $1.deletedExisting }
+            guard rowsAfter == expected else {
+                throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
+                                  message: "has \(rowsAfter) rows; base \(summary.rowsBefore) + new ids − deleted ids = \(expected)",
+                                  fix: "nothing was published; report this as a bug with the run ids")
+            }
+            let explicitDeletes = applied.reduce(0) { $0 + $1.deletedExisting }
+            if rowsAfter == 0, summary.rowsBefore > 0, explicitDeletes < summary.rowsBefore {
+                throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
+                                  message: "would empty a collection of \(summary.rowsBefore) rows without explicit deletes")
+            }
+            try db.transaction { try db.setMeta(version: newVersion, parent: baseVersion, rowCount: rowsAfter) }
         }
-        try db.close()
+        let parentRoot = hashes.map { Hex.encode($0.root) }
+        let parentPageCount = hashes?.pageCount ?? 0
+        var captured: PageCaptureResult? = nil
+        var newBaseReason: PageChainPolicy.NewBaseReason? = nil
+        do {
+            if let db = base, db.formatVersion >= SnapshotFormat.majorVersion, let list = hashes {
+                try db.close()
+                base = nil
+                let patchPath = cache.directory + "/new.strpatch"
+                unlink(patchPath)
+                captured = try PageCapture.capture(
+                    database: cache.snapshotPath, hashes: list, patch: patchPath,
+                    settings: PageCaptureSettings(compression: settings.pageCompression)
+                ) { conn in try merge(into: try SnapshotDatabase.open(connection: conn, collection: c)) }
+            } else {
+                if base == nil {
+                    base = try SnapshotDatabase.create(path: cache.snapshotPath, collection: c, dimension: dimension)
+                }
+                let db = base!
+                try db.upgradeIfNeeded()
+                if let upgraded = db.upgradedFromFormat1 {
+                    summary.upgradedFromFormat = 1
+                    newBaseReason = .schema
+                    log.notice("snapshot upgraded from format 1", metadata: ["old_rows_writer": "\(upgraded)"])
+                }
+                try merge(into: db)
+                try db.close()
+                base = nil
+                hashes = try PageHashList.build(database: cache.snapshotPath, to: cache.hashListPath)
+            }
+        } catch {
+            try? base?.close()
+            cache.discardSnapshot()
+            throw error
+        }
+        clock.lap("merge")
+        let list = hashes!
+        let explicitDeletes = applied.reduce(0) { $0 + $1.deletedExisting }
+
+        // What to publish: the chain policy decides for a captured patch.
+        let chain = baseManifest?.patches ?? []
+        let parentBase = try baseManifest.map { try parentBaseEntry($0, root: parentRoot!, pageCount: parentPageCount,
+                                                                     pageSize: list.pageSize) }
+        var decision = PageChainPolicy.Decision.newBase(newBaseReason ?? .schema)
+        if let captured, let parentBase {
+            decision = settings.chainPolicy.decide(
+                baseBytes: parentBase.size,
+                chain: chain.map { PageChainPolicy.Patch(bytes: $0.size, merged: $0.merged ?? false) },
+                newPatchBytes: captured.patch.bytes, newPatchFrames: Int(captured.patch.header.frameCount),
+                pageCount: Int(list.pageCount))
+        }
+        var objects: [VersionPublisher.Object] = []
+        var manifestBase: ManifestBase
+        var manifestPatches: [ManifestPatch]
+        var resultSHA: String? = nil
+        var newLocalPatches: [(path: String, sha256: String)] = []
+        do {
+            func entry(_ p: PagePatchSummary, merged: Bool) throws -> ManifestPatch {
+                // The object's SHA-256 (the patch's trailer hashes every byte but itself): O(patch).
+                let sha = try SHA256.hexOfFile(atPath: p.path).hex
+                return ManifestPatch(key: layout.versionObjectKey(collection: c, kind: .patch, sha256: sha), size: p.bytes,
+                              sha256: sha, fromRoot: Hex.encode(p.header.fromRoot), toRoot: Hex.encode(p.header.toRoot),
+                              pageCount: p.header.toPageCount, frames: Int(p.header.frameCount),
+                              merged: merged ? true : nil)
+            }
+            func mergeWithNew(_ older: ArraySlice<ManifestPatch>, _ new: PagePatchSummary) throws -> PagePatchSummary {
+                var sources: [PagePatchSource] = []
+                for p in older { sources.append(PagePatchSource(path: try localPatch(p, of: baseManifest!, cache: cache, summary: &summary),
+                                                   object: p.key)) }
+                sources.append(PagePatchSource(path: new.path, object: "the new patch"))
+                let path = cache.directory + "/merged.strpatch"
+                unlink(path)
+                return try PagePatchChain.merge(sources, to: path, compression: settings.pageCompression)
+            }
+            switch decision {
+            case .append, .mergeTail, .mergeAll:
+                let new = captured!.patch
+                var patch = new
+                var keep = chain[...]
+                var merged = false
+                if case .mergeTail(let count) = decision {
+                    keep = chain.dropLast(count - 1)
+                    patch = try mergeWithNew(chain.suffix(count - 1), new)
+                    merged = true
+                } else if case .mergeAll = decision {
+                    keep = []
+                    patch = try mergeWithNew(chain[...], new)
+                    merged = true
+                }
+                let e = try entry(patch, merged: merged)
+                objects = [VersionPublisher.Object(key: e.key, path: patch.path, contentType: "application/octet-stream",
+                                                   sha256: e.sha256)]
+                manifestBase = parentBase!
+                manifestPatches = Array(keep) + [e]
+                newLocalPatches = [(patch.path, e.sha256)]
+            case .newBase:
+                // The full checks of a new base: quick_check and the whole file's SHA-256.
+                if settings.integrityCheck {
+                    let db = try SnapshotDatabase.open(path: cache.snapshotPath, collection: c)
+                    let result = try db.quickCheck()
+                    try db.close()
+                    guard result == "ok" else {
+                        throw StrataError(.corrupt, object: "\(c) version \(newVersion)", message: "SQLite quick_check: \(result)")
+                    }
+                }
+                let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
+                let key = layout.versionObjectKey(collection: c, kind: .base, sha256: sha)
+                objects = [VersionPublisher.Object(key: key, path: cache.snapshotPath, contentType: "application/vnd.sqlite3",
+                                                   sha256: sha)]
+                manifestBase = ManifestBase(key: key, size: size, sha256: sha, pageSize: list.pageSize,
+                                            pageCount: list.pageCount, pageRoot: Hex.encode(list.root))
+                manifestPatches = []
+                resultSHA = sha
+            }
+        } catch {
+            cache.discardSnapshot()
+            throw error
+        }
+        summary.publishedAs = {
+            switch decision {
+            case .append: return "patch"
+            case .mergeTail: return "merged tail"
+            case .mergeAll: return "merged chain"
+            case .newBase(let r): return baseManifest == nil ? "new base (first version)" : "new base (\(r.rawValue))"
+            }
+        }()
+        summary.chainLength = manifestPatches.count
         clock.lap("check")
         renewLease()
         crashPoint("after-merge")
@@ -263,37 +362,31 @@ public final class Compactor {
             throw CancellationError()
         }
 
-        // 6. Upload the version: files first, manifest last.
-        // The store hashes the file as part of uploading it (S3 records it in the object's metadata),
-        // so the manifest takes the hash from there instead of a separate pass.
-        let fileKey = layout.versionFileKey(collection: c, version: newVersion, file: Compactor.snapshotFileName)
-        let uploaded = try store.put(fileKey, file: cache.snapshotPath, condition: .ifNoneMatch,
-                                     options: PutOptions(contentType: "application/vnd.sqlite3"))
-        let size = uploaded.size
-        let sha = try uploaded.sha256 ?? SHA256.hexOfFile(atPath: cache.snapshotPath).hex
+        // 6-7. Objects first, the manifest last, then the pointer, conditionally.
+        let result = ManifestResult(pageSize: list.pageSize, pageCount: list.pageCount, pageRoot: Hex.encode(list.root),
+                                    size: Int64(list.pageSize) * Int64(list.pageCount), sha256: resultSHA)
         let manifest = SnapshotManifest(
             collection: c, version: newVersion, parentVersion: baseVersion, createdAt: Date(), dimension: dimension,
-            rowCount: rowsAfter, files: [FileEntry(name: Compactor.snapshotFileName, size: size, sha256: sha)],
-            appliedRuns: applied,
+            rowCount: rowsAfter, files: [], appliedRuns: applied,
             createdBy: VersionCreator(compactorId: settings.compactorId, host: settings.host,
-                                strataVersion: settings.strataVersion))
-        let manifestData = try StrataJSON.encoder().encode(manifest)
-        try store.put(layout.manifestKey(collection: c, version: newVersion), data: manifestData,
-                      condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
-        summary.bytesUploaded = size + Int64(manifestData.count)
-        clock.lap("upload")
-        crashPoint("after-upload")
-
-        // 7. Move the pointer, conditionally.
+                                      strataVersion: settings.strataVersion),
+            base: manifestBase, patches: manifestPatches, result: result)
+        let published: VersionPublisher.Published
         do {
-            try store.put(pointerKey, data: Pointer.body(version: newVersion),
-                          condition: pointer.map { .ifMatch($0.etag) } ?? .ifNoneMatch,
-                          options: PutOptions(contentType: "text/plain"))
-        } catch let e as StoreError where e.kind == .preconditionFailed {
+            published = try VersionPublisher(store: store, layout: layout).publish(
+                objects: objects, manifest: manifest, pointerCondition: pointer.map { .ifMatch($0.etag) } ?? .ifNoneMatch,
+                step: { if $0 == "after-upload" { clock.lap("upload") }; crashPoint($0) })
+        } catch is VersionPublisher.PointerConflict {
             cache.discardSnapshot()
             throw PointerConflict()
+        } catch {
+            cache.discardSnapshot()
+            throw error
         }
-        cache.record(version: newVersion, size: size, sha256: sha)
+        summary.bytesUploaded = published.bytesUploaded
+        for p in newLocalPatches { rename(p.path, cache.patchPath(sha256: p.sha256)) }
+        cache.keepPatches(Set(manifestPatches.map(\.sha256)))
+        cache.record(version: newVersion, size: result.size, sha256: result.pageRoot, pageRoot: result.pageRoot)
         // A late run applied on the operator's word is no longer quarantined (best effort: a
         // leftover record names a run that applied_runs lists, which verify reports as applied).
         for id in lifted where applied.contains(where: { $0.runId == id }) {
@@ -304,7 +397,6 @@ public final class Compactor {
         }
         clock.lap("publish")
         crashPoint("after-pointer")
-
         summary.outcome = .published
         summary.newVersion = newVersion
         summary.runsApplied = applied.map(\.runId)
@@ -319,7 +411,8 @@ public final class Compactor {
             "quarantined": "\(summary.runsQuarantined.count)", "rows_before": "\(summary.rowsBefore)",
             "rows_after": "\(rowsAfter)", "superseded": "\(summary.writesSuperseded)",
             "tombstones": "\(summary.tombstones)", "bytes_up": "\(summary.bytesUploaded)",
-            "bytes_down": "\(summary.bytesDownloaded)", "seconds": "\(String(format: "%.3f", clock.total))",
+            "bytes_down": "\(summary.bytesDownloaded)", "published_as": "\(summary.publishedAs ?? "-")",
+            "chain": "\(summary.chainLength)", "seconds": "\(String(format: "%.3f", clock.total))",
         ])
         return finish()
     }

@@ -1,4 +1,5 @@
 import Foundation
+import StrataPages
 
 /// How the compactor keeps the base snapshot between runs (like our users' CHROMADB_STORAGE_MODE).
 public enum CacheMode: String, Sendable, CaseIterable {
@@ -47,8 +48,16 @@ public struct CompactorSettings: Sendable {
     /// under the normal per-row rule; a `tooLate` quarantine of such a run is lifted.
     public var allowLateRuns: Set<String> = []
 
+    /// When a version is a patch on the chain, a merged patch, or a new base (Docs/design/0002,
+    /// "Chain policy"): K = 8 single patches, 8 merged ones, chain bytes at most half the base
+    /// (so a cold reader downloads at most 1.5x the file), a patch rewriting over half the pages
+    /// is a new base.
+    public var chainPolicy = PageChainPolicy()
+    /// How patch pages are stored (zlib level 1 by default; `.zeroRun` is cheaper and larger).
+    public var pageCompression: PageCompression = .zlib(level: 1)
+
     /// Test-only fault injection: the process kills itself with SIGKILL at this step boundary
-    /// (after-download, after-merge, after-upload, after-pointer). Set from STRATA_CRASH_AT.
+    /// (after-download, after-merge, after-objects, after-upload, after-pointer). Set from STRATA_CRASH_AT.
     public var crashAt: String?
     /// Fault injection for tests of graceful stop: "POINT" (same names as crashAt) sleeps 5 s there,
     /// logging "fault injection: pausing at POINT" first (STRATA_PAUSE_AT).

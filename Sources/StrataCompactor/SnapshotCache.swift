@@ -23,14 +23,22 @@ final class SnapshotCache {
     struct Sidecar: Codable {
         var version: String
         var size: Int64
+        /// What identifies the version's file: a page version's result root, a whole-file version's SHA-256.
         var sha256: String
+        /// The page-hash root of the file (its list is `snapshot.phl`).
+        var pageRoot: String?
         var inode: UInt64
         var mtimeNs: Int64
     }
 
     var snapshotPath: String { directory + "/snapshot.sqlite3" }
+    /// The working file's page-hash list (StrataPages' `PageHashList`), kept with it.
+    var hashListPath: String { directory + "/snapshot.phl" }
     private var sidecarPath: String { directory + "/snapshot.json" }
     var deltasDirectory: String { directory + "/deltas" }
+    /// Local copies of the patches of the chain the working file is at (to merge a chain's tail).
+    var patchesDirectory: String { directory + "/patches" }
+    func patchPath(sha256: String) -> String { patchesDirectory + "/\(sha256).strpatch" }
 
     init(collection: String, settings: CompactorSettings) throws {
         var dir: String? = nil
@@ -65,6 +73,7 @@ final class SnapshotCache {
         }
         try? FileManager.default.removeItem(atPath: deltasDirectory)
         try FileManager.default.createDirectory(atPath: deltasDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: patchesDirectory, withIntermediateDirectories: true)
     }
 
     deinit {
@@ -74,22 +83,25 @@ final class SnapshotCache {
     }
 
     /// True when the cached file is `version` with this size and SHA-256, untouched since recorded.
-    func holds(version: String, size: Int64, sha256: String) -> Bool {
+    /// Returns the page-hash root recorded with it (nil when the file's list is missing).
+    func holds(version: String, size: Int64, sha256: String) -> String? {
         guard persistent, let data = FileManager.default.contents(atPath: sidecarPath),
               let s = try? JSONDecoder().decode(Sidecar.self, from: data),
               s.version == version, s.size == size, s.sha256 == sha256, let id = identity(), id.size == size,
-              id.inode == s.inode, id.mtimeNs == s.mtimeNs
-        else { return false }
-        return true
+              id.inode == s.inode, id.mtimeNs == s.mtimeNs, let root = s.pageRoot,
+              FileManager.default.fileExists(atPath: hashListPath)
+        else { return nil }
+        return root
     }
 
     /// Forget what the file holds (before modifying it).
     func invalidate() { unlink(sidecarPath) }
 
     /// Remember that the file now holds `version`.
-    func record(version: String, size: Int64, sha256: String) {
+    func record(version: String, size: Int64, sha256: String, pageRoot: String) {
         guard persistent, let id = identity() else { return }
-        let s = Sidecar(version: version, size: size, sha256: sha256, inode: id.inode, mtimeNs: id.mtimeNs)
+        let s = Sidecar(version: version, size: size, sha256: sha256, pageRoot: pageRoot, inode: id.inode,
+                        mtimeNs: id.mtimeNs)
         if let data = try? JSONEncoder().encode(s) {
             let tmp = sidecarPath + ".tmp"
             if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, sidecarPath) }
@@ -100,6 +112,15 @@ final class SnapshotCache {
     func discardSnapshot() {
         invalidate()
         for suffix in ["", "-journal", "-wal", "-shm"] { unlink(snapshotPath + suffix) }
+        unlink(hashListPath)
+    }
+
+    /// Keep only the local patches named by `sha256s` (the chain the working file is at).
+    func keepPatches(_ sha256s: Set<String>) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: patchesDirectory) else { return }
+        for name in names where !sha256s.contains(String(name.prefix(64))) || !name.hasSuffix(".strpatch") {
+            unlink(patchesDirectory + "/" + name)
+        }
     }
 
     private func identity() -> (size: Int64, inode: UInt64, mtimeNs: Int64)? {

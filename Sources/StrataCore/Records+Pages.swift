@@ -38,9 +38,12 @@ public struct ManifestPatch: Codable, Sendable, Equatable {
     public var pageCount: UInt32
     /// How many pages (frames) the patch holds.
     public var frames: Int
+    /// True for a merge of several patches (the chain policy counts them apart); absent for one merge's.
+    public var merged: Bool?
 
     public init(key: String, size: Int64, sha256: String, fromRoot: String, toRoot: String, pageCount: UInt32,
-                frames: Int) {
+                frames: Int, merged: Bool? = nil) {
+        self.merged = merged
         self.key = key
         self.size = size
         self.sha256 = sha256

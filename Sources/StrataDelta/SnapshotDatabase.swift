@@ -99,6 +99,23 @@ public final class SnapshotDatabase {
     public static func open(path: String, collection: String) throws -> SnapshotDatabase {
         let db = try Database(path: path, mode: .readWriteCreate)
         try configure(db)
+        return try open(db, path: path, collection: collection)
+    }
+
+    /// An existing snapshot on a connection the caller opened and keeps (a page capture's, in WAL
+    /// mode with its exclusive lock): the journal mode and locking are left as they are, `close()`
+    /// does not close it. The merge's SQL is the same as on a file opened by `open(path:)`.
+    public static func open(connection db: Database, collection: String) throws -> SnapshotDatabase {
+        try db.execute("PRAGMA synchronous = OFF")
+        try db.execute("PRAGMA cache_size = -8192")
+        try db.execute("PRAGMA temp_store = FILE")
+        try db.execute("PRAGMA mmap_size = 0")
+        let snapshot = try open(db, path: db.path, collection: collection)
+        snapshot.ownsConnection = false
+        return snapshot
+    }
+
+    private static func open(_ db: Database, path: String, collection: String) throws -> SnapshotDatabase {
         let object = "snapshot \(path)"
         let format = try db.scalarText("SELECT value FROM meta WHERE key = 'format'")
         guard format == SnapshotFormat.name else {
@@ -136,7 +153,10 @@ public final class SnapshotDatabase {
         try db.execute("PRAGMA mmap_size = 0")
     }
 
-    public func close() throws { try db.close() }
+    /// False for a connection passed to `open(connection:collection:)`: its owner closes it.
+    private var ownsConnection = true
+
+    public func close() throws { if ownsConnection { try db.close() } }
 
     /// Run ids this snapshot has seen: applied, or rolled back.
     public func processedRunIds() throws -> Set<String> {

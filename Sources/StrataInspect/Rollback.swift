@@ -1,8 +1,10 @@
 import Foundation
 import Logging
+import StrataCompactor
 import StrataCore
 import StrataCrypto
 import StrataDelta
+import StrataPages
 
 /// Publishes a new version whose rows are those of an older version (SPEC invariant 11: the
 /// pointer only moves forward). Runs applied after the chosen version are recorded as rolled
@@ -77,37 +79,69 @@ public struct Rollback {
         let dir = workDirectory + "/strata-rollback-\(Identifiers.make())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let located = try locator.fetch(c, version: target, into: dir)  // verified against its manifest
+        let target_ = located.manifest
         let newVersion = Identifiers.make(after: after)
-        let db = try SnapshotDatabase.open(path: located.path, collection: c)
-        let rows = try db.rowCount()
-        guard rows == located.manifest.rowCount else {
-            throw StrataError(.corrupt, object: "version \(target)", field: "row count",
-                              message: "the file has \(rows) rows, its manifest says \(located.manifest.rowCount)")
+        // The new version is the target's file plus one page patch (its meta and, unless requeued,
+        // the rolled-back runs), captured from the write like a compaction's: O(delta) uploaded.
+        // The page-hash list costs a pass over the file, which the rollback downloaded anyway.
+        let hashes = try PageHashList.build(database: located.path, to: dir + "/snapshot.phl")
+        let targetRoot = Hex.encode(hashes.root)
+        let mKey = layout.manifestKey(collection: c, version: target)
+        if let r = target_.result, r.pageRoot != targetRoot || r.pageCount != hashes.pageCount {
+            throw StrataError(.corrupt, object: mKey, field: "result.pageRoot",
+                              message: "the materialized file has root \(targetRoot.prefix(12))...; the manifest says "
+                                  + "\(r.pageRoot.prefix(12))...",
+                              fix: "run `snapctl verify --collection \(c) --deep` and choose another version")
         }
-        try db.transaction {
-            if !requeue { try db.recordRolledBack(runIds: undone, version: newVersion, at: Date()) }
-            try db.setMeta(version: newVersion, parent: current ?? target, rowCount: rows)
+        let base: ManifestBase
+        if let b = target_.base {
+            base = b
+        } else {
+            // A whole-file version is a base with no patches.
+            guard let file = target_.file(SnapshotFormat.fileName) else {
+                throw StrataError(.corrupt, object: mKey, field: "files", message: "lists no \(SnapshotFormat.fileName)")
+            }
+            base = ManifestBase(key: layout.versionFileKey(collection: c, version: target, file: file.name), size: file.size,
+                                sha256: file.sha256, pageSize: hashes.pageSize, pageCount: hashes.pageCount,
+                                pageRoot: targetRoot)
         }
-        guard try db.quickCheck() == "ok" else {
-            throw StrataError(.corrupt, object: "version \(target)", message: "SQLite quick_check failed")
+        var rows = 0
+        let patchPath = dir + "/rollback.strpatch"
+        let captured = try PageCapture.capture(database: located.path, hashes: hashes, patch: patchPath) { conn in
+            let db = try SnapshotDatabase.open(connection: conn, collection: c)
+            rows = try db.rowCount()
+            guard rows == target_.rowCount else {
+                throw StrataError(.corrupt, object: "version \(target)", field: "row count",
+                                  message: "the file has \(rows) rows, its manifest says \(target_.rowCount)")
+            }
+            try db.transaction {
+                if !requeue { try db.recordRolledBack(runIds: undone, version: newVersion, at: Date()) }
+                try db.setMeta(version: newVersion, parent: current ?? target, rowCount: rows)
+            }
+            guard try db.quickCheck() == "ok" else {
+                throw StrataError(.corrupt, object: "version \(target)", message: "SQLite quick_check failed")
+            }
         }
-        try db.close()
-
-        let (sha, size) = try SHA256.hexOfFile(atPath: located.path)
-        try store.put(layout.versionFileKey(collection: c, version: newVersion, file: SnapshotFormat.fileName),
-                      file: located.path, condition: .ifNoneMatch, options: PutOptions(contentType: "application/vnd.sqlite3", sha256: sha))
+        let patchSHA = try SHA256.hexOfFile(atPath: patchPath).hex
+        let p = captured.patch
+        let patch = ManifestPatch(key: layout.versionObjectKey(collection: c, kind: .patch, sha256: patchSHA), size: p.bytes,
+                                  sha256: patchSHA, fromRoot: Hex.encode(p.header.fromRoot),
+                                  toRoot: Hex.encode(p.header.toRoot), pageCount: p.header.toPageCount,
+                                  frames: Int(p.header.frameCount))
         let manifest = SnapshotManifest(
             collection: c, version: newVersion, parentVersion: current ?? target, createdAt: Date(),
-            dimension: located.manifest.dimension, rowCount: rows,
-            files: [FileEntry(name: SnapshotFormat.fileName, size: size, sha256: sha)], appliedRuns: [],
+            dimension: target_.dimension, rowCount: rows, files: [], appliedRuns: [],
             rolledBackRuns: requeue ? [] : undone, requeuedRuns: requeue ? undone : [],
-            note: "rollback to \(target): \(reason)", createdBy: creator)
-        try store.put(layout.manifestKey(collection: c, version: newVersion), data: try StrataJSON.encoder().encode(manifest),
-                      condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
+            note: "rollback to \(target): \(reason)", createdBy: creator,
+            base: base, patches: (target_.patches ?? []) + [patch],
+            result: ManifestResult(pageSize: hashes.pageSize, pageCount: hashes.pageCount, pageRoot: Hex.encode(hashes.root),
+                                   size: Int64(hashes.pageSize) * Int64(hashes.pageCount)))
         do {
-            try store.put(pointerKey, data: Pointer.body(version: newVersion), condition: condition,
-                          options: PutOptions(contentType: "text/plain"))
-        } catch let e as StoreError where e.kind == .preconditionFailed {
+            _ = try VersionPublisher(store: store, layout: layout).publish(
+                objects: [VersionPublisher.Object(key: patch.key, path: patchPath, contentType: "application/octet-stream",
+                                                  sha256: patchSHA)],
+                manifest: manifest, pointerCondition: condition)
+        } catch is VersionPublisher.PointerConflict {
             throw StrataError(.conflict, object: pointerKey,
                               message: "the pointer changed while the rollback was prepared (\(condition)); "
                                   + "the pointer was not moved",

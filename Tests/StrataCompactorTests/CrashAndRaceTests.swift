@@ -24,7 +24,7 @@ struct ProcessScenarios {
         XCTAssertEqual(try snapctl(["compact", "--collection", "lines"]).status, 0)
         var round = 0
         var late: (String, Int)? = nil
-        for point in ["after-download", "after-merge", "after-upload", "after-pointer"] {
+        for point in ["after-download", "after-merge", "after-objects", "after-upload", "after-pointer"] {
             for mode in ["s3", "cache"] {
                 round += 1
                 // The previous round's late run: created before that round's runs, visible only

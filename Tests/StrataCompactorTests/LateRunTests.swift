@@ -77,7 +77,7 @@ struct LateRunScenarios {
     func latestFile(_ w: CompactionWorld, _ c: String) throws -> String {
         let v = try Pointer.parse(try w.store.getData(w.layout.pointerKey(c)).data, key: c)
         let path = w.tmp.file("latest-\(c)-\(v).sqlite3")
-        try w.store.get(w.layout.versionFileKey(collection: c, version: v, file: "snapshot.sqlite3"), toFile: path)
+        try w.materialize(c, version: v, to: path)
         return path
     }
 
@@ -243,7 +243,7 @@ extension LateRunScenarios {
         let r3 = try w.produce(["lines": [.upsert("s3", w.row(3))]])
         faults.inject(.shortRead, on: [.getData], key: w.layout.runRecordKey(r2))
         faults.inject(.shortRead, on: [.get], key: w.layout.deltaKey(collection: "lines", runId: r3))
-        faults.inject(.shortRead, on: [.get], times: 1) { _, key in key.hasSuffix("/snapshot.sqlite3") }
+        faults.inject(.shortRead, on: [.get], times: 1) { _, key in key.hasSuffix(".sqlite3") }  // a version's file or a base
         faults.inject(.staleRead, on: [.getData], key: w.layout.runRecordKey(r2))
         // After the short read, a stale "not found" for the same delta.
         faults.inject(.staleRead, on: [.get], times: 1) { _, key in key.hasSuffix("\(r3)/delta.tar.gz") }

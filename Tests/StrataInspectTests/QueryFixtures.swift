@@ -2,6 +2,7 @@ import Foundation
 import StrataCompactor
 import StrataCore
 import StrataFileStore
+import StrataInspect
 import StrataProducer
 import StrataTestSupport
 
@@ -73,8 +74,9 @@ final class QueryFixture {
         let into = dir.file("fetched")
         try FileManager.default.createDirectory(atPath: into, withIntermediateDirectories: true)
         let path = into + "/\(collection)-\(version).sqlite3"
-        try store.get(
-            layout.versionFileKey(collection: collection, version: version, file: "snapshot.sqlite3"), toFile: path)
+        var m = VersionMaterializer(store: store, layout: layout)
+        try m.materialize(try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version),
+                          to: path, hashList: nil, scratch: into)
         return path
     }
 }

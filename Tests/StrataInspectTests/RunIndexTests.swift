@@ -279,8 +279,9 @@ struct RunIndexScenarios {
         _ = try w.compactor().compact(collection: c)
         let rollback = Rollback(store: w.store, layout: w.layout, creator: creator, workDirectory: w.tmp.path)
         let v3 = try rollback.run(collection: c, to: v1, reason: "test", requeue: true).newVersion
-        try w.store.put(w.layout.versionFileKey(collection: c, version: v3, file: Compactor.snapshotFileName),
-                        data: Data("damaged".utf8))
+        // Damage what v3 added: its last object (the rollback's patch of a page version).
+        let m3 = try SnapshotManifest.fetch(from: w.store, layout: w.layout, collection: c, version: v3)
+        try w.store.put(m3.objectKeys(layout: w.layout).last!, data: Data("damaged".utf8))
         var settings = VerifySettings()
         settings.collections = [c]
         settings.workDirectory = w.tmp.path

@@ -35,7 +35,8 @@ final class VerifyChecklistTests: XCTestCase {
             let o = try w.verify(["--collection", "lines"])
             XCTAssertEqual(o.status(of: VerifyCheck.files, "lines"), .failed)
             let text = o.text(VerifyCheck.files, "lines")
-            XCTAssertTrue(text.contains("snapshot.sqlite3 is 9 bytes; the manifest says"), text)
+            // The object by its role: a page version's base or patch, a whole-file version's file.
+            XCTAssertTrue(text.contains(" is 9 bytes; the manifest says"), text)
             XCTAssertTrue(text.contains("(\(key))"), "names the key: \(text)")
             XCTAssertTrue(text.contains("--reason"), "the rollback hint carries its reason: \(text)")
         }

@@ -103,7 +103,10 @@ final class VerifyScenarioTests: XCTestCase {
         let v = try w.pointer("lines")
         try w.store.delete(w.snapshotKey("lines", v))
         let o = try w.verify(name: "missing-file")
-        assertFailed(o, VerifyCheck.files, ["snapshot.sqlite3 is missing", "snapctl rollback lines"])
+        // Named by its role in the manifest (base, patches[i], or a whole-file version's snapshot.sqlite3).
+        let m = try w.manifest("lines", v)
+        let name = m.objects(layout: w.layout).last!.name
+        assertFailed(o, VerifyCheck.files, ["\(name) is missing", "snapctl rollback lines"])
     }
 
     func testChecksumMismatchDeep() throws {

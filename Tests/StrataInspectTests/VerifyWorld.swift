@@ -101,8 +101,13 @@ final class VerifyWorld {
         return try SnapshotManifest.decode(try store.getData(key).data, key: key)
     }
 
+    /// The object that holds what `version` added: a whole-file version's file, a page version's
+    /// last patch, or its base when it has none.
     func snapshotKey(_ c: String, _ version: String) -> String {
-        layout.versionFileKey(collection: c, version: version, file: SnapshotFormat.fileName)
+        guard let m = try? manifest(c, version), m.isPageVersion else {
+            return layout.versionFileKey(collection: c, version: version, file: SnapshotFormat.fileName)
+        }
+        return m.objectKeys(layout: layout).last!
     }
 
     /// Rewrites the pointer's manifest in place (what a careless script or a bad restore does).

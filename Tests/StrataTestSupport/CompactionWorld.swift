@@ -2,6 +2,7 @@ import Foundation
 import StrataCompactor
 import StrataCore
 import StrataDelta
+import StrataInspect
 import StrataProducer
 import XCTest
 
@@ -108,6 +109,23 @@ public final class CompactionWorld {
         return runs[0].runId
     }
 
+    /// The plain SQLite file of a version, whole-file or page version, as readers materialize it
+    /// (every object checked against the manifest, the result against its page root).
+    public func materialize(_ manifest: SnapshotManifest, to path: String) throws {
+        var m = VersionMaterializer(store: store, layout: layout)
+        let scratch = tmp.file("materialize-\(Identifiers.make())")
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        unlink(path)
+        try m.materialize(manifest, to: path, hashList: nil, scratch: scratch)
+    }
+
+    /// `materialize` of `collection`'s `version`.
+    public func materialize(_ collection: String, version: String, to path: String) throws {
+        try materialize(try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version),
+                        to: path)
+    }
+
     /// What the pointer's version holds, read with SQLite from a downloaded copy.
     public func published(_ collection: String) throws -> (manifest: SnapshotManifest, rows: [String: ModelRow], applied: [String]) {
         let (p, _) = try store.getData(layout.pointerKey(collection))
@@ -115,7 +133,7 @@ public final class CompactionWorld {
         let mKey = layout.manifestKey(collection: collection, version: version)
         let manifest = try SnapshotManifest.decode(try store.getData(mKey).data, key: mKey)
         let path = tmp.file("published-\(collection)-\(version).sqlite3")
-        try store.get(layout.versionFileKey(collection: collection, version: version, file: "snapshot.sqlite3"), toFile: path)
+        try materialize(manifest, to: path)
         let db = try Database(path: path, mode: .readOnlyImmutable)
         var rows: [String: ModelRow] = [:]
         let s = try db.prepare("SELECT id, embedding, document, metadata FROM embeddings")
