@@ -155,13 +155,16 @@ final class EmbedCommandTests: XCTestCase {
         try Data(body.utf8).write(to: URL(fileURLWithPath: dir.file("big.ndjson")))
         body = ""
         let server = try ScriptedEmbeddingServer(dimension: 384)
+        guard let shipped = TestPaths.releaseSnapctl else {
+            throw XCTSkip("no release snapctl: `make test` builds it (the memory target is the shipped binary's)")
+        }
         // Peak RSS of snapctl alone, measured by a parent whose only child it is.
         let r = try TestPaths.run(
             [
                 "python3", "-c",
                 "import resource,subprocess,sys; r=subprocess.run(sys.argv[1:]); "
                     + "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)",
-                TestPaths.snapctl, "produce", "--store", store, "--embed", "--collection", "lines", "--input",
+                shipped, "produce", "--store", store, "--embed", "--collection", "lines", "--input",
                 dir.file("big.ndjson"), "--log-level", "warning", "--json",
             ], environment: env(server.baseURL), currentDirectory: dir.path)
         XCTAssertEqual(r.status, 0, r.stderr)

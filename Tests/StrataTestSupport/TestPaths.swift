@@ -70,6 +70,13 @@ public final class TempDir {
 }
 
 extension TestPaths {
+    /// The shipped `snapctl` (`make release`, which `make test` runs first), or nil when it has not
+    /// been built. Memory targets are the shipped binary's: a debug build links and allocates more.
+    public static var releaseSnapctl: String? {
+        let path = projectRoot + "/.build/release/snapctl"
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }
+
     /// The built `snapctl` next to the test bundle.
     public static var snapctl: String {
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
