@@ -22,8 +22,8 @@ import argparse, json, math, sys
 
 PRICES = {"put": 0.005 / 1000, "get": 0.0004 / 1000, "gb_month": 0.023, "date": "2026-12-01 (AWS S3 Standard, us-east-1)"}
 # Which price class each strata_store_requests_total operation falls in.
-PRICE_CLASS = {"get": "get", "head": "get", "put": "put", "putIfAbsent": "put", "putIfMatch": "put",
-               "list": "put", "copy": "put", "multipart": "put", "delete": "free"}
+PRICE_CLASS = {"get": "get", "head": "get", "put": "put", "put_if_none_match": "put", "put_if_match": "put",
+               "list": "put", "copy": "put", "multipart": "put", "delete": "free", "delete_batch": "free"}
 
 ASSUME = {
     # scale of the projection (issue 11)
@@ -31,8 +31,8 @@ ASSUME = {
     "rows_per_run": 100, "runs_per_producer_per_min": 1.0,
     # bytes (the defaults are the loopback bench's; --calibrate replaces them)
     "bytes_per_vector_in_snapshot": 1700.0,   # SQLite row: 384 float32 + id + document + metadata + b-tree
-    "delta_bytes_per_run": 170000.0,          # one 100-row delta object
-    "record_bytes_per_run": 1000.0,           # runs/{run_id}.json
+    "delta_bytes_per_run": 223787.0,          # one 100-row delta object
+    "record_bytes_per_run": 413.0,            # runs/{run_id}.json
     "patch_fraction": 0.02,                   # page patches: a version uploads ~1-3% of the file
     "versions_kept": 3,                       # full copies kept by gc (plus pinned ones)
     # compaction rounds
@@ -43,16 +43,19 @@ ASSUME = {
     "lat_get_s": 0.025, "lat_put_s": 0.050, "lat_list_s": 0.060, "lat_head_s": 0.020,
     "worker_mib_s": 200.0,
     # CPU per version beyond the transfers, seconds per row merged (from the compactor bench)
-    "cpu_per_version_s": 0.05, "cpu_per_row_s": 2e-6,
+    "cpu_per_version_s": 0.031, "cpu_per_row_s": 2e-6,
     # shard sizing for one huge collection
     "shard_max_vectors": 5e6,
 }
 
 # Requests per version published and per run applied, by operation, as the worker issues them.
 # Defaults from the loopback bench (one run per version); --calibrate replaces them.
-PER_VERSION = {"get": 4.0, "put": 2.0, "putIfAbsent": 1.0, "putIfMatch": 1.0, "list": 1.0, "head": 1.0, "delete": 1.0}
-PER_RUN_WORKER = {"get": 2.0}            # the run's record and its delta
-PER_RUN_PRODUCER = {"putIfAbsent": 1.0, "put": 1.0}   # the delta, then the create-only record
+PER_VERSION = {"get": 2.0, "head": 1.0, "list": 2.06, "put_if_match": 1.02, "put_if_none_match": 3.0, "delete": 1.0}
+PER_RUN_WORKER = {"get": 2.0}            # the run's record and its delta (assumed; the bench has one run per version)
+PER_RUN_PRODUCER = {"put": 1.0, "put_if_none_match": 1.0}   # the delta, then the create-only record
+
+
+PER_VERSION_DEFAULT = dict(PER_VERSION)
 
 
 def calibrate(path):
@@ -100,7 +103,8 @@ def project(mode):
     up_per_version = snap if mode == "full" else snap * a["patch_fraction"]
     parts = max(1, math.ceil(up_per_version / a["multipart_part_bytes"]))
     worker_mix = {op: c * versions_s for op, c in PER_VERSION.items()}
-    worker_mix["put"] = worker_mix.get("put", 0) + (parts - 1) * versions_s * 1.0 + (2 * versions_s if parts > 1 else 0)
+    # Multipart above one part: an UploadPart (PUT) a part plus Create and Complete (POST), all PUT-priced.
+    worker_mix["multipart"] = (parts + 2) * versions_s if parts > 1 else 0
     for op, c in PER_RUN_WORKER.items():
         worker_mix[op] = worker_mix.get(op, 0) + c * runs_s
     idle_lists = max(a["collections"] / a["poll_s"] - versions_s, 0)  # passes over collections with nothing new
@@ -147,17 +151,24 @@ def check(path):
     cpu_v = (one["worker_cpu_s"] + one["weed_cpu_s"]) / max(one["runs_applied"], 1)  # both share the cores
     wall_v = one["window_s"] / max(one["runs_applied"], 1)  # one worker works one collection at a time
     wait_v = max(wall_v - cpu_v, 0)
-    print("| workers | measured runs/s | model runs/s | model / measured | bound |")
-    print("| ---: | ---: | ---: | ---: | --- |")
+    print("| workers | measured runs/s | model: 2 free cores | model: the cores we got | got / measured | "
+          "requests/run measured | model | MiB down/run measured | model |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    req_model = sum(PER_VERSION_DEFAULT.values()) + sum(PER_RUN_WORKER.values())
+    down_model = (ASSUME["delta_bytes_per_run"] + ASSUME["record_bytes_per_run"]) / 2**20
     for r in data["results"]:
         k = r["workers"]
-        by_latency = k / (cpu_v + wait_v)           # each worker serial: CPU then waits
-        by_cpu = cores / cpu_v                      # all CPU (workers + SeaweedFS) on the cores
-        model = min(by_latency, by_cpu)
-        print("| %d | %.2f | %.2f | %.2f | %s |" % (k, r["runs_per_s"], model, model / max(r["runs_per_s"], 1e-9),
-                                                    "CPU (%d cores)" % cores if by_cpu < by_latency else "per-worker latency"))
-    print("\nCalibration: %.3f CPU s per version (worker + SeaweedFS) and %.3f s of waiting per version, from the "
-          "1-worker run; the 2- and 4-worker rows are predictions." % (cpu_v, wait_v))
+        by_latency = k / (cpu_v + wait_v)           # each worker serial: its CPU, SeaweedFS's, then waits
+        free = min(by_latency, cores / cpu_v)       # all CPU (workers + SeaweedFS) on dedicated cores
+        got_cores = (r["worker_cpu_s"] + r["weed_cpu_s"]) / r["window_s"]   # the share the noisy machine gave us
+        got = min(by_latency, got_cores / cpu_v)
+        n = max(r["runs_applied"], 1)
+        print("| %d | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f | %.3f | %.3f |" % (
+            k, r["runs_per_s"], free, got, got / max(r["runs_per_s"], 1e-9), r["requests_total"] / n, req_model,
+            r["bytes_down"] / n / 2**20, down_model))
+    print("\nCalibration: %.3f CPU s per run applied (worker + SeaweedFS) and %.3f s of waiting per run, from the "
+          "1-worker run; the other rows are predictions. `the cores we got` is the CPU the workers and SeaweedFS "
+          "actually had in the window (other jobs shared the machine)." % (cpu_v, wait_v))
 
 
 def table(rows, head):
