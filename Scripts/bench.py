@@ -5,7 +5,7 @@ Every figure is measured in this run against references measured in the same run
 bytes (cp, sha256sum, the AWS CLI against the same SeaweedFS), since these machines are noisy.
 Peak RSS comes from wait4(2) for each process.
 
-usage: bench.py [--only s3,producer,compactor,embed] [--size-mib 1024] [--out FILE]
+usage: bench.py [--only s3,producer,compactor,embed,scaling] [--size-mib 1024] [--out FILE]
 """
 import argparse, json, os, platform, shutil, subprocess, sys, tempfile, time
 
@@ -123,7 +123,7 @@ def bench_s3(weed, work, size_mib, lines):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="s3,producer,compactor,embed")
+    ap.add_argument("--only", default="s3,producer,compactor,embed,scaling")
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "results.md"))
     a = ap.parse_args()
@@ -135,7 +135,7 @@ def main():
     try:
         if "s3" in only:
             bench_s3(weed, work, a.size_mib, lines)
-        for section in ("producer", "compactor", "embed"):
+        for section in ("producer", "compactor", "embed", "scaling"):
             if section in only:
                 mod = os.path.join(ROOT, "Scripts", "bench_%s.py" % section)
                 if os.path.exists(mod):
