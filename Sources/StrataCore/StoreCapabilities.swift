@@ -17,6 +17,27 @@ public protocol StartAfterListing: ObjectStore {
                   maxKeys: Int) throws -> ListPage
 }
 
+/// The methods a presigned URL can be made for.
+// swift-format-ignore: AlwaysUseLowerCamelCase
+// The cases are spelled as the HTTP methods; snapctl and others call `.GET` / `.PUT`.
+public enum PresignMethod: String, Sendable {
+    case GET, PUT
+}
+
+/// A store that can hand out URLs which let a client without credentials GET or PUT one key
+/// for a while (S3 can, with SigV4 query signing). The file store cannot: it has no server and
+/// nothing to sign with, so it does not conform and callers say so.
+public protocol Presigning {
+    /// A URL for `method` on `key` (a full key, prefix included), valid for `expires` seconds.
+    func presignedURL(for key: String, method: PresignMethod, expires: TimeInterval) throws -> String
+}
+
+/// A store whose container (an S3 bucket, the file store's root directory) can be created.
+public protocol BucketCreating {
+    /// Creates the bucket; succeeds when it already exists and is ours.
+    func createBucket() throws
+}
+
 extension ObjectStore {
     /// This store, or the first store under its decorators, as `T`.
     public func capability<T>(_ type: T.Type) -> T? {

@@ -47,25 +47,3 @@ public struct S3Configuration: Sendable {
 
     public var usesPathStyle: Bool { forcePathStyle ?? (endpoint != nil) }
 }
-
-/// Exponential backoff with full jitter, bounded in attempts and in total time.
-public struct RetryPolicy: Sendable {
-    public var maxAttempts: Int = 6
-    public var baseDelay: Double = 0.2
-    public var maxDelay: Double = 10
-    /// No retry starts after this many seconds since the first attempt.
-    public var maxTotalTime: Double = 120
-
-    public init(maxAttempts: Int = 6, baseDelay: Double = 0.2, maxDelay: Double = 10, maxTotalTime: Double = 120) {
-        self.maxAttempts = maxAttempts
-        self.baseDelay = baseDelay
-        self.maxDelay = maxDelay
-        self.maxTotalTime = maxTotalTime
-    }
-
-    /// Full jitter: a random delay in [0, min(maxDelay, base * 2^attempt)].
-    public func delay(afterAttempt attempt: Int) -> Double {
-        let cap = min(maxDelay, baseDelay * pow(2, Double(attempt)))
-        return Double.random(in: 0...cap)
-    }
-}

@@ -2,13 +2,6 @@ import Foundation
 import StrataCore
 import StrataCrypto
 
-/// The methods a presigned URL can be made for.
-// swift-format-ignore: AlwaysUseLowerCamelCase
-// The cases are spelled as the HTTP methods; snapctl and others call `.GET` / `.PUT`.
-public enum PresignMethod: String, Sendable {
-    case GET, PUT
-}
-
 extension S3Store: StartAfterListing {
     // MARK: list
 
@@ -155,5 +148,11 @@ extension S3Store: StartAfterListing {
             SigV4Signer.Request(method: method.rawValue, path: path, headers: [SigV4Signer.Header("Host", host)]),
             expires: seconds, credentials: creds, date: date)
         return "\(scheme)://\(host)\(signer.canonicalURI(path))?\(signed.queryString)"
+    }
+}
+
+extension S3Store: Presigning, BucketCreating {
+    public func presignedURL(for key: String, method: PresignMethod, expires: TimeInterval) throws -> String {
+        try presign(key: key, method: method, expires: expires)
     }
 }

@@ -26,20 +26,24 @@ enum S3Support {
     }
 
     static func presign(store: any ObjectStore, key: String, put: Bool, expires: Int) throws -> String {
-        guard let s3 = store as? S3Store else {
-            throw CLIError.usage("presigned URLs need an S3 store; \(store.location) is not one")
+        guard let signer = store.capability((any Presigning).self) else {
+            throw CLIError.usage("presigned URLs need a store that can sign them (S3); \(store.location) cannot: "
+                                     + "a file store's objects are read directly from its directory")
         }
-        return try s3.presign(key: key, method: put ? .PUT : .GET, expires: TimeInterval(expires))
+        return try signer.presignedURL(for: key, method: put ? .PUT : .GET, expires: TimeInterval(expires))
     }
 
     static func createBucket(store: any ObjectStore) throws {
-        if store is FileStore { return }  // the directory was created when the store was opened
-        guard let s3 = store as? S3Store else { throw CLIError.usage("cannot create a bucket for \(store.location)") }
-        try s3.createBucket()
+        guard let creator = store.capability((any BucketCreating).self) else {
+            throw CLIError.usage("cannot create a bucket for \(store.location)")
+        }
+        try creator.createBucket()
     }
 }
 
 extension S3Support {
     /// The store's multipart janitor, when it has one.
-    static func uploadCleaner(_ store: any ObjectStore) -> IncompleteUploadCleaning? { store as? S3Store }
+    static func uploadCleaner(_ store: any ObjectStore) -> IncompleteUploadCleaning? {
+        store.capability((any IncompleteUploadCleaning).self)
+    }
 }

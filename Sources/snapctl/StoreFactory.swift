@@ -51,7 +51,10 @@ enum StoreFactory {
         case .file(let path):
             let store = try FileStore(root: URL(fileURLWithPath: path))
             store.meter = Progress.meter
-            return (store, Layout(prefix: location.prefix))
+            // Retries are a decorator over the file store; the S3 store retries at its transport
+            // (re-signing, refreshing credentials, its ambiguous-write check) with the same
+            // RetryPolicy, so it is not wrapped twice. The compactor adds MetricsStore on top.
+            return (RetryingStore(store, policy: RetryPolicy(), logger: logger), Layout(prefix: location.prefix))
         case .s3(let bucket):
             return (try S3Support.makeStore(bucket: bucket, environment: environment, profile: profile, logger: logger),
                     Layout(prefix: location.prefix))
