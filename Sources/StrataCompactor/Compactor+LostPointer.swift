@@ -54,15 +54,18 @@ extension Compactor {
         } else {
             text = "\(error)"
         }
-        let status = CompactorStatus(collection: c, state: refused ? "refused" : "failed", errorKind: kind, error: text,
-                                     fix: fix, at: Date(), compactorId: settings.compactorId, host: settings.host)
+        let status = CompactorStatus(
+            collection: c, state: refused ? "refused" : "failed", errorKind: kind, error: text,
+            fix: fix, at: Date(), compactorId: settings.compactorId, host: settings.host)
         do {
-            try store.put(layout.compactorStatusKey(c), data: try StrataJSON.encoder().encode(status),
-                          options: PutOptions(contentType: "application/json"))
+            try store.put(
+                layout.compactorStatusKey(c), data: try StrataJSON.encoder().encode(status),
+                options: PutOptions(contentType: "application/json"))
             statusMemory.update { $0.written.insert(c) }
         } catch {
-            logger.warning("could not leave the compactor status",
-                           metadata: ["collection": "\(c)", "error": "\(error)"])
+            logger.warning(
+                "could not leave the compactor status",
+                metadata: ["collection": "\(c)", "error": "\(error)"])
         }
     }
 
@@ -78,7 +81,8 @@ extension Compactor {
             try store.delete(layout.compactorStatusKey(c))
             statusMemory.update { $0.written.remove(c) }
         } catch {
-            logger.debug("could not remove the compactor status", metadata: ["collection": "\(c)", "error": "\(error)"])
+            logger.debug(
+                "could not remove the compactor status", metadata: ["collection": "\(c)", "error": "\(error)"])
         }
     }
 }

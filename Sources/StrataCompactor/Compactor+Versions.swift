@@ -25,31 +25,37 @@ extension Compactor {
         guard let entry = m.file(Compactor.snapshotFileName) else {
             throw StrataError(.corrupt, object: key, field: "files", message: "lists no \(Compactor.snapshotFileName)")
         }
-        return ManifestBase(key: layout.versionFileKey(collection: m.collection, version: m.version, file: entry.name),
-                            size: entry.size, sha256: entry.sha256, pageSize: pageSize, pageCount: pageCount,
-                            pageRoot: root)
+        return ManifestBase(
+            key: layout.versionFileKey(collection: m.collection, version: m.version, file: entry.name),
+            size: entry.size, sha256: entry.sha256, pageSize: pageSize, pageCount: pageCount,
+            pageRoot: root)
     }
 
     /// Downloads one object of `m` to `path`, checked against the manifest's size and SHA-256. A
     /// short read is transient (retried); a missing or different object is named by key and field.
-    func download(_ ref: VersionObjectRef, of m: SnapshotManifest, to path: String,
-                  summary: inout CompactionSummary) throws {
+    func download(
+        _ ref: VersionObjectRef, of m: SnapshotManifest, to path: String,
+        summary: inout CompactionSummary
+    ) throws {
         let mKey = layout.manifestKey(collection: m.collection, version: m.version)
-        let fix = "the published version is damaged; run `snapctl verify --collection \(m.collection) --deep` "
+        let fix =
+            "the published version is damaged; run `snapctl verify --collection \(m.collection) --deep` "
             + "and `snapctl rollback` to a good version"
         let got: ObjectInfo
         do {
             got = try store.get(ref.key, toFile: path)
         } catch let e as StoreError where e.kind == .notFound {
             unlink(path)
-            throw StrataError(.notFound, object: ref.key, field: ref.name,
-                              message: "is missing; version \(m.version) needs it (\(mKey))", fix: fix)
+            throw StrataError(
+                .notFound, object: ref.key, field: ref.name,
+                message: "is missing; version \(m.version) needs it (\(mKey))", fix: fix)
         }
         let onDisk = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? -1
         guard onDisk == got.size else {
             unlink(path)
-            throw StoreError(.transient, operation: "GetObject", key: ref.key,
-                             message: "read \(onDisk) of the object's \(got.size) bytes (a short read)")
+            throw StoreError(
+                .transient, operation: "GetObject", key: ref.key,
+                message: "read \(onDisk) of the object's \(got.size) bytes (a short read)")
         }
         // A store that verified the download against its recorded SHA-256 (S3 does) checked it already.
         let (sha, size): (String, Int64)
@@ -61,9 +67,10 @@ extension Compactor {
         summary.bytesDownloaded += size
         guard sha == ref.sha256, size == ref.size else {
             unlink(path)
-            throw StrataError(.corrupt, object: ref.key, field: size == ref.size ? "\(ref.name).sha256" : "\(ref.name).size",
-                              message: "is \(size) bytes with SHA-256 \(sha); \(mKey) says \(ref.size) bytes, \(ref.sha256)",
-                              fix: fix)
+            throw StrataError(
+                .corrupt, object: ref.key, field: size == ref.size ? "\(ref.name).sha256" : "\(ref.name).size",
+                message: "is \(size) bytes with SHA-256 \(sha); \(mKey) says \(ref.size) bytes, \(ref.sha256)",
+                fix: fix)
         }
     }
 
@@ -82,18 +89,21 @@ extension Compactor {
         }
         if !m.isPageVersion {
             guard let entry = m.file(Compactor.snapshotFileName),
-                  let ref = objects.first(where: { $0.name == entry.name }) else {
-                throw StrataError(.corrupt, object: mKey, field: "files", message: "lists no \(Compactor.snapshotFileName)")
+                let ref = objects.first(where: { $0.name == entry.name })
+            else {
+                throw StrataError(
+                    .corrupt, object: mKey, field: "files", message: "lists no \(Compactor.snapshotFileName)")
             }
             try download(ref, of: m, to: cache.snapshotPath, summary: &summary)
             return try PageHashList.build(database: cache.snapshotPath, to: cache.hashListPath)
         }
         let result = m.result!
         func wrongRoot(_ got: [UInt8], _ count: UInt32, object: String) -> StrataError {
-            StrataError(.corrupt, object: object, field: "result.pageRoot",
-                        message: "the materialized file has root \(Hex.encode(got).prefix(12))... with \(count) pages; "
-                            + "\(mKey) says \(result.pageRoot.prefix(12))... with \(result.pageCount)",
-                        fix: "the version is damaged; run `snapctl verify --collection \(m.collection) --deep`")
+            StrataError(
+                .corrupt, object: object, field: "result.pageRoot",
+                message: "the materialized file has root \(Hex.encode(got).prefix(12))... with \(count) pages; "
+                    + "\(mKey) says \(result.pageRoot.prefix(12))... with \(result.pageCount)",
+                fix: "the version is damaged; run `snapctl verify --collection \(m.collection) --deep`")
         }
         let patches = objects.dropFirst()
         if patches.isEmpty {
@@ -114,8 +124,9 @@ extension Compactor {
             try download(p, of: m, to: path, summary: &summary)
             sources.append(PagePatchSource(path: path, object: p.key))
         }
-        let r = try PagePatchChain.materialize(base: basePath, baseObject: first.key, chain: sources,
-                                               to: cache.snapshotPath, hashList: cache.hashListPath)
+        let r = try PagePatchChain.materialize(
+            base: basePath, baseObject: first.key, chain: sources,
+            to: cache.snapshotPath, hashList: cache.hashListPath)
         guard Hex.encode(r.root) == result.pageRoot, r.pageCount == result.pageCount else {
             cache.discardSnapshot()
             throw wrongRoot(r.root, r.pageCount, object: patches.last!.key)
@@ -124,13 +135,16 @@ extension Compactor {
     }
 
     /// A local copy of one patch of `m`'s chain (to merge it): the cache's, or downloaded and checked.
-    func localPatch(_ p: ManifestPatch, of m: SnapshotManifest, cache: SnapshotCache,
-                    summary: inout CompactionSummary) throws -> String {
+    func localPatch(
+        _ p: ManifestPatch, of m: SnapshotManifest, cache: SnapshotCache,
+        summary: inout CompactionSummary
+    ) throws -> String {
         let path = cache.patchPath(sha256: p.sha256)
         if FileManager.default.fileExists(atPath: path) { return path }
         guard let ref = m.objects(layout: layout).first(where: { $0.key == p.key && $0.role == .patch }) else {
-            throw StrataError(.corrupt, object: layout.manifestKey(collection: m.collection, version: m.version),
-                              field: "patches", message: "does not list \(p.key)")
+            throw StrataError(
+                .corrupt, object: layout.manifestKey(collection: m.collection, version: m.version),
+                field: "patches", message: "does not list \(p.key)")
         }
         try download(ref, of: m, to: path, summary: &summary)
         return path

@@ -5,8 +5,9 @@ import StrataCore
 import StrataCrypto
 import StrataDelta
 import StrataPages
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Turns a collection's pending COMPACTION_RUNs into a new snapshot version and moves the pointer
@@ -21,15 +22,19 @@ public final class Compactor {
 
     public static let snapshotFileName = "snapshot.sqlite3"
 
-    public init(store: any ObjectStore, layout: Layout, settings: CompactorSettings,
-                logger: Logger = Logger(label: "strata.compactor", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    public init(
+        store: any ObjectStore, layout: Layout, settings: CompactorSettings,
+        logger: Logger = Logger(label: "strata.compactor", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.store = store
         self.layout = layout
         self.settings = settings
         self.logger = logger
-        catalog = RunCatalog(store: store, layout: layout, logger: logger,
-                             watermark: RunWatermark(lookback: settings.runLookback,
-                                                     fullListingEvery: settings.fullListingEvery))
+        catalog = RunCatalog(
+            store: store, layout: layout, logger: logger,
+            watermark: RunWatermark(
+                lookback: settings.runLookback,
+                fullListingEvery: settings.fullListingEvery))
     }
 
     /// Refuses a store that does not enforce conditional writes, unless in single-writer mode.
@@ -37,9 +42,11 @@ public final class Compactor {
         if settings.singleWriter { return }
         let report = try ConditionalWriteProbe.cached(store: store, layout: layout)
         guard report.conditionalWritesEnforced else {
-            throw StrataError(.refused, object: store.location, field: "conditional writes",
-                              message: "the store does not enforce If-None-Match / If-Match (" + report.notes.joined(separator: "; ") + ")",
-                              fix: "use a store that does, or run exactly one compactor with --single-writer")
+            throw StrataError(
+                .refused, object: store.location, field: "conditional writes",
+                message: "the store does not enforce If-None-Match / If-Match (" + report.notes.joined(separator: "; ")
+                    + ")",
+                fix: "use a store that does, or run exactly one compactor with --single-writer")
         }
     }
 
@@ -64,8 +71,12 @@ public final class Compactor {
         case .heldByOther(let lease):
             var s = CompactionSummary(collection: collection, outcome: .leaseHeld)
             s.leaseHolder = "\(lease.owner) on \(lease.host) until \(StrataJSON.iso8601(lease.expiresAt))"
-            logger.info("lease held by another compactor", metadata: ["collection": "\(collection)",
-                                                                      "holder": "\(s.leaseHolder!)"])
+            logger.info(
+                "lease held by another compactor",
+                metadata: [
+                    "collection": "\(collection)",
+                    "holder": "\(s.leaseHolder!)",
+                ])
             return s
         case .acquired(let etag):
             leaseETag = etag
@@ -82,12 +93,14 @@ public final class Compactor {
                 return summary
             } catch is PointerConflict {
                 conflicts += 1
-                logger.notice("another compactor published first; rebuilding on its version",
-                              metadata: ["collection": "\(collection)", "conflicts": "\(conflicts)"])
+                logger.notice(
+                    "another compactor published first; rebuilding on its version",
+                    metadata: ["collection": "\(collection)", "conflicts": "\(conflicts)"])
                 if conflicts > settings.maxConflictRetries {
-                    throw StrataError(.conflict, object: layout.pointerKey(collection),
-                                      message: "lost the pointer race \(conflicts) times in a row",
-                                      fix: "too many compactors on one collection; the next round will retry")
+                    throw StrataError(
+                        .conflict, object: layout.pointerKey(collection),
+                        message: "lost the pointer race \(conflicts) times in a row",
+                        fix: "too many compactors on one collection; the next round will retry")
                 }
             }
         }
@@ -115,15 +128,18 @@ public final class Compactor {
         var hashes: PageHashList? = nil
         if let baseVersion {
             let manifest = try SnapshotManifest.fetch(from: store, layout: layout, collection: c, version: baseVersion)
-            let identity = try Compactor.identity(of: manifest, key: layout.manifestKey(collection: c, version: baseVersion))
+            let identity = try Compactor.identity(
+                of: manifest, key: layout.manifestKey(collection: c, version: baseVersion))
             if let root = cache.holds(version: baseVersion, size: manifest.materializedSize, sha256: identity),
-               let list = try? PageHashList.open(path: cache.hashListPath), Hex.encode(list.root) == root {
+                let list = try? PageHashList.open(path: cache.hashListPath), Hex.encode(list.root) == root
+            {
                 summary.baseFromCache = true
                 hashes = list
             } else {
                 hashes = try materialize(manifest, into: cache, summary: &summary)
-                cache.record(version: baseVersion, size: manifest.materializedSize, sha256: identity,
-                             pageRoot: Hex.encode(hashes!.root))
+                cache.record(
+                    version: baseVersion, size: manifest.materializedSize, sha256: identity,
+                    pageRoot: Hex.encode(hashes!.root))
             }
             baseManifest = manifest
         } else {
@@ -134,21 +150,24 @@ public final class Compactor {
         // 3. Pending runs.
         var base = baseManifest == nil ? nil : try SnapshotDatabase.open(path: cache.snapshotPath, collection: c)
         if let base, let m = baseManifest, base.dimension != m.dimension {
-            throw StrataError(.corrupt, object: layout.manifestKey(collection: c, version: m.version), field: "dimension",
-                              message: "is \(m.dimension) but the snapshot file says \(base.dimension)")
+            throw StrataError(
+                .corrupt, object: layout.manifestKey(collection: c, version: m.version), field: "dimension",
+                message: "is \(m.dimension) but the snapshot file says \(base.dimension)")
         }
         let done = try base?.processedRunIds() ?? []
         let quarantined = try catalog.quarantinedRunIds(collection: c)
         let lifted = try liftTooLate(collection: c, quarantined: quarantined, done: done)
         let listing = try catalog.pendingRuns(collection: c, excluding: done.union(quarantined.subtracting(lifted)))
         for bad in listing.invalid {
-            try quarantine(runId: bad.runId, deltaKey: nil, collection: c, reason: "invalidRecord",
-                           detail: "\(bad.key): \(bad.error)", summary: &summary, log: log)
+            try quarantine(
+                runId: bad.runId, deltaKey: nil, collection: c, reason: "invalidRecord",
+                detail: "\(bad.key): \(bad.error)", summary: &summary, log: log)
         }
         let triage = RunPlanner.triage(listing.pending, collection: c, now: Date(), settings: settings)
         for r in triage.refused {
-            try quarantine(runId: r.run.runId, deltaKey: r.run.deltaKey, collection: c, reason: r.reason,
-                           detail: r.detail, summary: &summary, log: log)
+            try quarantine(
+                runId: r.run.runId, deltaKey: r.run.deltaKey, collection: c, reason: r.reason,
+                detail: r.detail, summary: &summary, log: log)
         }
         let plan = RunPlanner.plan(triage.accepted, settings: settings)
         // Records of a newer format wait for a newer compactor: deferred, not quarantined.
@@ -174,13 +193,15 @@ public final class Compactor {
         var ready: [(run: PendingRun, deltaPath: String)] = []
         for run in plan {
             do {
-                let (path, dim) = try fetchDelta(run, collection: c, dimension: dimension, into: cache.deltasDirectory,
-                                                 summary: &summary)
+                let (path, dim) = try fetchDelta(
+                    run, collection: c, dimension: dimension, into: cache.deltasDirectory,
+                    summary: &summary)
                 if dim > 0 { dimension = dim }
                 ready.append((run, path))
             } catch let q as QuarantineReason {
-                try quarantine(runId: run.runId, deltaKey: run.deltaKey, collection: c, reason: q.reason,
-                               detail: q.detail, summary: &summary, log: log)
+                try quarantine(
+                    runId: run.runId, deltaKey: run.deltaKey, collection: c, reason: q.reason,
+                    detail: q.detail, summary: &summary, log: log)
             }
         }
         clock.lap("deltas")
@@ -207,8 +228,10 @@ public final class Compactor {
         /// The merge proper, the same on either connection: apply, purge, count, record.
         func merge(into db: SnapshotDatabase) throws {
             for (run, path) in ready {
-                applied.append(try db.apply(deltaPath: path, writer: RowWriter(runId: run.runId, created: run.createdAt),
-                                            version: newVersion, appliedAt: now))
+                applied.append(
+                    try db.apply(
+                        deltaPath: path, writer: RowWriter(runId: run.runId, created: run.createdAt),
+                        version: newVersion, appliedAt: now))
             }
             let cutoff = now.addingTimeInterval(-settings.lateRunWindow)
             summary.tombstonesPurged = try db.purgeTombstones(createdBefore: cutoff)
@@ -216,14 +239,16 @@ public final class Compactor {
             rowsAfter = try db.rowCount()
             let expected = summary.rowsBefore + applied.reduce(0) { $0 + $1.newIds - $1.deletedExisting }
             guard rowsAfter == expected else {
-                throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
-                                  message: "has \(rowsAfter) rows; base \(summary.rowsBefore) + new ids − deleted ids = \(expected)",
-                                  fix: "nothing was published; report this as a bug with the run ids")
+                throw StrataError(
+                    .refused, object: "\(c) version \(newVersion)", field: "row count",
+                    message: "has \(rowsAfter) rows; base \(summary.rowsBefore) + new ids − deleted ids = \(expected)",
+                    fix: "nothing was published; report this as a bug with the run ids")
             }
             let explicitDeletes = applied.reduce(0) { $0 + $1.deletedExisting }
             if rowsAfter == 0, summary.rowsBefore > 0, explicitDeletes < summary.rowsBefore {
-                throw StrataError(.refused, object: "\(c) version \(newVersion)", field: "row count",
-                                  message: "would empty a collection of \(summary.rowsBefore) rows without explicit deletes")
+                throw StrataError(
+                    .refused, object: "\(c) version \(newVersion)", field: "row count",
+                    message: "would empty a collection of \(summary.rowsBefore) rows without explicit deletes")
             }
             try db.transaction { try db.setMeta(version: newVersion, parent: baseVersion, rowCount: rowsAfter) }
         }
@@ -268,8 +293,11 @@ public final class Compactor {
 
         // What to publish: the chain policy decides for a captured patch.
         let chain = baseManifest?.patches ?? []
-        let parentBase = try baseManifest.map { try parentBaseEntry($0, root: parentRoot!, pageCount: parentPageCount,
-                                                                     pageSize: list.pageSize) }
+        let parentBase = try baseManifest.map {
+            try parentBaseEntry(
+                $0, root: parentRoot!, pageCount: parentPageCount,
+                pageSize: list.pageSize)
+        }
         var decision = PageChainPolicy.Decision.newBase(newBaseReason ?? .schema)
         if let captured, let parentBase {
             decision = settings.chainPolicy.decide(
@@ -287,15 +315,20 @@ public final class Compactor {
             func entry(_ p: PagePatchSummary, merged: Bool) throws -> ManifestPatch {
                 // The object's SHA-256 (the patch's trailer hashes every byte but itself): O(patch).
                 let sha = try SHA256.hexOfFile(atPath: p.path).hex
-                return ManifestPatch(key: layout.versionObjectKey(collection: c, kind: .patch, sha256: sha), size: p.bytes,
-                              sha256: sha, fromRoot: Hex.encode(p.header.fromRoot), toRoot: Hex.encode(p.header.toRoot),
-                              pageCount: p.header.toPageCount, frames: Int(p.header.frameCount),
-                              merged: merged ? true : nil)
+                return ManifestPatch(
+                    key: layout.versionObjectKey(collection: c, kind: .patch, sha256: sha), size: p.bytes,
+                    sha256: sha, fromRoot: Hex.encode(p.header.fromRoot), toRoot: Hex.encode(p.header.toRoot),
+                    pageCount: p.header.toPageCount, frames: Int(p.header.frameCount),
+                    merged: merged ? true : nil)
             }
             func mergeWithNew(_ older: ArraySlice<ManifestPatch>, _ new: PagePatchSummary) throws -> PagePatchSummary {
                 var sources: [PagePatchSource] = []
-                for p in older { sources.append(PagePatchSource(path: try localPatch(p, of: baseManifest!, cache: cache, summary: &summary),
-                                                   object: p.key)) }
+                for p in older {
+                    sources.append(
+                        PagePatchSource(
+                            path: try localPatch(p, of: baseManifest!, cache: cache, summary: &summary),
+                            object: p.key))
+                }
                 sources.append(PagePatchSource(path: new.path, object: "the new patch"))
                 let path = cache.directory + "/merged.strpatch"
                 unlink(path)
@@ -317,8 +350,11 @@ public final class Compactor {
                     merged = true
                 }
                 let e = try entry(patch, merged: merged)
-                objects = [VersionPublisher.Object(key: e.key, path: patch.path, contentType: "application/octet-stream",
-                                                   sha256: e.sha256)]
+                objects = [
+                    VersionPublisher.Object(
+                        key: e.key, path: patch.path, contentType: "application/octet-stream",
+                        sha256: e.sha256)
+                ]
                 manifestBase = parentBase!
                 manifestPatches = Array(keep) + [e]
                 newLocalPatches = [(patch.path, e.sha256)]
@@ -329,15 +365,20 @@ public final class Compactor {
                     let result = try db.quickCheck()
                     try db.close()
                     guard result == "ok" else {
-                        throw StrataError(.corrupt, object: "\(c) version \(newVersion)", message: "SQLite quick_check: \(result)")
+                        throw StrataError(
+                            .corrupt, object: "\(c) version \(newVersion)", message: "SQLite quick_check: \(result)")
                     }
                 }
                 let (sha, size) = try SHA256.hexOfFile(atPath: cache.snapshotPath)
                 let key = layout.versionObjectKey(collection: c, kind: .base, sha256: sha)
-                objects = [VersionPublisher.Object(key: key, path: cache.snapshotPath, contentType: "application/vnd.sqlite3",
-                                                   sha256: sha)]
-                manifestBase = ManifestBase(key: key, size: size, sha256: sha, pageSize: list.pageSize,
-                                            pageCount: list.pageCount, pageRoot: Hex.encode(list.root))
+                objects = [
+                    VersionPublisher.Object(
+                        key: key, path: cache.snapshotPath, contentType: "application/vnd.sqlite3",
+                        sha256: sha)
+                ]
+                manifestBase = ManifestBase(
+                    key: key, size: size, sha256: sha, pageSize: list.pageSize,
+                    pageCount: list.pageCount, pageRoot: Hex.encode(list.root))
                 manifestPatches = []
                 resultSHA = sha
             }
@@ -363,19 +404,25 @@ public final class Compactor {
         }
 
         // 6-7. Objects first, the manifest last, then the pointer, conditionally.
-        let result = ManifestResult(pageSize: list.pageSize, pageCount: list.pageCount, pageRoot: Hex.encode(list.root),
-                                    size: Int64(list.pageSize) * Int64(list.pageCount), sha256: resultSHA)
+        let result = ManifestResult(
+            pageSize: list.pageSize, pageCount: list.pageCount, pageRoot: Hex.encode(list.root),
+            size: Int64(list.pageSize) * Int64(list.pageCount), sha256: resultSHA)
         let manifest = SnapshotManifest(
             collection: c, version: newVersion, parentVersion: baseVersion, createdAt: Date(), dimension: dimension,
             rowCount: rowsAfter, files: [], appliedRuns: applied,
-            createdBy: VersionCreator(compactorId: settings.compactorId, host: settings.host,
-                                      strataVersion: settings.strataVersion),
+            createdBy: VersionCreator(
+                compactorId: settings.compactorId, host: settings.host,
+                strataVersion: settings.strataVersion),
             base: manifestBase, patches: manifestPatches, result: result)
         let published: VersionPublisher.Published
         do {
             published = try VersionPublisher(store: store, layout: layout).publish(
-                objects: objects, manifest: manifest, pointerCondition: pointer.map { .ifMatch($0.etag) } ?? .ifNoneMatch,
-                step: { if $0 == "after-upload" { clock.lap("upload") }; crashPoint($0) })
+                objects: objects, manifest: manifest,
+                pointerCondition: pointer.map { .ifMatch($0.etag) } ?? .ifNoneMatch,
+                step: {
+                    if $0 == "after-upload" { clock.lap("upload") }
+                    crashPoint($0)
+                })
         } catch is VersionPublisher.PointerConflict {
             cache.discardSnapshot()
             throw PointerConflict()
@@ -391,8 +438,9 @@ public final class Compactor {
         // leftover record names a run that applied_runs lists, which verify reports as applied).
         for id in lifted where applied.contains(where: { $0.runId == id }) {
             do { try store.delete(layout.quarantineKey(collection: c, runId: id)) } catch {
-                log.warning("could not remove the tooLate quarantine of an applied run",
-                            metadata: ["run_id": "\(id)", "error": "\(error)"])
+                log.warning(
+                    "could not remove the tooLate quarantine of an applied run",
+                    metadata: ["run_id": "\(id)", "error": "\(error)"])
             }
         }
         clock.lap("publish")
@@ -406,14 +454,16 @@ public final class Compactor {
         summary.deletedExisting = explicitDeletes
         summary.writesSuperseded = applied.reduce(0) { $0 + ($1.superseded ?? 0) }
         summary.rowsAfter = rowsAfter
-        log.info("published", metadata: [
-            "version": "\(newVersion)", "parent": "\(baseVersion ?? "-")", "runs": "\(applied.count)",
-            "quarantined": "\(summary.runsQuarantined.count)", "rows_before": "\(summary.rowsBefore)",
-            "rows_after": "\(rowsAfter)", "superseded": "\(summary.writesSuperseded)",
-            "tombstones": "\(summary.tombstones)", "bytes_up": "\(summary.bytesUploaded)",
-            "bytes_down": "\(summary.bytesDownloaded)", "published_as": "\(summary.publishedAs ?? "-")",
-            "chain": "\(summary.chainLength)", "seconds": "\(String(format: "%.3f", clock.total))",
-        ])
+        log.info(
+            "published",
+            metadata: [
+                "version": "\(newVersion)", "parent": "\(baseVersion ?? "-")", "runs": "\(applied.count)",
+                "quarantined": "\(summary.runsQuarantined.count)", "rows_before": "\(summary.rowsBefore)",
+                "rows_after": "\(rowsAfter)", "superseded": "\(summary.writesSuperseded)",
+                "tombstones": "\(summary.tombstones)", "bytes_up": "\(summary.bytesUploaded)",
+                "bytes_down": "\(summary.bytesDownloaded)", "published_as": "\(summary.publishedAs ?? "-")",
+                "chain": "\(summary.chainLength)", "seconds": "\(String(format: "%.3f", clock.total))",
+            ])
         return finish()
     }
 
@@ -431,11 +481,15 @@ public final class Compactor {
     /// Downloads, verifies, extracts and validates one run's delta. Returns the delta file and its
     /// dimension (0 for a delta of deletes only). Anything wrong with the delta itself is a
     /// `QuarantineReason`; store failures propagate (the round fails and is retried).
-    private func fetchDelta(_ run: PendingRun, collection c: String, dimension: Int?, into dir: String,
-                            summary: inout CompactionSummary) throws -> (String, Int) {
+    private func fetchDelta(
+        _ run: PendingRun, collection c: String, dimension: Int?, into dir: String,
+        summary: inout CompactionSummary
+    ) throws -> (String, Int) {
         let bundle = dir + "/\(run.runId).tar.gz"
         guard run.size <= settings.maxDeltaBytes else {
-            throw QuarantineReason("tooLarge", "the run record says the delta is \(run.size) bytes; the limit is \(settings.maxDeltaBytes)")
+            throw QuarantineReason(
+                "tooLarge", "the run record says the delta is \(run.size) bytes; the limit is \(settings.maxDeltaBytes)"
+            )
         }
         let got: ObjectInfo
         do {
@@ -443,8 +497,9 @@ public final class Compactor {
         } catch let e as StoreError where e.kind == .notFound {
             // Asked again before a run is set aside for good: a stale "not found" is retried.
             if try store.head(run.deltaKey) != nil {
-                throw StoreError(.transient, operation: "GetObject", key: run.deltaKey,
-                                 message: "answered not found, but the object exists (a stale read); retried")
+                throw StoreError(
+                    .transient, operation: "GetObject", key: run.deltaKey,
+                    message: "answered not found, but the object exists (a stale read); retried")
             }
             throw QuarantineReason("missingDelta", "the run record names \(run.deltaKey), which does not exist")
         } catch let e as StoreError where e.kind == .integrity {
@@ -453,8 +508,9 @@ public final class Compactor {
         // Fewer bytes on disk than the object has is a failed read (retried), not a bad delta.
         let onDisk = (try? FileManager.default.attributesOfItem(atPath: bundle)[.size] as? NSNumber)?.int64Value ?? -1
         guard onDisk == got.size else {
-            throw StoreError(.transient, operation: "GetObject", key: run.deltaKey,
-                             message: "read \(onDisk) of the object's \(got.size) bytes (a short read); retried")
+            throw StoreError(
+                .transient, operation: "GetObject", key: run.deltaKey,
+                message: "read \(onDisk) of the object's \(got.size) bytes (a short read); retried")
         }
         // A store that verified the download against its recorded SHA-256 (S3 does) has checked
         // these bytes already when that hash is the record's; otherwise hash them here.
@@ -466,15 +522,20 @@ public final class Compactor {
         }
         summary.bytesDownloaded += size
         guard size == run.size, sha == run.sha256 else {
-            throw QuarantineReason("checksumMismatch",
-                                   "\(run.deltaKey) is \(size) bytes with SHA-256 \(sha); the run record says \(run.size) bytes, \(run.sha256)")
+            throw QuarantineReason(
+                "checksumMismatch",
+                "\(run.deltaKey) is \(size) bytes with SHA-256 \(sha); the run record says \(run.size) bytes, \(run.sha256)"
+            )
         }
         do {
-            let extracted = try BundleExtractor.extract(bundle: bundle, into: dir + "/\(run.runId)", expectedRunId: run.runId,
-                                                        expectedCollection: c, name: run.deltaKey)
-            let reader = try DeltaReader(path: extracted.deltaPath, expecting: DeltaExpectation(
-                collection: c, runId: run.runId, dimension: dimension, upserts: extracted.manifest.upserts,
-                deletes: extracted.manifest.deletes))
+            let extracted = try BundleExtractor.extract(
+                bundle: bundle, into: dir + "/\(run.runId)", expectedRunId: run.runId,
+                expectedCollection: c, name: run.deltaKey)
+            let reader = try DeltaReader(
+                path: extracted.deltaPath,
+                expecting: DeltaExpectation(
+                    collection: c, runId: run.runId, dimension: dimension, upserts: extracted.manifest.upserts,
+                    deletes: extracted.manifest.deletes))
             // Every row is checked before any touches the snapshot.
             try reader.forEachUpsert { _ in }
             try reader.forEachDelete { _ in }
@@ -501,21 +562,29 @@ public final class Compactor {
             .replacingOccurrences(of: dir + "/\(run.runId).tar.gz", with: run.deltaKey)
     }
 
-    private func quarantine(runId: String, deltaKey: String?, collection c: String, reason: String, detail: String,
-                            summary: inout CompactionSummary, log: Logger) throws {
-        let record = QuarantineRecord(runId: runId, collection: c, deltaKey: deltaKey, reason: reason,
-                                      detail: detail, quarantinedAt: Date(), compactorId: settings.compactorId)
+    private func quarantine(
+        runId: String, deltaKey: String?, collection c: String, reason: String, detail: String,
+        summary: inout CompactionSummary, log: Logger
+    ) throws {
+        let record = QuarantineRecord(
+            runId: runId, collection: c, deltaKey: deltaKey, reason: reason,
+            detail: detail, quarantinedAt: Date(), compactorId: settings.compactorId)
         let key = layout.quarantineKey(collection: c, runId: runId)
         do {
-            try store.put(key, data: try StrataJSON.encoder().encode(record),
-                          condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
+            try store.put(
+                key, data: try StrataJSON.encoder().encode(record),
+                condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
         } catch let e as StoreError where e.kind == .preconditionFailed {
             // Already quarantined by an earlier (crashed or concurrent) round: keep the first record.
         }
         summary.runsQuarantined.append(
             .init(runId: runId, reason: reason, detail: detail, key: key, deltaKey: deltaKey))
-        log.warning("run quarantined", metadata: ["run_id": "\(runId)", "reason": "\(reason)", "key": "\(key)",
-                                                  "detail": "\(detail)"])
+        log.warning(
+            "run quarantined",
+            metadata: [
+                "run_id": "\(runId)", "reason": "\(reason)", "key": "\(key)",
+                "detail": "\(detail)",
+            ])
     }
 
     /// The runs named by `settings.allowLateRuns` whose quarantine is `tooLate`: their quarantine is
@@ -528,10 +597,11 @@ public final class Compactor {
             guard let (data, _) = try store.getDataIfExists(key) else { continue }
             let q = try StrataJSON.decode(QuarantineRecord.self, from: data, object: key)
             guard q.reason == "tooLate" else {
-                throw StrataError(.refused, object: key, field: "reason",
-                                  message: "run \(id) is quarantined as \(q.reason), not tooLate: \(q.detail)",
-                                  fix: "--allow-late only applies runs older than the late-run window; "
-                                      + "produce the rows again as a new run")
+                throw StrataError(
+                    .refused, object: key, field: "reason",
+                    message: "run \(id) is quarantined as \(q.reason), not tooLate: \(q.detail)",
+                    fix: "--allow-late only applies runs older than the late-run window; "
+                        + "produce the rows again as a new run")
             }
             lifted.insert(id)
         }

@@ -40,13 +40,19 @@ public final class CompactorWorker {
 
     /// Runs passes until `stop` is set (or `maxPasses`). `onSummary` sees every round's summary,
     /// `onError` every failed round (collection, error), `onPass` the end of every pass.
-    public func run(stop: StopFlag, onSummary: (CompactionSummary) -> Void = { _ in },
-                    onError: (String, Error) -> Void = { _, _ in }, onPass: (Int) -> Void = { _ in }) {
+    public func run(
+        stop: StopFlag, onSummary: (CompactionSummary) -> Void = { _ in },
+        onError: (String, Error) -> Void = { _, _ in }, onPass: (Int) -> Void = { _ in }
+    ) {
         var failures: [String: Int] = [:]
         var notBefore: [String: Date] = [:]
         var passes = 0
-        logger.info("compactor worker started", metadata: ["collections": "\(settings.collections.joined(separator: ","))",
-                                                           "poll_seconds": "\(settings.pollInterval)"])
+        logger.info(
+            "compactor worker started",
+            metadata: [
+                "collections": "\(settings.collections.joined(separator: ","))",
+                "poll_seconds": "\(settings.pollInterval)",
+            ])
         while !stop.isSet {
             for c in assign?(settings.collections) ?? settings.collections {
                 if stop.isSet { break }
@@ -66,8 +72,12 @@ public final class CompactorWorker {
                     failures[c] = n
                     let delay = min(settings.maxBackoff, settings.pollInterval * pow(2, Double(n - 1)))
                     notBefore[c] = Date().addingTimeInterval(delay)
-                    logger.error("compaction failed", metadata: ["collection": "\(c)", "error": "\(error)",
-                                                                 "failures": "\(n)", "retry_in_seconds": "\(Int(delay))"])
+                    logger.error(
+                        "compaction failed",
+                        metadata: [
+                            "collection": "\(c)", "error": "\(error)",
+                            "failures": "\(n)", "retry_in_seconds": "\(Int(delay))",
+                        ])
                 }
             }
             passes += 1

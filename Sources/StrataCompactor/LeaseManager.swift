@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 import StrataCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A best-effort claim on a collection so that several workers do not merge the same runs at the
@@ -22,14 +23,16 @@ struct LeaseManager {
 
     func acquire(collection: String, now: Date = Date()) throws -> Outcome {
         let key = layout.leaseKey(collection)
-        let mine = Lease(owner: settings.compactorId, host: settings.host, pid: getpid(), acquiredAt: now,
-                         expiresAt: now.addingTimeInterval(settings.leaseDuration))
+        let mine = Lease(
+            owner: settings.compactorId, host: settings.host, pid: getpid(), acquiredAt: now,
+            expiresAt: now.addingTimeInterval(settings.leaseDuration))
         let body = try StrataJSON.encoder().encode(mine)
         do {
             if let (data, info) = try store.getDataIfExists(key) {
                 let current = try? StrataJSON.decode(Lease.self, from: data, object: key)
                 if let current, current.owner != settings.compactorId, current.expiresAt > now,
-                   !ownerIsGone(current) {
+                    !ownerIsGone(current)
+                {
                     return .heldByOther(current)
                 }
                 // Ours, expired, or unreadable: take it over, but only if nobody changed it meanwhile.
@@ -41,7 +44,8 @@ struct LeaseManager {
         } catch let e as StoreError where e.kind == .preconditionFailed || e.kind == .notFound {
             // Someone else took it between our read and our write.
             if let (data, _) = try store.getDataIfExists(key),
-               let current = try? StrataJSON.decode(Lease.self, from: data, object: key) {
+                let current = try? StrataJSON.decode(Lease.self, from: data, object: key)
+            {
                 return .heldByOther(current)
             }
             return try acquire(collection: collection, now: now)
@@ -58,11 +62,13 @@ struct LeaseManager {
     /// Losing it is not an error: the pointer's conditional write keeps the result correct.
     func renew(collection: String, etag: String, acquiredAt: inout Date, now: Date = Date()) -> String {
         guard now.timeIntervalSince(acquiredAt) > settings.leaseDuration / 3 else { return etag }
-        let mine = Lease(owner: settings.compactorId, host: settings.host, pid: getpid(), acquiredAt: now,
-                         expiresAt: now.addingTimeInterval(settings.leaseDuration))
+        let mine = Lease(
+            owner: settings.compactorId, host: settings.host, pid: getpid(), acquiredAt: now,
+            expiresAt: now.addingTimeInterval(settings.leaseDuration))
         do {
-            let put = try store.put(layout.leaseKey(collection), data: try StrataJSON.encoder().encode(mine),
-                                    condition: .ifMatch(etag))
+            let put = try store.put(
+                layout.leaseKey(collection), data: try StrataJSON.encoder().encode(mine),
+                condition: .ifMatch(etag))
             acquiredAt = now
             return put.etag
         } catch {
@@ -77,7 +83,8 @@ struct LeaseManager {
         do {
             if let info = try store.head(key), info.etag == etag { try store.delete(key) }
         } catch {
-            logger.warning("could not release the lease", metadata: ["collection": "\(collection)", "error": "\(error)"])
+            logger.warning(
+                "could not release the lease", metadata: ["collection": "\(collection)", "error": "\(error)"])
         }
     }
 }

@@ -19,8 +19,10 @@ final class RunCatalog {
     /// ever written on every pass).
     let watermark: RunWatermark
 
-    init(store: any ObjectStore, layout: Layout, logger: Logger,
-         watermark: RunWatermark = RunWatermark(lookback: 900, fullListingEvery: 100)) {
+    init(
+        store: any ObjectStore, layout: Layout, logger: Logger,
+        watermark: RunWatermark = RunWatermark(lookback: 900, fullListingEvery: 100)
+    ) {
         self.watermark = watermark
         self.store = store
         self.layout = layout
@@ -49,20 +51,26 @@ final class RunCatalog {
         var listing = RunIndex.Listing()
         try watermark.forEachPage(store: store, layout: layout, collection: collection) { page in
             for o in page.objects {
-                if let id = layout.runId(fromRecordKey: o.key) { listing.records[id] = o } else { listing.stray.append(o.key) }
+                if let id = layout.runId(fromRecordKey: o.key) {
+                    listing.records[id] = o
+                } else {
+                    listing.stray.append(o.key)
+                }
             }
         }
-        let runs = try index.classify(collection: collection,
-                                      processed: ProcessedRuns(applied: excluding, source: "the round's exclusions"),
-                                      quarantine: RunIndex.Quarantine(ids: []), listing: listing)
+        let runs = try index.classify(
+            collection: collection,
+            processed: ProcessedRuns(applied: excluding, source: "the round's exclusions"),
+            quarantine: RunIndex.Quarantine(ids: []), listing: listing)
         var out = Listing()
         for run in runs.runs.values {
             switch run.state {
             case .pending:
                 guard let r = run.record, let d = r.delta(for: collection) else { continue }
-                out.pending.append(PendingRun(
-                    runId: run.runId, createdAt: r.createdDate ?? Identifiers.date(of: run.runId) ?? .distantPast,
-                    deltaKey: d.key, size: d.size, sha256: d.sha256, upserts: d.upserts, deletes: d.deletes))
+                out.pending.append(
+                    PendingRun(
+                        runId: run.runId, createdAt: r.createdDate ?? Identifiers.date(of: run.runId) ?? .distantPast,
+                        deltaKey: d.key, size: d.size, sha256: d.sha256, upserts: d.upserts, deletes: d.deletes))
             case .invalid: if let bad = run.problem { out.invalid.append(bad) }
             case .deferred: if let bad = run.problem { out.newer.append(bad) }
             case .applied, .rolledBack, .quarantined: continue

@@ -11,8 +11,10 @@ public struct PendingRun: Sendable, Equatable {
     public var upserts: Int
     public var deletes: Int
 
-    public init(runId: String, createdAt: Date, deltaKey: String, size: Int64, sha256: String, upserts: Int,
-                deletes: Int) {
+    public init(
+        runId: String, createdAt: Date, deltaKey: String, size: Int64, sha256: String, upserts: Int,
+        deletes: Int
+    ) {
         self.runId = runId
         self.createdAt = createdAt
         self.deltaKey = deltaKey
@@ -46,8 +48,10 @@ public enum RunPlanner {
         for run in order(runs) {
             let r = run.upserts + run.deletes
             // Always take at least one run, so an oversized run cannot block the collection.
-            if !out.isEmpty && (out.count >= settings.maxRunsPerPublish || rows + r > settings.maxRowsPerPublish
-                                || bytes + run.size > settings.maxBytesPerPublish) {
+            if !out.isEmpty
+                && (out.count >= settings.maxRunsPerPublish || rows + r > settings.maxRowsPerPublish
+                    || bytes + run.size > settings.maxBytesPerPublish)
+            {
                 break
             }
             out.append(run)
@@ -78,17 +82,19 @@ public enum RunPlanner {
             if run.createdAt > now.addingTimeInterval(maxFutureSkew)
                 || idTime.map({ $0 > now.addingTimeInterval(maxFutureSkew) }) == true
             {
-                refused.append(RefusedRun(
-                    run: run, reason: "futureRunId",
-                    detail: "the run was created at \(created) (id \(run.runId)), more than an hour after this "
-                        + "compactor's clock (\(RunRecord.timestamp(now))); fix the producer's clock or run id and "
-                        + "produce the rows again as a new run"))
+                refused.append(
+                    RefusedRun(
+                        run: run, reason: "futureRunId",
+                        detail: "the run was created at \(created) (id \(run.runId)), more than an hour after this "
+                            + "compactor's clock (\(RunRecord.timestamp(now))); fix the producer's clock or run id and "
+                            + "produce the rows again as a new run"))
             } else if run.createdAt < cutoff, !settings.allowLateRuns.contains(run.runId) {
-                refused.append(RefusedRun(
-                    run: run, reason: "tooLate",
-                    detail: "the run was created at \(created), before the late-run window of \(window) "
-                        + "(tombstones older than \(RunRecord.timestamp(cutoff)) are purged); apply it anyway with "
-                        + "`snapctl compact --collection \(collection) --allow-late \(run.runId)`"))
+                refused.append(
+                    RefusedRun(
+                        run: run, reason: "tooLate",
+                        detail: "the run was created at \(created), before the late-run window of \(window) "
+                            + "(tombstones older than \(RunRecord.timestamp(cutoff)) are purged); apply it anyway with "
+                            + "`snapctl compact --collection \(collection) --allow-late \(run.runId)`"))
             } else {
                 accepted.append(run)
             }

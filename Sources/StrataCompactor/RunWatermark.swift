@@ -31,12 +31,15 @@ final class RunWatermark: @unchecked Sendable {
             return nil
         }
         let from = date.addingTimeInterval(-lookback)
-        return layout.runsPrefix + Identifiers.timestamp(millis: Int64((from.timeIntervalSince1970 * 1000).rounded(.down)))
+        return layout.runsPrefix
+            + Identifiers.timestamp(millis: Int64((from.timeIntervalSince1970 * 1000).rounded(.down)))
     }
 
     /// Lists `runs/` for `collection` from its watermark, remembering the newest key listed.
-    func forEachPage(store: any ObjectStore, layout: Layout, collection: String,
-                     _ body: (ListPage) throws -> Void) throws {
+    func forEachPage(
+        store: any ObjectStore, layout: Layout, collection: String,
+        _ body: (ListPage) throws -> Void
+    ) throws {
         let after = startAfter(collection: collection, layout: layout)
         var last: String? = nil
         try store.forEachPage(prefix: layout.runsPrefix, startAfter: after) { page in

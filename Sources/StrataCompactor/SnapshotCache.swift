@@ -1,8 +1,9 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where a compaction keeps its base snapshot while it merges into it.
@@ -45,13 +46,16 @@ final class SnapshotCache {
         switch settings.cacheMode {
         case .cache:
             guard let base = settings.cacheDirectory else {
-                throw StrataError(.invalidInput, object: "compactor settings", field: "cacheDirectory",
-                                  message: "cache mode needs a cache directory", fix: "pass --cache-dir DIR or use --cache-mode s3")
+                throw StrataError(
+                    .invalidInput, object: "compactor settings", field: "cacheDirectory",
+                    message: "cache mode needs a cache directory", fix: "pass --cache-dir DIR or use --cache-mode s3")
             }
             dir = base + "/" + collection
         case .auto:
-            if let base = settings.cacheDirectory, (try? FileManager.default.createDirectory(
-                atPath: base, withIntermediateDirectories: true)) != nil, access(base, W_OK) == 0 {
+            if let base = settings.cacheDirectory,
+                (try? FileManager.default.createDirectory(
+                    atPath: base, withIntermediateDirectories: true)) != nil, access(base, W_OK) == 0
+            {
                 dir = base + "/" + collection
             }
         case .s3:
@@ -59,13 +63,17 @@ final class SnapshotCache {
         }
         persistent = dir != nil
         if dir == nil { SnapshotCache.removeScratchOfGoneProcesses(in: settings.workDirectory) }
-        directory = dir ?? (settings.workDirectory + "/" + ScratchOwner.current.directoryName(
-            collection: collection, id: Identifiers.make()))
+        directory =
+            dir
+            ?? (settings.workDirectory + "/"
+                + ScratchOwner.current.directoryName(
+                    collection: collection, id: Identifiers.make()))
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw StrataError(.io, object: directory, message: "cannot create the work directory: \(error)",
-                              fix: "check free space and permissions, or choose another --cache-dir")
+            throw StrataError(
+                .io, object: directory, message: "cannot create the work directory: \(error)",
+                fix: "check free space and permissions, or choose another --cache-dir")
         }
         lockFD = open(directory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard lockFD >= 0, flock(lockFD, LOCK_EX) == 0 else {
@@ -79,17 +87,20 @@ final class SnapshotCache {
     deinit {
         try? FileManager.default.removeItem(atPath: deltasDirectory)
         if !persistent { try? FileManager.default.removeItem(atPath: directory) }
-        if lockFD >= 0 { flock(lockFD, LOCK_UN); close(lockFD) }
+        if lockFD >= 0 {
+            flock(lockFD, LOCK_UN)
+            close(lockFD)
+        }
     }
 
     /// True when the cached file is `version` with this size and SHA-256, untouched since recorded.
     /// Returns the page-hash root recorded with it (nil when the file's list is missing).
     func holds(version: String, size: Int64, sha256: String) -> String? {
         guard persistent, let data = FileManager.default.contents(atPath: sidecarPath),
-              let s = try? JSONDecoder().decode(Sidecar.self, from: data),
-              s.version == version, s.size == size, s.sha256 == sha256, let id = identity(), id.size == size,
-              id.inode == s.inode, id.mtimeNs == s.mtimeNs, let root = s.pageRoot,
-              FileManager.default.fileExists(atPath: hashListPath)
+            let s = try? JSONDecoder().decode(Sidecar.self, from: data),
+            s.version == version, s.size == size, s.sha256 == sha256, let id = identity(), id.size == size,
+            id.inode == s.inode, id.mtimeNs == s.mtimeNs, let root = s.pageRoot,
+            FileManager.default.fileExists(atPath: hashListPath)
         else { return nil }
         return root
     }
@@ -100,8 +111,9 @@ final class SnapshotCache {
     /// Remember that the file now holds `version`.
     func record(version: String, size: Int64, sha256: String, pageRoot: String) {
         guard persistent, let id = identity() else { return }
-        let s = Sidecar(version: version, size: size, sha256: sha256, pageRoot: pageRoot, inode: id.inode,
-                        mtimeNs: id.mtimeNs)
+        let s = Sidecar(
+            version: version, size: size, sha256: sha256, pageRoot: pageRoot, inode: id.inode,
+            mtimeNs: id.mtimeNs)
         if let data = try? JSONEncoder().encode(s) {
             let tmp = sidecarPath + ".tmp"
             if FileManager.default.createFile(atPath: tmp, contents: data) { rename(tmp, sidecarPath) }
@@ -126,7 +138,9 @@ final class SnapshotCache {
     private func identity() -> (size: Int64, inode: UInt64, mtimeNs: Int64)? {
         var st = stat()
         guard stat(snapshotPath, &st) == 0 else { return nil }
-        return (Int64(st.st_size), UInt64(st.st_ino), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+        return (
+            Int64(st.st_size), UInt64(st.st_ino), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        )
     }
 }
 

@@ -51,30 +51,37 @@ public struct VersionPublisher {
     /// (`.ifMatch(etag)` of the pointer read, or `.ifNoneMatch` for a collection's first version).
     /// `step` is called after the objects ("after-objects") and after the manifest ("after-upload"):
     /// the compactor's fault-injection points.
-    public func publish(objects: [Object], manifest: SnapshotManifest, pointerCondition: WriteCondition,
-                        step: (String) -> Void = { _ in }) throws -> Published {
+    public func publish(
+        objects: [Object], manifest: SnapshotManifest, pointerCondition: WriteCondition,
+        step: (String) -> Void = { _ in }
+    ) throws -> Published {
         var out = Published()
         let c = manifest.collection
         for o in objects {
             do {
-                let info = try store.put(o.key, file: o.path, condition: .ifNoneMatch,
-                                         options: PutOptions(contentType: o.contentType, sha256: o.sha256))
+                let info = try store.put(
+                    o.key, file: o.path, condition: .ifNoneMatch,
+                    options: PutOptions(contentType: o.contentType, sha256: o.sha256))
                 out.bytesUploaded += info.size
-            } catch let e as StoreError where e.kind == .preconditionFailed
-                && layout.versionObject(fromKey: o.key, collection: c) != nil {
+            } catch let e as StoreError
+                where e.kind == .preconditionFailed
+                && layout.versionObject(fromKey: o.key, collection: c) != nil
+            {
                 out.objectsAlreadyStored.append(o.key)
             }
         }
         step("after-objects")
         let data = try StrataJSON.encoder().encode(manifest)
-        try store.put(layout.manifestKey(collection: c, version: manifest.version), data: data,
-                      condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
+        try store.put(
+            layout.manifestKey(collection: c, version: manifest.version), data: data,
+            condition: .ifNoneMatch, options: PutOptions(contentType: "application/json"))
         out.bytesUploaded += Int64(data.count)
         step("after-upload")
         let pointerKey = layout.pointerKey(c)
         do {
-            try store.put(pointerKey, data: Pointer.body(version: manifest.version), condition: pointerCondition,
-                          options: PutOptions(contentType: "text/plain"))
+            try store.put(
+                pointerKey, data: Pointer.body(version: manifest.version), condition: pointerCondition,
+                options: PutOptions(contentType: "text/plain"))
         } catch let e as StoreError where e.kind == .preconditionFailed {
             throw PointerConflict(pointerKey: pointerKey)
         }

@@ -23,8 +23,10 @@ public struct CompactorStatus: Codable, Sendable, Equatable {
     public var compactorId: String
     public var host: String
 
-    public init(collection: String, state: String, errorKind: String?, error: String, fix: String?, at: Date,
-                compactorId: String, host: String) {
+    public init(
+        collection: String, state: String, errorKind: String?, error: String, fix: String?, at: Date,
+        compactorId: String, host: String
+    ) {
         self.collection = collection
         self.state = state
         self.errorKind = errorKind

@@ -30,7 +30,10 @@ public enum ConditionalWriteProbe {
     public static func cached(store: any ObjectStore, layout: Layout) throws -> ProbeReport {
         let id = store.location + "|" + layout.prefix
         cacheLock.lock()
-        if let hit = cache[id] { cacheLock.unlock(); return hit }
+        if let hit = cache[id] {
+            cacheLock.unlock()
+            return hit
+        }
         cacheLock.unlock()
         let report = try run(store: store, layout: layout)
         cacheLock.lock()
@@ -43,8 +46,9 @@ public enum ConditionalWriteProbe {
         let base = layout.probePrefix + Identifiers.make()
         let existing = base + "/existing"
         let missing = base + "/missing"
-        var report = ProbeReport(store: store.location, createOnlyEnforced: false, staleIfMatchRefused: false,
-                                 missingIfMatchRefused: false, currentIfMatchAccepted: false, notes: [])
+        var report = ProbeReport(
+            store: store.location, createOnlyEnforced: false, staleIfMatchRefused: false,
+            missingIfMatchRefused: false, currentIfMatchAccepted: false, notes: [])
         defer { _ = try? store.delete(keys: [existing, missing]) }
 
         let first = try store.put(existing, data: Data("strata probe 1\n".utf8), condition: .ifNoneMatch)
@@ -77,16 +81,20 @@ public enum ConditionalWriteProbe {
         }
 
         // 4. If-Match on a missing key must be refused (AWS: 404, SeaweedFS: 412).
-        report.missingIfMatchRefused = try refused(report: &report, "If-Match on a missing key",
-                                                   alsoAccept: .notFound) {
+        report.missingIfMatchRefused = try refused(
+            report: &report, "If-Match on a missing key",
+            alsoAccept: .notFound
+        ) {
             try store.put(missing, data: Data("strata probe 5\n".utf8), condition: .ifMatch(first.etag))
         }
         return report
     }
 
     /// Runs `write`; true when the store refused it with a precondition (or `alsoAccept`) error.
-    private static func refused(report: inout ProbeReport, _ what: String, alsoAccept: StoreError.Kind? = nil,
-                                _ write: () throws -> ObjectInfo) throws -> Bool {
+    private static func refused(
+        report: inout ProbeReport, _ what: String, alsoAccept: StoreError.Kind? = nil,
+        _ write: () throws -> ObjectInfo
+    ) throws -> Bool {
         do {
             _ = try write()
             report.notes.append("\(what) was accepted: the store ignores the condition")

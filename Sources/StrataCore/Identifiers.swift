@@ -34,9 +34,10 @@ public enum Identifiers {
         var t = time_t(seconds)
         var parts = tm()
         gmtime_r(&t, &parts)
-        return String(format: "%04d%02d%02dT%02d%02d%02d%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-                      Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec),
-                      Int(millis % 1000))
+        return String(
+            format: "%04d%02d%02dT%02d%02d%02d%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+            Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec),
+            Int(millis % 1000))
     }
 
     /// The creation time encoded in an id, or nil when it is not of this form.
@@ -45,11 +46,15 @@ public enum Identifiers {
         guard u.count >= 19, u[8] == UInt8(ascii: "T"), u[18] == UInt8(ascii: "Z") else { return nil }
         func num(_ r: Range<Int>) -> Int? {
             var v = 0
-            for i in r { guard u[i] >= 0x30 && u[i] <= 0x39 else { return nil }; v = v * 10 + Int(u[i] - 0x30) }
+            for i in r {
+                guard u[i] >= 0x30 && u[i] <= 0x39 else { return nil }
+                v = v * 10 + Int(u[i] - 0x30)
+            }
             return v
         }
         guard let y = num(0..<4), let mo = num(4..<6), let d = num(6..<8), let h = num(9..<11),
-              let mi = num(11..<13), let s = num(13..<15), let ms = num(15..<18) else { return nil }
+            let mi = num(11..<13), let s = num(13..<15), let ms = num(15..<18)
+        else { return nil }
         var c = DateComponents()
         c.timeZone = TimeZone(identifier: "UTC")
         (c.year, c.month, c.day, c.hour, c.minute, c.second) = (y, mo, d, h, mi, s)
@@ -61,9 +66,10 @@ public enum Identifiers {
 
     /// Validates an id taken from outside (a key, a record): safe as one key segment.
     public static func isValid(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 128 && id.utf8.allSatisfy {
-            ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x30 && $0 <= 0x39)
-                || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e
-        } && id != "." && id != ".."
+        !id.isEmpty && id.utf8.count <= 128
+            && id.utf8.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x30 && $0 <= 0x39)
+                    || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e
+            } && id != "." && id != ".."
     }
 }

@@ -30,7 +30,8 @@ extension Layout {
     public static func collection(ofPointerKey key: String) -> String? {
         let tail = "/snapshot/" + Layout.pointerFileName
         guard key.hasSuffix(tail) else { return nil }
-        let name = key.dropLast(tail.count).split(separator: "/", omittingEmptySubsequences: false).last.map(String.init)
+        let name = key.dropLast(tail.count).split(separator: "/", omittingEmptySubsequences: false).last.map(
+            String.init)
         return name.flatMap { (try? Layout.validate(collection: $0)) != nil ? $0 : nil }
     }
 }

@@ -19,8 +19,9 @@ extension Layout {
 
     /// 1 to 200 characters of A-Z a-z 0-9 . _ - (one key segment, safe in logs and labels).
     public static func isValidWorkerId(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 200 && !id.hasPrefix(".") && id.unicodeScalars.allSatisfy {
-            $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "." || $0 == "_" || $0 == "-")
-        }
+        !id.isEmpty && id.utf8.count <= 200 && !id.hasPrefix(".")
+            && id.unicodeScalars.allSatisfy {
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "." || $0 == "_" || $0 == "-")
+            }
     }
 }

@@ -24,14 +24,17 @@ public struct Layout: Sendable, Equatable {
 
     /// Throws unless `name` is 1 to 63 characters of `a-z 0-9 _ -`.
     public static func validate(collection name: String) throws {
-        let ok = !name.isEmpty && name.utf8.count <= 63 && name.utf8.allSatisfy {
-            ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f || $0 == 0x2d
-        }
+        let ok =
+            !name.isEmpty && name.utf8.count <= 63
+            && name.utf8.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f || $0 == 0x2d
+            }
         // "runs" is where COMPACTION_RUN records live, so it cannot also be a collection.
         guard ok, name != "runs" else {
-            throw StrataError(.invalidInput, object: "collection name \"\(name)\"", field: "collection",
-                              message: "must be 1 to 63 characters of a-z, 0-9, _ and -, and not \"runs\"",
-                              fix: "use a name like \"lines\" or \"words\"")
+            throw StrataError(
+                .invalidInput, object: "collection name \"\(name)\"", field: "collection",
+                message: "must be 1 to 63 characters of a-z, 0-9, _ and -, and not \"runs\"",
+                fix: "use a name like \"lines\" or \"words\"")
         }
     }
 

@@ -121,14 +121,18 @@ extension ObjectStore {
     }
 
     @discardableResult
-    public func put(_ key: String, data: Data, condition: WriteCondition = .none,
-                    options: PutOptions = PutOptions()) throws -> ObjectInfo {
+    public func put(
+        _ key: String, data: Data, condition: WriteCondition = .none,
+        options: PutOptions = PutOptions()
+    ) throws -> ObjectInfo {
         try put(key, body: .data(data), condition: condition, options: options)
     }
 
     @discardableResult
-    public func put(_ key: String, file path: String, condition: WriteCondition = .none,
-                    options: PutOptions = PutOptions()) throws -> ObjectInfo {
+    public func put(
+        _ key: String, file path: String, condition: WriteCondition = .none,
+        options: PutOptions = PutOptions()
+    ) throws -> ObjectInfo {
         try put(key, body: .file(path: path), condition: condition, options: options)
     }
 
@@ -157,8 +161,10 @@ extension ObjectStore {
         return (objects, prefixes)
     }
 
-    public func forEachPage(prefix: String, delimiter: String?, pageSize: Int = 1000,
-                            _ body: (ListPage) throws -> Void) throws {
+    public func forEachPage(
+        prefix: String, delimiter: String?, pageSize: Int = 1000,
+        _ body: (ListPage) throws -> Void
+    ) throws {
         var token: String? = nil
         repeat {
             let page = try listPage(prefix: prefix, delimiter: delimiter, continuation: token, maxKeys: pageSize)

@@ -41,8 +41,10 @@ public struct ManifestPatch: Codable, Sendable, Equatable {
     /// True for a merge of several patches (the chain policy counts them apart); absent for one merge's.
     public var merged: Bool?
 
-    public init(key: String, size: Int64, sha256: String, fromRoot: String, toRoot: String, pageCount: UInt32,
-                frames: Int, merged: Bool? = nil) {
+    public init(
+        key: String, size: Int64, sha256: String, fromRoot: String, toRoot: String, pageCount: UInt32,
+        frames: Int, merged: Bool? = nil
+    ) {
         self.merged = merged
         self.key = key
         self.size = size
@@ -103,12 +105,14 @@ extension SnapshotManifest {
         if let base {
             return [VersionObjectRef(key: base.key, size: base.size, sha256: base.sha256, role: .base, name: "base")]
                 + (patches ?? []).enumerated().map {
-                    VersionObjectRef(key: $1.key, size: $1.size, sha256: $1.sha256, role: .patch, name: "patches[\($0)]")
+                    VersionObjectRef(
+                        key: $1.key, size: $1.size, sha256: $1.sha256, role: .patch, name: "patches[\($0)]")
                 }
         }
         return files.map {
-            VersionObjectRef(key: layout.versionFileKey(collection: collection, version: version, file: $0.name),
-                             size: $0.size, sha256: $0.sha256, role: .file, name: $0.name)
+            VersionObjectRef(
+                key: layout.versionFileKey(collection: collection, version: version, file: $0.name),
+                size: $0.size, sha256: $0.sha256, role: .file, name: $0.name)
         }
     }
 
@@ -134,25 +138,30 @@ extension SnapshotManifest {
     /// and no chain; a page version has a base, patches and a result that link root to root.
     func checkLayout(key: String) throws {
         func bad(_ field: String, _ message: String) -> StrataError {
-            StrataError(.corrupt, object: key, field: field, message: message,
-                        fix: "the manifest was not written by a compatible Strata; "
-                            + "`snapctl verify --collection \(collection)` names the newest usable version")
+            StrataError(
+                .corrupt, object: key, field: field, message: message,
+                fix: "the manifest was not written by a compatible Strata; "
+                    + "`snapctl verify --collection \(collection)` names the newest usable version")
         }
         if formatVersion < SnapshotManifest.pagesMajor {
             if layout != nil || base != nil || patches != nil || result != nil {
-                throw bad("layout", "a format \(formatVersion) manifest has no page layout (layout, base, patches, result)")
+                throw bad(
+                    "layout", "a format \(formatVersion) manifest has no page layout (layout, base, patches, result)")
             }
             return
         }
         guard layout == SnapshotManifest.pagesLayout else {
-            throw bad("layout", "is \(layout.map { "\"\($0)\"" } ?? "missing"); format \(formatVersion) needs \"pages\"")
+            throw bad(
+                "layout", "is \(layout.map { "\"\($0)\"" } ?? "missing"); format \(formatVersion) needs \"pages\"")
         }
         guard let base else { throw bad("base", "is missing") }
         guard let patches else { throw bad("patches", "is missing") }
         guard let result else { throw bad("result", "is missing") }
         guard Layout.isSHA256Hex(base.sha256) else { throw bad("base.sha256", "is not 64 lowercase hex digits") }
         guard Layout.isSHA256Hex(base.pageRoot) else { throw bad("base.pageRoot", "is not 64 lowercase hex digits") }
-        guard Layout.isSHA256Hex(result.pageRoot) else { throw bad("result.pageRoot", "is not 64 lowercase hex digits") }
+        guard Layout.isSHA256Hex(result.pageRoot) else {
+            throw bad("result.pageRoot", "is not 64 lowercase hex digits")
+        }
         if let sha = result.sha256, !Layout.isSHA256Hex(sha) {
             throw bad("result.sha256", "is not 64 lowercase hex digits")
         }
@@ -162,31 +171,45 @@ extension SnapshotManifest {
             }
         }
         guard base.pageSize == result.pageSize else {
-            throw bad("result.pageSize", "is \(result.pageSize); the base's is \(base.pageSize) (a chain keeps its page size)")
+            throw bad(
+                "result.pageSize", "is \(result.pageSize); the base's is \(base.pageSize) (a chain keeps its page size)"
+            )
         }
         guard base.size == Int64(base.pageSize) * Int64(base.pageCount) else {
-            throw bad("base.size", "is \(base.size); pageSize x pageCount is \(Int64(base.pageSize) * Int64(base.pageCount))")
+            throw bad(
+                "base.size", "is \(base.size); pageSize x pageCount is \(Int64(base.pageSize) * Int64(base.pageCount))")
         }
         guard result.size == Int64(result.pageSize) * Int64(result.pageCount) else {
-            throw bad("result.size",
-                      "is \(result.size); pageSize x pageCount is \(Int64(result.pageSize) * Int64(result.pageCount))")
+            throw bad(
+                "result.size",
+                "is \(result.size); pageSize x pageCount is \(Int64(result.pageSize) * Int64(result.pageCount))")
         }
         var root = base.pageRoot
         var pageCount = base.pageCount
         for (i, p) in patches.enumerated() {
-            guard Layout.isSHA256Hex(p.sha256) else { throw bad("patches[\(i)].sha256", "is not 64 lowercase hex digits") }
-            guard Layout.isSHA256Hex(p.toRoot) else { throw bad("patches[\(i)].toRoot", "is not 64 lowercase hex digits") }
-            guard p.fromRoot == root else {
-                throw bad("patches[\(i)].fromRoot", "is \(p.fromRoot.prefix(12))...; the file before it has root "
-                                                    + "\(root.prefix(12))... (the chain is out of order or has a gap)")
+            guard Layout.isSHA256Hex(p.sha256) else {
+                throw bad("patches[\(i)].sha256", "is not 64 lowercase hex digits")
             }
-            guard p.size > 0, p.frames >= 0 else { throw bad("patches[\(i)].size", "is \(p.size) bytes, \(p.frames) frames") }
+            guard Layout.isSHA256Hex(p.toRoot) else {
+                throw bad("patches[\(i)].toRoot", "is not 64 lowercase hex digits")
+            }
+            guard p.fromRoot == root else {
+                throw bad(
+                    "patches[\(i)].fromRoot",
+                    "is \(p.fromRoot.prefix(12))...; the file before it has root "
+                        + "\(root.prefix(12))... (the chain is out of order or has a gap)")
+            }
+            guard p.size > 0, p.frames >= 0 else {
+                throw bad("patches[\(i)].size", "is \(p.size) bytes, \(p.frames) frames")
+            }
             root = p.toRoot
             pageCount = p.pageCount
         }
         guard result.pageRoot == root, result.pageCount == pageCount else {
-            throw bad("result.pageRoot", "is \(result.pageRoot.prefix(12))... with \(result.pageCount) pages; the chain "
-                                         + "ends at \(root.prefix(12))... with \(pageCount) pages")
+            throw bad(
+                "result.pageRoot",
+                "is \(result.pageRoot.prefix(12))... with \(result.pageCount) pages; the chain "
+                    + "ends at \(root.prefix(12))... with \(pageCount) pages")
         }
         if patches.isEmpty, let sha = result.sha256, sha != base.sha256 {
             throw bad("result.sha256", "differs from base.sha256 in a version with no patches (the result is the base)")
@@ -198,9 +221,10 @@ extension SnapshotManifest {
     public func checkKeys(layout: Layout, key: String) throws {
         guard let base else { return }
         func bad(_ field: String, _ message: String) -> StrataError {
-            StrataError(.corrupt, object: key, field: field, message: message,
-                        fix: "the manifest was not written by a compatible Strata; "
-                            + "`snapctl verify --collection \(collection)` names the newest usable version")
+            StrataError(
+                .corrupt, object: key, field: field, message: message,
+                fix: "the manifest was not written by a compatible Strata; "
+                    + "`snapctl verify --collection \(collection)` names the newest usable version")
         }
         if let obj = layout.versionObject(fromKey: base.key, collection: collection) {
             guard obj.kind == .base, obj.sha256 == base.sha256 else {
@@ -210,15 +234,19 @@ extension SnapshotManifest {
             let versions = layout.versionsPrefix(collection)
             let rest = base.key.hasPrefix(versions) ? base.key.dropFirst(versions.count).split(separator: "/") : []
             guard rest.count == 2, Identifiers.isValid(String(rest[0])), rest[1].hasSuffix(".sqlite3") else {
-                throw bad("base.key", "is \(base.key); a base is under \(layout.objectsPrefix(collection)) "
-                                      + "or a version's file under \(versions)")
+                throw bad(
+                    "base.key",
+                    "is \(base.key); a base is under \(layout.objectsPrefix(collection)) "
+                        + "or a version's file under \(versions)")
             }
         }
         for (i, p) in (patches ?? []).enumerated() {
             guard let obj = layout.versionObject(fromKey: p.key, collection: collection), obj.kind == .patch,
                 obj.sha256 == p.sha256
             else {
-                throw bad("patches[\(i)].key", "is \(p.key); expected \(layout.objectsPrefix(collection))\(p.sha256).strpatch")
+                throw bad(
+                    "patches[\(i)].key", "is \(p.key); expected \(layout.objectsPrefix(collection))\(p.sha256).strpatch"
+                )
             }
         }
     }

@@ -4,8 +4,10 @@ import Foundation
 public enum StrataJSON {
     public static func encoder(pretty: Bool = true) -> JSONEncoder {
         let e = JSONEncoder()
-        e.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                                    : [.sortedKeys, .withoutEscapingSlashes]
+        e.outputFormatting =
+            pretty
+            ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            : [.sortedKeys, .withoutEscapingSlashes]
         e.dateEncodingStrategy = .custom { date, encoder in
             var c = encoder.singleValueContainer()
             try c.encode(iso8601(date))
@@ -45,14 +47,17 @@ public enum StrataJSON {
         do {
             return try decoder().decode(type, from: data)
         } catch let DecodingError.keyNotFound(key, ctx) {
-            throw StrataError(.corrupt, object: object, field: path(ctx.codingPath + [key]),
-                              message: "is missing", fix: "the object was not written by a compatible Strata")
+            throw StrataError(
+                .corrupt, object: object, field: path(ctx.codingPath + [key]),
+                message: "is missing", fix: "the object was not written by a compatible Strata")
         } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
-            throw StrataError(.corrupt, object: object, field: path(ctx.codingPath),
-                              message: "has the wrong type: \(ctx.debugDescription)")
+            throw StrataError(
+                .corrupt, object: object, field: path(ctx.codingPath),
+                message: "has the wrong type: \(ctx.debugDescription)")
         } catch let DecodingError.dataCorrupted(ctx) {
-            throw StrataError(.corrupt, object: object, field: ctx.codingPath.isEmpty ? nil : path(ctx.codingPath),
-                              message: "is not valid: \(ctx.debugDescription)")
+            throw StrataError(
+                .corrupt, object: object, field: ctx.codingPath.isEmpty ? nil : path(ctx.codingPath),
+                message: "is not valid: \(ctx.debugDescription)")
         } catch {
             throw StrataError(.corrupt, object: object, message: "is not valid JSON: \(error)")
         }
@@ -79,10 +84,13 @@ public enum Pointer {
     public static func parse(_ data: Data, key: String) throws -> String {
         let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard Identifiers.isValid(text) else {
-            throw StrataError(.corrupt, object: key, message: "does not hold a version id (found \(text.prefix(80).debugDescription))",
-                              fix: "restore it with `snapctl rollback \(Layout.collection(ofPointerKey: key) ?? "COLLECTION") VERSION --reason R` "
-                                   + "(`snapctl verify` names the newest complete version); never delete it: "
-                                   + "a collection without its pointer cannot be compacted")
+            throw StrataError(
+                .corrupt, object: key,
+                message: "does not hold a version id (found \(text.prefix(80).debugDescription))",
+                fix:
+                    "restore it with `snapctl rollback \(Layout.collection(ofPointerKey: key) ?? "COLLECTION") VERSION --reason R` "
+                    + "(`snapctl verify` names the newest complete version); never delete it: "
+                    + "a collection without its pointer cannot be compacted")
         }
         return text
     }
@@ -173,10 +181,12 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
 
     /// A whole-file version (format 1, `files`); pass `base`, `patches` and `result` for a page version
     /// (format 2, `layout: "pages"`, `files` empty).
-    public init(collection: String, version: String, parentVersion: String?, createdAt: Date, dimension: Int,
-                rowCount: Int, files: [FileEntry], appliedRuns: [AppliedRun], rolledBackRuns: [String]? = nil,
-                requeuedRuns: [String]? = nil, note: String? = nil, createdBy: VersionCreator,
-                base: ManifestBase? = nil, patches: [ManifestPatch]? = nil, result: ManifestResult? = nil) {
+    public init(
+        collection: String, version: String, parentVersion: String?, createdAt: Date, dimension: Int,
+        rowCount: Int, files: [FileEntry], appliedRuns: [AppliedRun], rolledBackRuns: [String]? = nil,
+        requeuedRuns: [String]? = nil, note: String? = nil, createdBy: VersionCreator,
+        base: ManifestBase? = nil, patches: [ManifestPatch]? = nil, result: ManifestResult? = nil
+    ) {
         format = SnapshotManifest.formatName
         formatVersion = base == nil ? SnapshotManifest.wholeFileMajor : SnapshotManifest.pagesMajor
         layout = base == nil ? nil : SnapshotManifest.pagesLayout
@@ -211,7 +221,8 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
         rowCount = try c.decode(Int.self, forKey: .rowCount)
         layout = try c.decodeIfPresent(String.self, forKey: .layout)
         // A page version may leave `files` out; a whole-file version must list them.
-        files = formatVersion >= SnapshotManifest.pagesMajor
+        files =
+            formatVersion >= SnapshotManifest.pagesMajor
             ? try c.decodeIfPresent([FileEntry].self, forKey: .files) ?? []
             : try c.decode([FileEntry].self, forKey: .files)
         appliedRuns = try c.decode([AppliedRun].self, forKey: .appliedRuns)
@@ -230,13 +241,17 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     {
         let key = layout.manifestKey(collection: collection, version: version)
         guard let (data, _) = try store.getDataIfExists(key) else {
-            throw StrataError(.notFound, object: key, message: "version \(version) of \(collection) has no manifest",
-                              fix: "run `snapctl verify --collection \(collection)`; list versions with `snapctl versions \(collection)`")
+            throw StrataError(
+                .notFound, object: key, message: "version \(version) of \(collection) has no manifest",
+                fix:
+                    "run `snapctl verify --collection \(collection)`; list versions with `snapctl versions \(collection)`"
+            )
         }
         let m = try decode(data, key: key)
         guard m.collection == collection, m.version == version else {
-            throw StrataError(.corrupt, object: key, field: "collection/version",
-                              message: "names \(m.collection)/\(m.version), not \(collection)/\(version)")
+            throw StrataError(
+                .corrupt, object: key, field: "collection/version",
+                message: "names \(m.collection)/\(m.version), not \(collection)/\(version)")
         }
         try m.checkKeys(layout: layout, key: key)
         return m
@@ -250,19 +265,25 @@ public struct SnapshotManifest: Codable, Sendable, Equatable {
     /// `decode(_:key:)` as a build that reads majors up to `readsUpTo` (tests use 1 to check what an
     /// older reader says about a page version).
     static func decode(_ data: Data, key: String, readsUpTo: Int) throws -> SnapshotManifest {
-        struct Head: Decodable { var format: String?; var formatVersion: Int? }
+        struct Head: Decodable {
+            var format: String?
+            var formatVersion: Int?
+        }
         let head = try StrataJSON.decode(Head.self, from: data, object: key)
         guard head.format == formatName else {
-            throw StrataError(.corrupt, object: key, field: "format",
-                              message: "is \(head.format.map { "\"\($0)\"" } ?? "missing"), expected \"\(formatName)\"")
+            throw StrataError(
+                .corrupt, object: key, field: "format",
+                message: "is \(head.format.map { "\"\($0)\"" } ?? "missing"), expected \"\(formatName)\"")
         }
         guard let v = head.formatVersion, v <= readsUpTo else {
-            throw StrataError(.unsupportedVersion, object: key, field: "formatVersion",
-                              message: "is \(head.formatVersion.map(String.init) ?? "missing"); this Strata reads up to \(readsUpTo)",
-                              fix: "upgrade snapctl to a release that reads format version \(head.formatVersion ?? 0)")
+            throw StrataError(
+                .unsupportedVersion, object: key, field: "formatVersion",
+                message: "is \(head.formatVersion.map(String.init) ?? "missing"); this Strata reads up to \(readsUpTo)",
+                fix: "upgrade snapctl to a release that reads format version \(head.formatVersion ?? 0)")
         }
         guard v >= 1 else {
-            throw StrataError(.corrupt, object: key, field: "formatVersion", message: "is \(v); format versions start at 1")
+            throw StrataError(
+                .corrupt, object: key, field: "formatVersion", message: "is \(v); format versions start at 1")
         }
         let m = try StrataJSON.decode(SnapshotManifest.self, from: data, object: key)
         try m.checkLayout(key: key)
@@ -285,8 +306,10 @@ public struct QuarantineRecord: Codable, Sendable, Equatable {
     public var quarantinedAt: Date
     public var compactorId: String
 
-    public init(runId: String, collection: String, deltaKey: String?, reason: String, detail: String,
-                quarantinedAt: Date, compactorId: String) {
+    public init(
+        runId: String, collection: String, deltaKey: String?, reason: String, detail: String,
+        quarantinedAt: Date, compactorId: String
+    ) {
         self.runId = runId
         self.collection = collection
         self.deltaKey = deltaKey

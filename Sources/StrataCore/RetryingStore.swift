@@ -37,8 +37,10 @@ public final class RetryingStore: ObjectStoreDecorator, StartAfterListing, Senda
     let clock: Clock
     let logger: Logger
 
-    public init(_ base: any ObjectStore, policy: RetryPolicy = RetryPolicy(), clock: Clock = .system,
-                logger: Logger = Logger(label: "strata.retry", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    public init(
+        _ base: any ObjectStore, policy: RetryPolicy = RetryPolicy(), clock: Clock = .system,
+        logger: Logger = Logger(label: "strata.retry", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.base = base
         self.policy = policy
         self.clock = clock
@@ -60,18 +62,22 @@ public final class RetryingStore: ObjectStoreDecorator, StartAfterListing, Senda
                 let elapsed = clock.now() - started
                 let delay = attempt < policy.maxAttempts ? policy.delay(afterAttempt: attempt - 1) : 0
                 guard attempt < policy.maxAttempts, elapsed + delay < policy.maxTotalTime else {
-                    e.message += " (gave up after \(attempt) attempt\(attempt == 1 ? "" : "s") in "
+                    e.message +=
+                        " (gave up after \(attempt) attempt\(attempt == 1 ? "" : "s") in "
                         + "\(String(format: "%.1f", elapsed)) s; retry policy: \(policy))"
                     if e.hint == nil {
-                        e.hint = "the store kept failing: check that \(base.location) is reachable and not "
+                        e.hint =
+                            "the store kept failing: check that \(base.location) is reachable and not "
                             + "overloaded, or allow more attempts or time (AWS_MAX_ATTEMPTS)"
                     }
                     throw e
                 }
                 logger.notice(
                     "retrying \(operation) after: \(e.message)",
-                    metadata: ["attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))",
-                               "key": "\(key ?? "-")"])
+                    metadata: [
+                        "attempt": "\(attempt)", "delay": "\(String(format: "%.2f", delay))",
+                        "key": "\(key ?? "-")",
+                    ])
                 clock.sleep(delay)
             }
         }
@@ -113,15 +119,19 @@ public final class RetryingStore: ObjectStoreDecorator, StartAfterListing, Senda
         }
     }
 
-    public func listPage(prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
-                         maxKeys: Int) throws -> ListPage {
+    public func listPage(
+        prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
+        maxKeys: Int
+    ) throws -> ListPage {
         try retrying("list", prefix) {
             if let s = base as? any StartAfterListing {
-                return try s.listPage(prefix: prefix, delimiter: delimiter, startAfter: startAfter,
-                                      continuation: continuation, maxKeys: maxKeys)
+                return try s.listPage(
+                    prefix: prefix, delimiter: delimiter, startAfter: startAfter,
+                    continuation: continuation, maxKeys: maxKeys)
             }
-            var page = try base.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation,
-                                         maxKeys: maxKeys)
+            var page = try base.listPage(
+                prefix: prefix, delimiter: delimiter, continuation: continuation,
+                maxKeys: maxKeys)
             if let startAfter {
                 page.objects = page.objects.filter { startAfter.utf8.lexicographicallyPrecedes($0.key.utf8) }
             }

@@ -72,8 +72,9 @@ public struct ProcessedRuns: Sendable, Equatable {
             for r in m.rolledBackRuns ?? [] where !requeued.contains(r) && !applied.contains(r) { rolledBack.insert(r) }
             for r in m.requeuedRuns ?? [] where !applied.contains(r) && !rolledBack.contains(r) { requeued.insert(r) }
         }
-        self.init(applied: applied, rolledBack: rolledBack, requeued: requeued,
-                  source: source ?? "the manifests of \(history.count) version\(history.count == 1 ? "" : "s")")
+        self.init(
+            applied: applied, rolledBack: rolledBack, requeued: requeued,
+            source: source ?? "the manifests of \(history.count) version\(history.count == 1 ? "" : "s")")
     }
 
     /// Applied or rolled back: never applied again.
@@ -179,8 +180,10 @@ public final class RunIndex: @unchecked Sendable {
     private var cache: [String: Entry] = [:]
     private let lock = NSLock()
 
-    public init(store: any ObjectStore, layout: Layout,
-                logger: Logger = Logger(label: "strata.runs", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    public init(
+        store: any ObjectStore, layout: Layout,
+        logger: Logger = Logger(label: "strata.runs", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.store = store
         self.layout = layout
         self.logger = logger
@@ -205,8 +208,9 @@ public final class RunIndex: @unchecked Sendable {
     /// stale read or a race, and the next call sees the truth.
     public func entry(runId: String, key: String) throws -> Entry {
         guard let e = try entryIfExists(runId: runId, key: key) else {
-            throw StoreError(.transient, operation: "GetObject", key: key,
-                             message: "was listed but reads as not found; the round is retried")
+            throw StoreError(
+                .transient, operation: "GetObject", key: key,
+                message: "was listed but reads as not found; the round is retried")
         }
         return e
     }
@@ -215,22 +219,29 @@ public final class RunIndex: @unchecked Sendable {
     /// checks whether it is still listed, as `readAll` does).
     public func entryIfExists(runId: String, key: String) throws -> Entry? {
         lock.lock()
-        if let e = cache[runId] { lock.unlock(); return e }
+        if let e = cache[runId] {
+            lock.unlock()
+            return e
+        }
         lock.unlock()
         guard let (data, info) = try store.getDataIfExists(key) else { return nil }
         // A body shorter than the object is a failed read, not a bad record: retry, never quarantine.
         guard Int64(data.count) == info.size else {
-            throw StoreError(.transient, operation: "GetObject", key: key,
-                             message: "read \(data.count) of the record's \(info.size) bytes (a short read)")
+            throw StoreError(
+                .transient, operation: "GetObject", key: key,
+                message: "read \(data.count) of the record's \(info.size) bytes (a short read)")
         }
         let e: Entry
         do {
             e = .record(try RunRecord.decode(data, key: key, layout: layout))
         } catch let error as StrataError where error.kind == .unsupportedVersion {
-            e = .newer(InvalidRunRecord(runId: runId, key: key, error: "\(error)",
-                                        collections: Self.collections(in: data)))
-            logger.warning("run record of a newer format left pending",
-                           metadata: ["key": "\(key)", "error": "\(error)"])
+            e = .newer(
+                InvalidRunRecord(
+                    runId: runId, key: key, error: "\(error)",
+                    collections: Self.collections(in: data)))
+            logger.warning(
+                "run record of a newer format left pending",
+                metadata: ["key": "\(key)", "error": "\(error)"])
         } catch {
             let text = data.isEmpty ? "\(key) is empty (0 bytes): a run record is a JSON object" : "\(error)"
             e = .invalid(InvalidRunRecord(runId: runId, key: key, error: text, collections: Self.collections(in: data)))
@@ -255,8 +266,9 @@ public final class RunIndex: @unchecked Sendable {
             }
             if fresh == nil { fresh = try list() }
             guard fresh?.records[runId] == nil else {
-                throw StoreError(.transient, operation: "GetObject", key: o.key,
-                                 message: "is listed but reads as not found (a stale read); try again")
+                throw StoreError(
+                    .transient, operation: "GetObject", key: o.key,
+                    message: "is listed but reads as not found (a stale read); try again")
             }
             listing.records[runId] = nil
         }
@@ -266,7 +278,8 @@ public final class RunIndex: @unchecked Sendable {
     /// The collection names an unusable record lists, read leniently; nil when there are none.
     public static func collections(in data: Data) -> [String]? {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let list = object["collections"] as? [Any] else { return nil }
+            let list = object["collections"] as? [Any]
+        else { return nil }
         let names = list.compactMap { ($0 as? [String: Any])?["collection"] as? String }
             .filter { (try? Layout.validate(collection: $0)) != nil }
         return names.isEmpty ? nil : names
@@ -333,16 +346,20 @@ public final class RunIndex: @unchecked Sendable {
     /// unusable one concerning it invalid, one of a newer format deferred. Records of processed and
     /// quarantined runs are read only when `readAll` (the compactor never needs them). Throws on
     /// any store error.
-    public func classify(collection: String, processed: ProcessedRuns, quarantine: Quarantine,
-                         listing: Listing, readAll: Bool = false) throws -> CollectionRuns {
+    public func classify(
+        collection: String, processed: ProcessedRuns, quarantine: Quarantine,
+        listing: Listing, readAll: Bool = false
+    ) throws -> CollectionRuns {
         var runs: [String: CatalogRun] = [:]
         for (runId, o) in listing.records {
-            let done: RunState? = processed.applied.contains(runId)
+            let done: RunState? =
+                processed.applied.contains(runId)
                 ? .applied : processed.rolledBack.contains(runId) ? .rolledBack : nil
             let settled = done ?? (quarantine.ids.contains(runId) ? .quarantined : nil)
-            var run = CatalogRun(runId: runId, state: settled ?? .pending, record: nil, listed: o,
-                                 quarantine: quarantine.records[runId], problem: nil,
-                                 requeued: processed.requeued.contains(runId))
+            var run = CatalogRun(
+                runId: runId, state: settled ?? .pending, record: nil, listed: o,
+                quarantine: quarantine.records[runId], problem: nil,
+                requeued: processed.requeued.contains(runId))
             if settled != nil, !readAll {
                 runs[runId] = run
                 continue
@@ -365,11 +382,13 @@ public final class RunIndex: @unchecked Sendable {
         }
         // Quarantined runs whose record is gone (gc after the retention, or never listed).
         for runId in quarantine.ids where runs[runId] == nil && listing.records[runId] == nil {
-            let done: RunState? = processed.applied.contains(runId)
+            let done: RunState? =
+                processed.applied.contains(runId)
                 ? .applied : processed.rolledBack.contains(runId) ? .rolledBack : nil
-            runs[runId] = CatalogRun(runId: runId, state: done ?? .quarantined, record: nil, listed: nil,
-                                     quarantine: quarantine.records[runId], problem: nil,
-                                     requeued: processed.requeued.contains(runId))
+            runs[runId] = CatalogRun(
+                runId: runId, state: done ?? .quarantined, record: nil, listed: nil,
+                quarantine: quarantine.records[runId], problem: nil,
+                requeued: processed.requeued.contains(runId))
         }
         return CollectionRuns(collection: collection, processed: processed, runs: runs)
     }
@@ -379,8 +398,9 @@ public final class RunIndex: @unchecked Sendable {
     public func classify(collection: String, processed: ProcessedRuns, readAll: Bool = false) throws
         -> CollectionRuns
     {
-        try classify(collection: collection, processed: processed,
-                     quarantine: Quarantine(records: try quarantineRecords(collection: collection)),
-                     listing: try list(), readAll: readAll)
+        try classify(
+            collection: collection, processed: processed,
+            quarantine: Quarantine(records: try quarantineRecords(collection: collection)),
+            listing: try list(), readAll: readAll)
     }
 }

@@ -13,8 +13,10 @@ public protocol ObjectStoreDecorator: ObjectStore {
 public protocol StartAfterListing: ObjectStore {
     /// Like `listPage`, but the first page starts after `startAfter` (ignored when `continuation`
     /// is given: the continuation already carries the position; nil: from the start).
-    func listPage(prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
-                  maxKeys: Int) throws -> ListPage
+    func listPage(
+        prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
+        maxKeys: Int
+    ) throws -> ListPage
 }
 
 /// The methods a presigned URL can be made for.
@@ -51,14 +53,17 @@ extension ObjectStore {
 
     /// Every page of keys under `prefix` that sort after `startAfter` (all when nil). Uses
     /// `start-after` where the store has it; otherwise lists everything and drops the rest.
-    public func forEachPage(prefix: String, startAfter: String?, pageSize: Int = 1000,
-                            _ body: (ListPage) throws -> Void) throws {
+    public func forEachPage(
+        prefix: String, startAfter: String?, pageSize: Int = 1000,
+        _ body: (ListPage) throws -> Void
+    ) throws {
         guard let startAfter else { return try forEachPage(prefix: prefix, delimiter: nil, pageSize: pageSize, body) }
         if let s = self as? any StartAfterListing {
             var token: String? = nil
             repeat {
-                let page = try s.listPage(prefix: prefix, delimiter: nil, startAfter: startAfter, continuation: token,
-                                          maxKeys: pageSize)
+                let page = try s.listPage(
+                    prefix: prefix, delimiter: nil, startAfter: startAfter, continuation: token,
+                    maxKeys: pageSize)
                 try body(page)
                 token = page.continuation
             } while token != nil

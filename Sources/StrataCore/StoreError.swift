@@ -44,8 +44,10 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var requestId: String?
     public var hint: String?
 
-    public init(_ kind: Kind, operation: String, key: String? = nil, status: Int? = nil, code: String? = nil,
-                message: String, requestId: String? = nil, hint: String? = nil) {
+    public init(
+        _ kind: Kind, operation: String, key: String? = nil, status: Int? = nil, code: String? = nil,
+        message: String, requestId: String? = nil, hint: String? = nil
+    ) {
         self.kind = kind
         self.operation = operation
         self.key = key

@@ -59,12 +59,14 @@ public struct VersionHistory: Sendable {
         do {
             m = try SnapshotManifest.decode(data, key: mKey)
         } catch let e as StrataError {
-            return Checked(version: v, manifest: nil,
-                           problems: ["\(Layout.manifestFileName) is unusable: \(e.description)"])
+            return Checked(
+                version: v, manifest: nil,
+                problems: ["\(Layout.manifestFileName) is unusable: \(e.description)"])
         }
         guard m.collection == c, m.version == v else {
-            return Checked(version: v, manifest: nil,
-                           problems: ["\(Layout.manifestFileName) names \(m.collection)/\(m.version) (\(mKey))"])
+            return Checked(
+                version: v, manifest: nil,
+                problems: ["\(Layout.manifestFileName) names \(m.collection)/\(m.version) (\(mKey))"])
         }
         var problems: [String] = []
         if m.files.isEmpty && !m.isPageVersion { problems.append("the manifest lists no files (\(mKey))") }
@@ -138,7 +140,8 @@ public struct VersionHistory: Sendable {
         guard let good = s.newestComplete, let m = good.manifest else {
             guard damage != nil else { return nil }
             return StrataError(
-                .refused, object: key, message: "\(what) and no complete version of \(c) is left "
+                .refused, object: key,
+                message: "\(what) and no complete version of \(c) is left "
                     + "(\(s.versions.count) version\(s.versions.count == 1 ? "" : "s") "
                     + "without a usable manifest or files)",
                 fix: "nothing was published; see `snapctl verify --collection \(c)` and `snapctl versions \(c)`")

@@ -51,7 +51,9 @@ public final class Digest {
 
 public enum SHA256 {
     public static func hash(_ data: Data) -> [UInt8] {
-        let d = Digest(.sha256); d.update(data); return d.finalize()
+        let d = Digest(.sha256)
+        d.update(data)
+        return d.finalize()
     }
     public static func hex(_ data: Data) -> String { Hex.encode(hash(data)) }
     public static func hex(_ string: String) -> String { hex(Data(string.utf8)) }
@@ -78,7 +80,9 @@ public enum SHA256 {
 
 public enum MD5 {
     public static func hash(_ data: Data) -> [UInt8] {
-        let d = Digest(.md5); d.update(data); return d.finalize()
+        let d = Digest(.md5)
+        d.update(data)
+        return d.finalize()
     }
 }
 

@@ -223,7 +223,10 @@ public struct JSONScanner {
             let c = base[i]
             if c >= 0x30 && c <= 0x39 {
                 m = m &* 10 &+ UInt32(c &- 0x30)
-                if m > (1 << 24) { fast = false; break }
+                if m > (1 << 24) {
+                    fast = false
+                    break
+                }
                 if fraction >= 0 { fraction += 1 }
             } else if c == 0x2e && fraction < 0 {
                 fraction = 0

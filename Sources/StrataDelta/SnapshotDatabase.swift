@@ -83,8 +83,10 @@ public final class SnapshotDatabase {
         try db.execute("BEGIN")
         for sql in SnapshotFormat.schema { try db.execute(sql) }
         let meta = try db.prepare("INSERT INTO meta(key, value) VALUES (?, ?)")
-        for (k, v) in [("format", SnapshotFormat.name), ("format_version", String(SnapshotFormat.majorVersion)),
-                       ("collection", collection), ("dimension", String(dimension)), ("row_count", "0")] {
+        for (k, v) in [
+            ("format", SnapshotFormat.name), ("format_version", String(SnapshotFormat.majorVersion)),
+            ("collection", collection), ("dimension", String(dimension)), ("row_count", "0"),
+        ] {
             try meta.bind(1, text: k)
             try meta.bind(2, text: v)
             try meta.step()
@@ -119,22 +121,28 @@ public final class SnapshotDatabase {
         let object = "snapshot \(path)"
         let format = try db.scalarText("SELECT value FROM meta WHERE key = 'format'")
         guard format == SnapshotFormat.name else {
-            throw StrataError(.corrupt, object: object, field: "meta.format",
-                              message: "is \(format.map { "\"\($0)\"" } ?? "missing"), expected \"\(SnapshotFormat.name)\"")
+            throw StrataError(
+                .corrupt, object: object, field: "meta.format",
+                message: "is \(format.map { "\"\($0)\"" } ?? "missing"), expected \"\(SnapshotFormat.name)\"")
         }
-        let v = try db.scalarText("SELECT value FROM meta WHERE key = 'format_version'").flatMap(DeltaFormat.major(ofVersion:))
+        let v = try db.scalarText("SELECT value FROM meta WHERE key = 'format_version'").flatMap(
+            DeltaFormat.major(ofVersion:))
         guard let v, v <= SnapshotFormat.majorVersion else {
-            throw StrataError(.unsupportedVersion, object: object, field: "meta.format_version",
-                              message: "is newer than this Strata reads (\(SnapshotFormat.majorVersion))",
-                              fix: "upgrade snapctl")
+            throw StrataError(
+                .unsupportedVersion, object: object, field: "meta.format_version",
+                message: "is newer than this Strata reads (\(SnapshotFormat.majorVersion))",
+                fix: "upgrade snapctl")
         }
         let c = try db.scalarText("SELECT value FROM meta WHERE key = 'collection'")
         guard c == collection else {
-            throw StrataError(.corrupt, object: object, field: "meta.collection",
-                              message: "is \(c ?? "missing"), expected \(collection)")
+            throw StrataError(
+                .corrupt, object: object, field: "meta.collection",
+                message: "is \(c ?? "missing"), expected \(collection)")
         }
-        guard let d = try db.scalarText("SELECT value FROM meta WHERE key = 'dimension'").flatMap({ Int($0) }), d > 0 else {
-            throw StrataError(.corrupt, object: object, field: "meta.dimension", message: "is missing or not a positive number")
+        guard let d = try db.scalarText("SELECT value FROM meta WHERE key = 'dimension'").flatMap({ Int($0) }), d > 0
+        else {
+            throw StrataError(
+                .corrupt, object: object, field: "meta.dimension", message: "is missing or not a positive number")
         }
         let snapshot = SnapshotDatabase(path: path, collection: collection, dimension: d, db: db)
         snapshot.formatVersion = v
@@ -196,7 +204,8 @@ public final class SnapshotDatabase {
     }
 
     public func setMeta(version: String, parent: String?, rowCount: Int) throws {
-        let s = try db.prepare("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+        let s = try db.prepare(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
         for (k, v) in [("version", version), ("parent_version", parent ?? ""), ("row_count", String(rowCount))] {
             try s.bind(1, text: k)
             try s.bind(2, text: v)
@@ -231,42 +240,51 @@ public final class SnapshotDatabase {
         let w = [writer.createdAt, writer.runId]
         let upserts = try count("SELECT count(*) FROM d.upserts")
         let deletes = try count("SELECT count(*) FROM d.deletes")
-        let newIds = try count("""
+        let newIds = try count(
+            """
             SELECT count(*) FROM d.upserts x WHERE NOT EXISTS (SELECT 1 FROM main.embeddings e WHERE e.id = x.id) \
             AND NOT \(Self.newerTombstone)
             """, w)
-        let deletedExisting = try count("""
+        let deletedExisting = try count(
+            """
             SELECT count(*) FROM d.deletes x JOIN main.embeddings e ON e.id = x.id \
             WHERE (e.run_created_at, e.run_id) < (?1, ?2)
             """, w)
-        let superseded = try count("""
+        let superseded = try count(
+            """
             SELECT (SELECT count(*) FROM d.upserts x WHERE \(Self.newerRow) OR \(Self.newerTombstone)) \
             + (SELECT count(*) FROM d.deletes x WHERE \(Self.newerRow) OR \(Self.newerTombstone))
             """, w)
         // Deletes: remove older rows, then tombstone every deleted id that no newer row holds.
-        try run("""
+        try run(
+            """
             DELETE FROM main.embeddings WHERE id IN (SELECT id FROM d.deletes) AND (run_created_at, run_id) < (?1, ?2)
             """, w)
-        try run("""
+        try run(
+            """
             INSERT INTO main.tombstones(id, run_created_at, run_id) \
             SELECT id, ?1, ?2 FROM d.deletes WHERE id NOT IN (SELECT id FROM main.embeddings) \
             ON CONFLICT(id) DO UPDATE SET run_created_at = excluded.run_created_at, run_id = excluded.run_id \
             WHERE (tombstones.run_created_at, tombstones.run_id) < (excluded.run_created_at, excluded.run_id)
             """, w)
         // Upserts: insert unless a newer tombstone holds the id; replace only an older row.
-        try run("""
+        try run(
+            """
             INSERT INTO main.embeddings(id, embedding, document, metadata, run_created_at, run_id) \
             SELECT x.id, x.embedding, x.document, x.metadata, ?1, ?2 FROM d.upserts x WHERE NOT \(Self.newerTombstone) \
             ON CONFLICT(id) DO UPDATE SET embedding = excluded.embedding, document = excluded.document, \
             metadata = excluded.metadata, run_created_at = excluded.run_created_at, run_id = excluded.run_id \
             WHERE (embeddings.run_created_at, embeddings.run_id) < (excluded.run_created_at, excluded.run_id)
             """, w)
-        try run("""
+        try run(
+            """
             DELETE FROM main.tombstones WHERE id IN (SELECT id FROM d.upserts) AND (run_created_at, run_id) < (?1, ?2)
             """, w)
-        let r = AppliedRun(runId: writer.runId, upserts: upserts, deletes: deletes, newIds: newIds,
-                           deletedExisting: deletedExisting, superseded: superseded)
-        let s = try db.prepare("""
+        let r = AppliedRun(
+            runId: writer.runId, upserts: upserts, deletes: deletes, newIds: newIds,
+            deletedExisting: deletedExisting, superseded: superseded)
+        let s = try db.prepare(
+            """
             INSERT INTO applied_runs(run_id, version, applied_at, upserts, deletes, new_ids, deleted_existing, status, \
             run_created_at, superseded) VALUES (?, ?, ?, ?, ?, ?, ?, 'applied', ?, ?)
             """)
@@ -336,8 +354,11 @@ public final class SnapshotDatabase {
             let w = RowWriter(runId: id, created: created)
             if newest.map({ $0 < w }) ?? true { newest = w }
         }
-        let writer = newest ?? RowWriter(runId: versionId.isEmpty ? "format-1" : versionId,
-                                         created: versionDate ?? Date(timeIntervalSince1970: 0))
+        let writer =
+            newest
+            ?? RowWriter(
+                runId: versionId.isEmpty ? "format-1" : versionId,
+                created: versionDate ?? Date(timeIntervalSince1970: 0))
         func literal(_ v: String) -> String { "'" + v.replacingOccurrences(of: "'", with: "''") + "'" }
         try transaction {
             for (column, value) in [("run_id", writer.runId), ("run_created_at", writer.createdAt)] {
@@ -348,7 +369,8 @@ public final class SnapshotDatabase {
             try db.execute("ALTER TABLE applied_runs ADD COLUMN run_created_at TEXT")
             try db.execute("ALTER TABLE applied_runs ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0")
             try db.execute("UPDATE meta SET value = '\(SnapshotFormat.majorVersion)' WHERE key = 'format_version'")
-            try run("""
+            try run(
+                """
                 INSERT INTO meta(key, value) VALUES ('upgraded_from', ?1) \
                 ON CONFLICT(key) DO UPDATE SET value = excluded.value
                 """, ["1 in version \(versionId); old rows written by \(writer)"])
@@ -372,7 +394,8 @@ public final class SnapshotDatabase {
 
     /// Records runs as rolled back: seen, so never applied again, but with no effect on the rows.
     public func recordRolledBack(runIds: [String], version: String, at date: Date) throws {
-        let s = try db.prepare("""
+        let s = try db.prepare(
+            """
             INSERT INTO applied_runs(run_id, version, applied_at, upserts, deletes, new_ids, deleted_existing, status) \
             VALUES (?, ?, ?, 0, 0, 0, 0, 'rolled_back') \
             ON CONFLICT(run_id) DO UPDATE SET status = 'rolled_back', version = excluded.version

@@ -274,8 +274,10 @@ public final class EmbeddingClient: @unchecked Sendable {
     /// A rejection that means "this batch is too large": split it.
     static func saysTooLarge(_ message: String) -> Bool {
         let m = message.lowercased()
-        return ["too many", "too large", "too long", "batch size", "exceeds", "exceeded", "maximum", "max_batch",
-                "payload"].contains { m.contains($0) }
+        return [
+            "too many", "too large", "too long", "batch size", "exceeds", "exceeded", "maximum", "max_batch",
+            "payload",
+        ].contains { m.contains($0) }
     }
 
     private func serverMessage(_ body: Data) -> String? {

@@ -8,8 +8,9 @@ extension FileStore: BucketCreating {
         do {
             try FileManager.default.createDirectory(atPath: root.path, withIntermediateDirectories: true)
         } catch {
-            throw StoreError(.io, operation: "CreateBucket", key: nil, message: "cannot create \(root.path): \(error)",
-                             hint: "check that the directory is writable by this user")
+            throw StoreError(
+                .io, operation: "CreateBucket", key: nil, message: "cannot create \(root.path): \(error)",
+                hint: "check that the directory is writable by this user")
         }
     }
 }

@@ -1,8 +1,9 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The embedded store: objects are files under a root directory.
@@ -40,8 +41,9 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
             do {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             } catch {
-                throw StoreError(.io, operation: "OpenStore", key: nil, message: "cannot create \(dir): \(error)",
-                                 hint: "check that the directory is writable by this user")
+                throw StoreError(
+                    .io, operation: "OpenStore", key: nil, message: "cannot create \(dir): \(error)",
+                    hint: "check that the directory is writable by this user")
             }
         }
         sweepTemporaries(olderThan: 3600)
@@ -51,9 +53,10 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
 
     private func path(for key: String, operation: String) throws -> String {
         func bad(_ why: String) -> StoreError {
-            StoreError(.invalidRequest, operation: operation, key: key, message: "key \(why)",
-                       hint: "the file store accepts keys of non-empty segments separated by \"/\", "
-                           + "without \".\" or \"..\" segments")
+            StoreError(
+                .invalidRequest, operation: operation, key: key, message: "key \(why)",
+                hint: "the file store accepts keys of non-empty segments separated by \"/\", "
+                    + "without \".\" or \"..\" segments")
         }
         if key.isEmpty { throw bad("is empty") }
         if key.utf8.contains(0) { throw bad("contains a NUL byte") }
@@ -83,8 +86,9 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
     }
 
     private func ioError(_ operation: String, _ key: String?, _ what: String, code: Int32 = errno) -> StoreError {
-        StoreError(.io, operation: operation, key: key, message: "\(what): \(String(cString: strerror(code)))",
-                   hint: "check the permissions and free space of \(root.path)")
+        StoreError(
+            .io, operation: operation, key: key, message: "\(what): \(String(cString: strerror(code)))",
+            hint: "check the permissions and free space of \(root.path)")
     }
 
     // MARK: metadata
@@ -102,9 +106,11 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
     }
 
     private func info(key: String, st: stat) -> ObjectInfo {
-        ObjectInfo(key: key, size: Int64(st.st_size), etag: FileStore.etag(of: st),
-                   lastModified: Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec)
-                                          + Double(st.st_mtim.tv_nsec) / 1e9))
+        ObjectInfo(
+            key: key, size: Int64(st.st_size), etag: FileStore.etag(of: st),
+            lastModified: Date(
+                timeIntervalSince1970: Double(st.st_mtim.tv_sec)
+                    + Double(st.st_mtim.tv_nsec) / 1e9))
     }
 
     public func head(_ key: String) throws -> ObjectInfo? {
@@ -130,8 +136,9 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
         var end = size
         if let range {
             guard range.lowerBound >= 0, range.lowerBound < max(size, 1), range.upperBound > range.lowerBound else {
-                throw StoreError(.invalidRequest, operation: "GetObject", key: key, status: 416,
-                                 code: "InvalidRange", message: "range \(range) is outside the object (\(size) bytes)")
+                throw StoreError(
+                    .invalidRequest, operation: "GetObject", key: key, status: 416,
+                    code: "InvalidRange", message: "range \(range) is outside the object (\(size) bytes)")
             }
             start = range.lowerBound
             end = min(range.upperBound, size)
@@ -166,12 +173,15 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
     }
 
     private func notFound(_ op: String, _ key: String) -> StoreError {
-        StoreError(.notFound, operation: op, key: key, code: "NoSuchKey",
-                   message: "no such object in \(location)")
+        StoreError(
+            .notFound, operation: op, key: key, code: "NoSuchKey",
+            message: "no such object in \(location)")
     }
 
-    private func copyRange(from fd: Int32, to out: Int32, start: Int64, end: Int64, operation: String,
-                           key: String, digest: Digest? = nil) throws {
+    private func copyRange(
+        from fd: Int32, to out: Int32, start: Int64, end: Int64, operation: String,
+        key: String, digest: Digest? = nil
+    ) throws {
         let bufSize = 1 << 20
         let buf = UnsafeMutableRawPointer.allocate(byteCount: bufSize, alignment: 16)
         defer { buf.deallocate() }
@@ -179,14 +189,20 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
         while offset < end {
             let want = Int(min(Int64(bufSize), end - offset))
             let n = pread(fd, buf, want, off_t(offset))
-            if n < 0 { if errno == EINTR { continue }; throw ioError(operation, key, "read failed") }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError(operation, key, "read failed")
+            }
             if n == 0 { break }
             digest?.update(UnsafeRawBufferPointer(start: buf, count: n))
             meter?.add(Int64(n))
             var written = 0
             while written < n {
                 let w = write(out, buf + written, n - written)
-                if w < 0 { if errno == EINTR { continue }; throw ioError(operation, key, "write failed") }
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    throw ioError(operation, key, "write failed")
+                }
                 written += w
             }
             offset += Int64(n)
@@ -215,29 +231,35 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
                     var written = 0
                     while written < raw.count {
                         let w = write(out, raw.baseAddress! + written, raw.count - written)
-                        if w < 0 { if errno == EINTR { continue }; throw ioError("PutObject", key, "write failed") }
+                        if w < 0 {
+                            if errno == EINTR { continue }
+                            throw ioError("PutObject", key, "write failed")
+                        }
                         written += w
                     }
                 }
             case .file(let src):
                 let fd = open(src, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else {
-                    throw StoreError(.io, operation: "PutObject", key: key,
-                                     message: "cannot read the source file \(src): \(String(cString: strerror(errno)))")
+                    throw StoreError(
+                        .io, operation: "PutObject", key: key,
+                        message: "cannot read the source file \(src): \(String(cString: strerror(errno)))")
                 }
                 defer { close(fd) }
                 var st = stat()
                 fstat(fd, &st)
-                try copyRange(from: fd, to: out, start: 0, end: Int64(st.st_size), operation: "PutObject",
-                              key: key, digest: digest)
+                try copyRange(
+                    from: fd, to: out, start: 0, end: Int64(st.st_size), operation: "PutObject",
+                    key: key, digest: digest)
             }
             sha = digest.finalizeHex()
             if let expected = options.sha256 {
                 let actual = sha
                 if actual != expected.lowercased() {
-                    throw StoreError(.integrity, operation: "PutObject", key: key, code: "BadDigest",
-                                     message: "the body's SHA-256 is \(actual), the caller said \(expected)",
-                                     hint: "the source changed while it was uploaded; upload it again")
+                    throw StoreError(
+                        .integrity, operation: "PutObject", key: key, code: "BadDigest",
+                        message: "the body's SHA-256 is \(actual), the caller said \(expected)",
+                        hint: "the source changed while it was uploaded; upload it again")
                 }
             }
             guard fsync(out) == 0 else { throw ioError("PutObject", key, "fsync failed") }
@@ -261,7 +283,10 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
             if let existing, (now.tv_sec, now.tv_nsec) <= (existing.st_mtim.tv_sec, existing.st_mtim.tv_nsec) {
                 now = existing.st_mtim
                 now.tv_nsec += 1
-                if now.tv_nsec >= 1_000_000_000 { now.tv_sec += 1; now.tv_nsec -= 1_000_000_000 }
+                if now.tv_nsec >= 1_000_000_000 {
+                    now.tv_sec += 1
+                    now.tv_nsec -= 1_000_000_000
+                }
             }
             var times = [now, now]
             utimensat(AT_FDCWD, tmp, &times, 0)
@@ -275,9 +300,10 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
     }
 
     private func precondition(_ key: String, _ why: String) -> StoreError {
-        StoreError(.preconditionFailed, operation: "PutObject", key: key, code: "PreconditionFailed",
-                   message: "the write's condition does not hold: \(why)",
-                   hint: "another writer changed this object; read it again and retry")
+        StoreError(
+            .preconditionFailed, operation: "PutObject", key: key, code: "PreconditionFailed",
+            message: "the write's condition does not hold: \(why)",
+            hint: "another writer changed this object; read it again and retry")
     }
 
     private func renameIntoPlace(_ tmp: String, _ dest: String, key: String) throws {
@@ -293,9 +319,10 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
             do {
                 try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
             } catch {
-                throw StoreError(.invalidRequest, operation: "PutObject", key: key,
-                                 message: "cannot create its directory: \(error)",
-                                 hint: "a key cannot be both an object and a prefix of other keys in the file store")
+                throw StoreError(
+                    .invalidRequest, operation: "PutObject", key: key,
+                    message: "cannot create its directory: \(error)",
+                    hint: "a key cannot be both an object and a prefix of other keys in the file store")
             }
         }
         throw ioError("PutObject", key, "cannot rename after retries")
@@ -303,7 +330,10 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
 
     private func fsyncDirectory(_ dir: String) {
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
     }
 
     // MARK: delete
@@ -344,8 +374,10 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
         // Walk only the directory the prefix pins down, e.g. "a/b/c" -> "a/b".
         let dirPart = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
         var keys: [String] = []
-        walk(dir: dirPart.isEmpty ? root.path : root.path + "/" + dirPart, keyPrefix: dirPart.isEmpty ? "" : dirPart + "/",
-             matching: prefix, into: &keys)
+        walk(
+            dir: dirPart.isEmpty ? root.path : root.path + "/" + dirPart,
+            keyPrefix: dirPart.isEmpty ? "" : dirPart + "/",
+            matching: prefix, into: &keys)
         keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 
         var objects: [ObjectInfo] = []
@@ -357,7 +389,9 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
             var entry = key
             var isPrefix = false
             if let delimiter, !delimiter.isEmpty,
-               let r = key.range(of: delimiter, range: key.index(key.startIndex, offsetBy: prefix.count)..<key.endIndex) {
+                let r = key.range(
+                    of: delimiter, range: key.index(key.startIndex, offsetBy: prefix.count)..<key.endIndex)
+            {
                 entry = String(key[..<r.upperBound])
                 isPrefix = true
                 if prefixes.last == entry { continue }

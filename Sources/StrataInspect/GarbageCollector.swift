@@ -11,7 +11,9 @@ public struct GCPolicy: Sendable {
     /// Quarantined runs (record, delta and quarantine record) are kept this long for inspection.
     public var quarantineRetention: TimeInterval = 30 * 24 * 3600
 
-    public init(keepVersions: Int = 10, grace: TimeInterval = 24 * 3600, quarantineRetention: TimeInterval = 30 * 24 * 3600) {
+    public init(
+        keepVersions: Int = 10, grace: TimeInterval = 24 * 3600, quarantineRetention: TimeInterval = 30 * 24 * 3600
+    ) {
         self.keepVersions = keepVersions
         self.grace = grace
         self.quarantineRetention = quarantineRetention
@@ -58,9 +60,11 @@ public final class GarbageCollector {
     let clock: () -> Date
     private var now = Date()
 
-    public init(store: any ObjectStore, layout: Layout, policy: GCPolicy, uploads: IncompleteUploadCleaning? = nil,
-                logger: Logger = Logger(label: "strata.gc", factory: { _ in SwiftLogNoOpLogHandler() }),
-                clock: @escaping () -> Date = { Date() }) {
+    public init(
+        store: any ObjectStore, layout: Layout, policy: GCPolicy, uploads: IncompleteUploadCleaning? = nil,
+        logger: Logger = Logger(label: "strata.gc", factory: { _ in SwiftLogNoOpLogHandler() }),
+        clock: @escaping () -> Date = { Date() }
+    ) {
         self.store = store
         self.layout = layout
         self.policy = policy
@@ -95,8 +99,9 @@ public final class GarbageCollector {
             if let v = survey.newestComplete?.version { newestComplete[c] = v }
             let l = try ledger.ledger(c)
             if l.pointerProblem != nil {
-                kept.append("\(c): every version (\(survey.versions.count)) and every run naming it kept: "
-                            + "the pointer is unreadable")
+                kept.append(
+                    "\(c): every version (\(survey.versions.count)) and every run naming it kept: "
+                        + "the pointer is unreadable")
                 continue
             }
             if l.history.isEmpty, !survey.versions.isEmpty {
@@ -115,7 +120,10 @@ public final class GarbageCollector {
             var quarantinedExpired = true
             var quarantinedSomewhere = false
             for d in record.collections {
-                guard let l = ledgers[d.collection] else { done = false; continue }
+                guard let l = ledgers[d.collection] else {
+                    done = false
+                    continue
+                }
                 if l.processed.contains(runId) { continue }
                 if let q = l.quarantined[runId] {
                     quarantinedSomewhere = true
@@ -124,16 +132,22 @@ public final class GarbageCollector {
                 }
                 done = false  // pending somewhere: keep everything (invariant 7)
             }
-            guard done, old(record.createdDate, policy.grace), !quarantinedSomewhere || quarantinedExpired else { continue }
+            guard done, old(record.createdDate, policy.grace), !quarantinedSomewhere || quarantinedExpired else {
+                continue
+            }
             deletedRuns.insert(runId)
-            let why = quarantinedSomewhere ? "quarantined longer than the retention, processed elsewhere"
-                                           : "applied to every collection it names"
+            let why =
+                quarantinedSomewhere
+                ? "quarantined longer than the retention, processed elsewhere"
+                : "applied to every collection it names"
             items.append(GCItem(kind: .runRecord, key: layout.runRecordKey(runId), reason: why))
             for d in record.collections {
                 items.append(GCItem(kind: .delta, key: d.key, reason: "run \(runId): \(why)"))
                 if quarantinedSomewhere, ledgers[d.collection]?.quarantined[runId] != nil {
-                    items.append(GCItem(kind: .quarantineRecord, key: layout.quarantineKey(collection: d.collection, runId: runId),
-                                        reason: "run \(runId): \(why)"))
+                    items.append(
+                        GCItem(
+                            kind: .quarantineRecord, key: layout.quarantineKey(collection: d.collection, runId: runId),
+                            reason: "run \(runId): \(why)"))
                 }
             }
         }
@@ -169,7 +183,8 @@ public final class GarbageCollector {
             // whole-file version's files). A whole-file version whose file is the base of a version
             // that stays is kept whole.
             var deleting = allVersions.filter { v in
-                !keepSet.contains(v) && old(history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v), policy.grace)
+                !keepSet.contains(v)
+                    && old(history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v), policy.grace)
             }
             let marks = try mark(c, versions: allVersions.filter { !deleting.contains($0) }, history: history)
             var marked = marks.keys
@@ -185,7 +200,8 @@ public final class GarbageCollector {
                 let created = history.first { $0.version == v }?.createdAt ?? Identifiers.date(of: v)
                 guard old(created, policy.grace) else { continue }
                 let kind: GCItem.Kind = ancestry.contains(v) ? .version : .unpublishedVersion
-                let reason = kind == .version
+                let reason =
+                    kind == .version
                     ? "older than the newest \(keepCount) versions of the pointer's history"
                     : "never published (a crashed or lost compaction), older than the grace period"
                 let prefix = layout.versionPrefix(collection: c, version: v)
@@ -206,8 +222,10 @@ public final class GarbageCollector {
             }
             for o in try store.list(prefix: layout.objectsPrefix(c)) where !marked.contains(o.key) {
                 guard old(o.lastModified, policy.grace) else { continue }
-                items.append(GCItem(kind: .object, key: o.key,
-                                    reason: "no retained version or pin references it, older than the grace period"))
+                items.append(
+                    GCItem(
+                        kind: .object, key: o.key,
+                        reason: "no retained version or pin references it, older than the grace period"))
             }
         }
 
@@ -218,13 +236,16 @@ public final class GarbageCollector {
             for o in try store.list(prefix: prefix) {
                 guard let runId = layout.deltaObject(o.key, collection: c)?.runId else { continue }
                 if ledger.records[runId] == nil, ledger.unreadable[layout.runRecordKey(runId)] == nil,
-                   old(o.lastModified, policy.grace), !items.contains(where: { $0.key == o.key }) {
+                    old(o.lastModified, policy.grace), !items.contains(where: { $0.key == o.key })
+                {
                     items.append(GCItem(kind: .orphanDelta, key: o.key, reason: "no run record names it (orphan)"))
                 }
             }
             // Quarantine records whose run record is gone, past retention.
-            for (runId, q) in ledgers[c]?.quarantined ?? [:] where ledger.records[runId] == nil
-                && old(q.quarantinedAt, policy.quarantineRetention) {
+            for (runId, q) in ledgers[c]?.quarantined ?? [:]
+            where ledger.records[runId] == nil
+                && old(q.quarantinedAt, policy.quarantineRetention)
+            {
                 let key = layout.quarantineKey(collection: c, runId: runId)
                 if !items.contains(where: { $0.key == key }) {
                     items.append(GCItem(kind: .quarantineRecord, key: key, reason: "past the quarantine retention"))
@@ -234,8 +255,11 @@ public final class GarbageCollector {
 
         if let uploads {
             for u in try uploads.incompleteUploads(prefix: layout.prefix) where old(u.initiated, policy.grace) {
-                items.append(GCItem(kind: .incompleteUpload, key: u.key, reason: "incomplete multipart upload older than the grace period",
-                                    uploadId: u.uploadId))
+                items.append(
+                    GCItem(
+                        kind: .incompleteUpload, key: u.key,
+                        reason: "incomplete multipart upload older than the grace period",
+                        uploadId: u.uploadId))
             }
         }
         return GCPlan(items: items, kept: kept)
@@ -251,8 +275,10 @@ public final class GarbageCollector {
             if !p.isExpired(at: now) {
                 versions.insert(p.version)
             } else if old(p.expiresAt, policy.grace) {
-                items.append(GCItem(kind: .expiredPin, key: layout.pinKey(collection: c, pinId: p.pinId),
-                                    reason: "pin of \(p.version) expired at \(StrataJSON.iso8601(p.expiresAt))"))
+                items.append(
+                    GCItem(
+                        kind: .expiredPin, key: layout.pinKey(collection: c, pinId: p.pinId),
+                        reason: "pin of \(p.version) expired at \(StrataJSON.iso8601(p.expiresAt))"))
             }
         }
         for u in unreadable { kept.append("\(c): unreadable pin \(u.key): \(u.problem)") }
@@ -271,7 +297,8 @@ public final class GarbageCollector {
                 m = h
             } else {
                 let key = layout.manifestKey(collection: c, version: v)
-                guard let (data, _) = try store.getDataIfExists(key) else { continue }  // incomplete: references nothing yet
+                // An incomplete version references nothing yet.
+                guard let (data, _) = try store.getDataIfExists(key) else { continue }
                 do { m = try SnapshotManifest.decode(data, key: key) } catch {
                     unknown = "the manifest of \(v) cannot be read (\(error))"
                     continue

@@ -48,8 +48,9 @@ public struct Rollback {
             condition = .ifNoneMatch
         }
         guard target != current else {
-            throw StrataError(.invalidInput, object: "version \(target)", message: "is already the pointer's version",
-                              fix: "name an older version from `snapctl versions \(c)`")
+            throw StrataError(
+                .invalidInput, object: "version \(target)", message: "is already the pointer's version",
+                fix: "name an older version from `snapctl versions \(c)`")
         }
         let ledger = RunLedger(store: store, layout: layout)
         let currentHistory = try current.map { try ledger.history(c, from: $0).1 } ?? []
@@ -58,15 +59,17 @@ public struct Rollback {
             // unreadable, or naming a version without a manifest) or when the target is newer
             // than the pointer (the pointer lags); the target must be complete.
             guard currentHistory.isEmpty || target > current! else {
-                throw StrataError(.invalidInput, object: "version \(target)",
-                                  message: "is not in the history of \(c)'s pointer (\(current!))",
-                                  fix: "choose a version listed by `snapctl versions \(c)`")
+                throw StrataError(
+                    .invalidInput, object: "version \(target)",
+                    message: "is not in the history of \(c)'s pointer (\(current!))",
+                    fix: "choose a version listed by `snapctl versions \(c)`")
             }
             let checked = try VersionHistory(store: store, layout: layout).check(c, version: target)
             guard checked.isComplete else {
-                throw StrataError(.invalidInput, object: "version \(target)",
-                                  message: "is not a complete version of \(c): " + checked.problems.joined(separator: "; "),
-                                  fix: "choose a complete version: `snapctl verify --collection \(c)` names the newest")
+                throw StrataError(
+                    .invalidInput, object: "version \(target)",
+                    message: "is not a complete version of \(c): " + checked.problems.joined(separator: "; "),
+                    fix: "choose a complete version: `snapctl verify --collection \(c)` names the newest")
             }
         }
         // Runs that the pointer's history processed and the target's did not lose their effect now.
@@ -79,7 +82,7 @@ public struct Rollback {
         let dir = workDirectory + "/strata-rollback-\(Identifiers.make())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let located = try locator.fetch(c, version: target, into: dir)  // verified against its manifest
-        let target_ = located.manifest
+        let targetManifest = located.manifest
         let newVersion = Identifiers.make(after: after)
         // The new version is the target's file plus one page patch (its meta and, unless requeued,
         // the rolled-back runs), captured from the write like a compaction's: O(delta) uploaded.
@@ -87,32 +90,36 @@ public struct Rollback {
         let hashes = try PageHashList.build(database: located.path, to: dir + "/snapshot.phl")
         let targetRoot = Hex.encode(hashes.root)
         let mKey = layout.manifestKey(collection: c, version: target)
-        if let r = target_.result, r.pageRoot != targetRoot || r.pageCount != hashes.pageCount {
-            throw StrataError(.corrupt, object: mKey, field: "result.pageRoot",
-                              message: "the materialized file has root \(targetRoot.prefix(12))...; the manifest says "
-                                  + "\(r.pageRoot.prefix(12))...",
-                              fix: "run `snapctl verify --collection \(c) --deep` and choose another version")
+        if let r = targetManifest.result, r.pageRoot != targetRoot || r.pageCount != hashes.pageCount {
+            throw StrataError(
+                .corrupt, object: mKey, field: "result.pageRoot",
+                message: "the materialized file has root \(targetRoot.prefix(12))...; the manifest says "
+                    + "\(r.pageRoot.prefix(12))...",
+                fix: "run `snapctl verify --collection \(c) --deep` and choose another version")
         }
         let base: ManifestBase
-        if let b = target_.base {
+        if let b = targetManifest.base {
             base = b
         } else {
             // A whole-file version is a base with no patches.
-            guard let file = target_.file(SnapshotFormat.fileName) else {
-                throw StrataError(.corrupt, object: mKey, field: "files", message: "lists no \(SnapshotFormat.fileName)")
+            guard let file = targetManifest.file(SnapshotFormat.fileName) else {
+                throw StrataError(
+                    .corrupt, object: mKey, field: "files", message: "lists no \(SnapshotFormat.fileName)")
             }
-            base = ManifestBase(key: layout.versionFileKey(collection: c, version: target, file: file.name), size: file.size,
-                                sha256: file.sha256, pageSize: hashes.pageSize, pageCount: hashes.pageCount,
-                                pageRoot: targetRoot)
+            base = ManifestBase(
+                key: layout.versionFileKey(collection: c, version: target, file: file.name), size: file.size,
+                sha256: file.sha256, pageSize: hashes.pageSize, pageCount: hashes.pageCount,
+                pageRoot: targetRoot)
         }
         var rows = 0
         let patchPath = dir + "/rollback.strpatch"
         let captured = try PageCapture.capture(database: located.path, hashes: hashes, patch: patchPath) { conn in
             let db = try SnapshotDatabase.open(connection: conn, collection: c)
             rows = try db.rowCount()
-            guard rows == target_.rowCount else {
-                throw StrataError(.corrupt, object: "version \(target)", field: "row count",
-                                  message: "the file has \(rows) rows, its manifest says \(target_.rowCount)")
+            guard rows == targetManifest.rowCount else {
+                throw StrataError(
+                    .corrupt, object: "version \(target)", field: "row count",
+                    message: "the file has \(rows) rows, its manifest says \(targetManifest.rowCount)")
             }
             try db.transaction {
                 if !requeue { try db.recordRolledBack(runIds: undone, version: newVersion, at: Date()) }
@@ -124,30 +131,37 @@ public struct Rollback {
         }
         let patchSHA = try SHA256.hexOfFile(atPath: patchPath).hex
         let p = captured.patch
-        let patch = ManifestPatch(key: layout.versionObjectKey(collection: c, kind: .patch, sha256: patchSHA), size: p.bytes,
-                                  sha256: patchSHA, fromRoot: Hex.encode(p.header.fromRoot),
-                                  toRoot: Hex.encode(p.header.toRoot), pageCount: p.header.toPageCount,
-                                  frames: Int(p.header.frameCount))
+        let patch = ManifestPatch(
+            key: layout.versionObjectKey(collection: c, kind: .patch, sha256: patchSHA), size: p.bytes,
+            sha256: patchSHA, fromRoot: Hex.encode(p.header.fromRoot),
+            toRoot: Hex.encode(p.header.toRoot), pageCount: p.header.toPageCount,
+            frames: Int(p.header.frameCount))
         let manifest = SnapshotManifest(
             collection: c, version: newVersion, parentVersion: current ?? target, createdAt: Date(),
-            dimension: target_.dimension, rowCount: rows, files: [], appliedRuns: [],
+            dimension: targetManifest.dimension, rowCount: rows, files: [], appliedRuns: [],
             rolledBackRuns: requeue ? [] : undone, requeuedRuns: requeue ? undone : [],
             note: "rollback to \(target): \(reason)", createdBy: creator,
-            base: base, patches: (target_.patches ?? []) + [patch],
-            result: ManifestResult(pageSize: hashes.pageSize, pageCount: hashes.pageCount, pageRoot: Hex.encode(hashes.root),
-                                   size: Int64(hashes.pageSize) * Int64(hashes.pageCount)))
+            base: base, patches: (targetManifest.patches ?? []) + [patch],
+            result: ManifestResult(
+                pageSize: hashes.pageSize, pageCount: hashes.pageCount, pageRoot: Hex.encode(hashes.root),
+                size: Int64(hashes.pageSize) * Int64(hashes.pageCount)))
         do {
             _ = try VersionPublisher(store: store, layout: layout).publish(
-                objects: [VersionPublisher.Object(key: patch.key, path: patchPath, contentType: "application/octet-stream",
-                                                  sha256: patchSHA)],
+                objects: [
+                    VersionPublisher.Object(
+                        key: patch.key, path: patchPath, contentType: "application/octet-stream",
+                        sha256: patchSHA)
+                ],
                 manifest: manifest, pointerCondition: condition)
         } catch is VersionPublisher.PointerConflict {
-            throw StrataError(.conflict, object: pointerKey,
-                              message: "the pointer changed while the rollback was prepared (\(condition)); "
-                                  + "the pointer was not moved",
-                              fix: "check `snapctl versions \(c)` and run the rollback again")
+            throw StrataError(
+                .conflict, object: pointerKey,
+                message: "the pointer changed while the rollback was prepared (\(condition)); "
+                    + "the pointer was not moved",
+                fix: "check `snapctl versions \(c)` and run the rollback again")
         }
-        return Result(collection: c, from: was, to: target, newVersion: newVersion, rows: rows,
-                      rolledBack: requeue ? [] : undone, requeued: requeue ? undone : [])
+        return Result(
+            collection: c, from: was, to: target, newVersion: newVersion, rows: rows,
+            rolledBack: requeue ? [] : undone, requeued: requeue ? undone : [])
     }
 }

@@ -59,7 +59,9 @@ public final class RunLedger {
     }
 
     /// The pointer's version and its existing ancestors, newest first.
-    public func history(_ collection: String, from version: String? = nil) throws -> (pointer: String?, [SnapshotManifest]) {
+    public func history(_ collection: String, from version: String? = nil) throws -> (
+        pointer: String?, [SnapshotManifest]
+    ) {
         let locator = SnapshotLocator(store: store, layout: layout)
         let start: String?
         if let version { start = version } else { start = try locator.pointer(collection)?.version }
@@ -96,12 +98,14 @@ public final class RunLedger {
             pointerProblem = e.message  // an unreadable pointer: nothing is known to be processed
         }
         let processed = ProcessedRuns(history: history)
-        let runs = try index.classify(collection: collection, processed: processed,
-                                      quarantine: RunIndex.Quarantine(records: try quarantined(collection)),
-                                      listing: listing ?? RunIndex.Listing(), readAll: true)
-        return CollectionLedger(collection: collection, pointerVersion: pointer, history: history,
-                                processed: processed.processed, quarantined: runs.runs.compactMapValues(\.quarantine),
-                                pending: runs.pending,
-                                unreadable: unreadable, pointerProblem: pointerProblem, runs: runs)
+        let runs = try index.classify(
+            collection: collection, processed: processed,
+            quarantine: RunIndex.Quarantine(records: try quarantined(collection)),
+            listing: listing ?? RunIndex.Listing(), readAll: true)
+        return CollectionLedger(
+            collection: collection, pointerVersion: pointer, history: history,
+            processed: processed.processed, quarantined: runs.runs.compactMapValues(\.quarantine),
+            pending: runs.pending,
+            unreadable: unreadable, pointerProblem: pointerProblem, runs: runs)
     }
 }

@@ -41,9 +41,10 @@ public struct SnapshotLocator {
         var v = version
         if v == nil {
             guard let p = try pointer(collection) else {
-                throw StrataError(.notFound, object: layout.pointerKey(collection),
-                                  message: "collection \(collection) has no published version",
-                                  fix: "produce runs and run `snapctl compact --collection \(collection)`")
+                throw StrataError(
+                    .notFound, object: layout.pointerKey(collection),
+                    message: "collection \(collection) has no published version",
+                    fix: "produce runs and run `snapctl compact --collection \(collection)`")
             }
             v = p.version
             etag = p.etag

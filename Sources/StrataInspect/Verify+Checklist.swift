@@ -1,8 +1,9 @@
 import Foundation
 import StrataCore
 import StrataDelta
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The seed's checklist beyond the version itself: is the data queryable, are deltas still

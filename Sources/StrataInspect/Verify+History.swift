@@ -70,7 +70,8 @@ extension Verifier {
                 ev,
                 hint: (restoreTo.map {
                     "Roll back to \($0.version) (\($0.rowCount) rows): `"
-                        + VersionHistory.restoreCommand(c, version: $0.version, reason: "rows lost without deletes") + "`; "
+                        + VersionHistory.restoreCommand(c, version: $0.version, reason: "rows lost without deletes")
+                        + "`; "
                 }
                     ?? "") + foreign)
         } else if !mismatched.isEmpty || !deletedMany.isEmpty {
@@ -122,7 +123,9 @@ extension Verifier {
             let checked = try? history.check(c, version: v)
             if let checked, checked.isComplete, let m = checked.manifest { completeNewer.append(m) }
             let when = Identifiers.date(of: v).map { ", \(age($0)) old" } ?? ""
-            let state = checked.map { $0.isComplete ? "complete, never pointed to" : $0.problems.joined(separator: "; ") }
+            let state = checked.map {
+                $0.isComplete ? "complete, never pointed to" : $0.problems.joined(separator: "; ")
+            }
             return "\(v) (\(state ?? "could not be checked")\(when))"
         }
         var ev: VerifyEvidence = ["pointer": .string(pointer), "newer_versions": listed(described)]

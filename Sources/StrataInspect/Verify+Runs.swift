@@ -21,7 +21,8 @@ extension Verifier {
     func record(_ runId: String) -> RunRecord? {
         if let r = records[runId] { return r }
         guard let info = runKeys[runId], unreadableRecords[info.key] == nil, newerRecords[info.key] == nil,
-              failedReads[info.key] == nil else {
+            failedReads[info.key] == nil
+        else {
             return nil
         }
         do {
@@ -67,7 +68,9 @@ extension Verifier {
                 status: .warning)
         }
         guard runsListed else {
-            add(VerifyCheck.runsPending, c, .info, "cannot tell which runs are pending: \(layout.runsPrefix) cannot be "
+            add(
+                VerifyCheck.runsPending, c, .info,
+                "cannot tell which runs are pending: \(layout.runsPrefix) cannot be "
                     + "listed (see \(VerifyCheck.runRecords))")
             return
         }
@@ -107,7 +110,8 @@ extension Verifier {
             var reasonOf: [String: String] = [:]  // run id -> reason
             for run in quarantinedRuns {
                 guard let q = run.quarantine else { continue }
-                quarantined[run.runId] = q.reason == "unreadable" && q.compactorId == "?"
+                quarantined[run.runId] =
+                    q.reason == "unreadable" && q.compactorId == "?"
                     ? "unreadable quarantine record: \(q.detail)"
                     : "\(q.reason): \(q.detail) (at \(StrataJSON.iso8601(q.quarantinedAt)) by \(q.compactorId))"
                 if !(q.reason == "unreadable" && q.compactorId == "?") { reasonOf[run.runId] = q.reason }
@@ -330,10 +334,12 @@ extension Verifier {
                 ev,
                 hint: strayRunKeys.isEmpty && newer == 0
                     ? nil
-                    : [newer == 0 ? nil : "upgrade the compactor and snapctl to the producers' release",
-                       strayRunKeys.isEmpty
-                           ? nil : "only {run_id}.json belongs under \(layout.runsPrefix); move the others away"]
-                        .compactMap { $0 }.joined(separator: "; "))
+                    : [
+                        newer == 0 ? nil : "upgrade the compactor and snapctl to the producers' release",
+                        strayRunKeys.isEmpty
+                            ? nil : "only {run_id}.json belongs under \(layout.runsPrefix); move the others away",
+                    ]
+                    .compactMap { $0 }.joined(separator: "; "))
         } else {
             ev["unreadable"] = listed(bad)
             add(
@@ -426,7 +432,8 @@ extension Verifier {
                 "`snapctl store rm \(Layout().quarantineKey(collection: c, runId: $0))`"  // keys relative to --store
             }
             parts.append(
-                (parts.isEmpty ? "fix" : "otherwise fix") + " the cause (the producer, a lifecycle rule deleting deltas), then produce the rows again "
+                (parts.isEmpty ? "fix" : "otherwise fix")
+                    + " the cause (the producer, a lifecycle rule deleting deltas), then produce the rows again "
                     + "as a new run, or re-queue a run whose delta is now good by deleting its quarantine record (the "
                     + "next compaction retries it): " + shown.joined(separator: ", ")
                     + (other.count > shown.count ? " (and \(other.count - shown.count) more)" : ""))

@@ -100,7 +100,8 @@ extension Verifier {
                 ev,
                 hint: good.map {
                     "roll back to the newest complete version: `"
-                        + VersionHistory.restoreCommand(c, version: $0, reason: "the pointer's version has no manifest") + "`"
+                        + VersionHistory.restoreCommand(c, version: $0, reason: "the pointer's version has no manifest")
+                        + "`"
                 } ?? "no complete version is left; produce the rows again and compact")
         } catch let e as StrataError {
             let good = newestCompleteVersion(c, before: version)
@@ -110,7 +111,8 @@ extension Verifier {
                     ? e.fix
                     : good.map {
                         "roll back to the newest complete version: `"
-                            + VersionHistory.restoreCommand(c, version: $0, reason: "the pointer's manifest is unusable") + "`"
+                            + VersionHistory.restoreCommand(
+                                c, version: $0, reason: "the pointer's manifest is unusable") + "`"
                     })
         } catch {
             addFailure(VerifyCheck.manifest, c, "cannot read the manifest of version \(version)", error)
@@ -136,20 +138,24 @@ extension Verifier {
         let history = VersionHistory(store: store, layout: layout)
         let survey: VersionHistory.Survey
         do { survey = try history.survey(c) } catch {
-            addFailure(VerifyCheck.pointer, c, "the pointer is \(damage == nil ? "missing" : "unreadable") and the "
-                       + "versions cannot be listed", error)
+            addFailure(
+                VerifyCheck.pointer, c,
+                "the pointer is \(damage == nil ? "missing" : "unreadable") and the "
+                    + "versions cannot be listed", error)
             return
         }
         ev["versions"] = .int(survey.versions.count)
         if let d = damage { ev["damage"] = .string(d) }
-        let what = damage == nil
+        let what =
+            damage == nil
             ? "no pointer, but \(survey.versions.count) version\(survey.versions.count == 1 ? "" : "s") exist: the pointer "
                 + "was deleted or lost"
             : "the pointer is damaged (\(damage!)); \(survey.versions.count) version\(survey.versions.count == 1 ? "" : "s") exist"
         if !survey.incomplete.isEmpty {
-            ev["newer_incomplete_versions"] = listed(survey.incomplete.map {
-                "\($0.version): " + $0.problems.joined(separator: "; ")
-            })
+            ev["newer_incomplete_versions"] = listed(
+                survey.incomplete.map {
+                    "\($0.version): " + $0.problems.joined(separator: "; ")
+                })
         }
         if damage == nil, (try? history.onlyUnpublishedFirstVersions(c, survey)) == true {
             add(
@@ -220,7 +226,8 @@ extension Verifier {
                 if info.size != f.size {
                     problems.append("\(f.name) is \(info.size) bytes; the manifest says \(f.size) (\(key))")
                 } else if let sha = info.sha256, sha != f.sha256 {
-                    problems.append("\(f.name): the store records SHA-256 \(sha); the manifest says \(f.sha256) (\(key))")
+                    problems.append(
+                        "\(f.name): the store records SHA-256 \(sha); the manifest says \(f.sha256) (\(key))")
                 } else {
                     checked.append("\(f.name) (\(Verifier.mib(f.size)))")
                 }

@@ -101,7 +101,9 @@ public final class Verifier {
         guard let pointer = checkPointer(c, known: known) else {
             if absentCollections.contains(c) { return }
             st.processed = .nothing()
-            if let v = restorable[c], let (_, history) = try? RunLedger(store: store, layout: layout).history(c, from: v) {
+            if let v = restorable[c],
+                let (_, history) = try? RunLedger(store: store, layout: layout).history(c, from: v)
+            {
                 // Runs the version that restores the pointer (and its ancestors) applied are not pending.
                 st.processed = ProcessedRuns(
                     history: history,

@@ -115,7 +115,8 @@ public final class RunProducer {
             do {
                 let dims = try publishedDimensions(inputs)
                 if try embedder() != nil {
-                    let root = spoolRoot ?? settings.spoolDirectory
+                    let root =
+                        spoolRoot ?? settings.spoolDirectory
                         ?? (settings.workDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"))
                         + "/strata-embed-spool"
                     spool = root + "/" + base
@@ -159,7 +160,8 @@ public final class RunProducer {
             do {
                 guard let (version, _) = try Pointer.read(from: store, layout: layout, collection: input.collection)
                 else { continue }
-                m = try SnapshotManifest.fetch(from: store, layout: layout, collection: input.collection, version: version)
+                m = try SnapshotManifest.fetch(
+                    from: store, layout: layout, collection: input.collection, version: version)
             } catch let e as StrataError where e.kind == .corrupt || e.kind == .notFound {
                 continue
             }

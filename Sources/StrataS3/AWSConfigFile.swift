@@ -64,19 +64,22 @@ public struct AWSConfigFile: Sendable {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return nil }
         if isDir.boolValue {
-            throw StoreError(.configuration, operation: "read AWS \(kind.rawValue) file", key: path,
-                             message: "is a directory, not a file")
+            throw StoreError(
+                .configuration, operation: "read AWS \(kind.rawValue) file", key: path,
+                message: "is a directory, not a file")
         }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw StoreError(.io, operation: "read AWS \(kind.rawValue) file", key: path,
-                             message: "cannot read: \(error.localizedDescription)")
+            throw StoreError(
+                .io, operation: "read AWS \(kind.rawValue) file", key: path,
+                message: "cannot read: \(error.localizedDescription)")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw StoreError(.configuration, operation: "read AWS \(kind.rawValue) file", key: path,
-                             message: "is not UTF-8 text")
+            throw StoreError(
+                .configuration, operation: "read AWS \(kind.rawValue) file", key: path,
+                message: "is not UTF-8 text")
         }
         return try parse(text, path: path, kind: kind)
     }
@@ -101,9 +104,10 @@ public struct AWSConfigFile: Sendable {
 
     /// A parse error at a line. The line's text is not shown: it may hold a secret.
     static func syntaxError(_ path: String, _ kind: Kind, line: Int, _ message: String) -> StoreError {
-        StoreError(.configuration, operation: "read AWS \(kind.rawValue) file", key: "\(path):\(line)",
-                   message: message,
-                   hint: "the file is INI: [section] headers, then key = value lines")
+        StoreError(
+            .configuration, operation: "read AWS \(kind.rawValue) file", key: "\(path):\(line)",
+            message: message,
+            hint: "the file is INI: [section] headers, then key = value lines")
     }
 
     private struct Parser {
@@ -162,8 +166,9 @@ public struct AWSConfigFile: Sendable {
             }
             let after = Parser.trim(line[line.index(after: close)...])
             if !after.isEmpty && !after.hasPrefix("#") && !after.hasPrefix(";") {
-                throw AWSConfigFile.syntaxError(file.path, file.kind, line: number,
-                                                "unexpected text after a section header")
+                throw AWSConfigFile.syntaxError(
+                    file.path, file.kind, line: number,
+                    "unexpected text after a section header")
             }
             flush()
             seenSection = true
@@ -194,12 +199,14 @@ public struct AWSConfigFile: Sendable {
 
         mutating func property(_ line: Substring, number: Int) throws {
             guard seenSection else {
-                throw AWSConfigFile.syntaxError(file.path, file.kind, line: number,
-                                                "a setting before the first [section] header")
+                throw AWSConfigFile.syntaxError(
+                    file.path, file.kind, line: number,
+                    "a setting before the first [section] header")
             }
             guard let eq = line.firstIndex(of: "=") else {
-                throw AWSConfigFile.syntaxError(file.path, file.kind, line: number,
-                                                "expected 'key = value'")
+                throw AWSConfigFile.syntaxError(
+                    file.path, file.kind, line: number,
+                    "expected 'key = value'")
             }
             let key = Parser.trim(line[..<eq]).lowercased()
             if key.isEmpty {
@@ -213,13 +220,15 @@ public struct AWSConfigFile: Sendable {
 
         mutating func continuation(_ line: Substring, number: Int) throws {
             guard let lastKey else {
-                throw AWSConfigFile.syntaxError(file.path, file.kind, line: number,
-                                                "an indented line that continues no setting")
+                throw AWSConfigFile.syntaxError(
+                    file.path, file.kind, line: number,
+                    "an indented line that continues no setting")
             }
             if inNested {
                 guard let eq = line.firstIndex(of: "=") else {
-                    throw AWSConfigFile.syntaxError(file.path, file.kind, line: number,
-                                                    "expected 'key = value' in the nested block of '\(lastKey)'")
+                    throw AWSConfigFile.syntaxError(
+                        file.path, file.kind, line: number,
+                        "expected 'key = value' in the nested block of '\(lastKey)'")
                 }
                 let key = Parser.trim(line[..<eq]).lowercased()
                 let value = Parser.trim(Parser.stripComment(line[line.index(after: eq)...]))
@@ -288,7 +297,11 @@ extension AWSConfigFile.Section: CustomStringConvertible, CustomDebugStringConve
     public var debugDescription: String { description }
 
     public var customMirror: Mirror {
-        Mirror(self, children: ["properties": Self.redacted(properties),
-                                "nested": nested.mapValues { Self.redacted($0) }])
+        Mirror(
+            self,
+            children: [
+                "properties": Self.redacted(properties),
+                "nested": nested.mapValues { Self.redacted($0) },
+            ])
     }
 }

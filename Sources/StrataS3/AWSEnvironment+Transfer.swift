@@ -28,17 +28,19 @@ public struct AWSTransferSettings: Sendable, Equatable {
         if let s = profile.nestedSetting("s3", "multipart_chunksize") {
             let v = try size(s)
             guard v >= Int64(minPartSize), v <= maxPartSize else {
-                throw StoreError(.configuration, operation: "resolve AWS settings", key: s.source,
-                                 message: "multipart_chunksize \(s.value) is outside S3's part sizes (5 MiB to 5 GiB)",
-                                 hint: "use e.g. multipart_chunksize = 16MB")
+                throw StoreError(
+                    .configuration, operation: "resolve AWS settings", key: s.source,
+                    message: "multipart_chunksize \(s.value) is outside S3's part sizes (5 MiB to 5 GiB)",
+                    hint: "use e.g. multipart_chunksize = 16MB")
             }
             t.partSize = Int(v)
         }
         if let s = profile.nestedSetting("s3", "max_concurrent_requests") {
             guard let n = Int(s.value.trimmingCharacters(in: .whitespaces)), n >= 1, n <= 64 else {
-                throw StoreError(.configuration, operation: "resolve AWS settings", key: s.source,
-                                 message: "max_concurrent_requests \"\(s.value)\" is not a whole number from 1 to 64",
-                                 hint: "use e.g. max_concurrent_requests = 4")
+                throw StoreError(
+                    .configuration, operation: "resolve AWS settings", key: s.source,
+                    message: "max_concurrent_requests \"\(s.value)\" is not a whole number from 1 to 64",
+                    hint: "use e.g. max_concurrent_requests = 4")
             }
             t.concurrency = n
         }
@@ -54,9 +56,11 @@ public struct AWSTransferSettings: Sendable, Equatable {
 
     static func size(_ s: AWSSetting) throws -> Int64 {
         let text = s.value.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int64)] = [("KIB", 1 << 10), ("MIB", 1 << 20), ("GIB", 1 << 30), ("TIB", 1 << 40),
-                                        ("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("TB", 1 << 40),
-                                        ("B", 1)]
+        let units: [(String, Int64)] = [
+            ("KIB", 1 << 10), ("MIB", 1 << 20), ("GIB", 1 << 30), ("TIB", 1 << 40),
+            ("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("TB", 1 << 40),
+            ("B", 1),
+        ]
         var number = Substring(text)
         var multiplier: Int64 = 1
         for (u, m) in units where text.uppercased().hasSuffix(u) {
@@ -65,11 +69,12 @@ public struct AWSTransferSettings: Sendable, Equatable {
             break
         }
         guard let n = Int64(number.trimmingCharacters(in: .whitespaces)), n > 0,
-              n <= Int64.max / multiplier
+            n <= Int64.max / multiplier
         else {
-            throw StoreError(.configuration, operation: "resolve AWS settings", key: s.source,
-                             message: "\"\(s.value)\" is not a size (bytes, or a number with KB, MB, GB or TB)",
-                             hint: "use e.g. 64MB")
+            throw StoreError(
+                .configuration, operation: "resolve AWS settings", key: s.source,
+                message: "\"\(s.value)\" is not a size (bytes, or a number with KB, MB, GB or TB)",
+                hint: "use e.g. 64MB")
         }
         return n * multiplier
     }

@@ -36,8 +36,11 @@ public struct AWSResolvedSettings: Sendable, CustomStringConvertible {
         if let addressingStyle {
             out.append("addressing style \(addressingStyle)")
         } else {
-            out.append("addressing style " + (endpoint == nil ? "virtual-hosted (default for AWS)"
-                                                : "path (default for a custom endpoint)"))
+            out.append(
+                "addressing style "
+                    + (endpoint == nil
+                        ? "virtual-hosted (default for AWS)"
+                        : "path (default for a custom endpoint)"))
         }
         if let caBundle { out.append("CA bundle \(caBundle)") }
         if let maxAttempts { out.append("max attempts \(maxAttempts)") }
@@ -86,16 +89,21 @@ public final class AWSEnvironment: @unchecked Sendable {
     ///   - profile: a profile chosen on the command line; overrides `AWS_PROFILE`.
     ///   - logger: logs which source provided credentials and failed refreshes; no-op by default.
     ///   - now: the clock for credential expiry (tests inject one).
-    public convenience init(environment: [String: String], homeDirectory: String, httpClient: any HTTPClient,
-                            profile: String? = nil,
-                            logger: Logger = Logger(label: "strata.aws", factory: { _ in SwiftLogNoOpLogHandler() }),
-                            now: @escaping @Sendable () -> Date = { Date() }) {
-        self.init(environment: environment, homeDirectory: homeDirectory, httpClient: httpClient, profile: profile,
-                  logger: logger, now: now, containerAgentBase: ContainerCredentialSource.ecsAgentBase)
+    public convenience init(
+        environment: [String: String], homeDirectory: String, httpClient: any HTTPClient,
+        profile: String? = nil,
+        logger: Logger = Logger(label: "strata.aws", factory: { _ in SwiftLogNoOpLogHandler() }),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.init(
+            environment: environment, homeDirectory: homeDirectory, httpClient: httpClient, profile: profile,
+            logger: logger, now: now, containerAgentBase: ContainerCredentialSource.ecsAgentBase)
     }
 
-    init(environment: [String: String], homeDirectory: String, httpClient: any HTTPClient, profile: String?,
-         logger: Logger, now: @escaping @Sendable () -> Date, containerAgentBase: String) {
+    init(
+        environment: [String: String], homeDirectory: String, httpClient: any HTTPClient, profile: String?,
+        logger: Logger, now: @escaping @Sendable () -> Date, containerAgentBase: String
+    ) {
         self.environment = environment
         self.homeDirectory = homeDirectory
         self.httpClient = httpClient
@@ -109,8 +117,9 @@ public final class AWSEnvironment: @unchecked Sendable {
     /// `.configuration` error for a missing named profile, a malformed shared file or setting.
     public func s3Configuration(bucket: String) throws -> S3Configuration {
         let s = try settings()
-        var config = S3Configuration(bucket: bucket, region: s.region.value, endpoint: s.endpoint?.value,
-                                     forcePathStyle: s.forcePathStyle, credentials: try credentialChain())
+        var config = S3Configuration(
+            bucket: bucket, region: s.region.value, endpoint: s.endpoint?.value,
+            forcePathStyle: s.forcePathStyle, credentials: try credentialChain())
         config.caBundle = s.caBundle?.value
         if let attempts = s.maxAttempts.flatMap({ Int($0.value) }) { config.retry.maxAttempts = attempts }
         try AWSTransferSettings.resolve(s.profile).apply(to: &config)
@@ -155,8 +164,9 @@ public final class AWSEnvironment: @unchecked Sendable {
         } else if let p = chain.resolvedProvider {
             lines.append("credentials from \(p.source)")
         } else {
-            lines.append("credentials not yet resolved; sources in order: "
-                             + chain.sources.map(\.name).joined(separator: ", "))
+            lines.append(
+                "credentials not yet resolved; sources in order: "
+                    + chain.sources.map(\.name).joined(separator: ", "))
         }
         return lines.joined(separator: "\n")
     }
@@ -200,19 +210,23 @@ public final class AWSEnvironment: @unchecked Sendable {
 
         func fromEnv(_ name: String) -> AWSSetting? { env.nonEmpty(name).map { AWSSetting($0, source: name) } }
 
-        let region = fromEnv("AWS_REGION") ?? fromEnv("AWS_DEFAULT_REGION") ?? profile.setting("region")
+        let region =
+            fromEnv("AWS_REGION") ?? fromEnv("AWS_DEFAULT_REGION") ?? profile.setting("region")
             ?? AWSSetting("us-east-1", source: "the default (no AWS_REGION, AWS_DEFAULT_REGION or profile region set)")
 
-        let ignoreEndpoints = (env.flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-            ?? profile.setting("ignore_configured_endpoint_urls").map { $0.value.lowercased() == "true" }) ?? false
+        let ignoreEndpoints =
+            (env.flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                ?? profile.setting("ignore_configured_endpoint_urls").map { $0.value.lowercased() == "true" }) ?? false
         var endpoint: AWSSetting?
         var stsEndpoint = AWSSetting(STSEndpoint.forRegion(region.value), source: "the regional STS endpoint")
         if !ignoreEndpoints {
-            endpoint = fromEnv("AWS_ENDPOINT_URL_S3") ?? fromEnv("AWS_ENDPOINT_URL") ?? profile.serviceEndpoint("s3")
+            endpoint =
+                fromEnv("AWS_ENDPOINT_URL_S3") ?? fromEnv("AWS_ENDPOINT_URL") ?? profile.serviceEndpoint("s3")
                 ?? profile.nestedSetting("s3", "endpoint_url") ?? profile.setting("endpoint_url")
             if let e = endpoint { endpoint = try Self.validateEndpoint(e) }
             if let sts = fromEnv("AWS_ENDPOINT_URL_STS") ?? fromEnv("AWS_ENDPOINT_URL")
-                ?? profile.serviceEndpoint("sts") ?? profile.setting("endpoint_url") {
+                ?? profile.serviceEndpoint("sts") ?? profile.setting("endpoint_url")
+            {
                 stsEndpoint = try Self.validateEndpoint(sts)
             }
         }
@@ -221,9 +235,10 @@ public final class AWSEnvironment: @unchecked Sendable {
         if var ca = caBundle {
             ca.value = AWSPaths.expand(ca.value, home: homeDirectory)
             guard FileManager.default.fileExists(atPath: ca.value) else {
-                throw StoreError(.configuration, operation: "resolve AWS settings", key: ca.value,
-                                 message: "the CA bundle named by \(ca.source) does not exist",
-                                 hint: "point it at a PEM file of trusted certificates, or unset it")
+                throw StoreError(
+                    .configuration, operation: "resolve AWS settings", key: ca.value,
+                    message: "the CA bundle named by \(ca.source) does not exist",
+                    hint: "point it at a PEM file of trusted certificates, or unset it")
             }
             caBundle = ca
         }
@@ -236,15 +251,17 @@ public final class AWSEnvironment: @unchecked Sendable {
             case "virtual": forcePathStyle = false
             case "auto": forcePathStyle = nil
             default:
-                throw StoreError(.configuration, operation: "resolve AWS settings", key: addressing.source,
-                                 message: "addressing_style \"\(addressing.value)\" is not path, virtual or auto")
+                throw StoreError(
+                    .configuration, operation: "resolve AWS settings", key: addressing.source,
+                    message: "addressing_style \"\(addressing.value)\" is not path, virtual or auto")
             }
         }
 
         let maxAttempts = fromEnv("AWS_MAX_ATTEMPTS") ?? profile.setting("max_attempts")
         if let m = maxAttempts, (Int(m.value) ?? 0) < 1 {
-            throw StoreError(.configuration, operation: "resolve AWS settings", key: m.source,
-                             message: "max attempts \"\(m.value)\" is not a whole number of at least 1")
+            throw StoreError(
+                .configuration, operation: "resolve AWS settings", key: m.source,
+                message: "max attempts \"\(m.value)\" is not a whole number of at least 1")
         }
 
         return AWSResolvedSettings(
@@ -258,11 +275,12 @@ public final class AWSEnvironment: @unchecked Sendable {
         var s = setting
         while s.value.hasSuffix("/") { s.value.removeLast() }
         guard let comps = URLComponents(string: s.value), let scheme = comps.scheme?.lowercased(),
-              scheme == "http" || scheme == "https", let host = comps.host, !host.isEmpty
+            scheme == "http" || scheme == "https", let host = comps.host, !host.isEmpty
         else {
-            throw StoreError(.configuration, operation: "resolve AWS settings", key: setting.source,
-                             message: "endpoint \"\(setting.value)\" is not an http(s) URL with a host",
-                             hint: "write it like https://s3.example.com or http://127.0.0.1:9000")
+            throw StoreError(
+                .configuration, operation: "resolve AWS settings", key: setting.source,
+                message: "endpoint \"\(setting.value)\" is not an http(s) URL with a host",
+                hint: "write it like https://s3.example.com or http://127.0.0.1:9000")
         }
         return s
     }
@@ -276,17 +294,21 @@ public final class AWSEnvironment: @unchecked Sendable {
         let webIdentity: @Sendable (WebIdentityCredentialSource.Settings) -> any CredentialsProvider = { w in
             var w = w
             w.tokenFile = AWSPaths.expand(w.tokenFile, home: home)
-            return WebIdentityCredentialSource.provider(w, stsEndpoint: sts, httpClient: client, now: now,
-                                                        logger: logger)
+            return WebIdentityCredentialSource.provider(
+                w, stsEndpoint: sts, httpClient: client, now: now,
+                logger: logger)
         }
-        return AWSCredentialChain(sources: [
-            EnvironmentCredentialSource(environment: environment),
-            ProfileCredentialSource(profile: s.profile, webIdentity: webIdentity),
-            WebIdentityCredentialSource(environment: environment, makeProvider: webIdentity),
-            ContainerCredentialSource(environment: environment, httpClient: client, now: now,
-                                      relativeBase: containerAgentBase, logger: logger),
-            InstanceMetadataCredentialSource(settings: s.instanceMetadata, httpClient: client, now: now,
-                                             logger: logger),
-        ], logger: logger)
+        return AWSCredentialChain(
+            sources: [
+                EnvironmentCredentialSource(environment: environment),
+                ProfileCredentialSource(profile: s.profile, webIdentity: webIdentity),
+                WebIdentityCredentialSource(environment: environment, makeProvider: webIdentity),
+                ContainerCredentialSource(
+                    environment: environment, httpClient: client, now: now,
+                    relativeBase: containerAgentBase, logger: logger),
+                InstanceMetadataCredentialSource(
+                    settings: s.instanceMetadata, httpClient: client, now: now,
+                    logger: logger),
+            ], logger: logger)
     }
 }

@@ -9,8 +9,10 @@ public struct AWSSharedConfig: Sendable {
     public let credentialsFile: AWSConfigFile?
     public let configFile: AWSConfigFile?
 
-    public init(credentialsFile: AWSConfigFile?, configFile: AWSConfigFile?, credentialsPath: String,
-                configPath: String) {
+    public init(
+        credentialsFile: AWSConfigFile?, configFile: AWSConfigFile?, credentialsPath: String,
+        configPath: String
+    ) {
         self.credentialsFile = credentialsFile
         self.configFile = configFile
         self.credentialsPath = credentialsPath
@@ -22,11 +24,13 @@ public struct AWSSharedConfig: Sendable {
     public static func load(environment: [String: String], homeDirectory: String) throws -> AWSSharedConfig {
         let credentialsPath = AWSPaths.expand(
             environment.nonEmpty("AWS_SHARED_CREDENTIALS_FILE") ?? "~/.aws/credentials", home: homeDirectory)
-        let configPath = AWSPaths.expand(environment.nonEmpty("AWS_CONFIG_FILE") ?? "~/.aws/config",
-                                         home: homeDirectory)
-        return AWSSharedConfig(credentialsFile: try AWSConfigFile.load(path: credentialsPath, kind: .credentials),
-                               configFile: try AWSConfigFile.load(path: configPath, kind: .config),
-                               credentialsPath: credentialsPath, configPath: configPath)
+        let configPath = AWSPaths.expand(
+            environment.nonEmpty("AWS_CONFIG_FILE") ?? "~/.aws/config",
+            home: homeDirectory)
+        return AWSSharedConfig(
+            credentialsFile: try AWSConfigFile.load(path: credentialsPath, kind: .credentials),
+            configFile: try AWSConfigFile.load(path: configPath, kind: .config),
+            credentialsPath: credentialsPath, configPath: configPath)
     }
 
     /// The files in lookup order: a profile's settings in the credentials file win over the same
@@ -55,10 +59,11 @@ public struct AWSSharedConfig: Sendable {
         } else if let header = credentialsFile?.misplacedProfiles[name] {
             hint = "in \(credentialsPath) write the section as [\(name)], not \(header)"
         }
-        return StoreError(.configuration, operation: "select AWS profile", key: name,
-                          message: "profile \"\(name)\" (from \(namedBy)) does not exist in either file: "
-                              + lines.joined(separator: "; "),
-                          hint: hint)
+        return StoreError(
+            .configuration, operation: "select AWS profile", key: name,
+            message: "profile \"\(name)\" (from \(namedBy)) does not exist in either file: "
+                + lines.joined(separator: "; "),
+            hint: hint)
     }
 }
 
@@ -118,8 +123,8 @@ public struct AWSProfile: Sendable {
     /// `services = NAME` (config file only, as the SDKs do).
     public func serviceEndpoint(_ service: String) -> AWSSetting? {
         guard let sectionName = setting("services")?.value, let config = shared.configFile,
-              let section = config.sections["services"]?[sectionName],
-              let v = section.nested[service]?["endpoint_url"], !v.isEmpty
+            let section = config.sections["services"]?[sectionName],
+            let v = section.nested[service]?["endpoint_url"], !v.isEmpty
         else { return nil }
         return AWSSetting(v, source: "[services \(sectionName)] \(service).endpoint_url in \(config.path)")
     }

@@ -39,9 +39,11 @@ public final class RefreshingCredentialsProvider: CredentialsProvider, @unchecke
     ///     this long before trying again.
     ///   - now: the clock (tests inject one).
     ///   - fetch: gets new credentials; throws `StoreError`.
-    public init(source: String, refreshWindow: TimeInterval = 300, retryAfterFailure: TimeInterval = 10,
-                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = AWSLog.noop,
-                fetch: @escaping @Sendable () throws -> Credentials) {
+    public init(
+        source: String, refreshWindow: TimeInterval = 300, retryAfterFailure: TimeInterval = 10,
+        now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = AWSLog.noop,
+        fetch: @escaping @Sendable () throws -> Credentials
+    ) {
         self.source = source
         self.fetch = fetch
         self.now = now
@@ -101,15 +103,18 @@ public final class RefreshingCredentialsProvider: CredentialsProvider, @unchecke
             cached = c
             fetchedAt = t
             nextAttempt = nil
-            logger.debug("fetched credentials", metadata: [
-                "source": "\(source)", "expires": "\(c.expiration.map { "\($0)" } ?? "never")",
-            ])
+            logger.debug(
+                "fetched credentials",
+                metadata: [
+                    "source": "\(source)", "expires": "\(c.expiration.map { "\($0)" } ?? "never")",
+                ])
             return c
         case .failure(let error):
             if let c = cached, let exp = c.expiration, t < exp {
                 nextAttempt = t.addingTimeInterval(retryAfterFailure)
-                logger.warning("refreshing credentials failed; keeping the current ones until they expire",
-                               metadata: ["source": "\(source)", "expires": "\(exp)", "error": "\(error)"])
+                logger.warning(
+                    "refreshing credentials failed; keeping the current ones until they expire",
+                    metadata: ["source": "\(source)", "expires": "\(exp)", "error": "\(error)"])
                 return c
             }
             throw error

@@ -24,14 +24,19 @@ public struct ContainerCredentialSource: CredentialSource {
 
     public var name: String { "container (ECS/EKS)" }
 
-    public init(environment: [String: String], httpClient: any HTTPClient,
-                now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = AWSLog.noop) {
-        self.init(environment: environment, httpClient: httpClient, now: now, relativeBase: Self.ecsAgentBase,
-                  logger: logger)
+    public init(
+        environment: [String: String], httpClient: any HTTPClient,
+        now: @escaping @Sendable () -> Date = { Date() }, logger: Logger = AWSLog.noop
+    ) {
+        self.init(
+            environment: environment, httpClient: httpClient, now: now, relativeBase: Self.ecsAgentBase,
+            logger: logger)
     }
 
-    init(environment: [String: String], httpClient: any HTTPClient, now: @escaping @Sendable () -> Date,
-         relativeBase: String, logger: Logger) {
+    init(
+        environment: [String: String], httpClient: any HTTPClient, now: @escaping @Sendable () -> Date,
+        relativeBase: String, logger: Logger
+    ) {
         self.logger = logger
         self.environment = environment
         self.httpClient = httpClient
@@ -57,48 +62,54 @@ public struct ContainerCredentialSource: CredentialSource {
         let client = httpClient
         var source = "container credentials from \(url) (\(origin))"
         if let tokenFile { source += " with the token in \(tokenFile)" }
-        return .provider(RefreshingCredentialsProvider(source: source, now: now, logger: logger) {
-            var headers: [(name: String, value: String)] = [("Accept", "application/json")]
-            // The file wins over the variable, and is read on every fetch: agents rotate it.
-            var token = fixedToken
-            if let tokenFile {
-                token = try CredentialHTTP.readTokenFile(tokenFile, what: "container authorization token",
-                                                         operation: "fetch container credentials")
-            }
-            if let token {
-                if token.contains("\r") || token.contains("\n") {
-                    throw StoreError(.configuration, operation: "fetch container credentials", key: url,
-                                     message: "the container authorization token contains a line break")
+        return .provider(
+            RefreshingCredentialsProvider(source: source, now: now, logger: logger) {
+                var headers: [(name: String, value: String)] = [("Accept", "application/json")]
+                // The file wins over the variable, and is read on every fetch: agents rotate it.
+                var token = fixedToken
+                if let tokenFile {
+                    token = try CredentialHTTP.readTokenFile(
+                        tokenFile, what: "container authorization token",
+                        operation: "fetch container credentials")
                 }
-                headers.append(("Authorization", token))
-            }
-            let request = HTTPRequest(method: "GET", url: url, headers: headers, timeout: 5)
-            return try CredentialHTTP.send(client, request, attempts: 3) { response in
-                try Self.check(response, url: url)
-            }
-        })
+                if let token {
+                    if token.contains("\r") || token.contains("\n") {
+                        throw StoreError(
+                            .configuration, operation: "fetch container credentials", key: url,
+                            message: "the container authorization token contains a line break")
+                    }
+                    headers.append(("Authorization", token))
+                }
+                let request = HTTPRequest(method: "GET", url: url, headers: headers, timeout: 5)
+                return try CredentialHTTP.send(client, request, attempts: 3) { response in
+                    try Self.check(response, url: url)
+                }
+            })
     }
 
     static func validateFullURI(_ full: String) throws {
         guard let comps = URLComponents(string: full), let scheme = comps.scheme?.lowercased(),
-              let host = CredentialHTTP.host(of: full), !host.isEmpty
+            let host = CredentialHTTP.host(of: full), !host.isEmpty
         else {
-            throw StoreError(.configuration, operation: "resolve AWS credentials",
-                             key: "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                             message: "\"\(full)\" is not an absolute http(s) URL")
+            throw StoreError(
+                .configuration, operation: "resolve AWS credentials",
+                key: "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                message: "\"\(full)\" is not an absolute http(s) URL")
         }
         if scheme == "https" { return }
         guard scheme == "http" else {
-            throw StoreError(.configuration, operation: "resolve AWS credentials",
-                             key: "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                             message: "\"\(full)\" must be an http or https URL")
+            throw StoreError(
+                .configuration, operation: "resolve AWS credentials",
+                key: "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                message: "\"\(full)\" must be an http or https URL")
         }
         if CredentialHTTP.isLoopback(host) || allowedHTTPHosts.contains(host) { return }
-        throw StoreError(.configuration, operation: "resolve AWS credentials",
-                         key: "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                         message: "plain http to \(host) is not allowed for container credentials",
-                         hint: "use https, a loopback address, or the agent addresses 169.254.170.2, "
-                             + "169.254.170.23 or fd00:ec2::23")
+        throw StoreError(
+            .configuration, operation: "resolve AWS credentials",
+            key: "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            message: "plain http to \(host) is not allowed for container credentials",
+            hint: "use https, a loopback address, or the agent addresses 169.254.170.2, "
+                + "169.254.170.23 or fd00:ec2::23")
     }
 
     static func check(_ response: HTTPResponse, url: String) throws -> Credentials {
@@ -109,14 +120,16 @@ public struct ContainerCredentialSource: CredentialSource {
         // Error bodies are `{"code": "...", "message": "..."}`; they carry no credentials.
         let obj = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
         let code = (obj?["code"] ?? obj?["Code"]) as? String
-        let message = ((obj?["message"] ?? obj?["Message"]) as? String).map { CredentialHTTP.clip($0) }
+        let message =
+            ((obj?["message"] ?? obj?["Message"]) as? String).map { CredentialHTTP.clip($0) }
             ?? "HTTP \(response.status) from the credentials endpoint"
         let kind: StoreError.Kind
         var hint: String?
         switch response.status {
         case 401, 403:
             kind = .accessDenied
-            hint = "the agent refused the authorization token: check AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE "
+            hint =
+                "the agent refused the authorization token: check AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE "
                 + "(or AWS_CONTAINER_AUTHORIZATION_TOKEN)"
         case 404:
             kind = .configuration
@@ -128,7 +141,8 @@ public struct ContainerCredentialSource: CredentialSource {
         default:
             kind = .invalidRequest
         }
-        throw StoreError(kind, operation: op, key: url, status: response.status, code: code, message: message,
-                         hint: hint)
+        throw StoreError(
+            kind, operation: op, key: url, status: response.status, code: code, message: message,
+            hint: hint)
     }
 }

@@ -27,8 +27,10 @@ public struct InstanceMetadataCredentialSource: CredentialSource {
         public var attempts: Int
         public var allowV1Fallback: Bool
 
-        public init(disabled: AWSSetting? = nil, endpoint: AWSSetting, timeout: Double = 1, attempts: Int = 1,
-                    allowV1Fallback: Bool = true) {
+        public init(
+            disabled: AWSSetting? = nil, endpoint: AWSSetting, timeout: Double = 1, attempts: Int = 1,
+            allowV1Fallback: Bool = true
+        ) {
             self.disabled = disabled
             self.endpoint = endpoint
             self.timeout = timeout
@@ -59,15 +61,18 @@ public struct InstanceMetadataCredentialSource: CredentialSource {
             while endpoint.value.hasSuffix("/") { endpoint.value.removeLast() }
             var s = Settings(disabled: disabled, endpoint: endpoint)
             if let t = setting("AWS_METADATA_SERVICE_TIMEOUT", "metadata_service_timeout"),
-               let seconds = Double(t.value), seconds > 0 {
+                let seconds = Double(t.value), seconds > 0
+            {
                 s.timeout = seconds
             }
             if let n = setting("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "metadata_service_num_attempts"),
-               let count = Int(n.value), count > 0 {
+                let count = Int(n.value), count > 0
+            {
                 s.attempts = min(count, 10)
             }
             if let v1 = setting("AWS_EC2_METADATA_V1_DISABLED", "ec2_metadata_v1_disabled"),
-               v1.value.lowercased() == "true" {
+                v1.value.lowercased() == "true"
+            {
                 s.allowV1Fallback = false
             }
             return s
@@ -81,8 +86,10 @@ public struct InstanceMetadataCredentialSource: CredentialSource {
 
     public var name: String { "EC2 instance metadata" }
 
-    public init(settings: Settings, httpClient: any HTTPClient, now: @escaping @Sendable () -> Date = { Date() },
-                logger: Logger = AWSLog.noop) {
+    public init(
+        settings: Settings, httpClient: any HTTPClient, now: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger = AWSLog.noop
+    ) {
         self.logger = logger
         self.settings = settings
         self.httpClient = httpClient
@@ -102,8 +109,9 @@ public struct InstanceMetadataCredentialSource: CredentialSource {
             return .provider(provider)
         } catch let e as StoreError {
             if e.status == nil && e.kind == .transient {
-                return .skipped("no answer from \(settings.endpoint.value) within \(settings.timeout) s "
-                                    + "(\(e.message)); not on EC2?")
+                return .skipped(
+                    "no answer from \(settings.endpoint.value) within \(settings.timeout) s "
+                        + "(\(e.message)); not on EC2?")
             }
             var reason = e.message
             if let status = e.status { reason += " (HTTP \(status))" }
@@ -128,8 +136,10 @@ final class IMDSClient: @unchecked Sendable {
     private static let operation = "fetch EC2 instance credentials"
     private static let credentialsPath = "/latest/meta-data/iam/security-credentials/"
 
-    init(settings: InstanceMetadataCredentialSource.Settings, httpClient: any HTTPClient,
-         now: @escaping @Sendable () -> Date) {
+    init(
+        settings: InstanceMetadataCredentialSource.Settings, httpClient: any HTTPClient,
+        now: @escaping @Sendable () -> Date
+    ) {
         self.settings = settings
         self.httpClient = httpClient
         self.now = now
@@ -139,8 +149,9 @@ final class IMDSClient: @unchecked Sendable {
         let listing = try get(Self.credentialsPath)
         guard listing.status == 200 else {
             if listing.status == 404 {
-                throw StoreError(.configuration, operation: Self.operation, key: settings.endpoint.value,
-                                 status: 404, message: "the instance has no IAM role (no instance profile attached)")
+                throw StoreError(
+                    .configuration, operation: Self.operation, key: settings.endpoint.value,
+                    status: 404, message: "the instance has no IAM role (no instance profile attached)")
             }
             throw failure(listing, Self.credentialsPath)
         }
@@ -149,14 +160,16 @@ final class IMDSClient: @unchecked Sendable {
             .map { String($0).trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
         guard let role = roles.first else {
-            throw StoreError(.configuration, operation: Self.operation, key: settings.endpoint.value,
-                             message: "the instance lists no IAM role")
+            throw StoreError(
+                .configuration, operation: Self.operation, key: settings.endpoint.value,
+                message: "the instance lists no IAM role")
         }
         let path = Self.credentialsPath + CredentialHTTP.percentEncode(role)
         let response = try get(path)
         guard response.status == 200 else { throw failure(response, path) }
-        var creds = try CredentialHTTP.decodeJSONCredentials(response.body, operation: Self.operation,
-                                                             key: "instance role \(role)")
+        var creds = try CredentialHTTP.decodeJSONCredentials(
+            response.body, operation: Self.operation,
+            key: "instance role \(role)")
         // During an outage of the service behind it, IMDS keeps serving the last credentials, already
         // expired. Taken at face value they would make every request fetch again; like the SDKs, use
         // them for 5 to 10 more minutes (requests may fail, but IMDS is not hammered).
@@ -175,8 +188,9 @@ final class IMDSClient: @unchecked Sendable {
         case 500...599: kind = .transient
         default: kind = .invalidRequest
         }
-        return StoreError(kind, operation: Self.operation, key: settings.endpoint.value + path,
-                          status: response.status, message: "unexpected HTTP \(response.status) from IMDS")
+        return StoreError(
+            kind, operation: Self.operation, key: settings.endpoint.value + path,
+            status: response.status, message: "unexpected HTTP \(response.status) from IMDS")
     }
 
     /// GET with the session token; on 401 gets a new token and tries once more.
@@ -197,8 +211,9 @@ final class IMDSClient: @unchecked Sendable {
     private func getOnce(_ path: String, token: String?) throws -> HTTPResponse {
         var headers: [(name: String, value: String)] = []
         if let token { headers.append(("X-aws-ec2-metadata-token", token)) }
-        let request = HTTPRequest(method: "GET", url: settings.endpoint.value + path, headers: headers,
-                                  timeout: settings.timeout)
+        let request = HTTPRequest(
+            method: "GET", url: settings.endpoint.value + path, headers: headers,
+            timeout: settings.timeout)
         return try CredentialHTTP.send(httpClient, request, attempts: settings.attempts) { $0 }
     }
 
@@ -216,17 +231,19 @@ final class IMDSClient: @unchecked Sendable {
         lock.unlock()
 
         let url = settings.endpoint.value + "/latest/api/token"
-        let request = HTTPRequest(method: "PUT", url: url,
-                                  headers: [("X-aws-ec2-metadata-token-ttl-seconds", String(Self.tokenTTL))],
-                                  timeout: settings.timeout)
+        let request = HTTPRequest(
+            method: "PUT", url: url,
+            headers: [("X-aws-ec2-metadata-token-ttl-seconds", String(Self.tokenTTL))],
+            timeout: settings.timeout)
         let response = try CredentialHTTP.send(httpClient, request, attempts: settings.attempts) { $0 }
         switch response.status {
         case 200:
             let value = String(decoding: response.body, as: UTF8.self)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             guard !value.isEmpty else {
-                throw StoreError(.invalidRequest, operation: Self.operation, key: url, status: 200,
-                                 message: "IMDS returned an empty session token")
+                throw StoreError(
+                    .invalidRequest, operation: Self.operation, key: url, status: 200,
+                    message: "IMDS returned an empty session token")
             }
             lock.lock()
             token = (value, now().addingTimeInterval(Double(Self.tokenTTL - 60)))
@@ -234,8 +251,9 @@ final class IMDSClient: @unchecked Sendable {
             return value
         case 403, 404, 405:
             guard settings.allowV1Fallback else {
-                throw StoreError(.accessDenied, operation: Self.operation, key: url, status: response.status,
-                                 message: "IMDS refused the session token request, and IMDSv1 fallback is disabled")
+                throw StoreError(
+                    .accessDenied, operation: Self.operation, key: url, status: response.status,
+                    message: "IMDS refused the session token request, and IMDSv1 fallback is disabled")
             }
             // IMDSv2 is unavailable here; plain IMDSv1 requests may still work.
             lock.lock()
@@ -244,8 +262,9 @@ final class IMDSClient: @unchecked Sendable {
             return nil
         default:
             let kind: StoreError.Kind = response.status >= 500 ? .transient : .accessDenied
-            throw StoreError(kind, operation: Self.operation, key: url, status: response.status,
-                             message: "IMDS refused the session token request")
+            throw StoreError(
+                kind, operation: Self.operation, key: url, status: response.status,
+                message: "IMDS refused the session token request")
         }
     }
 }

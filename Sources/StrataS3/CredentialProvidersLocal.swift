@@ -18,15 +18,18 @@ public struct EnvironmentCredentialSource: CredentialSource {
             return .skipped("AWS_ACCESS_KEY_ID is not set")
         }
         guard let secret = environment.nonEmpty("AWS_SECRET_ACCESS_KEY") else {
-            throw StoreError(.configuration, operation: "resolve AWS credentials", key: "AWS_SECRET_ACCESS_KEY",
-                             message: "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
-                             hint: "set AWS_SECRET_ACCESS_KEY too, or unset AWS_ACCESS_KEY_ID to use another source")
+            throw StoreError(
+                .configuration, operation: "resolve AWS credentials", key: "AWS_SECRET_ACCESS_KEY",
+                message: "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
+                hint: "set AWS_SECRET_ACCESS_KEY too, or unset AWS_ACCESS_KEY_ID to use another source")
         }
         let token = environment.nonEmpty("AWS_SESSION_TOKEN")
-        let what = token == nil
+        let what =
+            token == nil
             ? "environment (AWS_ACCESS_KEY_ID)" : "environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN)"
-        return .provider(StaticCredentialsProvider(
-            Credentials(accessKeyId: keyId, secretAccessKey: secret, sessionToken: token), source: what))
+        return .provider(
+            StaticCredentialsProvider(
+                Credentials(accessKeyId: keyId, secretAccessKey: secret, sessionToken: token), source: what))
     }
 }
 
@@ -43,18 +46,21 @@ public struct ProfileCredentialSource: CredentialSource {
 
     public var name: String { "profile \(profile.name)" }
 
-    init(profile: AWSProfile,
-         webIdentity: @escaping @Sendable (WebIdentityCredentialSource.Settings) -> any CredentialsProvider) {
+    init(
+        profile: AWSProfile,
+        webIdentity: @escaping @Sendable (WebIdentityCredentialSource.Settings) -> any CredentialsProvider
+    ) {
         self.profile = profile
         self.webIdentity = webIdentity
     }
 
     private func unsupported(_ what: String, _ setting: AWSSetting) -> StoreError {
-        StoreError(.configuration, operation: "resolve AWS credentials", key: "profile \(profile.name)",
-                   message: "\(setting.source) uses \(what), which Strata does not support",
-                   hint: "export temporary keys into the environment with "
-                       + "`eval \"$(aws configure export-credentials --profile \(profile.name) --format env)\"`, "
-                       + "or use a profile with aws_access_key_id/aws_secret_access_key")
+        StoreError(
+            .configuration, operation: "resolve AWS credentials", key: "profile \(profile.name)",
+            message: "\(setting.source) uses \(what), which Strata does not support",
+            hint: "export temporary keys into the environment with "
+                + "`eval \"$(aws configure export-credentials --profile \(profile.name) --format env)\"`, "
+                + "or use a profile with aws_access_key_id/aws_secret_access_key")
     }
 
     public func resolve() throws -> CredentialSourceResult {
@@ -79,10 +85,11 @@ public struct ProfileCredentialSource: CredentialSource {
             if let s = profile.setting("credential_source") {
                 throw unsupported("role_arn with credential_source (AssumeRole)", s)
             }
-            throw StoreError(.configuration, operation: "resolve AWS credentials", key: "profile \(profile.name)",
-                             message: "\(roleArn.source) sets role_arn but neither web_identity_token_file, "
-                                 + "source_profile nor credential_source",
-                             hint: "add web_identity_token_file, or remove role_arn")
+            throw StoreError(
+                .configuration, operation: "resolve AWS credentials", key: "profile \(profile.name)",
+                message: "\(roleArn.source) sets role_arn but neither web_identity_token_file, "
+                    + "source_profile nor credential_source",
+                hint: "add web_identity_token_file, or remove role_arn")
         }
         if let s = profile.setting("sso_session") ?? profile.setting("sso_start_url") {
             throw unsupported("IAM Identity Center (SSO)", s)
@@ -93,20 +100,24 @@ public struct ProfileCredentialSource: CredentialSource {
             guard let keyId = section["aws_access_key_id"], !keyId.isEmpty else { continue }
             let at = "profile \(profile.name) in \(file.path)"
             guard let secret = section["aws_secret_access_key"], !secret.isEmpty else {
-                let header = file.kind == .config && profile.name != "default"
+                let header =
+                    file.kind == .config && profile.name != "default"
                     ? "[profile \(profile.name)]" : "[\(profile.name)]"
-                throw StoreError(.configuration, operation: "resolve AWS credentials", key: at,
-                                 message: "\(at) sets aws_access_key_id but not aws_secret_access_key",
-                                 hint: "add aws_secret_access_key to \(header) in \(file.path)")
+                throw StoreError(
+                    .configuration, operation: "resolve AWS credentials", key: at,
+                    message: "\(at) sets aws_access_key_id but not aws_secret_access_key",
+                    hint: "add aws_secret_access_key to \(header) in \(file.path)")
             }
             let token = section["aws_session_token"].flatMap { $0.isEmpty ? nil : $0 }
-            return .provider(StaticCredentialsProvider(
-                Credentials(accessKeyId: keyId, secretAccessKey: secret, sessionToken: token), source: at))
+            return .provider(
+                StaticCredentialsProvider(
+                    Credentials(accessKeyId: keyId, secretAccessKey: secret, sessionToken: token), source: at))
         }
         if let s = profile.setting("credential_process") {
             throw unsupported("credential_process", s)
         }
-        return .skipped("profile \(profile.name) has no aws_access_key_id (looked in "
-                            + shared.files.map(\.path).joined(separator: " and ") + ")")
+        return .skipped(
+            "profile \(profile.name) has no aws_access_key_id (looked in "
+                + shared.files.map(\.path).joined(separator: " and ") + ")")
     }
 }

@@ -5,8 +5,10 @@ import StrataCore
 enum CredentialHTTP {
     /// Sends `request`, retrying `.transient` / `.throttled` failures up to `attempts` times with a
     /// short backoff. `check` turns a response into a value or a `StoreError`.
-    static func send<T>(_ client: any HTTPClient, _ request: HTTPRequest, attempts: Int,
-                        check: (HTTPResponse) throws -> T) throws -> T {
+    static func send<T>(
+        _ client: any HTTPClient, _ request: HTTPRequest, attempts: Int,
+        check: (HTTPResponse) throws -> T
+    ) throws -> T {
         var attempt = 0
         while true {
             attempt += 1
@@ -28,8 +30,8 @@ enum CredentialHTTP {
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
-                 UInt8(ascii: "~"):
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(b))
             default:
                 out += String(format: "%%%02X", b)
@@ -59,7 +61,7 @@ enum CredentialHTTP {
             scope = scope[r.upperBound...]
         }
         guard let open = scope.range(of: "<\(tag)>"),
-              let close = scope.range(of: "</\(tag)>", range: open.upperBound..<scope.endIndex)
+            let close = scope.range(of: "</\(tag)>", range: open.upperBound..<scope.endIndex)
         else { return nil }
         return xmlUnescape(String(scope[open.upperBound..<close.lowerBound]))
             .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -86,7 +88,8 @@ enum CredentialHTTP {
             case "apos": decoded = "'"
             default:
                 if entity.hasPrefix("#x"), let v = UInt32(entity.dropFirst(2), radix: 16),
-                   let u = Unicode.Scalar(v) {
+                    let u = Unicode.Scalar(v)
+                {
                     decoded = String(Character(u))
                 } else if entity.hasPrefix("#"), let v = UInt32(entity.dropFirst()), let u = Unicode.Scalar(v) {
                     decoded = String(Character(u))
@@ -117,25 +120,29 @@ enum CredentialHTTP {
     /// errors: it holds a secret.
     static func decodeJSONCredentials(_ body: Data, operation: String, key: String) throws -> Credentials {
         guard let obj = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
-            throw StoreError(.invalidRequest, operation: operation, key: key,
-                             message: "the response (\(body.count) bytes) is not a JSON object")
+            throw StoreError(
+                .invalidRequest, operation: operation, key: key,
+                message: "the response (\(body.count) bytes) is not a JSON object")
         }
         if let code = obj["Code"] as? String, code != "Success" {
-            throw StoreError(.invalidCredentials, operation: operation, key: key, code: code,
-                             message: clip((obj["Message"] as? String) ?? "the service did not return credentials"))
+            throw StoreError(
+                .invalidCredentials, operation: operation, key: key, code: code,
+                message: clip((obj["Message"] as? String) ?? "the service did not return credentials"))
         }
         guard let keyId = obj["AccessKeyId"] as? String, !keyId.isEmpty,
-              let secret = obj["SecretAccessKey"] as? String, !secret.isEmpty
+            let secret = obj["SecretAccessKey"] as? String, !secret.isEmpty
         else {
             let missing = ["AccessKeyId", "SecretAccessKey"].filter { (obj[$0] as? String)?.isEmpty ?? true }
-            throw StoreError(.invalidRequest, operation: operation, key: key,
-                             message: "the response has no " + missing.joined(separator: " or "))
+            throw StoreError(
+                .invalidRequest, operation: operation, key: key,
+                message: "the response has no " + missing.joined(separator: " or "))
         }
         var expiration: Date?
         if let e = obj["Expiration"] as? String {
             guard let d = parseDate(e) else {
-                throw StoreError(.invalidRequest, operation: operation, key: key,
-                                 message: "the response has an unreadable Expiration \"\(clip(e, 40))\"")
+                throw StoreError(
+                    .invalidRequest, operation: operation, key: key,
+                    message: "the response has an unreadable Expiration \"\(clip(e, 40))\"")
             }
             expiration = d
         }
@@ -149,10 +156,11 @@ enum CredentialHTTP {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw StoreError(.configuration, operation: operation, key: path,
-                             message: "cannot read the \(what) file: \(error.localizedDescription)",
-                             hint: FileManager.default.fileExists(atPath: path)
-                                 ? "check the file's permissions" : "check the path; the file does not exist")
+            throw StoreError(
+                .configuration, operation: operation, key: path,
+                message: "cannot read the \(what) file: \(error.localizedDescription)",
+                hint: FileManager.default.fileExists(atPath: path)
+                    ? "check the file's permissions" : "check the path; the file does not exist")
         }
         let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if token.isEmpty {

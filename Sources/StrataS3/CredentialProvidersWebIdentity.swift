@@ -44,26 +44,33 @@ public struct WebIdentityCredentialSource: CredentialSource {
         case (.some, nil), (nil, .some):
             let missing = tokenFile == nil ? "AWS_WEB_IDENTITY_TOKEN_FILE" : "AWS_ROLE_ARN"
             let present = tokenFile == nil ? "AWS_ROLE_ARN" : "AWS_WEB_IDENTITY_TOKEN_FILE"
-            throw StoreError(.configuration, operation: "resolve AWS credentials", key: missing,
-                             message: "\(present) is set but \(missing) is not; web identity needs both",
-                             hint: "set \(missing), or unset \(present)")
+            throw StoreError(
+                .configuration, operation: "resolve AWS credentials", key: missing,
+                message: "\(present) is set but \(missing) is not; web identity needs both",
+                hint: "set \(missing), or unset \(present)")
         case (.some(let file), .some(let arn)):
-            return .provider(makeProvider(Settings(
-                roleArn: arn, tokenFile: file, sessionName: environment.nonEmpty("AWS_ROLE_SESSION_NAME"),
-                origin: "AWS_WEB_IDENTITY_TOKEN_FILE")))
+            return .provider(
+                makeProvider(
+                    Settings(
+                        roleArn: arn, tokenFile: file, sessionName: environment.nonEmpty("AWS_ROLE_SESSION_NAME"),
+                        origin: "AWS_WEB_IDENTITY_TOKEN_FILE")))
         }
     }
 
     /// The refreshing provider for `settings`: each fetch reads the token file and calls STS.
-    public static func provider(_ settings: Settings, stsEndpoint: String, httpClient: any HTTPClient,
-                                now: @escaping @Sendable () -> Date = { Date() },
-                                logger: Logger = AWSLog.noop) -> RefreshingCredentialsProvider {
+    public static func provider(
+        _ settings: Settings, stsEndpoint: String, httpClient: any HTTPClient,
+        now: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger = AWSLog.noop
+    ) -> RefreshingCredentialsProvider {
         let client = STSWebIdentityClient(endpoint: stsEndpoint, httpClient: httpClient)
-        let source = "web identity (role \(settings.roleArn), token file \(settings.tokenFile), "
+        let source =
+            "web identity (role \(settings.roleArn), token file \(settings.tokenFile), "
             + "from \(settings.origin))"
         return RefreshingCredentialsProvider(source: source, now: now, logger: logger) {
-            let token = try CredentialHTTP.readTokenFile(settings.tokenFile, what: "web identity token",
-                                                         operation: "AssumeRoleWithWebIdentity")
+            let token = try CredentialHTTP.readTokenFile(
+                settings.tokenFile, what: "web identity token",
+                operation: "AssumeRoleWithWebIdentity")
             let session = settings.sessionName ?? "strata-\(Int(now().timeIntervalSince1970))"
             return try client.assumeRole(roleArn: settings.roleArn, sessionName: session, token: token)
         }
@@ -103,20 +110,22 @@ struct STSWebIdentityClient: Sendable {
         guard response.status == 200 else { throw error(response, xml: xml, roleArn: roleArn) }
         let scope = "Credentials"
         guard let keyId = CredentialHTTP.xmlValue("AccessKeyId", in: xml, within: scope),
-              let secret = CredentialHTTP.xmlValue("SecretAccessKey", in: xml, within: scope),
-              let token = CredentialHTTP.xmlValue("SessionToken", in: xml, within: scope),
-              !keyId.isEmpty, !secret.isEmpty
+            let secret = CredentialHTTP.xmlValue("SecretAccessKey", in: xml, within: scope),
+            let token = CredentialHTTP.xmlValue("SessionToken", in: xml, within: scope),
+            !keyId.isEmpty, !secret.isEmpty
         else {
-            throw StoreError(.invalidRequest, operation: Self.operation, key: endpoint, status: response.status,
-                             message: "the response (\(response.body.count) bytes) has no Credentials element "
-                                 + "with AccessKeyId, SecretAccessKey and SessionToken",
-                             hint: "check that the STS endpoint \(endpoint) is really STS")
+            throw StoreError(
+                .invalidRequest, operation: Self.operation, key: endpoint, status: response.status,
+                message: "the response (\(response.body.count) bytes) has no Credentials element "
+                    + "with AccessKeyId, SecretAccessKey and SessionToken",
+                hint: "check that the STS endpoint \(endpoint) is really STS")
         }
         var expiration: Date?
         if let e = CredentialHTTP.xmlValue("Expiration", in: xml, within: scope) {
             guard let d = CredentialHTTP.parseDate(e) else {
-                throw StoreError(.invalidRequest, operation: Self.operation, key: endpoint,
-                                 message: "unreadable Expiration \"\(CredentialHTTP.clip(e, 40))\"")
+                throw StoreError(
+                    .invalidRequest, operation: Self.operation, key: endpoint,
+                    message: "unreadable Expiration \"\(CredentialHTTP.clip(e, 40))\"")
             }
             expiration = d
         }
@@ -125,7 +134,8 @@ struct STSWebIdentityClient: Sendable {
 
     func error(_ response: HTTPResponse, xml: String, roleArn: String) -> StoreError {
         let code = CredentialHTTP.xmlValue("Code", in: xml)
-        let message = CredentialHTTP.xmlValue("Message", in: xml).map { CredentialHTTP.clip($0) }
+        let message =
+            CredentialHTTP.xmlValue("Message", in: xml).map { CredentialHTTP.clip($0) }
             ?? "HTTP \(response.status) from STS"
         let requestId = CredentialHTTP.xmlValue("RequestId", in: xml) ?? response.headers["x-amzn-requestid"]
         let kind: StoreError.Kind
@@ -133,11 +143,13 @@ struct STSWebIdentityClient: Sendable {
         switch (code ?? "", response.status) {
         case ("InvalidIdentityToken", _), ("ExpiredTokenException", _):
             kind = .invalidCredentials
-            hint = "STS refused the token: check that it is current and that the role's identity provider "
+            hint =
+                "STS refused the token: check that it is current and that the role's identity provider "
                 + "(OIDC issuer and audience) matches it"
         case ("AccessDenied", _), ("IDPRejectedClaim", _), (_, 403):
             kind = .accessDenied
-            hint = "check that the trust policy of \(roleArn) allows sts:AssumeRoleWithWebIdentity "
+            hint =
+                "check that the trust policy of \(roleArn) allows sts:AssumeRoleWithWebIdentity "
                 + "for this identity provider and subject (on EKS: the service account's role annotation)"
         case ("Throttling", _), (_, 429):
             kind = .throttled
@@ -146,7 +158,8 @@ struct STSWebIdentityClient: Sendable {
         default:
             kind = .invalidRequest
         }
-        return StoreError(kind, operation: Self.operation, key: roleArn, status: response.status, code: code,
-                          message: message, requestId: requestId, hint: hint)
+        return StoreError(
+            kind, operation: Self.operation, key: roleArn, status: response.status, code: code,
+            message: message, requestId: requestId, hint: hint)
     }
 }

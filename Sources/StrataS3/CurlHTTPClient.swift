@@ -14,8 +14,9 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
     }
 
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
-        var t = TransportRequest(method: request.method, url: request.url,
-                                 headers: request.headers.map { ($0.name, $0.value) })
+        var t = TransportRequest(
+            method: request.method, url: request.url,
+            headers: request.headers.map { ($0.name, $0.value) })
         if let body = request.body { t.body = .data(body) }
         t.sink = .memory(limit: maxResponseBytes)
         t.timeout = request.timeout
@@ -24,9 +25,10 @@ public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
             return HTTPResponse(status: r.status, headers: r.headers, body: r.body)
         } catch let e as TransportError {
             let kind: StoreError.Kind = e.kind == .configuration ? .configuration : .transient
-            throw StoreError(kind, operation: "\(request.method) \(Redaction.url(request.url))",
-                             message: e.message,
-                             hint: kind == .configuration ? "check the URL and the TLS settings (CA bundle)" : nil)
+            throw StoreError(
+                kind, operation: "\(request.method) \(Redaction.url(request.url))",
+                message: e.message,
+                hint: kind == .configuration ? "check the URL and the TLS settings (CA bundle)" : nil)
         }
     }
 }

@@ -10,8 +10,10 @@ public struct HTTPRequest: Sendable {
     /// Whole-request timeout in seconds.
     public var timeout: Double
 
-    public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: Data? = nil,
-                timeout: Double = 30) {
+    public init(
+        method: String, url: String, headers: [(name: String, value: String)] = [], body: Data? = nil,
+        timeout: Double = 30
+    ) {
         self.method = method
         self.url = url
         self.headers = headers

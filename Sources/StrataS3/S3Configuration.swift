@@ -36,8 +36,10 @@ public struct S3Configuration: Sendable {
     /// Counts object bytes moved (for progress display); nil for none.
     public var meter: TransferMeter?
 
-    public init(bucket: String, region: String = "us-east-1", endpoint: String? = nil, forcePathStyle: Bool? = nil,
-                credentials: any CredentialsProvider) {
+    public init(
+        bucket: String, region: String = "us-east-1", endpoint: String? = nil, forcePathStyle: Bool? = nil,
+        credentials: any CredentialsProvider
+    ) {
         self.bucket = bucket
         self.region = region
         self.endpoint = endpoint

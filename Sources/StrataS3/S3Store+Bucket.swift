@@ -6,11 +6,14 @@ extension S3Store: StartAfterListing {
     // MARK: list
 
     public func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
-        try listPage(prefix: prefix, delimiter: delimiter, startAfter: nil, continuation: continuation, maxKeys: maxKeys)
+        try listPage(
+            prefix: prefix, delimiter: delimiter, startAfter: nil, continuation: continuation, maxKeys: maxKeys)
     }
 
-    public func listPage(prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
-                         maxKeys: Int) throws -> ListPage {
+    public func listPage(
+        prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
+        maxKeys: Int
+    ) throws -> ListPage {
         // encoding-type=url: keys are percent-encoded in the XML, so keys with characters XML 1.0
         // cannot carry (control characters) still list correctly.
         var query: [SigV4Signer.QueryItem] = [

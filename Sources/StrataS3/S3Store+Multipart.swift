@@ -143,8 +143,9 @@ extension S3Store {
         request.verifyFileBody = false
         let r = try send(request)
         guard let etag = r.headers["etag"], !etag.isEmpty else {
-            throw StoreError(.invalidRequest, operation: "UploadPart", key: key,
-                             message: "part \(number): the response has no ETag")
+            throw StoreError(
+                .invalidRequest, operation: "UploadPart", key: key,
+                message: "part \(number): the response has no ETag")
         }
         return etag
     }
@@ -165,8 +166,9 @@ extension S3Store {
         expectedSHA256: String
     ) throws -> [String] {
         if let file = source as? FilePartSource {
-            return try uploadFileParts(key, uploadId: uploadId, file: file, partSize: partSize, partCount: partCount,
-                                       verifyWhole: file.hashIsCallers ? expectedSHA256 : nil)
+            return try uploadFileParts(
+                key, uploadId: uploadId, file: file, partSize: partSize, partCount: partCount,
+                verifyWhole: file.hashIsCallers ? expectedSHA256 : nil)
         }
         let workers = max(1, min(configuration.concurrency, partCount))
         let state = PartPipeline(capacity: workers, partCount: partCount)
@@ -174,7 +176,8 @@ extension S3Store {
             Thread { [self] in
                 while let (number, data) = state.next() {
                     do {
-                        let etag = try uploadPart(key, uploadId: uploadId, number: number, body: .data(data), sha256: nil)
+                        let etag = try uploadPart(
+                            key, uploadId: uploadId, number: number, body: .data(data), sha256: nil)
                         state.finished(number, etag: etag)
                     } catch {
                         state.fail(error)
@@ -238,8 +241,9 @@ extension S3Store {
                     do {
                         let (offset, length) = range(number)
                         let sha = try file.sha256(offset: offset, length: length)
-                        let etag = try uploadPart(key, uploadId: uploadId, number: number,
-                                                  body: .file(fd: file.fd, offset: offset, length: length), sha256: sha)
+                        let etag = try uploadPart(
+                            key, uploadId: uploadId, number: number,
+                            body: .file(fd: file.fd, offset: offset, length: length), sha256: sha)
                         progress.finished(number, etag: etag)
                     } catch {
                         progress.fail(error)
@@ -257,7 +261,8 @@ extension S3Store {
                     wholeError = StoreError(
                         .integrity, operation: "PutObject", key: key, code: "BadDigest",
                         message: "the file's SHA-256 is \(actual), the caller said \(expected)",
-                        hint: "the file changed after its hash was taken (or the hash is wrong); the upload was aborted")
+                        hint: "the file changed after its hash was taken (or the hash is wrong); the upload was aborted"
+                    )
                 }
             } catch {
                 wholeError = error

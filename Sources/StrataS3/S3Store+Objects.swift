@@ -218,7 +218,9 @@ extension S3Store {
             let sha = try options.sha256.map { $0.lowercased() } ?? hashFile(fd: fd, size: size, key: key)
             if size >= configuration.multipartThreshold {
                 return try multipartUpload(
-                    key, source: FilePartSource(fd: fd, size: size, identity: identity, hashIsCallers: options.sha256 != nil),
+                    key,
+                    source: FilePartSource(
+                        fd: fd, size: size, identity: identity, hashIsCallers: options.sha256 != nil),
                     sha256: sha,
                     condition: condition, options: options)
             }
@@ -372,7 +374,8 @@ struct FilePartSource: PartSource {
             if n <= 0 {
                 throw StoreError(
                     .io, operation: "UploadPart",
-                    message: n == 0 ? "the source file became shorter during the upload"
+                    message: n == 0
+                        ? "the source file became shorter during the upload"
                         : "cannot read the source file: " + String(cString: strerror(errno)),
                     hint: "do not change a file while it is uploaded")
             }

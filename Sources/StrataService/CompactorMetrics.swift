@@ -16,8 +16,10 @@ public final class CompactorMetrics: @unchecked Sendable {
     private var oldestPending: [String: Date] = [:]
 
     public static let publishBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900]
-    public static let requestBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                                  5, 10, 30]
+    public static let requestBuckets: [Double] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+        5, 10, 30,
+    ]
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -50,9 +52,11 @@ public final class CompactorMetrics: @unchecked Sendable {
     public func register(collections: [String]) {
         for c in collections {
             let l = [("collection", c)]
-            for name in ["strata_runs_applied_total", "strata_rows_upserted_total", "strata_rows_deleted_total",
-                         "strata_bytes_uploaded_total", "strata_bytes_downloaded_total",
-                         "strata_pointer_conflicts_total", "strata_lease_skips_total"] {
+            for name in [
+                "strata_runs_applied_total", "strata_rows_upserted_total", "strata_rows_deleted_total",
+                "strata_bytes_uploaded_total", "strata_bytes_downloaded_total",
+                "strata_pointer_conflicts_total", "strata_lease_skips_total",
+            ] {
                 counter(name, l).increment(by: 0)
             }
             gauge("strata_runs_pending", l).record(0)

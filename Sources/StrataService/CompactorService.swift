@@ -19,8 +19,10 @@ public final class CompactorService: Service, @unchecked Sendable {
     let shutdownGrace: Double
     let onSummary: @Sendable (CompactionSummary) -> Void
 
-    public init(worker: CompactorWorker, metrics: CompactorMetrics?, logger: Logger, shutdownGrace: Double = 25,
-                onSummary: @escaping @Sendable (CompactionSummary) -> Void = { _ in }) {
+    public init(
+        worker: CompactorWorker, metrics: CompactorMetrics?, logger: Logger, shutdownGrace: Double = 25,
+        onSummary: @escaping @Sendable (CompactionSummary) -> Void = { _ in }
+    ) {
         self.worker = worker
         self.metrics = metrics
         self.logger = logger
@@ -39,12 +41,15 @@ public final class CompactorService: Service, @unchecked Sendable {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 once.set(c)
                 let thread = Thread {
-                    worker.run(stop: stop, onSummary: { s in
-                        metrics?.record(s)
-                        onSummary(s)
-                    }, onError: { collection, error in
-                        metrics?.recordError(collection: collection, error)
-                    }, onPass: { _ in metrics?.recordPass() })
+                    worker.run(
+                        stop: stop,
+                        onSummary: { s in
+                            metrics?.record(s)
+                            onSummary(s)
+                        },
+                        onError: { collection, error in
+                            metrics?.recordError(collection: collection, error)
+                        }, onPass: { _ in metrics?.recordPass() })
                     once.resume()
                 }
                 thread.name = "strata-compactor"
@@ -53,12 +58,14 @@ public final class CompactorService: Service, @unchecked Sendable {
             }
         } onCancelOrGracefulShutdown: {
             guard !stop.isSet else { return }
-            logger.notice("stop requested; finishing the current step",
-                          metadata: ["grace_seconds": "\(grace)"])
+            logger.notice(
+                "stop requested; finishing the current step",
+                metadata: ["grace_seconds": "\(grace)"])
             stop.set()
             DispatchQueue.global().asyncAfter(deadline: .now() + grace) {
                 if once.resume() {
-                    logger.warning("""
+                    logger.warning(
+                        """
                         the current step did not end within the grace period; exiting anyway (the pointer \
                         is either untouched or moved whole; unfinished uploads are orphans for `snapctl gc`)
                         """, metadata: ["grace_seconds": "\(grace)"])

@@ -17,8 +17,9 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     /// or variable in errors.
     public static func parse(_ raw: String, what: String) throws -> ListenAddress {
         func bad(_ why: String) -> StrataError {
-            StrataError(.invalidInput, object: what, field: raw, message: why,
-                        fix: "give HOST:PORT, e.g. 0.0.0.0:9090 or 127.0.0.1:9090 ([::1]:9090 for IPv6)")
+            StrataError(
+                .invalidInput, object: what, field: raw, message: why,
+                fix: "give HOST:PORT, e.g. 0.0.0.0:9090 or 127.0.0.1:9090 ([::1]:9090 for IPv6)")
         }
         var host: String
         var portText: Substring
@@ -106,19 +107,23 @@ public final class HealthServer: Service, @unchecked Sendable {
     let readiness: Readiness
     let wake: @Sendable () -> Void
 
-    public init(address: ListenAddress, metrics: CompactorMetrics, readiness: Readiness, logger: Logger,
-                wake: @escaping @Sendable () -> Void) throws {
+    public init(
+        address: ListenAddress, metrics: CompactorMetrics, readiness: Readiness, logger: Logger,
+        wake: @escaping @Sendable () -> Void
+    ) throws {
         self.address = address
         self.logger = logger
         self.metrics = metrics
         self.readiness = readiness
         self.wake = wake
         if address.isIPv6 {
-            server = HTTPServer(address: try .inet6(ip6: address.host, port: address.port), timeout: 15,
-                                logger: .disabled)
+            server = HTTPServer(
+                address: try .inet6(ip6: address.host, port: address.port), timeout: 15,
+                logger: .disabled)
         } else {
-            server = HTTPServer(address: try .inet(ip4: address.host, port: address.port), timeout: 15,
-                                logger: .disabled)
+            server = HTTPServer(
+                address: try .inet(ip4: address.host, port: address.port), timeout: 15,
+                logger: .disabled)
         }
     }
 
@@ -127,8 +132,9 @@ public final class HealthServer: Service, @unchecked Sendable {
         let text: HTTPHeaders = [.contentType: "text/plain; charset=utf-8"]
         do {
             await server.appendRoute("GET /metrics") { _ in
-                HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                             body: Data(metrics.exposition().utf8))
+                HTTPResponse(
+                    statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: Data(metrics.exposition().utf8))
             }
             await server.appendRoute("GET /healthz") { _ in
                 HTTPResponse(statusCode: .ok, headers: text, body: Data("ok\n".utf8))
@@ -137,8 +143,9 @@ public final class HealthServer: Service, @unchecked Sendable {
                 let (ready, detail) = await withCheckedContinuation { c in
                     DispatchQueue.global().async { c.resume(returning: readiness.check()) }
                 }
-                return HTTPResponse(statusCode: ready ? .ok : .serviceUnavailable, headers: text,
-                                    body: Data(((ready ? "ready: " : "not ready: ") + detail + "\n").utf8))
+                return HTTPResponse(
+                    statusCode: ready ? .ok : .serviceUnavailable, headers: text,
+                    body: Data(((ready ? "ready: " : "not ready: ") + detail + "\n").utf8))
             }
             await server.appendRoute("POST /wake") { _ in
                 metrics.recordWake()

@@ -79,16 +79,22 @@ public final class MetricsStore: ObjectStoreDecorator, StartAfterListing, @unche
         }
     }
 
-    public func listPage(prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
-                         maxKeys: Int) throws -> ListPage {
+    public func listPage(
+        prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
+        maxKeys: Int
+    ) throws -> ListPage {
         try measure("list") {
             if let s = base as? any StartAfterListing {
-                return try s.listPage(prefix: prefix, delimiter: delimiter, startAfter: startAfter,
-                                      continuation: continuation, maxKeys: maxKeys)
+                return try s.listPage(
+                    prefix: prefix, delimiter: delimiter, startAfter: startAfter,
+                    continuation: continuation, maxKeys: maxKeys)
             }
-            var page = try base.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation,
-                                         maxKeys: maxKeys)
-            if let startAfter { page.objects = page.objects.filter { startAfter.utf8.lexicographicallyPrecedes($0.key.utf8) } }
+            var page = try base.listPage(
+                prefix: prefix, delimiter: delimiter, continuation: continuation,
+                maxKeys: maxKeys)
+            if let startAfter {
+                page.objects = page.objects.filter { startAfter.utf8.lexicographicallyPrecedes($0.key.utf8) }
+            }
             return page
         }
     }

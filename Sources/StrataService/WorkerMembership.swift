@@ -40,13 +40,15 @@ public final class WorkerMembership: @unchecked Sendable {
         throws
     {
         guard Layout.isValidWorkerId(workerId) else {
-            throw StrataError(.invalidInput, object: "worker id \"\(workerId)\"", field: "compactor id",
-                              message: "is not 1 to 200 characters of A-Z a-z 0-9 . _ -",
-                              fix: "set a host name without other characters")
+            throw StrataError(
+                .invalidInput, object: "worker id \"\(workerId)\"", field: "compactor id",
+                message: "is not 1 to 200 characters of A-Z a-z 0-9 . _ -",
+                fix: "set a host name without other characters")
         }
         guard ttl > 0 else {
-            throw StrataError(.invalidInput, object: "heartbeat", field: "ttl", message: "must be positive",
-                              fix: "pass a positive --lease-seconds")
+            throw StrataError(
+                .invalidInput, object: "heartbeat", field: "ttl", message: "must be positive",
+                fix: "pass a positive --lease-seconds")
         }
         self.store = store
         self.layout = layout
@@ -61,8 +63,9 @@ public final class WorkerMembership: @unchecked Sendable {
 
     /// Writes (or renews) this worker's heartbeat.
     public func beat(now: Date = Date()) throws {
-        let hb = Heartbeat(workerId: workerId, host: host, pid: getpid(), startedAt: startedAt, beatAt: now,
-                           expiresAt: now.addingTimeInterval(ttl))
+        let hb = Heartbeat(
+            workerId: workerId, host: host, pid: getpid(), startedAt: startedAt, beatAt: now,
+            expiresAt: now.addingTimeInterval(ttl))
         let body = try StrataJSON.encoder().encode(hb)
         let key = layout.heartbeatKey(worker: workerId)
         lock.lock()
@@ -70,17 +73,20 @@ public final class WorkerMembership: @unchecked Sendable {
         lock.unlock()
         let info: ObjectInfo
         do {
-            info = try store.put(key, data: body, condition: current.map { .ifMatch($0) } ?? .ifNoneMatch,
-                                 options: PutOptions(contentType: "application/json"))
+            info = try store.put(
+                key, data: body, condition: current.map { .ifMatch($0) } ?? .ifNoneMatch,
+                options: PutOptions(contentType: "application/json"))
         } catch let e as StoreError where e.kind == .preconditionFailed || e.kind == .notFound {
             // Our heartbeat was removed (a peer cleaned it up as expired) or replaced: write it anew.
             logger.notice("heartbeat replaced; writing it again", metadata: ["worker": "\(workerId)"])
             if let existing = try store.head(key) {
-                info = try store.put(key, data: body, condition: .ifMatch(existing.etag),
-                                     options: PutOptions(contentType: "application/json"))
+                info = try store.put(
+                    key, data: body, condition: .ifMatch(existing.etag),
+                    options: PutOptions(contentType: "application/json"))
             } else {
-                info = try store.put(key, data: body, condition: .ifNoneMatch,
-                                     options: PutOptions(contentType: "application/json"))
+                info = try store.put(
+                    key, data: body, condition: .ifNoneMatch,
+                    options: PutOptions(contentType: "application/json"))
             }
         }
         lock.lock()
@@ -96,8 +102,8 @@ public final class WorkerMembership: @unchecked Sendable {
             for o in page.objects {
                 guard let id = layout.workerId(fromHeartbeatKey: o.key), id != workerId else { continue }
                 guard let (data, _) = try store.getDataIfExists(o.key),
-                      let hb = try? StrataJSON.decode(Heartbeat.self, from: data, object: o.key),
-                      hb.workerId == id
+                    let hb = try? StrataJSON.decode(Heartbeat.self, from: data, object: o.key),
+                    hb.workerId == id
                 else { continue }
                 if hb.expiresAt > now { live.insert(id) }
             }
@@ -122,18 +128,21 @@ public final class WorkerMembership: @unchecked Sendable {
             lastAssignment = mine
             lock.unlock()
             if changed {
-                logger.notice("workers changed", metadata: [
-                    "live": "\(live.count)", "workers": "\(live.joined(separator: ","))",
-                    "mine": "\(mine.joined(separator: ","))",
-                ])
+                logger.notice(
+                    "workers changed",
+                    metadata: [
+                        "live": "\(live.count)", "workers": "\(live.joined(separator: ","))",
+                        "mine": "\(mine.joined(separator: ","))",
+                    ])
             }
             return mine
         } catch {
             lock.lock()
             let fallback = lastAssignment ?? all
             lock.unlock()
-            logger.warning("could not read the workers' heartbeats; keeping the last assignment",
-                           metadata: ["error": "\(error)"])
+            logger.warning(
+                "could not read the workers' heartbeats; keeping the last assignment",
+                metadata: ["error": "\(error)"])
             return fallback
         }
     }

@@ -18,12 +18,15 @@ struct CompactorOptions: ParsableArguments {
     @Flag(help: "Allow a store without conditional writes; run exactly one compactor then.") var singleWriter = false
     @Option(help: "Lease duration in seconds.") var leaseSeconds: Double = 120
     @Flag(help: "Skip SQLite's quick_check of the merged snapshot.") var noIntegrityCheck = false
-    @Option(help: ArgumentHelp(
-        "How long deletes are kept as tombstones (e.g. 7d, 36h, 90m); runs created earlier are quarantined tooLate.",
-        valueName: "duration"))
+    @Option(
+        help: ArgumentHelp(
+            "How long deletes are kept as tombstones (e.g. 7d, 36h, 90m); runs created earlier are quarantined tooLate.",
+            valueName: "duration"))
     var lateRunWindow: String = "7d"
-    @Option(help: ArgumentHelp("Also write each version, materialized, to DIR/{collection}/{version}/ (shared-directory mode).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Also write each version, materialized, to DIR/{collection}/{version}/ (shared-directory mode).",
+            valueName: "dir"))
     var publishDir: String?
     @Option(help: "Versions kept per collection in --publish-dir.") var publishKeep: Int = 3
 
@@ -31,11 +34,14 @@ struct CompactorOptions: ParsableArguments {
         var host = [CChar](repeating: 0, count: 256)
         gethostname(&host, 255)
         let hostname = String(cString: host)
-        var s = CompactorSettings(compactorId: "\(hostname)-\(getpid())-\(Identifiers.make().suffix(6))", host: hostname)
+        var s = CompactorSettings(
+            compactorId: "\(hostname)-\(getpid())-\(Identifiers.make().suffix(6))", host: hostname)
         guard let mode = CacheMode(rawValue: cacheMode) else {
             throw CLIError.usage("--cache-mode \(cacheMode): expected s3, cache or auto")
         }
-        guard maxRuns > 0, maxRows > 0, maxBytes > 0 else { throw CLIError.usage("--max-runs, --max-rows and --max-bytes must be positive") }
+        guard maxRuns > 0, maxRows > 0, maxBytes > 0 else {
+            throw CLIError.usage("--max-runs, --max-rows and --max-bytes must be positive")
+        }
         s.cacheMode = mode
         s.cacheDirectory = cacheDir ?? environment["STRATA_CACHE_DIR"]
         s.maxRunsPerPublish = maxRuns
@@ -78,8 +84,10 @@ struct CompactCommand: ParsableCommand {
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Collection to compact (repeatable).") var collection: [String]
-    @Option(name: .long, help: ArgumentHelp(
-        "Apply this run even though it is older than the late-run window (repeatable).", valueName: "run-id"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Apply this run even though it is older than the late-run window (repeatable).", valueName: "run-id"))
     var allowLate: [String] = []
     @OptionGroup var options: CompactorOptions
     @Flag(help: "Print the summary as JSON.") var json = false
@@ -93,13 +101,15 @@ struct CompactCommand: ParsableCommand {
             }
             var settings = try options.settings(environment: global.environment)
             settings.allowLateRuns = Set(allowLate)
-            let compactor = Compactor(store: store, layout: layout, settings: settings,
-                                      logger: global.logger("strata.compactor"))
+            let compactor = Compactor(
+                store: store, layout: layout, settings: settings,
+                logger: global.logger("strata.compactor"))
             var failed = false
             var attention = false
             var summaries: [CompactionSummary] = []
-            let publishDir = try PublishDirSupport(options: options, store: store, layout: layout,
-                                                   environment: global.environment)
+            let publishDir = try PublishDirSupport(
+                options: options, store: store, layout: layout,
+                environment: global.environment)
             for c in collection {
                 do {
                     let s = try Progress.run("compacting \(c)", total: nil, json: json) {
@@ -110,7 +120,8 @@ struct CompactCommand: ParsableCommand {
                     if !s.runsQuarantined.isEmpty || s.runsDeferred > 0 { attention = true }
                     do { try publishDir?.sync(s, logger: global.logger("strata.publish-dir")) } catch {
                         failed = true
-                        FileHandle.standardError.write(Data("snapctl: \(c): could not write --publish-dir: \(describe(error).1)\n".utf8))
+                        FileHandle.standardError.write(
+                            Data("snapctl: \(c): could not write --publish-dir: \(describe(error).1)\n".utf8))
                     }
                 } catch {
                     failed = true
@@ -129,21 +140,28 @@ struct CompactCommand: ParsableCommand {
 }
 
 func printSummary(_ s: CompactionSummary) {
-    func mib(_ b: Int64) -> String { String(format: "%.2f MiB", Double(b) / 1048576) }
+    func mib(_ b: Int64) -> String { String(format: "%.2f MiB", Double(b) / 1_048_576) }
     switch s.outcome {
     case .leaseHeld:
         print("\(s.collection): skipped, lease held by \(s.leaseHolder ?? "another compactor")")
         return
     case .upToDate:
-        print("\(s.collection): up to date at \(s.baseVersion ?? "(no version yet)")"
-              + (s.runsDeferred > 0 ? " (\(s.runsDeferred) run(s) deferred)" : ""))
+        print(
+            "\(s.collection): up to date at \(s.baseVersion ?? "(no version yet)")"
+                + (s.runsDeferred > 0 ? " (\(s.runsDeferred) run(s) deferred)" : ""))
     case .published:
         print("\(s.collection): published \(s.newVersion!) (parent \(s.baseVersion ?? "none"))")
     }
     if s.outcome == .published {
-        print("  runs applied    \(s.runsApplied.count)" + (s.runsDeferred > 0 ? " (\(s.runsDeferred) left for the next round)" : ""))
-        print("  rows            \(s.rowsBefore) -> \(s.rowsAfter)  (upserted \(s.rowsUpserted), new \(s.newIds), deleted \(s.rowsDeleted), of which existed \(s.deletedExisting))")
-        print("  bytes           down \(mib(s.bytesDownloaded))\(s.baseFromCache ? " (base from cache)" : ""), up \(mib(s.bytesUploaded))")
+        print(
+            "  runs applied    \(s.runsApplied.count)"
+                + (s.runsDeferred > 0 ? " (\(s.runsDeferred) left for the next round)" : ""))
+        print(
+            "  rows            \(s.rowsBefore) -> \(s.rowsAfter)  (upserted \(s.rowsUpserted), new \(s.newIds), deleted \(s.rowsDeleted), of which existed \(s.deletedExisting))"
+        )
+        print(
+            "  bytes           down \(mib(s.bytesDownloaded))\(s.baseFromCache ? " (base from cache)" : ""), up \(mib(s.bytesUploaded))"
+        )
         if s.writesSuperseded > 0 {
             print("  superseded      \(s.writesSuperseded) write(s) lost to a later run's write of the same id")
         }
@@ -182,19 +200,25 @@ struct CompactorCommand: ParsableCommand {
     @Option(help: "Seconds between passes.") var poll: Double = 10
     @Option(help: "Longest backoff for a failing collection, in seconds.") var maxBackoff: Double = 300
     @Option(help: "Stop after this many passes (default: run until stopped).") var passes: Int?
-    @Option(help: ArgumentHelp("Serve /metrics, /healthz, /readyz and POST /wake here (default: $STRATA_METRICS_ADDR; "
-                                   + "off when neither is set).", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve /metrics, /healthz, /readyz and POST /wake here (default: $STRATA_METRICS_ADDR; "
+                + "off when neither is set).", valueName: "host:port"))
     var metricsAddr: String?
     @Option(help: "Seconds a stop waits for the current step before exiting anyway.") var shutdownGrace: Double = 25
-    @Flag(help: ArgumentHelp("Share the collections with the other workers on this store: heartbeats under "
-                                 + ".strata-workers/ and rendezvous hashing; a dead worker's collections move after "
-                                 + "--lease-seconds (default: $STRATA_COOPERATE=1)."))
+    @Flag(
+        help: ArgumentHelp(
+            "Share the collections with the other workers on this store: heartbeats under "
+                + ".strata-workers/ and rendezvous hashing; a dead worker's collections move after "
+                + "--lease-seconds (default: $STRATA_COOPERATE=1)."))
     var cooperate = false
     @OptionGroup var options: CompactorOptions
 
     func run() throws {
         try runReportingErrors {
-            let list = collections.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let list = collections.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
             guard !list.isEmpty else { throw CLIError.usage("--collections: name at least one collection") }
             for c in list { try Layout.validate(collection: c) }
             guard shutdownGrace > 0 else { throw CLIError.usage("--shutdown-grace must be positive") }
@@ -202,7 +226,8 @@ struct CompactorCommand: ParsableCommand {
             var listen: ListenAddress? = nil
             if let raw = metricsAddr ?? env["STRATA_METRICS_ADDR"], !raw.isEmpty {
                 do {
-                    listen = try ListenAddress.parse(raw, what: metricsAddr != nil ? "--metrics-addr" : "STRATA_METRICS_ADDR")
+                    listen = try ListenAddress.parse(
+                        raw, what: metricsAddr != nil ? "--metrics-addr" : "STRATA_METRICS_ADDR")
                 } catch let e as StrataError {
                     throw CLIError.usage(e.description)
                 }
@@ -217,42 +242,53 @@ struct CompactorCommand: ParsableCommand {
                 compactor.reportRefusal(collections: list, error)  // leaves a status verify shows
                 throw error
             }
-            var workerSettings = CompactorWorker.Settings(collections: list, pollInterval: poll, maxBackoff: maxBackoff,
-                                                          maxPasses: passes)
+            var workerSettings = CompactorWorker.Settings(
+                collections: list, pollInterval: poll, maxBackoff: maxBackoff,
+                maxPasses: passes)
             var membership: WorkerMembership? = nil
             if cooperate || env["STRATA_COOPERATE"] == "1" {
-                let m = try WorkerMembership(store: store, layout: layout, workerId: settings.compactorId,
-                                             host: settings.host, ttl: settings.leaseDuration,
-                                             logger: global.logger("strata.workers"))
+                let m = try WorkerMembership(
+                    store: store, layout: layout, workerId: settings.compactorId,
+                    host: settings.host, ttl: settings.leaseDuration,
+                    logger: global.logger("strata.workers"))
                 workerSettings.maxSleep = m.beatInterval
                 membership = m
             }
-            let publishDir = try PublishDirSupport(options: options, store: store, layout: layout,
-                                                   environment: global.environment)
+            let publishDir = try PublishDirSupport(
+                options: options, store: store, layout: layout,
+                environment: global.environment)
             let worker = CompactorWorker(settings: workerSettings, logger: logger) { c, stop in
                 let s = try compactor.compact(collection: c, stop: stop)
                 do { try publishDir?.sync(s, logger: logger) } catch {
-                    logger.error("could not write the shared directory", metadata: ["collection": "\(c)", "error": "\(error)"])
+                    logger.error(
+                        "could not write the shared directory", metadata: ["collection": "\(c)", "error": "\(error)"])
                 }
                 return s
             }
             if let membership { worker.assign = { membership.assign($0) } }
-            let service = CompactorService(worker: worker, metrics: metrics, logger: logger, shutdownGrace: shutdownGrace)
+            let service = CompactorService(
+                worker: worker, metrics: metrics, logger: logger, shutdownGrace: shutdownGrace)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             if let listen, let metrics {
                 metrics.register(collections: list)
                 let readiness = Readiness(store: store, layout: layout)
                 readiness.markProbePassed()
-                let health = try HealthServer(address: listen, metrics: metrics, readiness: readiness,
-                                              logger: global.logger("strata.metrics")) { service.wake() }
+                let health = try HealthServer(
+                    address: listen, metrics: metrics, readiness: readiness,
+                    logger: global.logger("strata.metrics")
+                ) { service.wake() }
                 services.append(.init(service: health, serviceName: "metrics"))
             }
             // Shut down in reverse order: the worker first, the metrics server (scrapable meanwhile) last.
             // The worker ending (--passes, or a stop) shuts the group down gracefully; that is not a failure.
-            services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                                  serviceName: "compactor"))
-            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
-                                                          logger: global.logger("strata.lifecycle")))
+            services.append(
+                .init(
+                    service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                    serviceName: "compactor"))
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: global.logger("strata.lifecycle")))
             let failure = ResultBox()
             let done = DispatchSemaphore(value: 0)
             Task {

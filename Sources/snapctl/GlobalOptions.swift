@@ -5,8 +5,11 @@ import StrataCore
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Store URL: s3://bucket[/prefix] or file:///dir (default: $STRATA_STORE).",
-                                            valueName: "url"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Store URL: s3://bucket[/prefix] or file:///dir (default: $STRATA_STORE).",
+            valueName: "url"))
     var store: String?
 
     @Option(name: .long, help: "AWS profile from ~/.aws/config and ~/.aws/credentials (default: $AWS_PROFILE).")
@@ -22,7 +25,8 @@ struct GlobalOptions: ParsableArguments {
 
     func location() throws -> StoreLocation {
         guard let raw = store ?? environment["STRATA_STORE"], !raw.isEmpty else {
-            throw CLIError.usage("no store given: pass --store s3://bucket[/prefix] or file:///dir, or set STRATA_STORE")
+            throw CLIError.usage(
+                "no store given: pass --store s3://bucket[/prefix] or file:///dir, or set STRATA_STORE")
         }
         return try StoreLocation.parse(raw)
     }
@@ -34,8 +38,9 @@ struct GlobalOptions: ParsableArguments {
 
     func openStore() throws -> (store: any ObjectStore, layout: Layout, location: StoreLocation) {
         let loc = try location()
-        let (store, layout) = try StoreFactory.open(loc, environment: environment, profile: profile,
-                                                 logger: logger("strata.store"))
+        let (store, layout) = try StoreFactory.open(
+            loc, environment: environment, profile: profile,
+            logger: logger("strata.store"))
         return (store, layout, loc)
     }
 }

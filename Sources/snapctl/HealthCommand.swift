@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The container's HEALTHCHECK: the image has no curl, so snapctl asks its own metrics server.
@@ -40,8 +41,9 @@ struct HealthCommand: ParsableCommand {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         guard connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
-            throw CLIError.failed("\(host):\(port): \(String(cString: strerror(errno))) (is the worker running with "
-                                  + "--metrics-addr?)")
+            throw CLIError.failed(
+                "\(host):\(port): \(String(cString: strerror(errno))) (is the worker running with "
+                    + "--metrics-addr?)")
         }
         let request = Array("GET \(path) HTTP/1.0\r\nHost: \(host)\r\n\r\n".utf8)
         guard send(fd, request, request.count, 0) == request.count else {

@@ -36,19 +36,28 @@ struct LsCommand: ParsableCommand {
                 let l = try ledger.ledger(c)
                 let head = l.history.first
                 let oldest = l.pending.first?.createdDate.map { Date().timeIntervalSince($0) }
-                rows.append(Row(collection: c, version: l.pointerVersion, rows: head?.rowCount,
-                                bytes: head.map(\.materializedSize), pending: l.pending.count,
-                                quarantined: l.quarantined.count, oldestPendingAgeSeconds: oldest))
+                rows.append(
+                    Row(
+                        collection: c, version: l.pointerVersion, rows: head?.rowCount,
+                        bytes: head.map(\.materializedSize), pending: l.pending.count,
+                        quarantined: l.quarantined.count, oldestPendingAgeSeconds: oldest))
             }
             if json { return try printJSON(rows) }
-            if rows.isEmpty { print("no collections in \(store.location)"); return }
-            print("COLLECTION".padding(toLength: 16, withPad: " ", startingAt: 0) + "VERSION".padding(toLength: 34, withPad: " ", startingAt: 0)
-                  + "ROWS".leftPadded(10) + "SIZE".leftPadded(12) + "PENDING".leftPadded(9) + "QUARANTINED".leftPadded(13))
+            if rows.isEmpty {
+                print("no collections in \(store.location)")
+                return
+            }
+            print(
+                "COLLECTION".padding(toLength: 16, withPad: " ", startingAt: 0)
+                    + "VERSION".padding(toLength: 34, withPad: " ", startingAt: 0)
+                    + "ROWS".leftPadded(10) + "SIZE".leftPadded(12) + "PENDING".leftPadded(9)
+                    + "QUARANTINED".leftPadded(13))
             for r in rows {
-                print(r.collection.padding(toLength: 16, withPad: " ", startingAt: 0)
-                      + (r.version ?? "(none)").padding(toLength: 34, withPad: " ", startingAt: 0)
-                      + (r.rows.map(String.init) ?? "-").leftPadded(10) + (r.bytes.map(mib) ?? "-").leftPadded(12)
-                      + String(r.pending).leftPadded(9) + String(r.quarantined).leftPadded(13))
+                print(
+                    r.collection.padding(toLength: 16, withPad: " ", startingAt: 0)
+                        + (r.version ?? "(none)").padding(toLength: 34, withPad: " ", startingAt: 0)
+                        + (r.rows.map(String.init) ?? "-").leftPadded(10) + (r.bytes.map(mib) ?? "-").leftPadded(12)
+                        + String(r.pending).leftPadded(9) + String(r.quarantined).leftPadded(13))
             }
         }
     }
@@ -86,15 +95,22 @@ struct VersionsCommand: ParsableCommand {
             var rows: [Row] = []
             for v in try locator.versions(collection).reversed() {
                 let m = history.first { $0.version == v } ?? (try? locator.manifest(collection, version: v))
-                rows.append(Row(version: v, current: v == pointer, published: ancestry.contains(v), parent: m?.parentVersion,
-                                rows: m?.rowCount, bytes: m.map(\.materializedSize),
-                                runsApplied: m?.appliedRuns.count, note: m?.note, createdAt: m?.createdAt))
+                rows.append(
+                    Row(
+                        version: v, current: v == pointer, published: ancestry.contains(v), parent: m?.parentVersion,
+                        rows: m?.rowCount, bytes: m.map(\.materializedSize),
+                        runsApplied: m?.appliedRuns.count, note: m?.note, createdAt: m?.createdAt))
             }
             if json { return try printJSON(rows) }
-            if rows.isEmpty { print("\(collection) has no versions"); return }
+            if rows.isEmpty {
+                print("\(collection) has no versions")
+                return
+            }
             for r in rows {
                 let mark = r.current ? "* " : (r.published ? "  " : "? ")
-                var line = mark + r.version + (r.rows.map { String($0).leftPadded(10) + " rows" } ?? "  (no manifest)".leftPadded(15))
+                var line =
+                    mark + r.version
+                    + (r.rows.map { String($0).leftPadded(10) + " rows" } ?? "  (no manifest)".leftPadded(15))
                 line += (r.bytes.map(mib) ?? "").leftPadded(12) + "  +\(r.runsApplied ?? 0) runs"
                 if let n = r.note { line += "  \(n)" }
                 print(line)
@@ -119,7 +135,8 @@ struct ShowCommand: ParsableCommand {
             let (store, layout, _) = try global.openStore()
             let locator = SnapshotLocator(store: store, layout: layout)
             guard let v = try version ?? locator.pointer(collection)?.version else {
-                throw CLIError.failed("\(collection) has no pointer; name a version (see `snapctl versions \(collection)`)")
+                throw CLIError.failed(
+                    "\(collection) has no pointer; name a version (see `snapctl versions \(collection)`)")
             }
             try printJSON(try locator.manifest(collection, version: v))
         }
@@ -155,7 +172,8 @@ struct RunsCommand: ParsableCommand {
             let (store, layout, _) = try global.openStore()
             let ledger = RunLedger(store: store, layout: layout)
             try ledger.loadRecords()
-            let names = collection.isEmpty ? try SnapshotLocator(store: store, layout: layout).collections() : collection
+            let names =
+                collection.isEmpty ? try SnapshotLocator(store: store, layout: layout).collections() : collection
             var rows: [Row] = []
             for c in names {
                 // One state per run, as the compactor and verify classify it (the shared RunIndex).
@@ -164,17 +182,20 @@ struct RunsCommand: ParsableCommand {
                     let q = run.state == .quarantined ? run.quarantine : nil
                     let reason =
                         q?.reason ?? (run.state == .invalid ? "invalidRecord" : run.requeued ? "requeued" : nil)
-                    rows.append(Row(runId: run.runId, collection: c, status: run.state.rawValue,
-                                    createdAt: run.record?.createdAt, upserts: d?.upserts, deletes: d?.deletes,
-                                    reason: reason, detail: q?.detail ?? run.problem?.error,
-                                    labels: run.record.flatMap { $0.labels.isEmpty ? nil : $0.labels }))
+                    rows.append(
+                        Row(
+                            runId: run.runId, collection: c, status: run.state.rawValue,
+                            createdAt: run.record?.createdAt, upserts: d?.upserts, deletes: d?.deletes,
+                            reason: reason, detail: q?.detail ?? run.problem?.error,
+                            labels: run.record.flatMap { $0.labels.isEmpty ? nil : $0.labels }))
                 }
             }
             if pending { rows = rows.filter { $0.status == "pending" } }
             if quarantined { rows = rows.filter { $0.status == "quarantined" } }
             if json { return try printJSON(rows) }
             for r in rows {
-                var line = "\(r.runId)  \(r.collection.padding(toLength: 12, withPad: " ", startingAt: 0)) \(r.status.padding(toLength: 12, withPad: " ", startingAt: 0))"
+                var line =
+                    "\(r.runId)  \(r.collection.padding(toLength: 12, withPad: " ", startingAt: 0)) \(r.status.padding(toLength: 12, withPad: " ", startingAt: 0))"
                 if let u = r.upserts, let d = r.deletes { line += " +\(u) -\(d)" }
                 if let reason = r.reason { line += "  \(reason): \(r.detail ?? "")" }
                 print(line)
@@ -206,7 +227,8 @@ struct PresignCommand: ParsableCommand {
             }
             let m = try locator.manifest(collection, version: v)
             // Every object the version needs (a page version: base, then patches in order), manifest last.
-            let named = m.objects(layout: layout).map { ($0.name, $0.key) }
+            let named =
+                m.objects(layout: layout).map { ($0.name, $0.key) }
                 + [(Layout.manifestFileName, layout.manifestKey(collection: collection, version: v))]
             for (name, key) in named {
                 print("\(name)\t\(try S3Support.presign(store: store, key: key, put: false, expires: Int(seconds)))")
@@ -240,13 +262,16 @@ struct RollbackCommand: ParsableCommand {
             let (store, layout, _) = try global.openStore()
             var host = [CChar](repeating: 0, count: 256)
             gethostname(&host, 255)
-            let creator = VersionCreator(compactorId: "snapctl-rollback-\(getpid())", host: String(cString: host),
-                                         strataVersion: StrataVersion.current)
+            let creator = VersionCreator(
+                compactorId: "snapctl-rollback-\(getpid())", host: String(cString: host),
+                strataVersion: StrataVersion.current)
             let r = try Rollback(store: store, layout: layout, creator: creator, workDirectory: NSTemporaryDirectory())
                 .run(collection: collection, to: version, reason: reason, requeue: requeue)
             if json { return try printJSON(r) }
             print("\(collection): published \(r.newVersion) with the \(r.rows) rows of \(r.to) (was \(r.from))")
-            if !r.rolledBack.isEmpty { print("  rolled back (not applied again): \(r.rolledBack.joined(separator: ", "))") }
+            if !r.rolledBack.isEmpty {
+                print("  rolled back (not applied again): \(r.rolledBack.joined(separator: ", "))")
+            }
             if !r.requeued.isEmpty { print("  requeued (pending again): \(r.requeued.joined(separator: ", "))") }
         }
     }
@@ -272,17 +297,26 @@ struct GcCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard keep >= 1 else { throw CLIError.usage("--keep must be at least 1 (the pointer's version is always kept)") }
-            let policy = GCPolicy(keepVersions: keep, grace: try parseDuration(grace, option: "--grace"),
-                                  quarantineRetention: try parseDuration(quarantineRetention, option: "--quarantine-retention"))
+            guard keep >= 1 else {
+                throw CLIError.usage("--keep must be at least 1 (the pointer's version is always kept)")
+            }
+            let policy = GCPolicy(
+                keepVersions: keep, grace: try parseDuration(grace, option: "--grace"),
+                quarantineRetention: try parseDuration(quarantineRetention, option: "--quarantine-retention"))
             let (store, layout, _) = try global.openStore()
-            let gc = GarbageCollector(store: store, layout: layout, policy: policy, uploads: S3Support.uploadCleaner(store),
-                                      logger: global.logger("strata.gc"))
+            let gc = GarbageCollector(
+                store: store, layout: layout, policy: policy, uploads: S3Support.uploadCleaner(store),
+                logger: global.logger("strata.gc"))
             let plan = try gc.plan()
             let failures = dryRun ? [] : try gc.execute(plan)
             if json {
-                struct Out: Codable { var dryRun: Bool; var plan: GCPlan; var failures: [String] }
-                return try printJSON(Out(dryRun: dryRun, plan: plan, failures: failures.map { "\($0.key): \($0.code) \($0.message)" }))
+                struct Out: Codable {
+                    var dryRun: Bool
+                    var plan: GCPlan
+                    var failures: [String]
+                }
+                return try printJSON(
+                    Out(dryRun: dryRun, plan: plan, failures: failures.map { "\($0.key): \($0.code) \($0.message)" }))
             }
             let verb = dryRun ? "would delete" : "deleted"
             for item in plan.items where !failures.contains(where: { $0.key == item.key }) {
@@ -290,7 +324,9 @@ struct GcCommand: ParsableCommand {
             }
             for f in failures { print("FAILED \(f.key): \(f.code) \(f.message)") }
             for k in plan.kept { print("kept: \(k)") }
-            print("\(verb) \(plan.items.count - failures.count) objects" + (failures.isEmpty ? "" : ", \(failures.count) failed"))
+            print(
+                "\(verb) \(plan.items.count - failures.count) objects"
+                    + (failures.isEmpty ? "" : ", \(failures.count) failed"))
             if !failures.isEmpty { throw ExitCode(ExitCodes.failure) }
         }
     }

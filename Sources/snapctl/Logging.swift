@@ -23,8 +23,10 @@ struct StrataLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
         var all = metadata
         if let explicit { all.merge(explicit) { $1 } }
         let now = Date()
@@ -32,10 +34,13 @@ struct StrataLogHandler: LogHandler {
         switch format {
         case .human:
             let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            line = "\(Self.timeOfDay(now)) \(level.rawValue.uppercased()) \(message)\(fields.isEmpty ? "" : " " + fields)\n"
+            line =
+                "\(Self.timeOfDay(now)) \(level.rawValue.uppercased()) \(message)\(fields.isEmpty ? "" : " " + fields)\n"
         case .json:
-            var obj: [String: Any] = ["ts": Self.iso(now), "level": level.rawValue, "msg": "\(message)",
-                                      "logger": label]
+            var obj: [String: Any] = [
+                "ts": Self.iso(now), "level": level.rawValue, "msg": "\(message)",
+                "logger": label,
+            ]
             for (k, v) in all { obj[k] = Self.json(v) }
             let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
             line = String(decoding: data, as: UTF8.self) + "\n"
@@ -69,7 +74,8 @@ struct StrataLogHandler: LogHandler {
     /// Installs the handler once per process: `--log-format`/`STRATA_LOG_FORMAT` (human|json,
     /// default human on a terminal), `--log-level`/`STRATA_LOG_LEVEL` (default info).
     static func bootstrap(format: String?, level: String?, environment: [String: String]) {
-        let fmt = Format(rawValue: (format ?? environment["STRATA_LOG_FORMAT"] ?? "").lowercased())
+        let fmt =
+            Format(rawValue: (format ?? environment["STRATA_LOG_FORMAT"] ?? "").lowercased())
             ?? (isatty(STDERR_FILENO) != 0 ? .human : .json)
         let lvl = Logger.Level(rawValue: (level ?? environment["STRATA_LOG_LEVEL"] ?? "info").lowercased()) ?? .info
         LoggingSystem.bootstrap { StrataLogHandler(label: $0, format: fmt, level: lvl) }

@@ -150,7 +150,8 @@ struct ProduceCommand: ParsableCommand {
         #if canImport(Glibc)
             // Embedding requests run on worker threads; glibc would give each its own malloc arena
             // (memory it keeps). Two arenas keep the producer's footprint small (OPERATIONS.md).
-            _ = glibcMallopt(-8 /* M_ARENA_MAX */, 2)
+            let mArenaMax: Int32 = -8
+            _ = glibcMallopt(mArenaMax, 2)
         #endif
         try runReportingErrors {
             if status {
@@ -327,7 +328,8 @@ struct ProduceCommand: ParsableCommand {
             do {
                 let (c, pattern) = try IDPattern.parseOption(text)
                 guard let c else {
-                    throw CLIError.usage("--id-pattern \(text): name the collection, e.g. --id-pattern lines=receipt-line")
+                    throw CLIError.usage(
+                        "--id-pattern \(text): name the collection, e.g. --id-pattern lines=receipt-line")
                 }
                 settings.idPatterns[c] = pattern
             } catch let e as IDPattern.ParseError {
@@ -516,7 +518,8 @@ struct EmbedOptions: ParsableArguments {
 
     /// The settings, or nil without --embed; usage errors for bad values.
     func settings(required: Bool = false) throws -> EmbeddingSettings? {
-        let given = embedUrl != nil || embedModel != nil || embedDimensions != nil || embedBatch != nil
+        let given =
+            embedUrl != nil || embedModel != nil || embedDimensions != nil || embedBatch != nil
             || embedMaxBytes != nil || embedMaxTokens != nil || embedConcurrency != nil || embedTimeout != nil
             || embedRetryTime != nil || embedInputTypes != nil || spoolDir != nil || embedFloat
         guard embed || required else {

@@ -85,7 +85,8 @@ struct QueryCommand: ParsableCommand {
             try VectorSearch.validate(
                 query: query, dimension: reader.dimension, metric: request.metric,
                 object: id.map { "the embedding of id \"\($0)\"" }
-                    ?? (text != nil ? "the embedding of --text (model \(try embedding.settings(required: true)!.model))"
+                    ?? (text != nil
+                        ? "the embedding of --text (model \(try embedding.settings(required: true)!.model))"
                         : "query vector \(vector!)"))
             let started = DispatchTime.now().uptimeNanoseconds
             let result = try VectorSearch.search(

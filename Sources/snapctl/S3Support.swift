@@ -27,8 +27,9 @@ enum S3Support {
 
     static func presign(store: any ObjectStore, key: String, put: Bool, expires: Int) throws -> String {
         guard let signer = store.capability((any Presigning).self) else {
-            throw CLIError.usage("presigned URLs need a store that can sign them (S3); \(store.location) cannot: "
-                                     + "a file store's objects are read directly from its directory")
+            throw CLIError.usage(
+                "presigned URLs need a store that can sign them (S3); \(store.location) cannot: "
+                    + "a file store's objects are read directly from its directory")
         }
         return try signer.presignedURL(for: key, method: put ? .PUT : .GET, expires: TimeInterval(expires))
     }

@@ -29,8 +29,10 @@ struct StoreCommand: ParsableCommand {
                 let strip = layout.prefix.count
                 try store.forEachPage(prefix: full, delimiter: recursive ? nil : "/") { page in
                     for p in page.commonPrefixes {
-                        print(json ? jsonLine(["prefix": String(p.dropFirst(strip))])
-                                   : String(repeating: " ", count: 30) + "PRE " + String(p.dropFirst(strip)))
+                        print(
+                            json
+                                ? jsonLine(["prefix": String(p.dropFirst(strip))])
+                                : String(repeating: " ", count: 30) + "PRE " + String(p.dropFirst(strip)))
                     }
                     for o in page.objects {
                         let key = String(o.key.dropFirst(strip))
@@ -40,8 +42,9 @@ struct StoreCommand: ParsableCommand {
                             print(jsonLine(obj))
                         } else {
                             let when = o.lastModified.map(iso8601) ?? "-"
-                            print("\(when.padding(toLength: 24, withPad: " ", startingAt: 0)) "
-                                  + "\(String(o.size).leftPadded(12)) \(key)")
+                            print(
+                                "\(when.padding(toLength: 24, withPad: " ", startingAt: 0)) "
+                                    + "\(String(o.size).leftPadded(12)) \(key)")
                         }
                     }
                 }
@@ -113,8 +116,9 @@ struct StoreCommand: ParsableCommand {
                     total = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? nil
                 }
                 let info = try Progress.run("uploading \(key)", total: total) {
-                    try store.put(layout.prefix + key, body: body, condition: condition,
-                                  options: PutOptions(contentType: contentType))
+                    try store.put(
+                        layout.prefix + key, body: body, condition: condition,
+                        options: PutOptions(contentType: contentType))
                 }
                 print(info.etag)
             }
@@ -133,7 +137,8 @@ struct StoreCommand: ParsableCommand {
                 let (store, layout, _) = try global.openStore()
                 let failures = try store.delete(keys: keys.map { layout.prefix + $0 })
                 for f in failures {
-                    FileHandle.standardError.write(Data("snapctl: could not delete \(f.key): \(f.code) \(f.message)\n".utf8))
+                    FileHandle.standardError.write(
+                        Data("snapctl: could not delete \(f.key): \(f.code) \(f.message)\n".utf8))
                 }
                 if !failures.isEmpty { throw ExitCode(ExitCodes.failure) }
             }
@@ -191,9 +196,10 @@ struct StoreCommand: ParsableCommand {
                     print("  \(mark(r.staleIfMatchRefused))  If-Match with a stale ETag is refused")
                     print("  \(mark(r.missingIfMatchRefused))  If-Match on a missing key is refused")
                     for n in r.notes { print("  note: \(n)") }
-                    print(r.conditionalWritesEnforced
-                          ? "conditional writes are enforced: safe for concurrent compactors"
-                          : "conditional writes are NOT enforced: run compactors with --single-writer, one at a time")
+                    print(
+                        r.conditionalWritesEnforced
+                            ? "conditional writes are enforced: safe for concurrent compactors"
+                            : "conditional writes are NOT enforced: run compactors with --single-writer, one at a time")
                 }
                 if !r.conditionalWritesEnforced { throw ExitCode(ExitCodes.failure) }
             }

@@ -6,7 +6,10 @@ import StrataFileStore
 /// Where `--store` points: parsed, validated, and turned into a store. The composition root:
 /// the only place that reads the environment and picks an implementation.
 struct StoreLocation: CustomStringConvertible {
-    enum Kind { case s3(bucket: String), file(path: String) }
+    enum Kind {
+        case s3(bucket: String)
+        case file(path: String)
+    }
     let kind: Kind
     /// The key prefix inside the bucket or directory: empty or ending in "/".
     let prefix: String
@@ -25,10 +28,11 @@ struct StoreLocation: CustomStringConvertible {
             var prefix = String(rest.dropFirst(bucket.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
             if !prefix.isEmpty { prefix += "/" }
             guard bucket.count >= 3, bucket.count <= 63,
-                  bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." })
+                bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." })
             else {
-                throw CLIError.usage("--store \(raw): \"\(bucket)\" is not a valid bucket name "
-                                         + "(3 to 63 characters of a-z, 0-9, '-' and '.')")
+                throw CLIError.usage(
+                    "--store \(raw): \"\(bucket)\" is not a valid bucket name "
+                        + "(3 to 63 characters of a-z, 0-9, '-' and '.')")
             }
             return StoreLocation(kind: .s3(bucket: bucket), prefix: prefix)
         }
@@ -56,8 +60,10 @@ enum StoreFactory {
             // RetryPolicy, so it is not wrapped twice. The compactor adds MetricsStore on top.
             return (RetryingStore(store, policy: RetryPolicy(), logger: logger), Layout(prefix: location.prefix))
         case .s3(let bucket):
-            return (try S3Support.makeStore(bucket: bucket, environment: environment, profile: profile, logger: logger),
-                    Layout(prefix: location.prefix))
+            return (
+                try S3Support.makeStore(bucket: bucket, environment: environment, profile: profile, logger: logger),
+                Layout(prefix: location.prefix)
+            )
         }
     }
 }

@@ -14,8 +14,9 @@ final class CapabilityCommandTests: XCTestCase {
     func testPresignOnTheFileStoreSaysItCannot() throws {
         let dir = TempDir()
         let store = "file://" + dir.path
-        XCTAssertEqual(try TestPaths.run([TestPaths.snapctl, "store", "mb", "--store", store]).status, 0,
-                       "the file store's bucket is its directory")
+        XCTAssertEqual(
+            try TestPaths.run([TestPaths.snapctl, "store", "mb", "--store", store]).status, 0,
+            "the file store's bucket is its directory")
         let r = try TestPaths.run([TestPaths.snapctl, "store", "presign", "lines/x", "--store", store])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertTrue(r.stderr.contains("cannot"), r.stderr)
@@ -50,8 +51,10 @@ final class CapabilityCommandTests: XCTestCase {
         let store = "s3://" + bucket
         XCTAssertEqual(try snapctl(["store", "mb", "--store", store], env).status, 0)
         let create = try TestPaths.run(
-            ["aws", "--endpoint-url", server.endpoint, "s3api", "create-multipart-upload", "--bucket", bucket,
-             "--key", "lines/snapshot/timestamped/crashed/snapshot.sqlite3"],
+            [
+                "aws", "--endpoint-url", server.endpoint, "s3api", "create-multipart-upload", "--bucket", bucket,
+                "--key", "lines/snapshot/timestamped/crashed/snapshot.sqlite3",
+            ],
             environment: env)
         XCTAssertEqual(create.status, 0, create.stderr)
         let s3 = try S3Store(configuration: S3TestStore.configuration(bucket: bucket, server: server))

@@ -7,8 +7,9 @@ import XCTest
 /// older than the late-run window is applied with --allow-late.
 final class CompactCommandTests: XCTestCase {
     func snapctl(_ args: [String]) throws -> TestPaths.ProcessResult {
-        try TestPaths.run([TestPaths.snapctl] + args,
-                          environment: ["STRATA_LOG_FORMAT": "json", "STRATA_LOG_LEVEL": "error"])
+        try TestPaths.run(
+            [TestPaths.snapctl] + args,
+            environment: ["STRATA_LOG_FORMAT": "json", "STRATA_LOG_LEVEL": "error"])
     }
 
     /// A run id made at `secondsAgo` before now.
@@ -51,13 +52,16 @@ final class CompactCommandTests: XCTestCase {
 
         r = try snapctl(["compact"] + store + ["--collection", "lines"])
         XCTAssertEqual(r.status, 3, "quarantined something: \(r.stdout) \(r.stderr)")
-        for words in ["QUARANTINED     \(old): tooLate", "record        lines/quarantine/\(old).json",
-                      "delta         lines/delta/\(old)/delta.tar.gz", "--allow-late \(old)",
-                      "QUARANTINED     \(garbage): invalidRecord", "runs/\(garbage).json"] {
+        for words in [
+            "QUARANTINED     \(old): tooLate", "record        lines/quarantine/\(old).json",
+            "delta         lines/delta/\(old)/delta.tar.gz", "--allow-late \(old)",
+            "QUARANTINED     \(garbage): invalidRecord", "runs/\(garbage).json",
+        ] {
             XCTAssertTrue(r.stdout.contains(words), "prints \(words): \(r.stdout)")
         }
-        XCTAssertFalse(r.stdout.contains(NSTemporaryDirectory()) || r.stdout.contains("/tmp/"),
-                       "no local paths: \(r.stdout)")
+        XCTAssertFalse(
+            r.stdout.contains(NSTemporaryDirectory()) || r.stdout.contains("/tmp/"),
+            "no local paths: \(r.stdout)")
 
         // Quarantined runs stay so: a plain re-run has nothing to do.
         r = try snapctl(["compact"] + store + ["--collection", "lines"])

@@ -136,8 +136,9 @@ final class EmbedCommandTests: XCTestCase {
             ["produce", "--embed", "--collection", "lines", "--input", "lines.ndjson"] + types, server: n.baseURL)
         XCTAssertEqual(p.status, 0, p.stderr)
         XCTAssertEqual(try snapctl(["compact", "--collection", "lines"], server: n.baseURL).status, 0)
-        let q = try snapctl(["query", "lines", "--text", "where did I leave the car", "-k", "1", "--json"] + types,
-                            server: n.baseURL)
+        let q = try snapctl(
+            ["query", "lines", "--text", "where did I leave the car", "-k", "1", "--json"] + types,
+            server: n.baseURL)
         XCTAssertEqual(q.status, 0, q.stderr)
         XCTAssertTrue(q.stdout.contains("\"l2\""), q.stdout)
         XCTAssertFalse(q.stdout.contains("\"l1\""), q.stdout)
@@ -148,7 +149,8 @@ final class EmbedCommandTests: XCTestCase {
         var body = ""
         body.reserveCapacity(8 << 20)
         for i in 0..<100_000 {
-            body += "{\"id\":\"r\(i)\",\"document\":\"receipt line \(i): item \(i * 7 % 1000) "
+            body +=
+                "{\"id\":\"r\(i)\",\"document\":\"receipt line \(i): item \(i * 7 % 1000) "
                 + "total \(i % 100).\(i % 97)\","
                 + "\"metadata\":{\"page\":\(i / 50)}}\n"
         }

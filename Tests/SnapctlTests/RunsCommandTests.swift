@@ -6,8 +6,9 @@ import XCTest
 /// run catalog): applied, rolled_back, pending (requeued ones say so), quarantined, invalid.
 final class RunsCommandTests: XCTestCase {
     func snapctl(_ args: [String]) throws -> TestPaths.ProcessResult {
-        try TestPaths.run([TestPaths.snapctl] + args,
-                          environment: ["STRATA_LOG_FORMAT": "json", "STRATA_LOG_LEVEL": "error"])
+        try TestPaths.run(
+            [TestPaths.snapctl] + args,
+            environment: ["STRATA_LOG_FORMAT": "json", "STRATA_LOG_LEVEL": "error"])
     }
 
     struct Row: Decodable {
@@ -59,8 +60,9 @@ final class RunsCommandTests: XCTestCase {
         // Back to the rollback's version, re-queueing the run applied since.
         let rollbackVersion = try snapctl(["versions"] + store + ["lines", "--json"]).stdout
         let versions = try JSONSerialization.jsonObject(with: Data(rollbackVersion.utf8)) as! [[String: Any]]
-        let target = try XCTUnwrap(versions.first { ($0["note"] as? String)?.hasPrefix("rollback") == true }?["version"]
-            as? String)
+        let target = try XCTUnwrap(
+            versions.first { ($0["note"] as? String)?.hasPrefix("rollback") == true }?["version"]
+                as? String)
         r = try snapctl(["rollback"] + store + ["lines", target, "--reason", "again", "--requeue"])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         let pending = try produce()
@@ -68,10 +70,12 @@ final class RunsCommandTests: XCTestCase {
         try "{oops".write(toFile: dir.path + "/runs/\(garbage).json", atomically: false, encoding: .utf8)
 
         var rows = try runs(store)
-        XCTAssertEqual(rows.mapValues(\.status), [
-            applied: "applied", rolledBack: "rolled_back", requeued: "pending", pending: "pending",
-            garbage: "invalid",
-        ])
+        XCTAssertEqual(
+            rows.mapValues(\.status),
+            [
+                applied: "applied", rolledBack: "rolled_back", requeued: "pending", pending: "pending",
+                garbage: "invalid",
+            ])
         XCTAssertEqual(rows[requeued]?.reason, "requeued")
         XCTAssertEqual(rows[garbage]?.reason, "invalidRecord")
         XCTAssertEqual(Set(try runs(store, ["--pending"]).keys), [requeued, pending])
@@ -80,10 +84,12 @@ final class RunsCommandTests: XCTestCase {
         r = try snapctl(["compact"] + store + ["--collection", "lines"])
         XCTAssertEqual(r.status, 3, "quarantined the invalid record: \(r.stdout)")
         rows = try runs(store)
-        XCTAssertEqual(rows.mapValues(\.status), [
-            applied: "applied", rolledBack: "rolled_back", requeued: "applied", pending: "applied",
-            garbage: "quarantined",
-        ])
+        XCTAssertEqual(
+            rows.mapValues(\.status),
+            [
+                applied: "applied", rolledBack: "rolled_back", requeued: "applied", pending: "applied",
+                garbage: "quarantined",
+            ])
         XCTAssertEqual(try runs(store, ["--quarantined"]).mapValues(\.reason), [garbage: "invalidRecord"])
     }
 }

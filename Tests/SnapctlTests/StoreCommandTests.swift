@@ -25,7 +25,8 @@ final class FileStoreCommandTests: XCTestCase {
         r = try snapctl(["store", "ls", "-r"], store: store)
         XCTAssertTrue(r.stdout.contains("lines/x.txt"), r.stdout)
 
-        r = try snapctl(["store", "put", "-", "lines/x.txt", "--if-none-match"], store: store, input: Data("again".utf8))
+        r = try snapctl(
+            ["store", "put", "-", "lines/x.txt", "--if-none-match"], store: store, input: Data("again".utf8))
         XCTAssertEqual(r.status, 3, "a lost condition exits 3")
         XCTAssertTrue(r.stderr.contains("PreconditionFailed"), r.stderr)
 
@@ -73,7 +74,8 @@ final class S3StoreCommandTests: XCTestCase {
         let server = try SeaweedFS.shared()
         let store = "s3://" + SeaweedFS.uniqueBucketName("procrace")
         let env = server.awsEnvironment
-        XCTAssertEqual(try TestPaths.run([TestPaths.snapctl, "store", "mb", "--store", store], environment: env).status, 0)
+        XCTAssertEqual(
+            try TestPaths.run([TestPaths.snapctl, "store", "mb", "--store", store], environment: env).status, 0)
         let dir = TempDir()
         let src = dir.file("payload.txt")
         try Data("payload".utf8).write(to: URL(fileURLWithPath: src))
@@ -85,7 +87,8 @@ final class S3StoreCommandTests: XCTestCase {
         }
         // And the same over If-Match: processes replacing one version, exactly one wins. Each
         // writes different bytes (S3 ETags follow content, so equal bytes would keep the ETag).
-        let put = try TestPaths.run([TestPaths.snapctl, "store", "put", src, "cas", "--store", store], environment: env)
+        let put = try TestPaths.run(
+            [TestPaths.snapctl, "store", "put", src, "cas", "--store", store], environment: env)
         let etag = put.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         var argvs: [[String]] = []
         for i in 0..<6 {
@@ -116,8 +119,9 @@ final class ProgressDisplayTests: XCTestCase {
         let put = "\(TestPaths.snapctl) store put \(src) big.bin --store \(store)"
         let get = "\(TestPaths.snapctl) store get big.bin \(dir.file("out.bin")) --store \(store)"
         // Through a pseudo-terminal: progress shows.
-        let tty = try TestPaths.run(["/usr/bin/script", "-qec", "\(put) && \(get)", "/dev/null"],
-                                    environment: ["STRATA_PROGRESS": "1"])
+        let tty = try TestPaths.run(
+            ["/usr/bin/script", "-qec", "\(put) && \(get)", "/dev/null"],
+            environment: ["STRATA_PROGRESS": "1"])
         XCTAssertEqual(tty.status, 0, tty.stdout)
         XCTAssertTrue(tty.stdout.contains("uploading big.bin"), tty.stdout.suffix(400).description)
         XCTAssertTrue(tty.stdout.contains("MiB/s"), tty.stdout.suffix(400).description)

@@ -16,14 +16,17 @@ final class CompactorSeaweedFSTests: XCTestCase {
     func processScenarios(_ hint: String) throws -> ProcessScenarios {
         let (w, store) = try world(hint)
         let server = try SeaweedFS.shared()
-        return ProcessScenarios(world: w, storeURL: "s3://\(store.configuration.bucket)",
-                                environment: server.awsEnvironment)
+        return ProcessScenarios(
+            world: w, storeURL: "s3://\(store.configuration.bucket)",
+            environment: server.awsEnvironment)
     }
 
     func testModelAcrossCollectionsOverwritesAndMissingDeletes() throws {
         let (w, _) = try world("model")
-        try w.produce(["lines": (0..<30).map { .upsert("L\($0)", w.row($0)) },
-                       "words": (0..<10).map { .upsert("W\($0)", w.row($0 + 50)) }])
+        try w.produce([
+            "lines": (0..<30).map { .upsert("L\($0)", w.row($0)) },
+            "words": (0..<10).map { .upsert("W\($0)", w.row($0 + 50)) },
+        ])
         try w.produce(["lines": [.upsert("L1", w.row(99)), .delete("L2"), .delete("never-existed")]])
         try w.produce(["words": [.delete("W0")], "lines": [.upsert("L2", w.row(2))]])
         let c = w.compactor()

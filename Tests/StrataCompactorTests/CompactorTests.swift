@@ -66,10 +66,12 @@ class CompactorFileStoreTests: XCTestCase {
                     for _ in 0..<Int.random(in: 1...30, using: &rng) {
                         let id = "id\(Int.random(in: 0..<60, using: &rng))"
                         guard ids.insert(id).inserted else { continue }  // one op per id per delta
-                        list.append(Int.random(in: 0..<10, using: &rng) < 7
-                                    ? .upsert(id, w.row(Int.random(in: 0..<1000, using: &rng))) : .delete(id))
+                        list.append(
+                            Int.random(in: 0..<10, using: &rng) < 7
+                                ? .upsert(id, w.row(Int.random(in: 0..<1000, using: &rng))) : .delete(id))
                     }
-                    if list.contains(where: { if case .upsert = $0 { return true } else { return false } }) || round > 0 {
+                    if list.contains(where: { if case .upsert = $0 { return true } else { return false } }) || round > 0
+                    {
                         ops[c] = list
                     }
                 }
@@ -97,7 +99,10 @@ class CompactorFileStoreTests: XCTestCase {
         let w = world!
         let cacheDir = dir.path + "-cache"
         defer { try? FileManager.default.removeItem(atPath: cacheDir) }
-        let configure: (inout CompactorSettings) -> Void = { $0.cacheMode = .cache; $0.cacheDirectory = cacheDir }
+        let configure: (inout CompactorSettings) -> Void = {
+            $0.cacheMode = .cache
+            $0.cacheDirectory = cacheDir
+        }
         try w.produce(["lines": (0..<10).map { .upsert("k\($0)", w.row($0)) }])
         let s1 = try w.compactor(configure).compact(collection: "lines")
         XCTAssertFalse(s1.baseFromCache)
@@ -105,7 +110,8 @@ class CompactorFileStoreTests: XCTestCase {
         let s2 = try w.compactor(configure).compact(collection: "lines")
         XCTAssertTrue(s2.baseFromCache, "the version it published is reused")
         let record = try RunRecord.decode(try w.store.getData(w.layout.runRecordKey(run)).data, key: run)
-        XCTAssertEqual(s2.bytesDownloaded, record.delta(for: "lines")!.size, "only the delta was downloaded, not the base")
+        XCTAssertEqual(
+            s2.bytesDownloaded, record.delta(for: "lines")!.size, "only the delta was downloaded, not the base")
         try w.assertMatchesModel("lines")
 
         // Someone else publishes: the cache no longer holds the base, so it downloads and verifies.

@@ -13,8 +13,9 @@ struct ProcessScenarios {
     let environment: [String: String]
 
     func snapctl(_ args: [String], extraEnv: [String: String] = [:]) throws -> TestPaths.ProcessResult {
-        try TestPaths.run([TestPaths.snapctl] + args + ["--store", storeURL],
-                          environment: environment.merging(extraEnv) { $1 }.merging(["STRATA_LOG_FORMAT": "json"]) { $1 })
+        try TestPaths.run(
+            [TestPaths.snapctl] + args + ["--store", storeURL],
+            environment: environment.merging(extraEnv) { $1 }.merging(["STRATA_LOG_FORMAT": "json"]) { $1 })
     }
 
     /// SIGKILL at each step boundary, then a plain re-run: the same state as without the crash.
@@ -30,17 +31,27 @@ struct ProcessScenarios {
                 // The previous round's late run: created before that round's runs, visible only
                 // now that they are applied. It loses c0, n and c (newer writes) and lands l.
                 if let (id, r) = late {
-                    try w.produce(["lines": [.upsert("c0", w.row(400 + r)), .delete("n\(r)"),
-                                             .upsert("c\(r)", w.row(500 + r)), .upsert("l\(r)", w.row(600 + r))]],
-                                  runId: id)
+                    try w.produce(
+                        [
+                            "lines": [
+                                .upsert("c0", w.row(400 + r)), .delete("n\(r)"),
+                                .upsert("c\(r)", w.row(500 + r)), .upsert("l\(r)", w.row(600 + r)),
+                            ]
+                        ],
+                        runId: id)
                 }
                 late = (Identifiers.make(), round)
-                try w.produce(["lines": [.upsert("n\(round)", w.row(100 + round)), .delete("c\(round)"),
-                                         .upsert("c0", w.row(200 + round))]])
+                try w.produce([
+                    "lines": [
+                        .upsert("n\(round)", w.row(100 + round)), .delete("c\(round)"),
+                        .upsert("c0", w.row(200 + round)),
+                    ]
+                ])
                 try w.produce(["lines": [.upsert("m\(round)", w.row(300 + round))]])
                 let args = ["compact", "--collection", "lines", "--cache-mode", mode, "--cache-dir", cacheDir]
                 let crashed = try snapctl(args, extraEnv: ["STRATA_CRASH_AT": point])
-                XCTAssertEqual(crashed.status, 9, "\(point)/\(mode): killed by SIGKILL; stderr: \(crashed.stderr.suffix(500))")
+                XCTAssertEqual(
+                    crashed.status, 9, "\(point)/\(mode): killed by SIGKILL; stderr: \(crashed.stderr.suffix(500))")
                 let rerun = try snapctl(args)
                 XCTAssertEqual(rerun.status, 0, "\(point)/\(mode): \(rerun.stderr)")
                 try w.assertMatchesModel("lines")
@@ -62,8 +73,10 @@ struct ProcessScenarios {
         for _ in 0..<3 {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: TestPaths.snapctl)
-            p.arguments = ["compactor", "--collections", "lines,words", "--poll", "0.05", "--lease-seconds", leaseSeconds,
-                           "--cache-mode", "s3", "--store", storeURL]
+            p.arguments = [
+                "compactor", "--collections", "lines,words", "--poll", "0.05", "--lease-seconds", leaseSeconds,
+                "--cache-mode", "s3", "--store", storeURL,
+            ]
             p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
                 .merging(["STRATA_LOG_FORMAT": "json", "STRATA_LOG_LEVEL": "warning"]) { $1 }
             p.standardOutput = FileHandle.nullDevice
@@ -84,12 +97,19 @@ struct ProcessScenarios {
                     // Every other step reserves a run id and publishes it one step later, after
                     // newer runs (its writes of their ids lose; its delete of a shared id is a write).
                     if i % 2 == 0 { late = Identifiers.make() }
-                    try w.produce(["lines": [.upsert("p\(t)-\(i)", w.row(t * 100 + i)), .delete("p\(t)-\(i - 2)")],
-                                   "words": [.upsert("p\(t)-\(i)", w.row(i))]])
+                    try w.produce([
+                        "lines": [.upsert("p\(t)-\(i)", w.row(t * 100 + i)), .delete("p\(t)-\(i - 2)")],
+                        "words": [.upsert("p\(t)-\(i)", w.row(i))],
+                    ])
                     if i % 2 == 1, let id = late {
-                        try w.produce(["lines": [.upsert("p\(t)-\(i)", w.row(t * 100 + i + 50)), .delete("shared"),
-                                                 .upsert("late-\(t)-\(i)", w.row(i))],
-                                       "words": [.upsert("shared", w.row(t * 10 + i))]], runId: id)
+                        try w.produce(
+                            [
+                                "lines": [
+                                    .upsert("p\(t)-\(i)", w.row(t * 100 + i + 50)), .delete("shared"),
+                                    .upsert("late-\(t)-\(i)", w.row(i)),
+                                ],
+                                "words": [.upsert("shared", w.row(t * 10 + i))],
+                            ], runId: id)
                     }
                 } catch { errors.add(error) }
             }
@@ -121,8 +141,16 @@ struct ProcessScenarios {
 final class LockedErrors: @unchecked Sendable {
     private let lock = NSLock()
     private var errors: [Error] = []
-    func add(_ e: Error) { lock.lock(); errors.append(e); lock.unlock() }
-    var all: [Error] { lock.lock(); defer { lock.unlock() }; return errors }
+    func add(_ e: Error) {
+        lock.lock()
+        errors.append(e)
+        lock.unlock()
+    }
+    var all: [Error] {
+        lock.lock()
+        defer { lock.unlock() }
+        return errors
+    }
 }
 
 final class ProcessScenarioFileStoreTests: XCTestCase {

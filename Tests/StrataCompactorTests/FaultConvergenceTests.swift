@@ -38,8 +38,10 @@ class FaultConvergenceTests: XCTestCase {
                 var obj: [String: Any] = ["id": id, "embedding": r.embedding.map { Double($0) }]
                 if let d = r.document { obj["document"] = d }
                 if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
-                text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]),
-                               as: UTF8.self) + "\n"
+                text +=
+                    String(
+                        decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]),
+                        as: UTF8.self) + "\n"
             case .delete(let id):
                 text += "{\"id\":\(jsonQuote(id)),\"delete\":true}\n"
             }
@@ -66,17 +68,20 @@ class FaultConvergenceTests: XCTestCase {
                     var ops: [CompactionWorld.Op] = []
                     for _ in 0..<6 {
                         let id = "r\(Int.random(in: 0..<15, using: &rng))"
-                        ops.append(Int.random(in: 0..<4, using: &rng) == 0
-                                   ? .delete(id) : .upsert(id, world.row(Int.random(in: 0..<1000, using: &rng))))
+                        ops.append(
+                            Int.random(in: 0..<4, using: &rng) == 0
+                                ? .delete(id) : .upsert(id, world.row(Int.random(in: 0..<1000, using: &rng))))
                     }
                     let path = try writeInput(world, "in-\(seed)-\(round)-\(k).ndjson", ops)
                     let runId = Identifiers.make(after: last)
                     last = runId
-                    let producer = RunProducer(store: flaky, layout: world.layout,
-                                               settings: ProducerSettings(workDirectory: world.tmp.path))
+                    let producer = RunProducer(
+                        store: flaky, layout: world.layout,
+                        settings: ProducerSettings(workDirectory: world.tmp.path))
                     let (_, attempts) = try retrying("produce \(runId)") {
-                        try producer.produce(inputs: [ProducerInput(collection: "lines", path: path, dimension: 4)],
-                                             runId: runId)
+                        try producer.produce(
+                            inputs: [ProducerInput(collection: "lines", path: path, dimension: 4)],
+                            runId: runId)
                     }
                     retries += attempts - 1
                     runIds.append(runId)
@@ -100,8 +105,9 @@ class FaultConvergenceTests: XCTestCase {
             try world.assertMatchesModel("lines")
             try world.assertEveryRunAppliedOnce("lines")
             XCTAssertEqual(try world.recordedRuns("lines"), Set(runIds), "seed \(seed): one record per run")
-            XCTAssertEqual(try flaky.inner.list(prefix: world.layout.quarantinePrefix("lines")).map(\.key), [],
-                           "seed \(seed): no run quarantined for a transient fault")
+            XCTAssertEqual(
+                try flaky.inner.list(prefix: world.layout.quarantinePrefix("lines")).map(\.key), [],
+                "seed \(seed): no run quarantined for a transient fault")
         }
     }
 }

@@ -40,15 +40,24 @@ struct LateRunScenarios {
         try w.produce(["lines": (0..<6).map { .upsert("x\($0)", w.row($0)) }])
         XCTAssertEqual(try w.compactor().compact(collection: "lines").outcome, .published)
         let a = Identifiers.make()  // A is created now; its producer is slow
-        let b = try w.produce(["lines": [.upsert("x1", w.row(101)), .delete("x2"), .upsert("x3", w.row(103)),
-                                         .upsert("b-new", w.row(104)), .delete("never")]])
+        let b = try w.produce([
+            "lines": [
+                .upsert("x1", w.row(101)), .delete("x2"), .upsert("x3", w.row(103)),
+                .upsert("b-new", w.row(104)), .delete("never"),
+            ]
+        ])
         XCTAssertLessThan(a, b)
         var s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.runsApplied, [b])
-        try w.produce(["lines": [.upsert("x1", w.row(201)), .upsert("x2", w.row(202)), .delete("x3"),
-                                 .upsert("a-new", w.row(203)), .delete("x5"), .delete("b-new"),
-                                 .upsert("never", w.row(9))]],
-                      runId: a)
+        try w.produce(
+            [
+                "lines": [
+                    .upsert("x1", w.row(201)), .upsert("x2", w.row(202)), .delete("x3"),
+                    .upsert("a-new", w.row(203)), .delete("x5"), .delete("b-new"),
+                    .upsert("never", w.row(9)),
+                ]
+            ],
+            runId: a)
         s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.outcome, .published)
         XCTAssertEqual(s.runsApplied, [a])
@@ -57,8 +66,10 @@ struct LateRunScenarios {
         XCTAssertEqual(s.newIds, 1)
         XCTAssertEqual(s.deletedExisting, 1)
         XCTAssertEqual(s.rowsAfter, s.rowsBefore + 1 - 1)
-        let expected: [String: ModelRow] = ["x0": w.row(0), "x1": w.row(101), "x3": w.row(103), "x4": w.row(4),
-                                            "b-new": w.row(104), "a-new": w.row(203)]
+        let expected: [String: ModelRow] = [
+            "x0": w.row(0), "x1": w.row(101), "x3": w.row(103), "x4": w.row(4),
+            "b-new": w.row(104), "a-new": w.row(203),
+        ]
         XCTAssertEqual(w.model["lines"], expected, "the model applies runs in creation order")
         try w.assertMatchesModel("lines")
         try w.assertEveryRunAppliedOnce("lines")
@@ -86,8 +97,9 @@ struct LateRunScenarios {
     /// whose run leaves the window are purged.
     func tooLateAllowLateAndPurge() throws {
         let w = try world()
-        try w.produce(["lines": [.upsert("k1", w.row(1)), .upsert("k2", w.row(2))]],
-                      runId: runId(at: Date().addingTimeInterval(-3 * 3600)))
+        try w.produce(
+            ["lines": [.upsert("k1", w.row(1)), .upsert("k2", w.row(2))]],
+            runId: runId(at: Date().addingTimeInterval(-3 * 3600)))
         let deleter = try w.produce(["lines": [.delete("k2")]], runId: runId(at: Date().addingTimeInterval(-7200)))
         var s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.tombstones, 1)
@@ -95,8 +107,9 @@ struct LateRunScenarios {
 
         let old = runId(at: Date().addingTimeInterval(-8 * 86400))
         let saved = w.model
-        try w.produce(["lines": [.upsert("k1", w.row(11)), .upsert("old-new", w.row(12)), .upsert("k2", w.row(13))]],
-                      runId: old)
+        try w.produce(
+            ["lines": [.upsert("k1", w.row(11)), .upsert("old-new", w.row(12)), .upsert("k2", w.row(13))]],
+            runId: old)
         w.model = saved  // not applied yet
         s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.outcome, .upToDate)
@@ -131,10 +144,13 @@ struct LateRunScenarios {
         let w = try world()
         try w.produce(["lines": [.upsert("f1", w.row(1))]])
         let future = runId(at: Date().addingTimeInterval(7200))
-        let record = RunRecord(runId: future, createdAt: Identifiers.date(of: future)!, collections: [
-            .init(collection: "lines", key: w.layout.deltaKey(collection: "lines", runId: future), size: 10,
-                  sha256: String(repeating: "ab", count: 32), upserts: 1, deletes: 0, dimension: w.dimension),
-        ], labels: [:])
+        let record = RunRecord(
+            runId: future, createdAt: Identifiers.date(of: future)!,
+            collections: [
+                .init(
+                    collection: "lines", key: w.layout.deltaKey(collection: "lines", runId: future), size: 10,
+                    sha256: String(repeating: "ab", count: 32), upserts: 1, deletes: 0, dimension: w.dimension)
+            ], labels: [:])
         try w.store.put(w.layout.runRecordKey(future), data: record.encoded(), condition: .ifNoneMatch)
         let s = try w.compactor().compact(collection: "lines")
         XCTAssertEqual(s.outcome, .published)
@@ -146,15 +162,20 @@ struct LateRunScenarios {
         let vector = w.vector(3).map { "\($0)" }.joined(separator: ",")
         try "{\"id\":\"z\",\"embedding\":[\(vector)]}\n".write(toFile: input, atomically: false, encoding: .utf8)
         let ahead = runId(at: Date().addingTimeInterval(600))
-        XCTAssertThrowsError(try RunProducer(store: w.store).produce(inputs: [(collection: "lines", path: input)],
-                                                                     runId: ahead)) { e in
+        XCTAssertThrowsError(
+            try RunProducer(store: w.store).produce(
+                inputs: [(collection: "lines", path: input)],
+                runId: ahead)
+        ) { e in
             let text = "\(e)"
             XCTAssertTrue(text.contains("run_id") && text.contains("5 minutes") && text.contains("clock"), text)
         }
         XCTAssertNil(try w.store.head(w.layout.runRecordKey(ahead)))
         // A minute ahead (clock skew between hosts) is fine.
-        XCTAssertNoThrow(try RunProducer(store: w.store).produce(inputs: [(collection: "lines", path: input)],
-                                                                 runId: runId(at: Date().addingTimeInterval(60))))
+        XCTAssertNoThrow(
+            try RunProducer(store: w.store).produce(
+                inputs: [(collection: "lines", path: input)],
+                runId: runId(at: Date().addingTimeInterval(60))))
     }
 
     /// Records that cannot be used get an invalidRecord quarantine under the run id their key
@@ -163,15 +184,21 @@ struct LateRunScenarios {
         let w = try world()
         let good = try w.produce(["lines": [.upsert("g1", w.row(1))], "words": [.upsert("w1", w.row(2))]])
         let (goodData, _) = try w.store.getData(w.layout.runRecordKey(good))
-        let garbage = runId(at: Date()), empty = runId(at: Date()), mismatch = runId(at: Date()),
-            wordsOnly = runId(at: Date())
+        let garbage = runId(at: Date())
+        let empty = runId(at: Date())
+        let mismatch = runId(at: Date())
+        let wordsOnly = runId(at: Date())
         try w.store.put(w.layout.runRecordKey(garbage), data: Data("{not json".utf8))
         try w.store.put(w.layout.runRecordKey(empty), data: Data())
         try w.store.put(w.layout.runRecordKey(mismatch), data: goodData)  // names `good`, stored as `mismatch`
         var words = try JSONSerialization.jsonObject(with: goodData) as! [String: Any]
         words["run_id"] = wordsOnly
-        words["collections"] = [["collection": "words", "delta_key": "x", "size": 0, "sha256": "y", "upserts": 1,
-                                 "deletes": 0, "dimension": 8]]
+        words["collections"] = [
+            [
+                "collection": "words", "delta_key": "x", "size": 0, "sha256": "y", "upserts": 1,
+                "deletes": 0, "dimension": 8,
+            ]
+        ]
         try w.store.put(w.layout.runRecordKey(wordsOnly), data: try JSONSerialization.data(withJSONObject: words))
         // A record of a newer format is not invalid: it waits (deferred) for a compactor that reads it.
         let newer = runId(at: Date())
@@ -243,7 +270,8 @@ extension LateRunScenarios {
         let r3 = try w.produce(["lines": [.upsert("s3", w.row(3))]])
         faults.inject(.shortRead, on: [.getData], key: w.layout.runRecordKey(r2))
         faults.inject(.shortRead, on: [.get], key: w.layout.deltaKey(collection: "lines", runId: r3))
-        faults.inject(.shortRead, on: [.get], times: 1) { _, key in key.hasSuffix(".sqlite3") }  // a version's file or a base
+        // A version's file or a base.
+        faults.inject(.shortRead, on: [.get], times: 1) { _, key in key.hasSuffix(".sqlite3") }
         faults.inject(.staleRead, on: [.getData], key: w.layout.runRecordKey(r2))
         // After the short read, a stale "not found" for the same delta.
         faults.inject(.staleRead, on: [.get], times: 1) { _, key in key.hasSuffix("\(r3)/delta.tar.gz") }
@@ -265,7 +293,8 @@ extension LateRunScenarios {
     func formatOneSnapshotIsUpgraded() throws {
         let w = try world()
         let c = "lines"
-        let r0 = runId(at: Date().addingTimeInterval(-7200)), r1 = runId(at: Date().addingTimeInterval(-3600))
+        let r0 = runId(at: Date().addingTimeInterval(-7200))
+        let r1 = runId(at: Date().addingTimeInterval(-3600))
         let v1 = runId(at: Date().addingTimeInterval(-3000))
         let path = w.tmp.file("format1.sqlite3")
         let db = try Database(path: path, mode: .readWriteCreate)
@@ -306,8 +335,10 @@ extension LateRunScenarios {
         let m = SnapshotManifest(
             collection: c, version: v1, parentVersion: nil, createdAt: Date(), dimension: w.dimension, rowCount: 3,
             files: [FileEntry(name: "snapshot.sqlite3", size: size, sha256: sha)],
-            appliedRuns: [AppliedRun(runId: r0, upserts: 3, deletes: 0, newIds: 3, deletedExisting: 0),
-                          AppliedRun(runId: r1, upserts: 1, deletes: 0, newIds: 0, deletedExisting: 0)],
+            appliedRuns: [
+                AppliedRun(runId: r0, upserts: 3, deletes: 0, newIds: 3, deletedExisting: 0),
+                AppliedRun(runId: r1, upserts: 1, deletes: 0, newIds: 0, deletedExisting: 0),
+            ],
             createdBy: VersionCreator(compactorId: "old", host: "old", strataVersion: "0.0.9"))
         try w.store.put(w.layout.manifestKey(collection: c, version: v1), data: try StrataJSON.encoder().encode(m))
         try w.store.put(w.layout.pointerKey(c), data: Pointer.body(version: v1))
@@ -317,7 +348,10 @@ extension LateRunScenarios {
 
         // Nothing pending: a cache-mode round leaves the format-1 base as it is, so the next reuses it.
         let cacheDir = w.tmp.path + "/cache"
-        let cached: (inout CompactorSettings) -> Void = { $0.cacheMode = .cache; $0.cacheDirectory = cacheDir }
+        let cached: (inout CompactorSettings) -> Void = {
+            $0.cacheMode = .cache
+            $0.cacheDirectory = cacheDir
+        }
         XCTAssertEqual(try w.compactor(cached).compact(collection: c).outcome, .upToDate)
         let second = try w.compactor(cached).compact(collection: c)
         XCTAssertEqual(second.outcome, .upToDate)
@@ -325,8 +359,9 @@ extension LateRunScenarios {
         XCTAssertNil(second.upgradedFromFormat)
 
         // A late run between r0 and r1, and a current one.
-        let late = try w.produce([c: [.upsert("o1", w.row(91)), .delete("o2"), .upsert("late-new", w.row(92))]],
-                                 runId: runId(at: Date().addingTimeInterval(-5400)))
+        let late = try w.produce(
+            [c: [.upsert("o1", w.row(91)), .delete("o2"), .upsert("late-new", w.row(92))]],
+            runId: runId(at: Date().addingTimeInterval(-5400)))
         let now = try w.produce([c: [.upsert("o3", w.row(93)), .delete("o1")]])
         let s = try w.compactor().compact(collection: c)
         XCTAssertEqual(s.outcome, .published)
@@ -355,9 +390,11 @@ extension LateRunScenarios {
 
         // A rollback to the format-1 version publishes its file as it is (format 1); the next
         // compaction upgrades it again, and the requeued runs re-apply per row to the same rows.
-        let rb = try Rollback(store: w.store, layout: w.layout,
-                              creator: VersionCreator(compactorId: "t", host: "t", strataVersion: "t"),
-                              workDirectory: w.tmp.path).run(collection: c, to: v1, reason: "test", requeue: true)
+        let rb = try Rollback(
+            store: w.store, layout: w.layout,
+            creator: VersionCreator(compactorId: "t", host: "t", strataVersion: "t"),
+            workDirectory: w.tmp.path
+        ).run(collection: c, to: v1, reason: "test", requeue: true)
         XCTAssertEqual(Set(rb.requeued), [late, now])
         let rolled = try SnapshotReader(path: try latestFile(w, c))
         XCTAssertEqual(rolled.formatVersion, "1")

@@ -222,10 +222,12 @@ class PageVersionTests: XCTestCase {
         try w.store.put(fileKey, file: file)
         let old = SnapshotManifest(
             collection: "lines", version: v2, parentVersion: v1.version, createdAt: Date(), dimension: v1.dimension,
-            rowCount: v1.rowCount, files: [FileEntry(name: "snapshot.sqlite3", size: size, sha256: sha)], appliedRuns: [],
+            rowCount: v1.rowCount, files: [FileEntry(name: "snapshot.sqlite3", size: size, sha256: sha)],
+            appliedRuns: [],
             createdBy: VersionCreator(compactorId: "old", host: "old", strataVersion: "0.0.9"))
         XCTAssertEqual(old.formatVersion, 1)
-        try w.store.put(w.layout.manifestKey(collection: "lines", version: v2), data: try StrataJSON.encoder().encode(old))
+        try w.store.put(
+            w.layout.manifestKey(collection: "lines", version: v2), data: try StrataJSON.encoder().encode(old))
         try w.store.put(w.layout.pointerKey("lines"), data: Pointer.body(version: v2))
 
         for round in 1...3 {
@@ -257,9 +259,10 @@ class PageVersionTests: XCTestCase {
         try w.materialize(target, to: targetFile)
         try produceRound(2)
         _ = try compactor().compact(collection: "lines")
-        let rollback = Rollback(store: w.store, layout: w.layout,
-                                creator: VersionCreator(compactorId: "op", host: "op", strataVersion: "test"),
-                                workDirectory: dir.path)
+        let rollback = Rollback(
+            store: w.store, layout: w.layout,
+            creator: VersionCreator(compactorId: "op", host: "op", strataVersion: "test"),
+            workDirectory: dir.path)
         let r = try rollback.run(collection: "lines", to: target.version, reason: "test", requeue: true)
         let m = try pointerManifest()
         XCTAssertEqual(m.version, r.newVersion)

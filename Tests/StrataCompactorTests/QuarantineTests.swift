@@ -14,7 +14,9 @@ struct QuarantineScenarios {
         let runId = Identifiers.make()
         let out = world.tmp.file("hostile-\(kind)-\(runId)")
         let fixture = TestPaths.projectRoot + "/Tests/StrataCompactorTests/Fixtures/hostile_run.py"
-        let r = try TestPaths.run(["python3", fixture, out, runId, collection, kind, String(dimension ?? world.dimension)])
+        let r = try TestPaths.run([
+            "python3", fixture, out, runId, collection, kind, String(dimension ?? world.dimension),
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         try world.store.put(world.layout.deltaKey(collection: collection, runId: runId), file: out + "/delta.tar.gz")
         try world.store.put(world.layout.runRecordKey(runId), file: out + "/record.json", condition: .ifNoneMatch)
@@ -54,9 +56,11 @@ struct QuarantineScenarios {
         XCTAssertEqual(Set(s.runsQuarantined.map(\.runId)), Set(expected.keys).union([missing, tampered]))
         try w.assertMatchesModel("lines")
 
-        let reasons: [String: String] = ["nan": "invalidDelta", "traversal": "pathTraversal", "symlink": "symlink",
-                                         "both": "invalidDelta", "notgzip": "notGzip", "wrongrun": "wrongRun",
-                                         "dimension": "dimensionMismatch"]
+        let reasons: [String: String] = [
+            "nan": "invalidDelta", "traversal": "pathTraversal", "symlink": "symlink",
+            "both": "invalidDelta", "notgzip": "notGzip", "wrongrun": "wrongRun",
+            "dimension": "dimensionMismatch",
+        ]
         for (runId, kind) in expected {
             let q = try XCTUnwrap(try quarantineRecord("lines", runId), kind)
             XCTAssertEqual(q.reason, reasons[kind], "\(kind): \(q.detail)")

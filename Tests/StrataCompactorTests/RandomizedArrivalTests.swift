@@ -25,10 +25,13 @@ struct RandomizedArrivalScenarios {
         // The compactor's store injects S3's failures; producers write through the plain store.
         let failing = FaultInjectingStore(w.store, seed: seed &* 7919)
         failing.enabled = false
-        failing.setRates(.init([.serverError: failureRate / 4, .throttled: failureRate / 4,
-                                .connectionReset: failureRate / 4, .truncatedRead: failureRate / 8,
-                                .shortRead: failureRate / 8, .latency: 0.02]),
-                         for: [.head, .get, .getData, .list])
+        failing.setRates(
+            .init([
+                .serverError: failureRate / 4, .throttled: failureRate / 4,
+                .connectionReset: failureRate / 4, .truncatedRead: failureRate / 8,
+                .shortRead: failureRate / 8, .latency: 0.02,
+            ]),
+            for: [.head, .get, .getData, .list])
         failing.setRates(.init([.ambiguousSuccess: failureRate / 2, .serverError: failureRate / 2]), for: [.put])
         var rng = SeededRandom(seed: seed)
         let c = "lines"
@@ -42,8 +45,9 @@ struct RandomizedArrivalScenarios {
                 let id = Int.random(in: 0..<ids, using: &rng)
                 guard used.insert(id).inserted else { continue }
                 // The first run has an upsert, so the collection's dimension is fixed early.
-                ops.append(k == 0 || Int.random(in: 0..<10, using: &rng) < 6
-                           ? .upsert("id\(id)", w.row(Int.random(in: 0..<10_000, using: &rng))) : .delete("id\(id)"))
+                ops.append(
+                    k == 0 || Int.random(in: 0..<10, using: &rng) < 6
+                        ? .upsert("id\(id)", w.row(Int.random(in: 0..<10_000, using: &rng))) : .delete("id\(id)"))
             }
             planned.append(PlannedRun(runId: runId(at: start.addingTimeInterval(Double(k) * 2)), ops: ops))
         }
@@ -52,13 +56,16 @@ struct RandomizedArrivalScenarios {
         let arrival = planned.indices.sorted { (delays[$0], $0) < (delays[$1], $1) }
         XCTAssertNotEqual(arrival, Array(planned.indices), "seed \(seed): some run arrives late")
 
-        let compactor = Compactor(store: failing, layout: w.layout, settings: {
-            var s = CompactorSettings(compactorId: "random-\(seed)", host: "test")
-            s.cacheMode = .s3
-            s.workDirectory = w.tmp.path
-            return s
-        }())
-        var failedRounds = 0, rounds = 0
+        let compactor = Compactor(
+            store: failing, layout: w.layout,
+            settings: {
+                var s = CompactorSettings(compactorId: "random-\(seed)", host: "test")
+                s.cacheMode = .s3
+                s.workDirectory = w.tmp.path
+                return s
+            }())
+        var failedRounds = 0
+        var rounds = 0
         var failures: [String: Int] = [:]
         func round() throws {
             rounds += 1
@@ -85,8 +92,9 @@ struct RandomizedArrivalScenarios {
             if Set(applied) == published { break }
         }
         XCTAssertGreaterThan(failing.failuresInjected, 0, "seed \(seed): faults were injected")
-        XCTAssertEqual(try w.store.list(prefix: w.layout.quarantinePrefix(c)).map(\.key), [],
-                       "seed \(seed): no fault made a good run look bad")
+        XCTAssertEqual(
+            try w.store.list(prefix: w.layout.quarantinePrefix(c)).map(\.key), [],
+            "seed \(seed): no fault made a good run look bad")
 
         // The model: every run in creation order, last write per id wins, a delete is a write.
         var model: [String: ModelRow] = [:]
@@ -104,8 +112,9 @@ struct RandomizedArrivalScenarios {
         XCTAssertEqual(w.model[c] ?? [:], model, "seed \(seed): the world's model agrees")
         try w.assertEveryRunAppliedOnce(c)
         let superseded = try w.history(c).flatMap(\.appliedRuns).reduce(0) { $0 + ($1.superseded ?? 0) }
-        print("seed \(seed): \(planned.count) runs, \(rounds) rounds, \(failedRounds) failed \(failures) by "
-              + "\(failing.counts) injected, \(model.count) rows, \(superseded) writes superseded")
+        print(
+            "seed \(seed): \(planned.count) runs, \(rounds) rounds, \(failedRounds) failed \(failures) by "
+                + "\(failing.counts) injected, \(model.count) rows, \(superseded) writes superseded")
         return superseded
     }
 }

@@ -11,25 +11,32 @@ final class RunPlannerTests: XCTestCase {
         let created = now.addingTimeInterval(offset)
         let millis = Int64(created.timeIntervalSince1970 * 1000)
         let runId = id ?? Identifiers.timestamp(millis: millis) + "-00000000000\(Int(abs(offset)) % 10)"
-        return PendingRun(runId: runId, createdAt: created, deltaKey: "lines/delta/\(runId)/delta.tar.gz", size: 1,
-                          sha256: String(repeating: "0", count: 64), upserts: 1, deletes: 0)
+        return PendingRun(
+            runId: runId, createdAt: created, deltaKey: "lines/delta/\(runId)/delta.tar.gz", size: 1,
+            sha256: String(repeating: "0", count: 64), upserts: 1, deletes: 0)
     }
 
     func testTriageByWindowAndClock() {
         var settings = CompactorSettings(compactorId: "t", host: "h")
         settings.lateRunWindow = 86400
-        let inside = run(-86399), outside = run(-86401), soon = run(3599), future = run(3601)
+        let inside = run(-86399)
+        let outside = run(-86401)
+        let soon = run(3599)
+        let future = run(3601)
         // A record whose created_at looks fine but whose id names a time two hours ahead.
         let twoHoursAhead = Int64(now.timeIntervalSince1970 * 1000) + 7_200_000
         let futureId = run(0, id: Identifiers.timestamp(millis: twoHoursAhead) + "-abc")
-        var t = RunPlanner.triage([future, soon, outside, inside, futureId], collection: "lines", now: now,
-                                  settings: settings)
+        var t = RunPlanner.triage(
+            [future, soon, outside, inside, futureId], collection: "lines", now: now,
+            settings: settings)
         XCTAssertEqual(t.accepted.map(\.runId), [inside.runId, soon.runId])
-        XCTAssertEqual(Dictionary(uniqueKeysWithValues: t.refused.map { ($0.run.runId, $0.reason) }),
-                       [outside.runId: "tooLate", future.runId: "futureRunId", futureId.runId: "futureRunId"])
+        XCTAssertEqual(
+            Dictionary(uniqueKeysWithValues: t.refused.map { ($0.run.runId, $0.reason) }),
+            [outside.runId: "tooLate", future.runId: "futureRunId", futureId.runId: "futureRunId"])
         let late = t.refused.first { $0.reason == "tooLate" }!
-        XCTAssertTrue(late.detail.contains("snapctl compact --collection lines --allow-late \(outside.runId)"),
-                      late.detail)
+        XCTAssertTrue(
+            late.detail.contains("snapctl compact --collection lines --allow-late \(outside.runId)"),
+            late.detail)
         XCTAssertTrue(late.detail.contains("1d"), late.detail)
 
         settings.allowLateRuns = [outside.runId, future.runId]

@@ -19,8 +19,10 @@ final class ScratchCleanupTests: XCTestCase {
         let w = CompactionWorld(store: try FileStore(root: URL(fileURLWithPath: storeDir.path)))
         try w.produce(["lines": (0..<50).map { .upsert("r\($0)", w.row($0)) }])
         let env = ["TMPDIR": tmp.path, "STRATA_LOG_FORMAT": "json"]
-        let args = [TestPaths.snapctl, "compact", "--collection", "lines", "--cache-mode", "s3",
-                    "--store", "file://" + storeDir.path]
+        let args = [
+            TestPaths.snapctl, "compact", "--collection", "lines", "--cache-mode", "s3",
+            "--store", "file://" + storeDir.path,
+        ]
 
         // Directories the next compactor must keep: a live process's (this test's), and a gone
         // process's of another host (a shared work directory).
@@ -49,16 +51,18 @@ final class ScratchCleanupTests: XCTestCase {
         let rerun = try TestPaths.run(args, environment: env)
         XCTAssertEqual(rerun.status, 0, rerun.stderr)
         try w.assertMatchesModel("lines")
-        XCTAssertEqual(try scratch(in: tmp.path), [live, otherHost].sorted(),
-                       "the killed process's and the reused pid's scratch are gone; the others are kept")
+        XCTAssertEqual(
+            try scratch(in: tmp.path), [live, otherHost].sorted(),
+            "the killed process's and the reused pid's scratch are gone; the others are kept")
     }
 
     func testOwnerNamesParse() throws {
         let o = ScratchOwner(pid: 4242, startTime: 987_654, host: "abcd1234")
         let name = o.directoryName(collection: "lines-2026", id: "20260101T000000000Z-0123456789ab")
         XCTAssertEqual(ScratchOwner.parse(name), o)
-        XCTAssertNil(ScratchOwner.parse("strata-compact-lines-20260101T000000000Z-0123456789ab"),
-                     "scratch without an owner (made before owners were recorded) is not touched")
+        XCTAssertNil(
+            ScratchOwner.parse("strata-compact-lines-20260101T000000000Z-0123456789ab"),
+            "scratch without an owner (made before owners were recorded) is not touched")
         XCTAssertNil(ScratchOwner.parse("something-else.owner-1-2-abcd1234"))
         XCTAssertFalse(ScratchOwner.current.isGoneFromThisHost)
     }

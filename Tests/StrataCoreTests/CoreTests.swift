@@ -7,8 +7,9 @@ final class LayoutTests: XCTestCase {
     func testKeysFollowTheSpec() {
         let l = Layout()
         XCTAssertEqual(l.deltaKey(collection: "lines", runId: "R"), "lines/delta/R/delta.tar.gz")
-        XCTAssertEqual(l.versionFileKey(collection: "lines", version: "V", file: "snapshot.sqlite3"),
-                       "lines/snapshot/timestamped/V/snapshot.sqlite3")
+        XCTAssertEqual(
+            l.versionFileKey(collection: "lines", version: "V", file: "snapshot.sqlite3"),
+            "lines/snapshot/timestamped/V/snapshot.sqlite3")
         XCTAssertEqual(l.manifestKey(collection: "lines", version: "V"), "lines/snapshot/timestamped/V/manifest.json")
         XCTAssertEqual(l.pointerKey("lines"), "lines/snapshot/latest-pointer.txt")
         XCTAssertEqual(l.runRecordKey("R"), "runs/R.json")
@@ -70,8 +71,9 @@ final class IdentifierTests: XCTestCase {
 
 final class RecordTests: XCTestCase {
     func testPointerParsesOneVersionAndRefusesGarbage() throws {
-        XCTAssertEqual(try Pointer.parse(Pointer.body(version: "20261121T204743355Z-39f9a720b193"), key: "p"),
-                       "20261121T204743355Z-39f9a720b193")
+        XCTAssertEqual(
+            try Pointer.parse(Pointer.body(version: "20261121T204743355Z-39f9a720b193"), key: "p"),
+            "20261121T204743355Z-39f9a720b193")
         XCTAssertEqual(try Pointer.parse(Data("  V1 \r\n".utf8), key: "p"), "V1")
         for bad in ["", "../etc", "two words", "<html>"] {
             XCTAssertThrowsError(try Pointer.parse(Data(bad.utf8), key: "lines/snapshot/latest-pointer.txt"), bad) {
@@ -81,10 +83,11 @@ final class RecordTests: XCTestCase {
     }
 
     func manifest() -> SnapshotManifest {
-        SnapshotManifest(collection: "lines", version: "V2", parentVersion: "V1", createdAt: Date(timeIntervalSince1970: 1),
-                         dimension: 384, rowCount: 3, files: [FileEntry(name: "snapshot.sqlite3", size: 10, sha256: "ab")],
-                         appliedRuns: [AppliedRun(runId: "R", upserts: 3, deletes: 0, newIds: 3, deletedExisting: 0)],
-                         createdBy: VersionCreator(compactorId: "c", host: "h", strataVersion: "t"))
+        SnapshotManifest(
+            collection: "lines", version: "V2", parentVersion: "V1", createdAt: Date(timeIntervalSince1970: 1),
+            dimension: 384, rowCount: 3, files: [FileEntry(name: "snapshot.sqlite3", size: 10, sha256: "ab")],
+            appliedRuns: [AppliedRun(runId: "R", upserts: 3, deletes: 0, newIds: 3, deletedExisting: 0)],
+            createdBy: VersionCreator(compactorId: "c", host: "h", strataVersion: "t"))
     }
 
     func testManifestRoundTripsAndRefusesNewerMajorVersions() throws {

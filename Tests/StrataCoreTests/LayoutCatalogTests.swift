@@ -8,10 +8,14 @@ final class LayoutCatalogTests: XCTestCase {
         for layout in [Layout(), Layout(prefix: "team/strata")] {
             let run = Identifiers.make()
             XCTAssertEqual(layout.runId(fromRecordKey: layout.runRecordKey(run)), run)
-            XCTAssertEqual(layout.runId(fromQuarantineKey: layout.quarantineKey(collection: "lines", runId: run),
-                                        collection: "lines"), run)
-            XCTAssertNil(layout.runId(fromQuarantineKey: layout.quarantineKey(collection: "lines", runId: run),
-                                      collection: "words"))
+            XCTAssertEqual(
+                layout.runId(
+                    fromQuarantineKey: layout.quarantineKey(collection: "lines", runId: run),
+                    collection: "lines"), run)
+            XCTAssertNil(
+                layout.runId(
+                    fromQuarantineKey: layout.quarantineKey(collection: "lines", runId: run),
+                    collection: "words"))
             let delta = layout.deltaObject(layout.deltaKey(collection: "lines", runId: run), collection: "lines")
             XCTAssertEqual(delta?.runId, run)
             XCTAssertEqual(delta?.isDelta, true)
@@ -22,8 +26,10 @@ final class LayoutCatalogTests: XCTestCase {
             XCTAssertNil(layout.deltaObject(layout.deltasPrefix("lines") + "/x", collection: "lines"))
             XCTAssertNil(layout.deltaObject(layout.deltaKey(collection: "lines", runId: run), collection: "words"))
             let v = Identifiers.make()
-            XCTAssertEqual(layout.version(ofVersionObject: layout.manifestKey(collection: "lines", version: v),
-                                          collection: "lines"), v)
+            XCTAssertEqual(
+                layout.version(
+                    ofVersionObject: layout.manifestKey(collection: "lines", version: v),
+                    collection: "lines"), v)
             XCTAssertNil(layout.version(ofVersionObject: layout.pointerKey("lines"), collection: "lines"))
             XCTAssertEqual(Layout.collection(ofPointerKey: layout.pointerKey("lines")), "lines")
             XCTAssertNil(Layout.collection(ofPointerKey: layout.leaseKey("lines")))

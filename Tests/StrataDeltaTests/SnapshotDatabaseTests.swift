@@ -98,10 +98,12 @@ final class SnapshotDatabaseTests: XCTestCase {
     func testTombstonesArePurgedByTheirRunsAge() throws {
         let dir = TempDir()
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        let old = Run(writer: RowWriter(runId: "a", created: now.addingTimeInterval(-10 * 86400)), upserts: ["x": 1],
-                      deletes: ["gone-old"])
-        let recent = Run(writer: RowWriter(runId: "b", created: now.addingTimeInterval(-86400)), upserts: [:],
-                         deletes: ["gone-new", "x"])
+        let old = Run(
+            writer: RowWriter(runId: "a", created: now.addingTimeInterval(-10 * 86400)), upserts: ["x": 1],
+            deletes: ["gone-old"])
+        let recent = Run(
+            writer: RowWriter(runId: "b", created: now.addingTimeInterval(-86400)), upserts: [:],
+            deletes: ["gone-new", "x"])
         let db = try SnapshotDatabase.create(path: dir.file("s.sqlite3"), collection: "lines", dimension: 2)
         for r in [old, recent] {
             _ = try db.apply(deltaPath: try delta(r, in: dir), writer: r.writer, version: "v", appliedAt: now)

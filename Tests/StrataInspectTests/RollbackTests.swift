@@ -62,7 +62,9 @@ final class RollbackTests: XCTestCase {
         XCTAssertThrowsError(try rb.run(collection: "lines", to: v1, reason: "x", requeue: false)) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .invalidInput, "\($0)")
         }
-        XCTAssertThrowsError(try rb.run(collection: "lines", to: "20200101T000000000Z-000000000000", reason: "x", requeue: false)) {
+        XCTAssertThrowsError(
+            try rb.run(collection: "lines", to: "20200101T000000000Z-000000000000", reason: "x", requeue: false)
+        ) {
             XCTAssertEqual(($0 as? StrataError)?.kind, .invalidInput, "\($0)")
         }
     }

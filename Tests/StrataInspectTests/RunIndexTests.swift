@@ -24,24 +24,34 @@ struct RunIndexScenarios {
     let creator = VersionCreator(compactorId: "test-catalog", host: "test", strataVersion: "test")
 
     func record(_ runId: String, created: Date, collections: [String] = ["lines"]) -> RunRecord {
-        RunRecord(runId: runId, createdAt: created, collections: collections.map {
-            RunRecord.Delta(collection: $0, key: layout.deltaKey(collection: $0, runId: runId), size: 10,
-                            sha256: String(repeating: "a", count: 64), upserts: 2, deletes: 1, dimension: 8)
-        }, labels: [:])
+        RunRecord(
+            runId: runId, createdAt: created,
+            collections: collections.map {
+                RunRecord.Delta(
+                    collection: $0, key: layout.deltaKey(collection: $0, runId: runId), size: 10,
+                    sha256: String(repeating: "a", count: 64), upserts: 2, deletes: 1, dimension: 8)
+            }, labels: [:])
     }
 
-    func manifest(_ version: String, parent: String?, applied: [String] = [], rolledBack: [String]? = nil,
-                  requeued: [String]? = nil) -> SnapshotManifest {
-        SnapshotManifest(collection: "lines", version: version, parentVersion: parent, createdAt: Date(), dimension: 8,
-                         rowCount: 1, files: [FileEntry(name: "snapshot.sqlite3", size: 1, sha256: "x")],
-                         appliedRuns: applied.map { AppliedRun(runId: $0, upserts: 1, deletes: 0, newIds: 1,
-                                                               deletedExisting: 0) },
-                         rolledBackRuns: rolledBack, requeuedRuns: requeued, createdBy: creator)
+    func manifest(
+        _ version: String, parent: String?, applied: [String] = [], rolledBack: [String]? = nil,
+        requeued: [String]? = nil
+    ) -> SnapshotManifest {
+        SnapshotManifest(
+            collection: "lines", version: version, parentVersion: parent, createdAt: Date(), dimension: 8,
+            rowCount: 1, files: [FileEntry(name: "snapshot.sqlite3", size: 1, sha256: "x")],
+            appliedRuns: applied.map {
+                AppliedRun(
+                    runId: $0, upserts: 1, deletes: 0, newIds: 1,
+                    deletedExisting: 0)
+            },
+            rolledBackRuns: rolledBack, requeuedRuns: requeued, createdBy: creator)
     }
 
     func quarantine(_ store: any ObjectStore, _ runId: String, reason: String) throws {
-        let q = QuarantineRecord(runId: runId, collection: "lines", deltaKey: nil, reason: reason, detail: "test",
-                                 quarantinedAt: Date(), compactorId: "test")
+        let q = QuarantineRecord(
+            runId: runId, collection: "lines", deltaKey: nil, reason: reason, detail: "test",
+            quarantinedAt: Date(), compactorId: "test")
         try store.put(layout.quarantineKey(collection: "lines", runId: runId), data: try StrataJSON.encoder().encode(q))
     }
 
@@ -50,17 +60,29 @@ struct RunIndexScenarios {
     func classifiesEveryState() throws {
         let store = try makeStore()
         let t0 = Date().addingTimeInterval(-3600)
-        let names = ["applied", "rolledBack", "requeued", "pending", "quarantined", "invalid", "newer", "words",
-                     "leftover"]
+        let names = [
+            "applied", "rolledBack", "requeued", "pending", "quarantined", "invalid", "newer", "words",
+            "leftover",
+        ]
         var r: [String: String] = [:]
         for (i, n) in names.enumerated() { r[n] = id(at: t0.addingTimeInterval(Double(i))) }
         let gone = id(at: t0.addingTimeInterval(100))  // quarantined, its record collected since
         for n in ["applied", "rolledBack", "requeued", "pending", "quarantined", "leftover"] {
-            try store.put(layout.runRecordKey(r[n]!), data: record(r[n]!, created: t0.addingTimeInterval(Double(
-                names.firstIndex(of: n)!))).encoded())
+            try store.put(
+                layout.runRecordKey(r[n]!),
+                data: record(
+                    r[n]!,
+                    created: t0.addingTimeInterval(
+                        Double(
+                            names.firstIndex(of: n)!))
+                ).encoded())
         }
-        try store.put(layout.runRecordKey(r["words"]!), data: record(r["words"]!, created: t0,
-                                                                     collections: ["words"]).encoded())
+        try store.put(
+            layout.runRecordKey(r["words"]!),
+            data: record(
+                r["words"]!, created: t0,
+                collections: ["words"]
+            ).encoded())
         try store.put(layout.runRecordKey(r["invalid"]!), data: Data("{not json".utf8))
         var future =
             try JSONSerialization.jsonObject(with: record(r["newer"]!, created: t0).encoded()) as! [String: Any]
@@ -81,8 +103,9 @@ struct RunIndexScenarios {
             manifest(v[0], parent: nil, applied: [r["rolledBack"]!, r["requeued"]!]),
         ]
         for m in history {
-            try store.put(layout.manifestKey(collection: "lines", version: m.version),
-                          data: try StrataJSON.encoder().encode(m))
+            try store.put(
+                layout.manifestKey(collection: "lines", version: m.version),
+                data: try StrataJSON.encoder().encode(m))
         }
         try store.put(layout.pointerKey("lines"), data: Pointer.body(version: v[3]))
 
@@ -91,8 +114,10 @@ struct RunIndexScenarios {
         XCTAssertEqual(fromHistory.rolledBack, [r["rolledBack"]!])
         XCTAssertEqual(fromHistory.requeued, [r["requeued"]!])
         // What v4's snapshot table holds: the rollback wrote rolled_back rows, a requeued run has none.
-        let fromTable = ProcessedRuns(appliedRunsTable: [r["applied"]!: "applied", r["leftover"]!: "applied",
-                                                         r["rolledBack"]!: "rolled_back"])
+        let fromTable = ProcessedRuns(appliedRunsTable: [
+            r["applied"]!: "applied", r["leftover"]!: "applied",
+            r["rolledBack"]!: "rolled_back",
+        ])
 
         let index = RunIndex(store: store, layout: layout)
         let listing = try index.list()
@@ -112,17 +137,20 @@ struct RunIndexScenarios {
             XCTAssertEqual(runs.runs[r["requeued"]!]?.requeued, processed == fromHistory)
         }
         let words = try index.classify(collection: "words", processed: .nothing())
-        XCTAssertEqual(words.runs.mapValues(\.state), [
-            r["words"]!: .pending, r["invalid"]!: .invalid, // names no collection readably: concerns every one
-        ])
+        XCTAssertEqual(
+            words.runs.mapValues(\.state),
+            [
+                r["words"]!: .pending, r["invalid"]!: .invalid,  // names no collection readably: concerns every one
+            ])
 
         // RunLedger (ls, runs, gc, rollback) reads the manifests along the pointer: the same states.
         let ledger = try RunLedger(store: store, layout: layout).ledger("lines")
         XCTAssertEqual(ledger.runs.runs.mapValues(\.state), expected)
         XCTAssertEqual(ledger.pending.map(\.runId), [r["requeued"]!, r["pending"]!])
         XCTAssertEqual(ledger.processed, [r["applied"]!, r["leftover"]!, r["rolledBack"]!])
-        XCTAssertEqual(Set(ledger.quarantined.keys), [r["quarantined"]!, gone, r["leftover"]!],
-                       "every quarantine record, so gc still collects a leftover one")
+        XCTAssertEqual(
+            Set(ledger.quarantined.keys), [r["quarantined"]!, gone, r["leftover"]!],
+            "every quarantine record, so gc still collects a leftover one")
         XCTAssertEqual(ledger.unreadable.keys.sorted(), [r["invalid"]!, r["newer"]!].map(layout.runRecordKey).sorted())
     }
 
@@ -132,7 +160,8 @@ struct RunIndexScenarios {
     func strictErrors() throws {
         let faults = FaultInjectingStore(try makeStore())
         let index = RunIndex(store: faults, layout: layout)
-        let a = id(at: Date().addingTimeInterval(-60)), b = id(at: Date().addingTimeInterval(-30))
+        let a = id(at: Date().addingTimeInterval(-60))
+        let b = id(at: Date().addingTimeInterval(-30))
         try faults.put(layout.runRecordKey(a), data: record(a, created: Date().addingTimeInterval(-60)).encoded())
         try faults.put(layout.runRecordKey(b), data: Data())
 
@@ -154,7 +183,8 @@ struct RunIndexScenarios {
         XCTAssertEqual(faults.calls(.getData) + faults.calls(.get), reads, "records are read once per process")
 
         // readAll: a record deleted after the listing leaves it; one that is still listed fails.
-        let c = id(at: Date()), d = id(at: Date())
+        let c = id(at: Date())
+        let d = id(at: Date())
         for x in [c, d] { try faults.put(layout.runRecordKey(x), data: record(x, created: Date()).encoded()) }
         var listing = try index.list()
         try faults.delete(layout.runRecordKey(c))
@@ -195,7 +225,8 @@ struct RunIndexScenarios {
         let invalid = Identifiers.make()
         try w.store.put(w.layout.runRecordKey(invalid), data: Data("{\"format\": \"strata-compaction-run\"}".utf8))
         let newer = Identifiers.make()
-        var future = try JSONSerialization.jsonObject(with: try w.store.getData(w.layout.runRecordKey(pending)).data)
+        var future =
+            try JSONSerialization.jsonObject(with: try w.store.getData(w.layout.runRecordKey(pending)).data)
             as! [String: Any]
         future["run_id"] = newer
         future["format_version"] = 2
@@ -212,10 +243,12 @@ struct RunIndexScenarios {
         XCTAssertEqual(table.rolledBack, ledger.runs.processed.rolledBack)
         let fromTable = try RunIndex(store: w.store, layout: w.layout).classify(collection: c, processed: table)
         XCTAssertEqual(fromTable.runs.mapValues(\.state), ledger.runs.runs.mapValues(\.state))
-        XCTAssertEqual(ledger.runs.runs.mapValues(\.state), [
-            applied: .applied, rolledBack: .rolledBack, quarantined: .quarantined, requeued: .pending,
-            pending: .pending, missing: .pending, late: .pending, invalid: .invalid, newer: .deferred,
-        ])
+        XCTAssertEqual(
+            ledger.runs.runs.mapValues(\.state),
+            [
+                applied: .applied, rolledBack: .rolledBack, quarantined: .quarantined, requeued: .pending,
+                pending: .pending, missing: .pending, late: .pending, invalid: .invalid, newer: .deferred,
+            ])
         XCTAssertEqual(ledger.runs.runs[requeued]?.requeued, true)
 
         // Verify says the same.
@@ -227,7 +260,8 @@ struct RunIndexScenarios {
         }
         func evidence(_ report: VerifyReport, _ check: String, _ key: String) -> [String] {
             guard let f = report.findings.first(where: { $0.check == check && $0.collection == c }),
-                  let value = f.evidence[key] else { return [] }
+                let value = f.evidence[key]
+            else { return [] }
             if case .list(let items) = value { return items.map { String($0.prefix { $0 != ":" }) } }
             return []
         }
@@ -246,20 +280,24 @@ struct RunIndexScenarios {
         // The compactor's round takes exactly the runs the catalog called pending, invalid and deferred.
         let s = try w.compactor().compact(collection: c)
         XCTAssertEqual(Set(s.runsApplied), [requeued, pending])
-        XCTAssertEqual(Dictionary(uniqueKeysWithValues: s.runsQuarantined.map { ($0.runId, $0.reason) }),
-                       [missing: "missingDelta", late: "tooLate", invalid: "invalidRecord"])
+        XCTAssertEqual(
+            Dictionary(uniqueKeysWithValues: s.runsQuarantined.map { ($0.runId, $0.reason) }),
+            [missing: "missingDelta", late: "tooLate", invalid: "invalidRecord"])
         XCTAssertEqual(s.runsDeferred, 1, "the newer-format record")
 
         // After it, all three still agree.
         let after = try RunLedger(store: w.store, layout: w.layout).ledger(c)
-        XCTAssertEqual(after.runs.runs.mapValues(\.state), [
-            applied: .applied, rolledBack: .rolledBack, quarantined: .quarantined, requeued: .applied,
-            pending: .applied, missing: .quarantined, late: .quarantined, invalid: .quarantined, newer: .deferred,
-        ])
+        XCTAssertEqual(
+            after.runs.runs.mapValues(\.state),
+            [
+                applied: .applied, rolledBack: .rolledBack, quarantined: .quarantined, requeued: .applied,
+                pending: .applied, missing: .quarantined, late: .quarantined, invalid: .quarantined, newer: .deferred,
+            ])
         report = try verify()
         XCTAssertEqual(evidence(report, VerifyCheck.runsPending, "runs"), [])
-        XCTAssertEqual(Set(evidence(report, VerifyCheck.runsQuarantined, "runs")),
-                       [quarantined, missing, late, invalid])
+        XCTAssertEqual(
+            Set(evidence(report, VerifyCheck.runsQuarantined, "runs")),
+            [quarantined, missing, late, invalid])
         XCTAssertEqual(evidence(report, VerifyCheck.runsQuarantined, "invalid_records"), [])
         XCTAssertEqual(evidence(report, VerifyCheck.runsPending, "deferred_newer_format"), [newer])
         let again = try w.compactor().compact(collection: c)

@@ -3,9 +3,9 @@ import StrataCompactor
 import StrataCore
 import StrataCrypto
 import StrataDelta
+import StrataFileStore
 import StrataInspect
 import StrataProducer
-import StrataFileStore
 import StrataS3
 import StrataTestSupport
 import XCTest

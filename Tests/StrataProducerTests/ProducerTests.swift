@@ -354,8 +354,9 @@ class ProducerTests: XCTestCase {
             var paths: [String] = []
             for side in 0..<2 {
                 // Two collections: "lines" differs between the sides, "words" is the same.
-                let p = try input("race-\(trial)-\(side)-lines.ndjson",
-                                  Rows.upsert("a", [Float(trial), Float(side)]) + Rows.upsert("s\(side)", [1, 1]))
+                let p = try input(
+                    "race-\(trial)-\(side)-lines.ndjson",
+                    Rows.upsert("a", [Float(trial), Float(side)]) + Rows.upsert("s\(side)", [1, 1]))
                 let w = try input("race-\(trial)-\(side)-words.ndjson", Rows.upsert("w", [5, 5]))
                 paths += [p, w]
             }
@@ -363,10 +364,13 @@ class ProducerTests: XCTestCase {
             let start = DispatchSemaphore(value: 0)
             let group = DispatchGroup()
             for side in 0..<2 {
-                let producer = RunProducer(store: store, layout: layout,
-                                           settings: ProducerSettings(workDirectory: dir.file("work")))
-                let inputs = [(collection: "lines", path: paths[side * 2]),
-                              (collection: "words", path: paths[side * 2 + 1])]
+                let producer = RunProducer(
+                    store: store, layout: layout,
+                    settings: ProducerSettings(workDirectory: dir.file("work")))
+                let inputs = [
+                    (collection: "lines", path: paths[side * 2]),
+                    (collection: "words", path: paths[side * 2 + 1]),
+                ]
                 DispatchQueue.global().async(group: group) {
                     start.wait()
                     let r = Result { try producer.produce(inputs: inputs, runId: runId) }

@@ -1,7 +1,8 @@
 import Foundation
 import StrataCore
-@testable import StrataS3
 import XCTest
+
+@testable import StrataS3
 
 /// The INI dialect of `~/.aws/config` and `~/.aws/credentials`.
 final class AWSEnvironmentConfigFileTests: XCTestCase {
@@ -10,7 +11,8 @@ final class AWSEnvironmentConfigFileTests: XCTestCase {
     }
 
     func testProfilesCommentsWhitespaceAndKeyCase() throws {
-        let f = try parse("""
+        let f = try parse(
+            """
             # a comment
             ; another
             [default]
@@ -41,7 +43,8 @@ final class AWSEnvironmentConfigFileTests: XCTestCase {
     }
 
     func testProfileDefaultWinsOverDefaultInConfig() throws {
-        let f = try parse("""
+        let f = try parse(
+            """
             [profile default]
             region = from-profile-default
             [default]
@@ -53,7 +56,8 @@ final class AWSEnvironmentConfigFileTests: XCTestCase {
     }
 
     func testCredentialsFileUsesBareNames() throws {
-        let f = try parse("""
+        let f = try parse(
+            """
             [default]
             aws_access_key_id = AKIDDEFAULT
             [dev]
@@ -67,7 +71,8 @@ final class AWSEnvironmentConfigFileTests: XCTestCase {
     }
 
     func testNestedBlocksContinuationsAndRepeats() throws {
-        let f = try parse("""
+        let f = try parse(
+            """
             [profile dev]
             s3 =
               addressing_style = virtual
@@ -103,7 +108,7 @@ final class AWSEnvironmentConfigFileTests: XCTestCase {
                 guard let e = error as? StoreError else { return XCTFail("not a StoreError: \(error)") }
                 XCTAssertEqual(e.kind, .configuration)
                 XCTAssertTrue(e.key?.hasPrefix("/h/.aws/credentials:") ?? false, "\(e)")
-                XCTAssertNoSecret("\(e)", ["s3cr3t"])
+                assertNoSecret("\(e)", ["s3cr3t"])
             }
         }
     }
@@ -126,8 +131,10 @@ final class AWSEnvironmentConfigFileTests: XCTestCase {
         home.write("elsewhere/creds", "[default]\naws_access_key_id = AKIDX\n")
         home.write("elsewhere/conf", "[default]\nregion = eu-north-1\n")
         let shared = try AWSSharedConfig.load(
-            environment: ["AWS_SHARED_CREDENTIALS_FILE": "~/elsewhere/creds",
-                          "AWS_CONFIG_FILE": home.path + "/elsewhere/conf"],
+            environment: [
+                "AWS_SHARED_CREDENTIALS_FILE": "~/elsewhere/creds",
+                "AWS_CONFIG_FILE": home.path + "/elsewhere/conf",
+            ],
             homeDirectory: home.path)
         XCTAssertEqual(shared.credentialsPath, home.path + "/elsewhere/creds")
         XCTAssertEqual(shared.credentialsFile?.profiles["default"]?["aws_access_key_id"], "AKIDX")

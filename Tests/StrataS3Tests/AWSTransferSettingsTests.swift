@@ -1,7 +1,8 @@
 import Foundation
 import StrataCore
-@testable import StrataS3
 import XCTest
+
+@testable import StrataS3
 
 /// multipart_threshold, multipart_chunksize and max_concurrent_requests from the profile's `s3`
 /// block of ~/.aws/config, as the AWS CLI reads them, into the S3 store's settings.
@@ -20,12 +21,15 @@ final class AWSTransferSettingsTests: XCTestCase {
     }
 
     func configuration(profile: String? = nil) throws -> S3Configuration {
-        try AWSEnvironment(environment: noIMDS.merging(["AWS_REGION": "eu-west-1"]) { $1 }, homeDirectory: home.path,
-                           httpClient: client, profile: profile).s3Configuration(bucket: "b-1")
+        try AWSEnvironment(
+            environment: noIMDS.merging(["AWS_REGION": "eu-west-1"]) { $1 }, homeDirectory: home.path,
+            httpClient: client, profile: profile
+        ).s3Configuration(bucket: "b-1")
     }
 
     func testSettingsComeFromTheProfilesS3Block() throws {
-        home.config("""
+        home.config(
+            """
             [default]
             s3 =
               multipart_threshold = 8MB
@@ -41,17 +45,20 @@ final class AWSTransferSettingsTests: XCTestCase {
         XCTAssertEqual(c.concurrency, 10)
         let big = try configuration(profile: "big")
         XCTAssertEqual(big.partSize, 1 << 30)
-        let defaults = S3Configuration(bucket: "b-1", region: "eu-west-1", endpoint: nil,
-                                       credentials: StaticCredentialsProvider(
-                                           Credentials(accessKeyId: "a", secretAccessKey: "s"), source: "t"))
+        let defaults = S3Configuration(
+            bucket: "b-1", region: "eu-west-1", endpoint: nil,
+            credentials: StaticCredentialsProvider(
+                Credentials(accessKeyId: "a", secretAccessKey: "s"), source: "t"))
         XCTAssertEqual(big.multipartThreshold, defaults.multipartThreshold, "unset settings keep the defaults")
         XCTAssertEqual(big.concurrency, defaults.concurrency)
     }
 
     func testBadValuesNameTheSettingAndTheFile() throws {
-        for (line, word) in [("multipart_chunksize = 1MB", "multipart_chunksize"),
-                             ("multipart_threshold = lots", "lots"),
-                             ("max_concurrent_requests = 0", "max_concurrent_requests")] {
+        for (line, word) in [
+            ("multipart_chunksize = 1MB", "multipart_chunksize"),
+            ("multipart_threshold = lots", "lots"),
+            ("max_concurrent_requests = 0", "max_concurrent_requests"),
+        ] {
             home.config("[default]\ns3 =\n  \(line)\n")
             XCTAssertThrowsError(try configuration(), line) { error in
                 let text = "\(error)"

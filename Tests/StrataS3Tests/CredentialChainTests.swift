@@ -1,7 +1,8 @@
 import Foundation
 import StrataCore
-@testable import StrataS3
 import XCTest
+
+@testable import StrataS3
 
 /// The chain's order and errors with the local sources (environment, shared files).
 final class CredentialChainTests: XCTestCase {
@@ -24,12 +25,15 @@ final class CredentialChainTests: XCTestCase {
     }
 
     func chain(_ vars: [String: String], profile: String? = nil) throws -> AWSCredentialChain {
-        try AWSEnvironment(environment: noIMDS.merging(vars) { $1 }, homeDirectory: home.path, httpClient: client,
-                           profile: profile).credentialChain()
+        try AWSEnvironment(
+            environment: noIMDS.merging(vars) { $1 }, homeDirectory: home.path, httpClient: client,
+            profile: profile
+        ).credentialChain()
     }
 
     func writeProfiles() {
-        home.credentials("""
+        home.credentials(
+            """
             [default]
             aws_access_key_id = AKIDFILEDEFAULT
             aws_secret_access_key = \(fileSecret)
@@ -42,13 +46,18 @@ final class CredentialChainTests: XCTestCase {
 
     func testEnvironmentWinsOverProfile() throws {
         writeProfiles()
-        let c = try chain(["AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": envSecret,
-                           "AWS_SESSION_TOKEN": "session-t0ken", "AWS_PROFILE": "dev"])
+        let c = try chain([
+            "AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": envSecret,
+            "AWS_SESSION_TOKEN": "session-t0ken", "AWS_PROFILE": "dev",
+        ])
         let creds = try c.credentials()
-        XCTAssertEqual(creds, Credentials(accessKeyId: "AKIDENV", secretAccessKey: envSecret,
-                                          sessionToken: "session-t0ken"))
+        XCTAssertEqual(
+            creds,
+            Credentials(
+                accessKeyId: "AKIDENV", secretAccessKey: envSecret,
+                sessionToken: "session-t0ken"))
         XCTAssertEqual(c.source, "environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN)")
-        XCTAssertNoSecret("\(creds) \(c.source)", secrets)
+        assertNoSecret("\(creds) \(c.source)", secrets)
     }
 
     func testProfileSelection() throws {
@@ -62,11 +71,13 @@ final class CredentialChainTests: XCTestCase {
         XCTAssertEqual(try dev.credentials().sessionToken, "session-t0ken")
         XCTAssertEqual(dev.source, "profile dev in \(home.credentialsPath)")
 
-        XCTAssertEqual(try chain(["AWS_PROFILE": "default"], profile: "dev").credentials().accessKeyId, "AKIDFILEDEV",
-                       "the CLI's --profile wins over AWS_PROFILE")
+        XCTAssertEqual(
+            try chain(["AWS_PROFILE": "default"], profile: "dev").credentials().accessKeyId, "AKIDFILEDEV",
+            "the CLI's --profile wins over AWS_PROFILE")
         XCTAssertEqual(try chain(["AWS_DEFAULT_PROFILE": "dev"]).credentials().accessKeyId, "AKIDFILEDEV")
-        XCTAssertEqual(try chain(["AWS_PROFILE": ""]).credentials().accessKeyId, "AKIDFILEDEFAULT",
-                       "an empty AWS_PROFILE counts as unset")
+        XCTAssertEqual(
+            try chain(["AWS_PROFILE": ""]).credentials().accessKeyId, "AKIDFILEDEFAULT",
+            "an empty AWS_PROFILE counts as unset")
     }
 
     func testKeyIdWithoutSecretNamesTheMissingVariable() throws {
@@ -90,7 +101,8 @@ final class CredentialChainTests: XCTestCase {
 
     func testCredentialsFileWinsOverConfigFileAndKeysComeFromOneFile() throws {
         home.credentials("[dev]\naws_access_key_id = AKIDFROMCREDS\naws_secret_access_key = \(fileSecret)\n")
-        home.config("""
+        home.config(
+            """
             [profile dev]
             aws_access_key_id = AKIDFROMCONFIG
             aws_secret_access_key = \(configSecret)
@@ -118,15 +130,17 @@ final class CredentialChainTests: XCTestCase {
             let e = error as? StoreError
             XCTAssertEqual(e?.kind, .configuration)
             let text = "\(error)"
-            for expected in ["environment: AWS_ACCESS_KEY_ID is not set",
-                             "profile default: profile default has no aws_access_key_id",
-                             "web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are not set",
-                             "container (ECS/EKS): AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                             "EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true",
-                             "hint: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"] {
+            for expected in [
+                "environment: AWS_ACCESS_KEY_ID is not set",
+                "profile default: profile default has no aws_access_key_id",
+                "web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are not set",
+                "container (ECS/EKS): AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true",
+                "hint: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            ] {
                 XCTAssertTrue(text.contains(expected), "missing \"\(expected)\" in:\n\(text)")
             }
-            XCTAssertNoSecret(text, self.secrets)
+            assertNoSecret(text, self.secrets)
         }
     }
 
@@ -137,7 +151,8 @@ final class CredentialChainTests: XCTestCase {
     }
 
     func testUnsupportedProfileKindsSaySoAndHowToWorkAround() throws {
-        home.config("""
+        home.config(
+            """
             [profile chained]
             role_arn = arn:aws:iam::123456789012:role/x
             source_profile = default
@@ -149,8 +164,10 @@ final class CredentialChainTests: XCTestCase {
             [profile lonely]
             role_arn = arn:aws:iam::123456789012:role/x
             """)
-        for (name, words) in [("chained", "source_profile"), ("sso", "SSO"), ("proc", "credential_process"),
-                              ("lonely", "web_identity_token_file")] {
+        for (name, words) in [
+            ("chained", "source_profile"), ("sso", "SSO"), ("proc", "credential_process"),
+            ("lonely", "web_identity_token_file"),
+        ] {
             XCTAssertThrowsError(try chain(["AWS_PROFILE": name]).credentials(), name) { error in
                 let text = "\(error)"
                 XCTAssertEqual((error as? StoreError)?.kind, .configuration)
@@ -169,13 +186,13 @@ final class CredentialChainTests: XCTestCase {
             .settings()
         var dumped = ""
         dump(settings, to: &dumped)
-        XCTAssertNoSecret(dumped + "\(settings)" + String(reflecting: settings.profile), secrets)
+        assertNoSecret(dumped + "\(settings)" + String(reflecting: settings.profile), secrets)
         XCTAssertTrue(dumped.contains("AKIDFILEDEV"), "the dump still shows what is not secret")
         let c = try chain(["AWS_PROFILE": "dev"])
         let creds = try c.credentials()
-        XCTAssertNoSecret(creds.description, secrets)
-        XCTAssertNoSecret(String(describing: creds), secrets)
-        XCTAssertNoSecret(c.source, secrets)
-        XCTAssertNoSecret(String(describing: c.resolvedProvider.map { $0.source } ?? ""), secrets)
+        assertNoSecret(creds.description, secrets)
+        assertNoSecret(String(describing: creds), secrets)
+        assertNoSecret(c.source, secrets)
+        assertNoSecret(String(describing: c.resolvedProvider.map { $0.source } ?? ""), secrets)
     }
 }

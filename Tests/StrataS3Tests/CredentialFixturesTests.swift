@@ -1,11 +1,13 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import StrataCore
-@testable import StrataS3
 import StrataTestSupport
 import XCTest
+
+@testable import StrataS3
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 // Test fixtures of the credential tests: a loopback-only HTTP client over URLSession, the fake
 // AWS metadata server (Fixtures/fake_aws_metadata.py), a settable clock and a temporary HOME.
@@ -44,13 +46,14 @@ final class LoopbackURLSessionClient: HTTPClient, @unchecked Sendable {
 
     func send(_ request: HTTPRequest) throws -> HTTPResponse {
         guard let url = URL(string: request.url), let host = CredentialHTTP.host(of: request.url),
-              CredentialHTTP.isLoopback(host)
+            CredentialHTTP.isLoopback(host)
         else {
             lock.lock()
             _refused.append(request.url)
             lock.unlock()
-            throw StoreError(.transient, operation: "test HTTP", key: request.url,
-                             message: "refused: tests only talk to loopback")
+            throw StoreError(
+                .transient, operation: "test HTTP", key: request.url,
+                message: "refused: tests only talk to loopback")
         }
         lock.lock()
         _sent.append("\(request.method) \(request.url)")
@@ -66,8 +69,10 @@ final class LoopbackURLSessionClient: HTTPClient, @unchecked Sendable {
         nonisolated(unsafe) var result: Result<HTTPResponse, Error>?
         let task = session.dataTask(with: r) { data, response, error in
             if let error {
-                result = .failure(StoreError(.transient, operation: "test HTTP", key: request.url,
-                                             message: error.localizedDescription))
+                result = .failure(
+                    StoreError(
+                        .transient, operation: "test HTTP", key: request.url,
+                        message: error.localizedDescription))
             } else if let http = response as? HTTPURLResponse {
                 var headers: [String: String] = [:]
                 for (k, v) in http.allHeaderFields {
@@ -75,8 +80,10 @@ final class LoopbackURLSessionClient: HTTPClient, @unchecked Sendable {
                 }
                 result = .success(HTTPResponse(status: http.statusCode, headers: headers, body: data ?? Data()))
             } else {
-                result = .failure(StoreError(.transient, operation: "test HTTP", key: request.url,
-                                             message: "no HTTP response"))
+                result = .failure(
+                    StoreError(
+                        .transient, operation: "test HTTP", key: request.url,
+                        message: "no HTTP response"))
             }
             done.signal()
         }
@@ -129,11 +136,12 @@ final class FakeAWSMetadataServer {
             text += String(decoding: chunk, as: UTF8.self)
         }
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("PORT=") }),
-              let port = Int(line.dropFirst(5))
+            let port = Int(line.dropFirst(5))
         else {
             process.terminate()
-            throw StoreError(.io, operation: "start fake AWS metadata server", key: Self.scriptPath,
-                             message: "no PORT line; got \"\(text)\"")
+            throw StoreError(
+                .io, operation: "start fake AWS metadata server", key: Self.scriptPath,
+                message: "no PORT line; got \"\(text)\"")
         }
         self.port = port
     }
@@ -184,9 +192,10 @@ final class FakeAWSMetadataServer {
         let r = try client.send(HTTPRequest(method: "GET", url: base + "/_control/requests"))
         let list = try JSONSerialization.jsonObject(with: r.body) as? [[String: Any]] ?? []
         return list.map {
-            SeenRequest(method: $0["method"] as? String ?? "", path: $0["path"] as? String ?? "",
-                        headers: $0["headers"] as? [String: String] ?? [:],
-                        form: $0["form"] as? [String: String] ?? [:])
+            SeenRequest(
+                method: $0["method"] as? String ?? "", path: $0["path"] as? String ?? "",
+                headers: $0["headers"] as? [String: String] ?? [:],
+                form: $0["form"] as? [String: String] ?? [:])
         }
     }
 }
@@ -244,7 +253,7 @@ final class TempHome {
 let noIMDS = ["AWS_EC2_METADATA_DISABLED": "true"]
 
 /// Fails the test if `text` contains any of `secrets`.
-func XCTAssertNoSecret(_ text: String, _ secrets: [String], file: StaticString = #filePath, line: UInt = #line) {
+func assertNoSecret(_ text: String, _ secrets: [String], file: StaticString = #filePath, line: UInt = #line) {
     for s in secrets where text.contains(s) {
         XCTFail("text shows a secret (\(s.prefix(3))…): \(text)", file: file, line: line)
     }
@@ -257,14 +266,17 @@ final class CredentialFixturesTests: XCTestCase {
         let client = LoopbackURLSessionClient()
         let url = server.imdsEndpoint + "/latest/meta-data/iam/security-credentials/"
         XCTAssertEqual(try client.send(HTTPRequest(method: "GET", url: url, timeout: 5)).status, 401)
-        let token = try client.send(HTTPRequest(method: "PUT", url: server.imdsEndpoint + "/latest/api/token",
-                                                headers: [("X-aws-ec2-metadata-token-ttl-seconds", "60")],
-                                                timeout: 5))
+        let token = try client.send(
+            HTTPRequest(
+                method: "PUT", url: server.imdsEndpoint + "/latest/api/token",
+                headers: [("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+                timeout: 5))
         XCTAssertEqual(token.status, 200)
-        let listing = try client.send(HTTPRequest(
-            method: "GET", url: url,
-            headers: [("X-aws-ec2-metadata-token", String(decoding: token.body, as: UTF8.self))],
-            timeout: 5))
+        let listing = try client.send(
+            HTTPRequest(
+                method: "GET", url: url,
+                headers: [("X-aws-ec2-metadata-token", String(decoding: token.body, as: UTF8.self))],
+                timeout: 5))
         XCTAssertEqual(listing.status, 200)
         XCTAssertEqual(String(decoding: listing.body, as: UTF8.self), "strata-test-role")
     }

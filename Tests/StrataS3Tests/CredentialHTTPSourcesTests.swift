@@ -1,7 +1,8 @@
 import Foundation
 import StrataCore
-@testable import StrataS3
 import XCTest
+
+@testable import StrataS3
 
 /// Web identity (STS), container (ECS/EKS) and IMDSv2 against the fake server on loopback.
 final class CredentialHTTPSourcesTests: XCTestCase {
@@ -27,8 +28,9 @@ final class CredentialHTTPSourcesTests: XCTestCase {
     func environment(_ vars: [String: String], imds: Bool = false) -> AWSEnvironment {
         var base = imds ? ["AWS_EC2_METADATA_SERVICE_ENDPOINT": server.imdsEndpoint] : noIMDS
         base.merge(vars) { $1 }
-        return AWSEnvironment(environment: base, homeDirectory: home.path, httpClient: client, profile: nil,
-                              logger: AWSLog.noop, now: clock.function, containerAgentBase: server.base)
+        return AWSEnvironment(
+            environment: base, homeDirectory: home.path, httpClient: client, profile: nil,
+            logger: AWSLog.noop, now: clock.function, containerAgentBase: server.base)
     }
 
     func chain(_ vars: [String: String], imds: Bool = false) throws -> AWSCredentialChain {
@@ -39,9 +41,11 @@ final class CredentialHTTPSourcesTests: XCTestCase {
 
     func webIdentityVars(token: String = "web-identity-token-1") -> [String: String] {
         home.write("token", token)
-        return ["AWS_WEB_IDENTITY_TOKEN_FILE": home.path + "/token", "AWS_ROLE_ARN": roleArn,
-                "AWS_ROLE_SESSION_NAME": "strata-tests", "AWS_ENDPOINT_URL_STS": server.stsEndpoint,
-                "AWS_REGION": "eu-west-1"]
+        return [
+            "AWS_WEB_IDENTITY_TOKEN_FILE": home.path + "/token", "AWS_ROLE_ARN": roleArn,
+            "AWS_ROLE_SESSION_NAME": "strata-tests", "AWS_ENDPOINT_URL_STS": server.stsEndpoint,
+            "AWS_REGION": "eu-west-1",
+        ]
     }
 
     func testWebIdentityHappyPath() throws {
@@ -53,7 +57,7 @@ final class CredentialHTTPSourcesTests: XCTestCase {
         XCTAssertEqual(creds.sessionToken, "sts-session-1")
         XCTAssertEqual(creds.expiration, clock.now.addingTimeInterval(3600))
         XCTAssertTrue(c.source.contains("web identity (role \(roleArn)"), c.source)
-        XCTAssertNoSecret(c.source + creds.description, ["sts-secret-1", "sts-session-1", "web-identity-token-1"])
+        assertNoSecret(c.source + creds.description, ["sts-secret-1", "sts-session-1", "web-identity-token-1"])
 
         let seen = try server.requests()
         XCTAssertEqual(seen.count, 1)
@@ -79,7 +83,8 @@ final class CredentialHTTPSourcesTests: XCTestCase {
 
     func testWebIdentityFromProfile() throws {
         home.write("token", "web-identity-token-1")
-        home.config("""
+        home.config(
+            """
             [profile irsa]
             role_arn = \(roleArn)
             web_identity_token_file = ~/token
@@ -101,12 +106,12 @@ final class CredentialHTTPSourcesTests: XCTestCase {
             XCTAssertEqual(e?.code, "AccessDenied")
             XCTAssertEqual(e?.requestId, "fake-request-id")
             XCTAssertTrue(e?.hint?.contains("trust policy") ?? false)
-            XCTAssertNoSecret("\(error)", ["web-identity-token-1"])
+            assertNoSecret("\(error)", ["web-identity-token-1"])
         }
         // Wrong token.
         XCTAssertThrowsError(try chain(webIdentityVars(token: "stale-token")).credentials()) { error in
             XCTAssertEqual((error as? StoreError)?.kind, .invalidCredentials)
-            XCTAssertNoSecret("\(error)", ["stale-token"])
+            assertNoSecret("\(error)", ["stale-token"])
         }
         // Half configured.
         XCTAssertThrowsError(try chain(["AWS_ROLE_ARN": roleArn]).credentials()) { error in
@@ -123,10 +128,12 @@ final class CredentialHTTPSourcesTests: XCTestCase {
     func testDefaultSTSEndpointIsRegional() throws {
         let s = try environment(["AWS_REGION": "eu-west-1"]).settings()
         XCTAssertEqual(s.stsEndpoint.value, "https://sts.eu-west-1.amazonaws.com/")
-        XCTAssertEqual(try environment(["AWS_REGION": "cn-north-1"]).settings().stsEndpoint.value,
-                       "https://sts.cn-north-1.amazonaws.com.cn/")
-        XCTAssertEqual(try environment(["AWS_ENDPOINT_URL_STS": server.stsEndpoint]).settings().stsEndpoint.value,
-                       server.base + "/sts")
+        XCTAssertEqual(
+            try environment(["AWS_REGION": "cn-north-1"]).settings().stsEndpoint.value,
+            "https://sts.cn-north-1.amazonaws.com.cn/")
+        XCTAssertEqual(
+            try environment(["AWS_ENDPOINT_URL_STS": server.stsEndpoint]).settings().stsEndpoint.value,
+            server.base + "/sts")
     }
 
     // MARK: - Container credentials
@@ -144,26 +151,34 @@ final class CredentialHTTPSourcesTests: XCTestCase {
 
     func testContainerFullURIWithToken() throws {
         try server.configure(["ecs": ["authorization": "auth-t0ken"]])
-        let c = try chain(["AWS_CONTAINER_CREDENTIALS_FULL_URI": server.ecsURL("/ecs/full"),
-                           "AWS_CONTAINER_AUTHORIZATION_TOKEN": "auth-t0ken"])
+        let c = try chain([
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": server.ecsURL("/ecs/full"),
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": "auth-t0ken",
+        ])
         XCTAssertEqual(try c.credentials().accessKeyId, "ECSKEY1")
         XCTAssertEqual(try server.requests().last?.headers["authorization"], "auth-t0ken")
-        XCTAssertNoSecret(c.source, ["auth-t0ken"])
+        assertNoSecret(c.source, ["auth-t0ken"])
 
-        XCTAssertThrowsError(try chain(["AWS_CONTAINER_CREDENTIALS_FULL_URI": server.ecsURL("/ecs/full"),
-                                        "AWS_CONTAINER_AUTHORIZATION_TOKEN": "wrong-t0ken"]).credentials()) { error in
+        XCTAssertThrowsError(
+            try chain([
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI": server.ecsURL("/ecs/full"),
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "wrong-t0ken",
+            ]).credentials()
+        ) { error in
             XCTAssertEqual((error as? StoreError)?.kind, .accessDenied)
             XCTAssertEqual((error as? StoreError)?.status, 401)
-            XCTAssertNoSecret("\(error)", ["wrong-t0ken", "auth-t0ken"])
+            assertNoSecret("\(error)", ["wrong-t0ken", "auth-t0ken"])
         }
     }
 
     func testContainerFullURIWithTokenFileRereadOnRefresh() throws {
         try server.configure(["ecs": ["authorization": "pod-t0ken-1", "expiration": clock.iso(in: 900)]])
         home.write("eks-token", "pod-t0ken-1\n")
-        let c = try chain(["AWS_CONTAINER_CREDENTIALS_FULL_URI": server.ecsURL("/ecs/pod"),
-                           "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": home.path + "/eks-token",
-                           "AWS_CONTAINER_AUTHORIZATION_TOKEN": "ignored-when-file-is-set"])
+        let c = try chain([
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": server.ecsURL("/ecs/pod"),
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": home.path + "/eks-token",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": "ignored-when-file-is-set",
+        ])
         XCTAssertEqual(try c.credentials().accessKeyId, "ECSKEY1")
         XCTAssertEqual(try server.requests().last?.headers["authorization"], "pod-t0ken-1")
 
@@ -196,11 +211,13 @@ final class CredentialHTTPSourcesTests: XCTestCase {
         XCTAssertEqual(c.source, "EC2 instance metadata at \(server.imdsEndpoint)")
 
         let seen = try server.requests()
-        XCTAssertEqual(seen.map { "\($0.method) \($0.path)" }, [
-            "PUT /latest/api/token",
-            "GET /latest/meta-data/iam/security-credentials/",
-            "GET /latest/meta-data/iam/security-credentials/strata-test-role",
-        ])
+        XCTAssertEqual(
+            seen.map { "\($0.method) \($0.path)" },
+            [
+                "PUT /latest/api/token",
+                "GET /latest/meta-data/iam/security-credentials/",
+                "GET /latest/meta-data/iam/security-credentials/strata-test-role",
+            ])
         XCTAssertEqual(seen[0].headers["x-aws-ec2-metadata-token-ttl-seconds"], "21600")
         XCTAssertEqual(seen[1].headers["x-aws-ec2-metadata-token"], "imds-token-1")
         XCTAssertEqual(seen[2].headers["x-aws-ec2-metadata-token"], "imds-token-1")
@@ -225,10 +242,15 @@ final class CredentialHTTPSourcesTests: XCTestCase {
     }
 
     func testIMDSDisabledMakesNoRequest() throws {
-        XCTAssertThrowsError(try chain(["AWS_EC2_METADATA_DISABLED": "true",
-                                        "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.imdsEndpoint]).credentials()) {
-            XCTAssertTrue("\($0)".contains("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true"),
-                          "\($0)")
+        XCTAssertThrowsError(
+            try chain([
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.imdsEndpoint,
+            ]).credentials()
+        ) {
+            XCTAssertTrue(
+                "\($0)".contains("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED=true"),
+                "\($0)")
         }
         XCTAssertEqual(try server.requests().count, 0)
         XCTAssertEqual(client.sent, [])
@@ -245,8 +267,10 @@ final class CredentialHTTPSourcesTests: XCTestCase {
         // A loopback port with nothing listening: connection refused, skipped quickly.
         let closed = FakeAWSMetadataServer.closedPort()
         let start = Date()
-        XCTAssertThrowsError(try chain(["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(closed)"], imds: true)
-            .credentials()) {
+        XCTAssertThrowsError(
+            try chain(["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(closed)"], imds: true)
+                .credentials()
+        ) {
             XCTAssertTrue("\($0)".contains("no answer from http://127.0.0.1:\(closed)"), "\($0)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 5)

@@ -1,8 +1,9 @@
 import Foundation
 import StrataCore
 import StrataTestSupport
-@testable import StrataS3
 import XCTest
+
+@testable import StrataS3
 
 /// `RefreshingCredentialsProvider` alone, with a counting fetch and a hand-moved clock.
 final class CredentialRefreshTests: XCTestCase {
@@ -26,9 +27,10 @@ final class CredentialRefreshTests: XCTestCase {
             defer { lock.unlock() }
             if let failure { throw failure }
             count += 1
-            return Credentials(accessKeyId: "KEY\(count)", secretAccessKey: "secret-\(count)",
-                               sessionToken: "token-\(count)",
-                               expiration: lifetime.map { clock.now.addingTimeInterval($0) })
+            return Credentials(
+                accessKeyId: "KEY\(count)", secretAccessKey: "secret-\(count)",
+                sessionToken: "token-\(count)",
+                expiration: lifetime.map { clock.now.addingTimeInterval($0) })
         }
 
         var fetches: Int {

@@ -204,7 +204,8 @@ final class FileIdentityTests: XCTestCase {
         try Data(repeating: 1, count: 1 << 16).write(to: URL(fileURLWithPath: path))
         // Backdate it: file times tick coarsely (milliseconds), and the write below must land on
         // a later tick for the comparison to mean something.
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: path)
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: path)
         usleep(20_000)
         let fd = open(path, O_RDONLY)
         defer { close(fd) }

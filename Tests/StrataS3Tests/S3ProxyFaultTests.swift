@@ -118,9 +118,13 @@ final class S3ProxyFaultTests: XCTestCase {
         let src = try bigFile()
         let key = "p/v/\(UUID().uuidString)/snapshot.tar.gz"
         let other = key + "-other"  // a longer key with the same prefix: not ours, kept
-        let otherId = try XCTUnwrap(XMLNode.parse(
-            try direct.send(S3Store.Request(operation: "CreateMultipartUpload", method: "POST", key: other,
-                                            query: [.init("uploads", nil)])).body)?.value("UploadId"))
+        let otherId = try XCTUnwrap(
+            XMLNode.parse(
+                try direct.send(
+                    S3Store.Request(
+                        operation: "CreateMultipartUpload", method: "POST", key: other,
+                        query: [.init("uploads", nil)])
+                ).body)?.value("UploadId"))
         proxy.rule = { r in
             if r.operation == "CreateMultipartUpload" && r.sequence == 1 { return .dropResponse }
             if r.operation == "UploadPart" && r.sequence == 2 { return .s3Error(status: 400, code: "InvalidArgument") }
@@ -129,8 +133,9 @@ final class S3ProxyFaultTests: XCTestCase {
         XCTAssertThrowsError(try s.put(key, file: src, condition: .ifNoneMatch)) {
             XCTAssertTrue($0.isStoreError(.invalidRequest), "\($0)")
         }
-        XCTAssertEqual(proxy.log.filter { $0.request.operation == "CreateMultipartUpload" }.map(\.upstreamStatus),
-                       [200, 200], "two uploads were opened")
+        XCTAssertEqual(
+            proxy.log.filter { $0.request.operation == "CreateMultipartUpload" }.map(\.upstreamStatus),
+            [200, 200], "two uploads were opened")
         let open = try direct.listMultipartUploads(prefix: "p/v/")
         XCTAssertEqual(open.map(\.uploadId), [otherId], "every upload on the key was aborted, none other")
         XCTAssertNil(try direct.head(key))

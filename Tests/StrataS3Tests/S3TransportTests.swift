@@ -182,8 +182,10 @@ final class S3TransportTests: XCTestCase {
         proxy.resetLog()
         proxy.rule = { r in
             guard r.operation == "CompleteMultipartUpload", r.sequence == 1 else { return .forward }
-            return .respond(status: 200, body: "<Error><Code>InternalError</Code><Message>injected</Message>"
-                                + "<RequestId>proxy</RequestId></Error>")
+            return .respond(
+                status: 200,
+                body: "<Error><Code>InternalError</Code><Message>injected</Message>"
+                    + "<RequestId>proxy</RequestId></Error>")
         }
         let second = try s.put("amb/big2", data: data)
         proxy.rule = { _ in .forward }

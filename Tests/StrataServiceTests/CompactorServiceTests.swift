@@ -3,9 +3,10 @@ import StrataCompactor
 import StrataCore
 import StrataFileStore
 import StrataS3
-@testable import StrataService
 import StrataTestSupport
 import XCTest
+
+@testable import StrataService
 
 /// `snapctl compactor` as a service: the real binary against a private SeaweedFS, its /metrics
 /// parsed strictly, /wake, /readyz, and graceful stops in the middle of a round.
@@ -42,11 +43,15 @@ final class CompactorServiceTests: XCTestCase {
         let started = Date().timeIntervalSince1970
 
         // --poll 3600: after the first pass only a wake starts another one.
-        let w = try WorkerProcess(arguments: ["--collections", "lines,words", "--poll", "3600",
-                                              "--metrics-addr", "127.0.0.1:0"],
-                                  environment: environment(server, bucket: bucket), dir: dir)
+        let w = try WorkerProcess(
+            arguments: [
+                "--collections", "lines,words", "--poll", "3600",
+                "--metrics-addr", "127.0.0.1:0",
+            ],
+            environment: environment(server, bucket: bucket), dir: dir)
         let base = try w.baseURL()
-        let lines = ["collection": "lines"], words = ["collection": "words"]
+        let lines = ["collection": "lines"]
+        let words = ["collection": "words"]
         var m = try scrape(base) { $0.value("strata_passes_total") == 1 }
         XCTAssertEqual(m.types["strata_runs_applied_total"], "counter")
         XCTAssertEqual(m.types["strata_runs_pending"], "gauge")
@@ -67,12 +72,15 @@ final class CompactorServiceTests: XCTestCase {
         XCTAssertEqual(m.value("strata_last_publish_timestamp_seconds", words), 0)
         XCTAssertEqual(m.value("strata_lease_skips_total", lines), 0)
         // Store requests by operation and outcome: the pointer's conditional create, the manifest, lists.
-        XCTAssertGreaterThanOrEqual(m.sum("strata_store_requests_total",
-                                          matching: ["operation": "put_if_none_match", "outcome": "ok"]), 3)
+        XCTAssertGreaterThanOrEqual(
+            m.sum(
+                "strata_store_requests_total",
+                matching: ["operation": "put_if_none_match", "outcome": "ok"]), 3)
         XCTAssertGreaterThanOrEqual(m.sum("strata_store_requests_total", matching: ["operation": "list"]), 1)
         XCTAssertGreaterThanOrEqual(m.sum("strata_store_requests_total", matching: ["outcome": "not_found"]), 1)
-        XCTAssertEqual(m.sum("strata_store_request_duration_seconds_count"),
-                       m.sum("strata_store_requests_total"))
+        XCTAssertEqual(
+            m.sum("strata_store_request_duration_seconds_count"),
+            m.sum("strata_store_requests_total"))
         let body = try http("GET", base + "/metrics").body
         XCTAssertFalse(body.contains(server.secretKey), "a secret in the metrics")
         XCTAssertFalse(body.contains(server.accessKey), "a credential in the metrics")
@@ -81,8 +89,9 @@ final class CompactorServiceTests: XCTestCase {
         // New runs wait for the next pass: a good one for lines, a damaged one for words.
         try world.produce(["lines": [.upsert("id7", world.row(7))]])
         let bad = try world.produce(["words": rows(world, 1...3)])
-        let record = try RunRecord.decode(try store.getData(world.layout.runRecordKey(bad)).data,
-                                          key: world.layout.runRecordKey(bad))
+        let record = try RunRecord.decode(
+            try store.getData(world.layout.runRecordKey(bad)).data,
+            key: world.layout.runRecordKey(bad))
         try store.put(try XCTUnwrap(record.delta(for: "words")).key, data: Data("not a delta".utf8))
         m = try scrape(base)
         XCTAssertEqual(m.value("strata_runs_applied_total", lines), 2, "applied without a wake")
@@ -111,9 +120,12 @@ final class CompactorServiceTests: XCTestCase {
         let bucket = SeaweedFS.uniqueBucketName("svcready")
         let store = try S3Store(configuration: S3TestStore.configuration(bucket: bucket, server: own))
         try store.createBucket()
-        let w = try WorkerProcess(arguments: ["--collections", "lines", "--poll", "0.5", "--metrics-addr", "127.0.0.1:0",
-                                              "--shutdown-grace", "5"],
-                                  environment: environment(own, bucket: bucket), dir: dir)
+        let w = try WorkerProcess(
+            arguments: [
+                "--collections", "lines", "--poll", "0.5", "--metrics-addr", "127.0.0.1:0",
+                "--shutdown-grace", "5",
+            ],
+            environment: environment(own, bucket: bucket), dir: dir)
         let base = try w.baseURL()
         XCTAssertEqual(try http("GET", base + "/healthz").status, 200)
         let ready = try http("GET", base + "/readyz")
@@ -146,20 +158,23 @@ final class CompactorServiceTests: XCTestCase {
         let world = CompactionWorld(store: store)
         try world.produce(["lines": rows(world, 1...20)])
         try world.produce(["lines": [.delete("id3"), .upsert("id21", world.row(21))]])
-        let w = try WorkerProcess(arguments: ["--collections", "lines", "--poll", "1"],
-                                  environment: environment(server, bucket: bucket, ["STRATA_PAUSE_AT": "after-merge"]),
-                                  dir: dir)
+        let w = try WorkerProcess(
+            arguments: ["--collections", "lines", "--poll", "1"],
+            environment: environment(server, bucket: bucket, ["STRATA_PAUSE_AT": "after-merge"]),
+            dir: dir)
         try w.waitForLog("fault injection: pausing at after-merge")
         w.signal(SIGTERM)
         XCTAssertEqual(w.waitForExit(), 0, w.log)
         XCTAssertNil(try store.head(world.layout.pointerKey("lines")), "a stopped round moved the pointer")
-        XCTAssertEqual(try store.list(prefix: world.layout.versionsPrefix("lines")).map(\.key), [],
-                       "a stopped round uploaded version files")
+        XCTAssertEqual(
+            try store.list(prefix: world.layout.versionsPrefix("lines")).map(\.key), [],
+            "a stopped round uploaded version files")
         XCTAssertNil(try store.head(world.layout.leaseKey("lines")), "the lease was not released")
         XCTAssertTrue(w.logLines.contains { $0["msg"] as? String == "compactor worker stopped" })
 
-        let again = try TestPaths.run([TestPaths.snapctl, "compact", "--collection", "lines"],
-                                      environment: environment(server, bucket: bucket))
+        let again = try TestPaths.run(
+            [TestPaths.snapctl, "compact", "--collection", "lines"],
+            environment: environment(server, bucket: bucket))
         XCTAssertEqual(again.status, 0, again.stderr)
         try world.assertEveryRunAppliedOnce("lines")
         try world.assertMatchesModel("lines")
@@ -172,9 +187,10 @@ final class CompactorServiceTests: XCTestCase {
         let (store, bucket) = try makeBucket("svcstop2", server: server)
         let world = CompactionWorld(store: store)
         try world.produce(["lines": rows(world, 1...20)])
-        let w = try WorkerProcess(arguments: ["--collections", "lines", "--poll", "1"],
-                                  environment: environment(server, bucket: bucket, ["STRATA_PAUSE_AT": "after-upload"]),
-                                  dir: dir)
+        let w = try WorkerProcess(
+            arguments: ["--collections", "lines", "--poll", "1"],
+            environment: environment(server, bucket: bucket, ["STRATA_PAUSE_AT": "after-upload"]),
+            dir: dir)
         try w.waitForLog("fault injection: pausing at after-upload")
         XCTAssertNil(try store.head(world.layout.pointerKey("lines")))
         w.signal(SIGTERM)
@@ -190,11 +206,13 @@ final class CompactorServiceTests: XCTestCase {
     // MARK: units
 
     func testListenAddressParsing() throws {
-        XCTAssertEqual(try ListenAddress.parse("0.0.0.0:9090", what: "x"),
-                       ListenAddress(host: "0.0.0.0", port: 9090, isIPv6: false))
+        XCTAssertEqual(
+            try ListenAddress.parse("0.0.0.0:9090", what: "x"),
+            ListenAddress(host: "0.0.0.0", port: 9090, isIPv6: false))
         XCTAssertEqual(try ListenAddress.parse(":9090", what: "x").host, "0.0.0.0")
         XCTAssertEqual(try ListenAddress.parse("localhost:0", what: "x").host, "127.0.0.1")
-        XCTAssertEqual(try ListenAddress.parse("[::1]:9090", what: "x"), ListenAddress(host: "::1", port: 9090, isIPv6: true))
+        XCTAssertEqual(
+            try ListenAddress.parse("[::1]:9090", what: "x"), ListenAddress(host: "::1", port: 9090, isIPv6: true))
         for bad in ["9090", "1.2.3.4:", "1.2.3.4:70000", "host.example:80", "[::1]9090", "::1:80"] {
             XCTAssertThrowsError(try ListenAddress.parse(bad, what: "--metrics-addr"), bad) { error in
                 XCTAssertTrue("\(error)".contains("--metrics-addr"), "\(error)")
@@ -212,15 +230,19 @@ final class CompactorServiceTests: XCTestCase {
         let m = try PrometheusText(metrics.exposition())
         XCTAssertEqual(m.value("strata_store_requests_total", ["operation": "get", "outcome": "not_found"]), 1)
         XCTAssertEqual(m.value("strata_store_requests_total", ["operation": "put_if_none_match", "outcome": "ok"]), 1)
-        XCTAssertEqual(m.value("strata_store_requests_total",
-                               ["operation": "put_if_none_match", "outcome": "precondition_failed"]), 1)
+        XCTAssertEqual(
+            m.value(
+                "strata_store_requests_total",
+                ["operation": "put_if_none_match", "outcome": "precondition_failed"]), 1)
         XCTAssertEqual(m.value("strata_store_requests_total", ["operation": "list", "outcome": "ok"]), 1)
         XCTAssertEqual(m.value("strata_store_request_duration_seconds_count", ["operation": "get"]), 1)
     }
 
     func testThePrometheusParserRejectsMalformedText() {
-        for bad in ["metric{a=\"1\" 2", "1metric 2", "metric{a=1} 2", "metric two", "metric{a=\"x\",a=\"y\"} 1",
-                    "# TYPE m counter\nm 1\n# TYPE m counter"] {
+        for bad in [
+            "metric{a=\"1\" 2", "1metric 2", "metric{a=1} 2", "metric two", "metric{a=\"x\",a=\"y\"} 1",
+            "# TYPE m counter\nm 1\n# TYPE m counter",
+        ] {
             XCTAssertThrowsError(try PrometheusText(bad), bad)
         }
         XCTAssertNoThrow(try PrometheusText("# HELP m text\n# TYPE m counter\nm{a=\"q\\\"\\\\\"} 1.5e3\n"))

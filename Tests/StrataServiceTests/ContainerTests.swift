@@ -25,8 +25,9 @@ final class ContainerTests: XCTestCase {
     func testTheRuntimeImageRunsTheWorkerAsNonRootAndStopsOnSIGTERM() throws {
         continueAfterFailure = false
         guard which("podman"), which("debootstrap") else {
-            throw XCTSkip("podman or debootstrap is not installed (Scripts/setup.sh installs them); "
-                          + "the container is not tested on this machine")
+            throw XCTSkip(
+                "podman or debootstrap is not installed (Scripts/setup.sh installs them); "
+                    + "the container is not tested on this machine")
         }
         let root = TestPaths.projectRoot
         // The shipped binary, which `make test` builds (`make release`) before the tests run. It is
@@ -43,12 +44,15 @@ final class ContainerTests: XCTestCase {
         let store = try S3Store(configuration: S3TestStore.configuration(bucket: bucket, server: server))
         try store.createBucket()
         let world = CompactionWorld(store: store)
-        let runs = [try world.produce(["lines": (1...10).map { .upsert("id\($0)", world.row($0)) }]),
-                    try world.produce(["lines": [.delete("id2")]])]
+        let runs = [
+            try world.produce(["lines": (1...10).map { .upsert("id\($0)", world.row($0)) }]),
+            try world.produce(["lines": [.delete("id2")]]),
+        ]
 
         let out = TempDir(prefix: "strata-container")
-        let r = try TestPaths.run([root + "/Scripts/container-smoke.sh", binary, base, out.path, "lines", "2"],
-                                  environment: server.awsEnvironment.merging(["STRATA_STORE": "s3://\(bucket)"]) { $1 })
+        let r = try TestPaths.run(
+            [root + "/Scripts/container-smoke.sh", binary, base, out.path, "lines", "2"],
+            environment: server.awsEnvironment.merging(["STRATA_STORE": "s3://\(bucket)"]) { $1 })
         func read(_ name: String) -> String {
             ((try? String(contentsOfFile: out.file(name), encoding: .utf8)) ?? "")
                 .trimmingCharacters(in: .whitespacesAndNewlines)

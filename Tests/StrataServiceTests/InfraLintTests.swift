@@ -18,8 +18,9 @@ final class InfraLintTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         // The rules that matter here are on, not ignored wholesale: a root USER fails.
         let bad = TempDir(prefix: "strata-hadolint")
-        try "FROM debian:latest\nRUN apt-get install curl\nUSER root\n".write(toFile: bad.file("Dockerfile"),
-                                                                         atomically: false, encoding: .utf8)
+        try "FROM debian:latest\nRUN apt-get install curl\nUSER root\n".write(
+            toFile: bad.file("Dockerfile"),
+            atomically: false, encoding: .utf8)
         XCTAssertNotEqual(try TestPaths.run([hadolint, bad.file("Dockerfile")]).status, 0)
     }
 

@@ -1,12 +1,13 @@
 import Foundation
+import Logging
 import StrataCompactor
 import StrataCore
-import Logging
 import StrataFileStore
 import StrataS3
-@testable import StrataService
 import StrataTestSupport
 import XCTest
+
+@testable import StrataService
 
 /// Several `snapctl compactor --cooperate` processes on one bucket: heartbeats, rendezvous
 /// assignment, takeover after a SIGKILL, and no two workers on one collection in steady state.
@@ -19,11 +20,16 @@ final class ManyWorkersTests: XCTestCase {
     let collections = (0..<6).map { "c\($0)" }
 
     func start(_ server: SeaweedFS, bucket: String, name: String, lease: Int) throws -> WorkerProcess {
-        try WorkerProcess(arguments: ["--collections", collections.joined(separator: ","), "--poll", "0.3",
-                                      "--cooperate", "--lease-seconds", String(lease)],
-                          environment: server.awsEnvironment.merging(["STRATA_STORE": "s3://\(bucket)",
-                                                                       "TMPDIR": dir.path]) { $1 },
-                          dir: dir, name: name)
+        try WorkerProcess(
+            arguments: [
+                "--collections", collections.joined(separator: ","), "--poll", "0.3",
+                "--cooperate", "--lease-seconds", String(lease),
+            ],
+            environment: server.awsEnvironment.merging([
+                "STRATA_STORE": "s3://\(bucket)",
+                "TMPDIR": dir.path,
+            ]) { $1 },
+            dir: dir, name: name)
     }
 
     /// Waits until the worker logs a membership of `count` and returns (its id, its collections).
@@ -31,9 +37,11 @@ final class ManyWorkersTests: XCTestCase {
         let line = try w.waitForLog("workers changed") { "\($0["live"] ?? "")" == String(count) }
         let workers = (line["workers"] as? String ?? "").split(separator: ",").map(String.init)
         let mine = Set((line["mine"] as? String ?? "").split(separator: ",").map(String.init))
-        let id = try XCTUnwrap(workers.first { wid in
-            self.collections.filter { WorkerMembership.owner(of: $0, among: workers) == wid }.sorted() == mine.sorted()
-        })
+        let id = try XCTUnwrap(
+            workers.first { wid in
+                self.collections.filter { WorkerMembership.owner(of: $0, among: workers) == wid }.sorted()
+                    == mine.sorted()
+            })
         return (id, mine)
     }
 
@@ -66,7 +74,8 @@ final class ManyWorkersTests: XCTestCase {
         let world = CompactionWorld(store: store)
         let a = try start(server, bucket: bucket, name: "a", lease: 3)
         let b = try start(server, bucket: bucket, name: "b", lease: 3)
-        let ma = try membership(a, count: 2), mb = try membership(b, count: 2)
+        let ma = try membership(a, count: 2)
+        let mb = try membership(b, count: 2)
         XCTAssertTrue(ma.mine.isDisjoint(with: mb.mine), "\(ma) \(mb)")
         XCTAssertEqual(ma.mine.union(mb.mine), Set(collections))
         let orphaned = mb.mine.isEmpty ? ma.mine : mb.mine
@@ -80,14 +89,16 @@ final class ManyWorkersTests: XCTestCase {
         XCTAssertEqual(Set((after["mine"] as? String ?? "").split(separator: ",").map(String.init)), Set(collections))
         let survivorId = survivor === a ? ma.id : mb.id
         for c in orphaned {
-            XCTAssertEqual(try world.published(c).manifest.createdBy.compactorId, survivorId,
-                           "\(c) was not taken over by the survivor")
+            XCTAssertEqual(
+                try world.published(c).manifest.createdBy.compactorId, survivorId,
+                "\(c) was not taken over by the survivor")
         }
         for c in collections { try world.assertMatchesModel(c) }
         survivor.signal(SIGTERM)
         XCTAssertEqual(survivor.waitForExit(), 0, survivor.log)
-        XCTAssertEqual(try store.list(prefix: world.layout.workersPrefix).count, 1,
-                       "the clean stop removes its heartbeat; the killed worker's stays (expired)")
+        XCTAssertEqual(
+            try store.list(prefix: world.layout.workersPrefix).count, 1,
+            "the clean stop removes its heartbeat; the killed worker's stays (expired)")
     }
 
     func testInSteadyStateEachCollectionHasOneWorker() throws {
@@ -123,8 +134,9 @@ final class ManyWorkersTests: XCTestCase {
         }
         for (w, start) in zip(workers, steadyLogLines) {
             let later = w.logLines.dropFirst(start)
-            XCTAssertFalse(later.contains { ($0["msg"] as? String)?.contains("lease held") == true },
-                           "two workers contended for a lease in steady state:\n\(w.log)")
+            XCTAssertFalse(
+                later.contains { ($0["msg"] as? String)?.contains("lease held") == true },
+                "two workers contended for a lease in steady state:\n\(w.log)")
             XCTAssertFalse(later.contains { ($0["msg"] as? String)?.contains("published first") == true })
         }
         for w in workers { w.signal(SIGTERM) }
@@ -146,8 +158,9 @@ final class ManyWorkersTests: XCTestCase {
             let after = WorkerMembership.owner(of: c, among: two)!
             if before != "w2" { XCTAssertEqual(before, after, "\(c) moved though its worker stayed") }
         }
-        XCTAssertEqual(WorkerMembership.owner(of: "x", among: ["w3", "w1", "w2"]),
-                       WorkerMembership.owner(of: "x", among: three), "independent of order")
+        XCTAssertEqual(
+            WorkerMembership.owner(of: "x", among: ["w3", "w1", "w2"]),
+            WorkerMembership.owner(of: "x", among: three), "independent of order")
         XCTAssertNil(WorkerMembership.owner(of: "x", among: []))
     }
 
@@ -157,7 +170,8 @@ final class ManyWorkersTests: XCTestCase {
         let a = try WorkerMembership(store: fs, layout: Layout(), workerId: "host-a", host: "h", ttl: 30, logger: log)
         let b = try WorkerMembership(store: fs, layout: Layout(), workerId: "host-b", host: "h", ttl: 30, logger: log)
         let now = Date()
-        XCTAssertEqual(Set(a.assign(["x", "y", "z"], now: now) + b.assign(["x", "y", "z"], now: now)), ["x", "y", "z"])
+        XCTAssertEqual(
+            Set(a.assign(["x", "y", "z"], now: now) + b.assign(["x", "y", "z"], now: now)), ["x", "y", "z"])
         XCTAssertEqual(try a.liveWorkers(now: now), ["host-a", "host-b"])
         // After b's expiry a alone owns everything.
         XCTAssertEqual(try a.liveWorkers(now: now.addingTimeInterval(31)), ["host-a"])
@@ -167,7 +181,9 @@ final class ManyWorkersTests: XCTestCase {
         XCTAssertNoThrow(try a.beat(now: now.addingTimeInterval(40)))
         b.leave()
         XCTAssertEqual(try fs.list(prefix: Layout().workersPrefix).map(\.key), [".strata-workers/host-a.json"])
-        XCTAssertThrowsError(try WorkerMembership(store: fs, layout: Layout(), workerId: "a/b", host: "h", ttl: 1,
-                                                  logger: log))
+        XCTAssertThrowsError(
+            try WorkerMembership(
+                store: fs, layout: Layout(), workerId: "a/b", host: "h", ttl: 1,
+                logger: log))
     }
 }

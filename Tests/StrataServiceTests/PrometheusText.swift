@@ -96,7 +96,9 @@ struct PrometheusText {
                     guard labels.updateValue(value, forKey: String(lname)) == nil else {
                         throw fail("label \(lname) twice")
                     }
-                    if rest.first == "," { rest = rest.dropFirst() } else if rest.first != "}" {
+                    if rest.first == "," {
+                        rest = rest.dropFirst()
+                    } else if rest.first != "}" {
                         throw fail("expected , or }")
                     }
                 }

@@ -1,10 +1,11 @@
 import Foundation
-@testable import StrataCompactor
 import StrataCore
 import StrataFileStore
 import StrataProducer
 import StrataTestSupport
 import XCTest
+
+@testable import StrataCompactor
 
 /// Counts the objects every listing returns.
 final class ListCountingStore: ObjectStoreDecorator, StartAfterListing, @unchecked Sendable {
@@ -38,10 +39,14 @@ final class ListCountingStore: ObjectStoreDecorator, StartAfterListing, @uncheck
     func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
         count(try inner.listPage(prefix: prefix, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys))
     }
-    func listPage(prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
-                  maxKeys: Int) throws -> ListPage {
-        count(try inner.listPage(prefix: prefix, delimiter: delimiter, startAfter: startAfter,
-                                 continuation: continuation, maxKeys: maxKeys))
+    func listPage(
+        prefix: String, delimiter: String?, startAfter: String?, continuation: String?,
+        maxKeys: Int
+    ) throws -> ListPage {
+        count(
+            try inner.listPage(
+                prefix: prefix, delimiter: delimiter, startAfter: startAfter,
+                continuation: continuation, maxKeys: maxKeys))
     }
 }
 
@@ -56,15 +61,22 @@ final class RunWatermarkTests: XCTestCase {
         let dayAgo = Date().addingTimeInterval(-86_400)
         for i in 0..<1500 {
             // Records of another collection: listed by a full pass, read once, never pending here.
-            let id = Identifiers.timestamp(millis: Int64(dayAgo.timeIntervalSince1970 * 1000) + Int64(i)) + "-000000000000"
-            let record = RunRecord(runId: id, createdAt: Identifiers.date(of: id)!, collections: [
-                .init(collection: "words", key: world.layout.deltaKey(collection: "words", runId: id), size: 10,
-                      sha256: String(repeating: "ab", count: 32), upserts: 1, deletes: 0, dimension: world.dimension),
-            ], labels: [:])
+            let id =
+                Identifiers.timestamp(millis: Int64(dayAgo.timeIntervalSince1970 * 1000) + Int64(i)) + "-000000000000"
+            let record = RunRecord(
+                runId: id, createdAt: Identifiers.date(of: id)!,
+                collections: [
+                    .init(
+                        collection: "words", key: world.layout.deltaKey(collection: "words", runId: id), size: 10,
+                        sha256: String(repeating: "ab", count: 32), upserts: 1, deletes: 0, dimension: world.dimension)
+                ], labels: [:])
             try store.put(world.layout.runRecordKey(id), data: try record.encoded())
         }
         try world.produce(["lines": [.upsert("a", world.row(1))]])
-        let compactor = world.compactor { $0.runLookback = 600; $0.fullListingEvery = 3 }
+        let compactor = world.compactor {
+            $0.runLookback = 600
+            $0.fullListingEvery = 3
+        }
         var before = store.objectsListed
         XCTAssertEqual(try compactor.compact(collection: "lines").runsApplied.count, 1)
         XCTAssertGreaterThanOrEqual(store.objectsListed - before, 1501, "the first pass lists everything")
@@ -82,7 +94,8 @@ final class RunWatermarkTests: XCTestCase {
         let v = world.vector(3).map { String($0) }.joined(separator: ",")
         try "{\"id\":\"c\",\"embedding\":[\(v)]}\n".write(toFile: input, atomically: false, encoding: .utf8)
         _ = try RunProducer(store: store, layout: world.layout)
-            .produce(inputs: [ProducerInput(collection: "lines", path: input, dimension: world.dimension)], runId: oldId)
+            .produce(
+                inputs: [ProducerInput(collection: "lines", path: input, dimension: world.dimension)], runId: oldId)
         XCTAssertEqual(try compactor.compact(collection: "lines").outcome, .upToDate)
         XCTAssertEqual(try compactor.compact(collection: "lines").runsApplied, [oldId])
     }

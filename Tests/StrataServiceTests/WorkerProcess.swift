@@ -1,9 +1,10 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import StrataTestSupport
 import XCTest
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// A `snapctl compactor` process started by a test: logs (JSON, stderr) go to a file the test
 /// reads, the metrics port comes from its "metrics listening" log line. Killed if the test forgets.
@@ -46,16 +47,19 @@ final class WorkerProcess {
     /// Waits for a log line whose "msg" contains `message` (and, optionally, more); fails after
     /// `timeout` seconds (a generous bound for a readiness wait, not a performance assertion).
     @discardableResult
-    func waitForLog(_ message: String, timeout: Double = 120, where extra: ([String: Any]) -> Bool = { _ in true },
-                    file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
+    func waitForLog(
+        _ message: String, timeout: Double = 120, where extra: ([String: Any]) -> Bool = { _ in true },
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let hit = logLines.first(where: { ($0["msg"] as? String)?.contains(message) == true && extra($0) }) {
                 return hit
             }
             if !process.isRunning, logLines.first(where: { ($0["msg"] as? String)?.contains(message) == true }) == nil {
-                XCTFail("the worker exited (status \(process.terminationStatus)) before logging \"\(message)\":\n\(log)",
-                        file: file, line: line)
+                XCTFail(
+                    "the worker exited (status \(process.terminationStatus)) before logging \"\(message)\":\n\(log)",
+                    file: file, line: line)
                 throw XCTSkip("worker gone")
             }
             Thread.sleep(forTimeInterval: 0.05)
@@ -116,15 +120,18 @@ func scrape(_ base: String, file: StaticString = #filePath, line: UInt = #line) 
 
 /// Scrapes until `condition` holds (or fails after `timeout` s) and returns that scrape.
 @discardableResult
-func scrape(_ base: String, until condition: (PrometheusText) -> Bool, timeout: Double = 120,
-            file: StaticString = #filePath, line: UInt = #line) throws -> PrometheusText {
+func scrape(
+    _ base: String, until condition: (PrometheusText) -> Bool, timeout: Double = 120,
+    file: StaticString = #filePath, line: UInt = #line
+) throws -> PrometheusText {
     let deadline = Date().addingTimeInterval(timeout)
     var last = try scrape(base, file: file, line: line)
     while !condition(last) && Date() < deadline {
         Thread.sleep(forTimeInterval: 0.1)
         last = try scrape(base, file: file, line: line)
     }
-    XCTAssertTrue(condition(last), "the metrics never reached the expected state:\n\(last.samples)",
-                  file: file, line: line)
+    XCTAssertTrue(
+        condition(last), "the metrics never reached the expected state:\n\(last.samples)",
+        file: file, line: line)
     return last
 }

@@ -23,8 +23,10 @@ final class FaultInjectingStoreTests: XCTestCase {
     }
 
     func testFaultsBeforeTheRequestChangeNothingAndAreRetryable() throws {
-        for (fault, kind, status) in [(FaultInjectingStore.Fault.serverError, StoreError.Kind.transient, 500),
-                                      (.throttled, .throttled, 503), (.connectionReset, .transient, nil)] {
+        for (fault, kind, status) in [
+            (FaultInjectingStore.Fault.serverError, StoreError.Kind.transient, 500),
+            (.throttled, .throttled, 503), (.connectionReset, .transient, nil),
+        ] {
             let s = FaultInjectingStore(file)
             let k = "before/\(fault.rawValue)"
             s.inject(fault, on: [.put], key: k)
@@ -48,8 +50,9 @@ final class FaultInjectingStoreTests: XCTestCase {
         XCTAssertTrue(e.isRetryable, "\(e)")
         XCTAssertEqual(try file.getData("amb").data, body(), "the write happened")
         // A create-only retry of the same write now meets its own object.
-        XCTAssertEqual(storeError { try s.put("amb", data: self.body(), condition: .ifNoneMatch) }?.kind,
-                       .preconditionFailed)
+        XCTAssertEqual(
+            storeError { try s.put("amb", data: self.body(), condition: .ifNoneMatch) }?.kind,
+            .preconditionFailed)
         s.inject(.ambiguousSuccess, on: [.delete], times: 1)
         XCTAssertTrue(storeError { try s.delete("amb") }?.isRetryable ?? false)
         XCTAssertNil(try file.head("amb"), "the delete happened")
@@ -64,8 +67,9 @@ final class FaultInjectingStoreTests: XCTestCase {
         let e = try XCTUnwrap(storeError { try s.get("obj", toFile: dest) })
         XCTAssertTrue(e.isRetryable)
         XCTAssertTrue(e.message.contains("500 of 1000"), e.message)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dest)), body(1000).prefix(500),
-                       "a read that failed mid-body leaves the first part")
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: dest)), body(1000).prefix(500),
+            "a read that failed mid-body leaves the first part")
         s.inject(.truncatedRead, on: [.getData])
         XCTAssertTrue(storeError { _ = try s.getData("obj") }?.isRetryable ?? false)
 
@@ -100,9 +104,12 @@ final class FaultInjectingStoreTests: XCTestCase {
     func testSameSeedReplaysDifferentSeedDiffers() throws {
         func run(_ seed: UInt64) throws -> [String] {
             let d = TempDir(prefix: "strata-faults-seed")
-            let s = FaultInjectingStore(try FileStore(root: URL(fileURLWithPath: d.path)), seed: seed,
-                                        rates: .init([.serverError: 0.2, .throttled: 0.1, .ambiguousSuccess: 0.1,
-                                                      .staleRead: 0.1]))
+            let s = FaultInjectingStore(
+                try FileStore(root: URL(fileURLWithPath: d.path)), seed: seed,
+                rates: .init([
+                    .serverError: 0.2, .throttled: 0.1, .ambiguousSuccess: 0.1,
+                    .staleRead: 0.1,
+                ]))
             for i in 0..<200 {
                 _ = try? s.put("k\(i % 17)", data: Data("\(i)".utf8))
                 _ = try? s.head("k\(i % 13)")
@@ -149,8 +156,9 @@ final class FaultInjectingStoreTests: XCTestCase {
         try s.put("good/a", data: Data("replaced".utf8), condition: .ifNoneMatch)
         XCTAssertEqual(try file.getData("good/a").data, Data("replaced".utf8))
         s.ignoresConditions = false
-        XCTAssertEqual(storeError { try s.put("good/a", data: Data("again".utf8), condition: .ifNoneMatch) }?.kind,
-                       .preconditionFailed)
+        XCTAssertEqual(
+            storeError { try s.put("good/a", data: Data("again".utf8), condition: .ifNoneMatch) }?.kind,
+            .preconditionFailed)
     }
 
     func testLatencyDelaysButDoesNotFail() throws {

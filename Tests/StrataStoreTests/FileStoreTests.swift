@@ -43,7 +43,8 @@ final class FileStoreTests: XCTestCase {
                 XCTAssertTrue(error.isStoreError(.invalidRequest), "\(bad): \(error)")
             }
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: (dir.path as NSString).deletingLastPathComponent + "/escape"))
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: (dir.path as NSString).deletingLastPathComponent + "/escape"))
     }
 
     func testInternalDirectoryIsNeverListed() throws {
@@ -69,7 +70,8 @@ final class FileStoreTests: XCTestCase {
         // A reader never sees a partially written object: it sees the old or the new contents.
         let dir = TempDir()
         let store = try FileStore(root: URL(fileURLWithPath: dir.path))
-        let a = Data(repeating: 0x61, count: 2 << 20), b = Data(repeating: 0x62, count: 2 << 20)
+        let a = Data(repeating: 0x61, count: 2 << 20)
+        let b = Data(repeating: 0x62, count: 2 << 20)
         try store.put("k", data: a)
         let stop = Locked(false)
         let bad = Locked(0)

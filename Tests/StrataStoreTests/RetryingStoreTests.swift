@@ -12,8 +12,14 @@ final class VirtualClock: @unchecked Sendable {
     var sleeps: [Double] { state.value.sleeps }
     var elapsed: Double { state.value.now }
     var clock: RetryingStore.Clock {
-        RetryingStore.Clock(now: { self.state.value.now },
-                            sleep: { d in self.state.update { $0.now += d; $0.sleeps.append(d) } })
+        RetryingStore.Clock(
+            now: { self.state.value.now },
+            sleep: { d in
+                self.state.update {
+                    $0.now += d
+                    $0.sleeps.append(d)
+                }
+            })
     }
 }
 
@@ -108,10 +114,12 @@ final class RetryingStoreTests: XCTestCase {
         XCTAssertEqual(storeError { _ = try s.getData("missing") }?.kind, .notFound)
         XCTAssertEqual(faults.calls(.getData), 1)
         try s.put("n/a", data: bytes, condition: .ifNoneMatch)
-        XCTAssertEqual(storeError { try s.put("n/a", data: bytes, condition: .ifNoneMatch) }?.kind,
-                       .preconditionFailed)
-        XCTAssertEqual(storeError { try s.put("n/a", data: bytes, condition: .ifMatch("\"stale\"")) }?.kind,
-                       .preconditionFailed)
+        XCTAssertEqual(
+            storeError { try s.put("n/a", data: bytes, condition: .ifNoneMatch) }?.kind,
+            .preconditionFailed)
+        XCTAssertEqual(
+            storeError { try s.put("n/a", data: bytes, condition: .ifMatch("\"stale\"")) }?.kind,
+            .preconditionFailed)
         XCTAssertEqual(faults.calls(.put), 3)
         XCTAssertTrue(time.sleeps.isEmpty, "nothing waited")
     }
@@ -129,15 +137,17 @@ final class RetryingStoreTests: XCTestCase {
         XCTAssertEqual(try file.getData("c/pointer").data, Data("v1".utf8), "the write did happen")
 
         faults.inject(.ambiguousSuccess, on: [.put], key: "c/pointer")
-        let e2 = try XCTUnwrap(storeError {
-            try s.put("c/pointer", data: Data("v2".utf8), condition: .ifMatch(first.etag))
-        })
+        let e2 = try XCTUnwrap(
+            storeError {
+                try s.put("c/pointer", data: Data("v2".utf8), condition: .ifMatch(first.etag))
+            })
         XCTAssertNotEqual(e2.kind, .preconditionFailed)
         XCTAssertEqual(faults.calls(.put), 2)
         XCTAssertEqual(try file.getData("c/pointer").data, Data("v2".utf8), "applied once")
         // What a blind resend would have said: the caller's own write now fails its condition.
-        XCTAssertEqual(storeError { try file.put("c/pointer", data: Data("v2".utf8), condition: .ifMatch(first.etag)) }?
-            .kind, .preconditionFailed)
+        XCTAssertEqual(
+            storeError { try file.put("c/pointer", data: Data("v2".utf8), condition: .ifMatch(first.etag)) }?
+                .kind, .preconditionFailed)
 
         // A conditional write refused before it was carried out is not resent either.
         faults.inject(.serverError, on: [.put], key: "c/other")
@@ -160,8 +170,9 @@ final class RetryingStoreTests: XCTestCase {
         let onFile = retrying()
         XCTAssertNil(onFile.capability((any Presigning).self), "the file store cannot presign")
         XCTAssertNil(onFile.capability((any IncompleteUploadCleaning).self))
-        XCTAssertNil(onFile.capability((any BucketCreating).self),
-                     "FaultInjectingStore is not a decorator the lookup sees through")
+        XCTAssertNil(
+            onFile.capability((any BucketCreating).self),
+            "FaultInjectingStore is not a decorator the lookup sees through")
         XCTAssertNotNil(RetryingStore(file).capability((any BucketCreating).self))
 
         let s3 = try S3TestStore.make("retrycap")

@@ -105,7 +105,8 @@ struct StoreConformance {
         }
         XCTAssertEqual(try store.getData(k).data, Data("v2\n".utf8), "a refused write must change nothing")
         XCTAssertEqual(try store.head(k)?.etag, second.etag)
-        XCTAssertThrowsError(try store.put(key("cond/missing"), data: Data("x".utf8), condition: .ifMatch(first.etag))) {
+        XCTAssertThrowsError(try store.put(key("cond/missing"), data: Data("x".utf8), condition: .ifMatch(first.etag)))
+        {
             XCTAssertTrue($0.isStoreError(.preconditionFailed) || $0.isStoreError(.notFound), "\($0)")
         }
         XCTAssertNil(try store.head(key("cond/missing")))
@@ -173,8 +174,9 @@ struct StoreConformance {
 
         // Delimiter: objects directly below, and one common prefix per "directory".
         let dir = try store.listDirectory(prefix: key("l/"))
-        XCTAssertEqual(dir.objects.map { String($0.key.dropFirst(base.count)) },
-                       ["l/B", "l/a", "l/c", "l/c0", "l/\u{00e9}t\u{00e9}"])
+        XCTAssertEqual(
+            dir.objects.map { String($0.key.dropFirst(base.count)) },
+            ["l/B", "l/a", "l/c", "l/c0", "l/\u{00e9}t\u{00e9}"])
         XCTAssertEqual(dir.prefixes.map { String($0.dropFirst(base.count)) }, ["l/b/", "l/d/"])
 
         // Delimiter with pagination (page size 2) gives the same union.
@@ -188,7 +190,8 @@ struct StoreConformance {
         XCTAssertEqual(prefixes, ["l/b/", "l/d/"])
 
         // A prefix that is not a whole segment.
-        XCTAssertEqual(try store.list(prefix: key("l/c")).map { String($0.key.dropFirst(base.count)) }, ["l/c", "l/c0"])
+        XCTAssertEqual(
+            try store.list(prefix: key("l/c")).map { String($0.key.dropFirst(base.count)) }, ["l/c", "l/c0"])
         XCTAssertEqual(try store.list(prefix: key("nothing-here/")).count, 0)
     }
 
@@ -204,10 +207,12 @@ struct StoreConformance {
 
     /// Keys with characters that trip naive URL encoding or path handling.
     func awkwardKeys() throws {
-        let names = ["with space.txt", "plus+sign", "equals=sign", "hash#tag", "percent%20literal", "tilde~x",
-                     "unicode-\u{00fc}\u{00f1}\u{00ee}\u{00e7}\u{00f8}d\u{00e9}-\u{65e5}\u{672c}", "deep/a/b/c/d.txt",
-                     "amp&and", "question?mark", "semi;colon", "comma,x", "paren(1)", "star*", "dollar$", "at@x",
-                     "colon:x", "quote'x", "emoji-\u{1F600}"]
+        let names = [
+            "with space.txt", "plus+sign", "equals=sign", "hash#tag", "percent%20literal", "tilde~x",
+            "unicode-\u{00fc}\u{00f1}\u{00ee}\u{00e7}\u{00f8}d\u{00e9}-\u{65e5}\u{672c}", "deep/a/b/c/d.txt",
+            "amp&and", "question?mark", "semi;colon", "comma,x", "paren(1)", "star*", "dollar$", "at@x",
+            "colon:x", "quote'x", "emoji-\u{1F600}",
+        ]
         for n in names {
             let k = key("odd/" + n)
             try store.put(k, data: Data(n.utf8))

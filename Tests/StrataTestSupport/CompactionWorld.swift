@@ -58,8 +58,9 @@ public final class CompactionWorld {
     public func vector(_ seed: Int) -> [Float] { (0..<dimension).map { Float((seed &* 31 &+ $0 &* 7) % 97) / 8 } }
 
     public func row(_ seed: Int, doc: String? = nil) -> ModelRow {
-        ModelRow(embedding: vector(seed), document: doc ?? "document \(seed)",
-                 metadata: ModelRow.canonical(["seed": seed, "kind": seed % 2 == 0 ? "even" : "odd", "flag": seed % 3 == 0]))
+        ModelRow(
+            embedding: vector(seed), document: doc ?? "document \(seed)",
+            metadata: ModelRow.canonical(["seed": seed, "kind": seed % 2 == 0 ? "even" : "odd", "flag": seed % 3 == 0]))
     }
 
     /// Per collection and id, the run that last wrote it in the model: "created_at run_id"
@@ -87,7 +88,10 @@ public final class CompactionWorld {
                     var obj: [String: Any] = ["id": id, "embedding": r.embedding.map { Double($0) }]
                     if let d = r.document { obj["document"] = d }
                     if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
-                    text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
+                    text +=
+                        String(
+                            decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]),
+                            as: UTF8.self) + "\n"
                     changes.append((collection, id, r))
                 case .delete(let id):
                     text += "{\"id\":\(jsonQuote(id)),\"delete\":true}\n"
@@ -122,12 +126,15 @@ public final class CompactionWorld {
 
     /// `materialize` of `collection`'s `version`.
     public func materialize(_ collection: String, version: String, to path: String) throws {
-        try materialize(try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version),
-                        to: path)
+        try materialize(
+            try SnapshotManifest.fetch(from: store, layout: layout, collection: collection, version: version),
+            to: path)
     }
 
     /// What the pointer's version holds, read with SQLite from a downloaded copy.
-    public func published(_ collection: String) throws -> (manifest: SnapshotManifest, rows: [String: ModelRow], applied: [String]) {
+    public func published(_ collection: String) throws -> (
+        manifest: SnapshotManifest, rows: [String: ModelRow], applied: [String]
+    ) {
         let (p, _) = try store.getData(layout.pointerKey(collection))
         let version = try Pointer.parse(p, key: layout.pointerKey(collection))
         let mKey = layout.manifestKey(collection: collection, version: version)
@@ -141,7 +148,8 @@ public final class CompactionWorld {
             let blob = s.columnBytes(1)
             var e = [Float](repeating: 0, count: blob.count / 4)
             e.withUnsafeMutableBytes { $0.copyMemory(from: blob) }
-            let meta = s.columnText(3).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }.map(ModelRow.canonical)
+            let meta = s.columnText(3).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }.map(
+                ModelRow.canonical)
             rows[s.columnText(0)!] = ModelRow(embedding: e, document: s.columnText(2), metadata: meta)
         }
         var applied: [String] = []
@@ -175,11 +183,15 @@ public final class CompactionWorld {
     }
 
     /// Along the pointer's history every recorded run was applied exactly once.
-    public func assertEveryRunAppliedOnce(_ collection: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    public func assertEveryRunAppliedOnce(_ collection: String, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
         let applied = try history(collection).flatMap { $0.appliedRuns.map(\.runId) }
         XCTAssertEqual(applied.count, Set(applied).count, "a run was applied twice: \(applied)", file: file, line: line)
-        XCTAssertEqual(Set(applied), try recordedRuns(collection), "applied runs vs recorded runs", file: file, line: line)
-        XCTAssertEqual(Set(try published(collection).applied), Set(applied), "applied_runs table", file: file, line: line)
+        XCTAssertEqual(
+            Set(applied), try recordedRuns(collection), "applied runs vs recorded runs", file: file, line: line)
+        XCTAssertEqual(
+            Set(try published(collection).applied), Set(applied), "applied_runs table", file: file, line: line)
     }
 
     /// The published snapshot equals the model, and its manifest agrees.
@@ -189,7 +201,10 @@ public final class CompactionWorld {
         XCTAssertEqual(manifest.rowCount, expected.count, "manifest row count", file: file, line: line)
         XCTAssertEqual(rows.count, expected.count, "rows in \(collection)", file: file, line: line)
         for (id, r) in expected {
-            guard let got = rows[id] else { XCTFail("\(collection): missing \(id)", file: file, line: line); continue }
+            guard let got = rows[id] else {
+                XCTFail("\(collection): missing \(id)", file: file, line: line)
+                continue
+            }
             XCTAssertEqual(got, r, "\(collection) row \(id)", file: file, line: line)
         }
         for id in rows.keys where expected[id] == nil {

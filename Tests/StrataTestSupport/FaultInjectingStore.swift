@@ -58,8 +58,10 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         /// The faults of a flaky S3 service: 5xx, throttling, resets, lost answers, some latency
         /// and truncated reads, `total` being the probability that a call fails in some way.
         public static func flaky(_ total: Double) -> Rates {
-            Rates([.serverError: total * 0.25, .throttled: total * 0.25, .connectionReset: total * 0.2,
-                   .ambiguousSuccess: total * 0.15, .truncatedRead: total * 0.15, .latency: total])
+            Rates([
+                .serverError: total * 0.25, .throttled: total * 0.25, .connectionReset: total * 0.2,
+                .ambiguousSuccess: total * 0.15, .truncatedRead: total * 0.15, .latency: total,
+            ])
         }
     }
 
@@ -98,8 +100,10 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     ///   - seed: seeds the random faults.
     ///   - rates: the same rates for every operation kind (adjust per kind with `setRates`).
     ///   - latency: the range of injected delays, in seconds.
-    public init(_ inner: any ObjectStore, seed: UInt64 = 1, rates: Rates = Rates(),
-                latency: ClosedRange<Double> = 0.001...0.02) {
+    public init(
+        _ inner: any ObjectStore, seed: UInt64 = 1, rates: Rates = Rates(),
+        latency: ClosedRange<Double> = 0.001...0.02
+    ) {
         self.inner = inner
         self.random = SeededRandom(seed: seed)
         self.latency = latency
@@ -138,14 +142,18 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     /// Scripts `fault` for calls of `operations` whose key satisfies `when`, `times` times
     /// (nil: every matching call). Scripted rules are checked in the order they were added,
     /// before random faults, and count as injected faults.
-    public func inject(_ fault: Fault, on operations: [Operation] = Operation.allCases, times: Int? = 1,
-                       when: @escaping (Operation, String) -> Bool = { _, _ in true }) {
+    public func inject(
+        _ fault: Fault, on operations: [Operation] = Operation.allCases, times: Int? = 1,
+        when: @escaping (Operation, String) -> Bool = { _, _ in true }
+    ) {
         locked { rules.append(Rule(fault: fault, operations: Set(operations), remaining: times, when: when)) }
     }
 
     /// Scripts `fault` for calls on exactly `key`.
-    public func inject(_ fault: Fault, on operations: [Operation] = Operation.allCases, key: String,
-                       times: Int? = 1) {
+    public func inject(
+        _ fault: Fault, on operations: [Operation] = Operation.allCases, key: String,
+        times: Int? = 1
+    ) {
         inject(fault, on: operations, times: times) { $1 == key }
     }
 
@@ -198,16 +206,18 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         let fault = try before(.get, key)
         switch fault {
         case .staleRead:
-            throw StoreError(.notFound, operation: "GetObject", key: key, status: 404, code: "NoSuchKey",
-                             message: "injected stale read: the key does not exist")
+            throw StoreError(
+                .notFound, operation: "GetObject", key: key, status: 404, code: "NoSuchKey",
+                message: "injected stale read: the key does not exist")
         case .truncatedRead, .shortRead:
             let info = try inner.get(key, toFile: path, range: range)
             let full = try Data(contentsOf: URL(fileURLWithPath: path))
             let kept = full.count / 2
             try full.prefix(kept).write(to: URL(fileURLWithPath: path))
             if fault == .shortRead { return info }
-            throw StoreError(.transient, operation: "GetObject", key: key, code: "ConnectionReset",
-                             message: "injected: connection reset after \(kept) of \(full.count) body bytes")
+            throw StoreError(
+                .transient, operation: "GetObject", key: key, code: "ConnectionReset",
+                message: "injected: connection reset after \(kept) of \(full.count) body bytes")
         default:
             return try inner.get(key, toFile: path, range: range)
         }
@@ -217,12 +227,14 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         let fault = try before(.getData, key)
         switch fault {
         case .staleRead:
-            throw StoreError(.notFound, operation: "GetObject", key: key, status: 404, code: "NoSuchKey",
-                             message: "injected stale read: the key does not exist")
+            throw StoreError(
+                .notFound, operation: "GetObject", key: key, status: 404, code: "NoSuchKey",
+                message: "injected stale read: the key does not exist")
         case .truncatedRead:
             let (data, _) = try inner.getData(key)
-            throw StoreError(.transient, operation: "GetObject", key: key, code: "ConnectionReset",
-                             message: "injected: connection reset after \(data.count / 2) of \(data.count) body bytes")
+            throw StoreError(
+                .transient, operation: "GetObject", key: key, code: "ConnectionReset",
+                message: "injected: connection reset after \(data.count / 2) of \(data.count) body bytes")
         case .shortRead:
             let (data, info) = try inner.getData(key)
             return (data.prefix(data.count / 2), info)
@@ -245,8 +257,9 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
             }
             // The store keeps half the body and knows no checksum for it (as a store that lost
             // the rest of the upload would).
-            return try inner.put(key, body: .data(data.prefix(data.count / 2)), condition: condition,
-                                 options: PutOptions(contentType: options.contentType))
+            return try inner.put(
+                key, body: .data(data.prefix(data.count / 2)), condition: condition,
+                options: PutOptions(contentType: options.contentType))
         case .ambiguousSuccess:
             _ = try inner.put(key, body: body, condition: condition, options: options)
             throw lostAnswer("PutObject", key)
@@ -278,8 +291,9 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     // MARK: Choosing and raising faults
 
     private func lostAnswer(_ operation: String, _ key: String?) -> StoreError {
-        StoreError(.transient, operation: operation, key: key, code: "ConnectionReset",
-                   message: "injected: the request was carried out but the connection was reset before the answer")
+        StoreError(
+            .transient, operation: operation, key: key, code: "ConnectionReset",
+            message: "injected: the request was carried out but the connection was reset before the answer")
     }
 
     private static func applies(_ fault: Fault, to op: Operation) -> Bool {
@@ -302,14 +316,17 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
             Thread.sleep(forTimeInterval: delay)
             return nil
         case .serverError:
-            throw StoreError(.transient, operation: op.rawValue, key: key, status: 500, code: "InternalError",
-                             message: "injected: We encountered an internal error. Please try again.")
+            throw StoreError(
+                .transient, operation: op.rawValue, key: key, status: 500, code: "InternalError",
+                message: "injected: We encountered an internal error. Please try again.")
         case .throttled:
-            throw StoreError(.throttled, operation: op.rawValue, key: key, status: 503, code: "SlowDown",
-                             message: "injected: Please reduce your request rate.")
+            throw StoreError(
+                .throttled, operation: op.rawValue, key: key, status: 503, code: "SlowDown",
+                message: "injected: Please reduce your request rate.")
         case .connectionReset:
-            throw StoreError(.transient, operation: op.rawValue, key: key, code: "ConnectionReset",
-                             message: "injected: connection reset by peer before the request was sent")
+            throw StoreError(
+                .transient, operation: op.rawValue, key: key, code: "ConnectionReset",
+                message: "injected: connection reset by peer before the request was sent")
         default:
             return fault
         }
@@ -323,7 +340,8 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
             for i in rules.indices {
                 let r = rules[i]
                 guard r.operations.contains(op), r.remaining.map({ $0 > 0 }) ?? true,
-                      Self.applies(r.fault, to: op), r.when(op, key) else { continue }
+                    Self.applies(r.fault, to: op), r.when(op, key)
+                else { continue }
                 if let n = r.remaining { rules[i].remaining = n - 1 }
                 chosen = r.fault
                 break
@@ -335,7 +353,10 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
                 var acc = 0.0
                 for f in Fault.allCases where f != .latency && Self.applies(f, to: op) {
                     acc += r.rates[f] ?? 0
-                    if u < acc { chosen = f; break }
+                    if u < acc {
+                        chosen = f
+                        break
+                    }
                 }
                 if chosen == nil, v < r.rates[.latency] ?? 0 { chosen = .latency }
             }

@@ -229,7 +229,8 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                 guard client.write(Self.response(status: status, body: text)) else { return }
                 continue
             case .s3Error(let status, let code):
-                let text = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>\(code)</Code>"
+                let text =
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>\(code)</Code>"
                     + "<Message>injected by the test proxy</Message><RequestId>proxy</RequestId></Error>"
                 guard client.write(Self.response(status: status, body: text)) else { return }
                 continue
@@ -240,10 +241,11 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                 guard let u = connectUpstream() else { return }
                 upstream = u
             }
-            let forwarded = ([String(start.joined(separator: " "))] + forwardLines).joined(separator: "\r\n")
+            let forwarded =
+                ([String(start.joined(separator: " "))] + forwardLines).joined(separator: "\r\n")
                 + "\r\n\r\n"
             guard upstream!.write(Data(forwarded.utf8) + body),
-                  let (raw, status, closeAfter, headLength) = readResponse(upstream!, isHead: method == "HEAD")
+                let (raw, status, closeAfter, headLength) = readResponse(upstream!, isHead: method == "HEAD")
             else { return }
             locked { if index < _log.count { _log[index].upstreamStatus = status } }
             switch action {
@@ -281,8 +283,10 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                 while true {
                     guard let sizeLine = conn.readLine() else { return nil }
                     raw += Data((sizeLine + "\r\n").utf8)
-                    let size = Int(sizeLine.split(separator: ";")[0].trimmingCharacters(in: .whitespaces),
-                                   radix: 16) ?? 0
+                    let size =
+                        Int(
+                            sizeLine.split(separator: ";")[0].trimmingCharacters(in: .whitespaces),
+                            radix: 16) ?? 0
                     if size == 0 {
                         // Trailers until an empty line.
                         while let t = conn.readLine() {
@@ -352,13 +356,15 @@ public final class HTTPFaultProxy: @unchecked Sendable {
         case ("DELETE", true): op = "DeleteObject"
         default: op = "\(method) \(path)"
         }
-        return Request(method: method, path: path, query: query, headers: headers, bodyLength: bodyLength,
-                       operation: op, sequence: 0)
+        return Request(
+            method: method, path: path, query: query, headers: headers, bodyLength: bodyLength,
+            operation: op, sequence: 0)
     }
 
     static func response(status: Int, body: String) -> Data {
         let b = Data(body.utf8)
-        let head = "HTTP/1.1 \(status) Injected\r\nContent-Type: application/xml\r\nContent-Length: \(b.count)\r\n"
+        let head =
+            "HTTP/1.1 \(status) Injected\r\nContent-Type: application/xml\r\nContent-Length: \(b.count)\r\n"
             + "x-amz-request-id: proxy\r\n\r\n"
         return Data(head.utf8) + b
     }

@@ -46,11 +46,14 @@ public final class SeaweedFS: @unchecked Sendable {
     /// Starts a new server (most tests want `shared()`).
     public static func start() throws -> SeaweedFS {
         let dir = TestPaths.makeTempDir(prefix: "strata-weed")
-        let out = try TestPaths.run([TestPaths.projectRoot + "/Scripts/seaweedfs.sh", "start", dir, "--watch",
-                                     String(getpid())])
+        let out = try TestPaths.run([
+            TestPaths.projectRoot + "/Scripts/seaweedfs.sh", "start", dir, "--watch",
+            String(getpid()),
+        ])
         guard out.status == 0 else {
-            throw StartError(description: "could not start SeaweedFS (is `weed` installed? run `make setup`):\n"
-                                 + out.stderr)
+            throw StartError(
+                description: "could not start SeaweedFS (is `weed` installed? run `make setup`):\n"
+                    + out.stderr)
         }
         var values: [String: String] = [:]
         for line in out.stdout.split(separator: "\n") {
@@ -58,7 +61,7 @@ public final class SeaweedFS: @unchecked Sendable {
             if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
         }
         guard let ep = values["STRATA_TEST_ENDPOINT"], let ak = values["AWS_ACCESS_KEY_ID"],
-              let sk = values["AWS_SECRET_ACCESS_KEY"], let pid = values["SEAWEED_PID"].flatMap({ Int32($0) })
+            let sk = values["AWS_SECRET_ACCESS_KEY"], let pid = values["SEAWEED_PID"].flatMap({ Int32($0) })
         else { throw StartError(description: "unexpected output from seaweedfs.sh: \(out.stdout)") }
         return SeaweedFS(endpoint: ep, accessKey: ak, secretKey: sk, pid: pid, dir: dir)
     }
@@ -75,7 +78,9 @@ public final class SeaweedFS: @unchecked Sendable {
 
     /// Environment for running the AWS CLI (or snapctl) against this server.
     public var awsEnvironment: [String: String] {
-        ["AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_DEFAULT_REGION": "us-east-1",
-         "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint]
+        [
+            "AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
+        ]
     }
 }

@@ -32,8 +32,10 @@ public enum TestPaths {
 
     /// Runs a program to completion, capturing its output. `input` is written to its stdin.
     @discardableResult
-    public static func run(_ argv: [String], environment: [String: String]? = nil, input: Data? = nil,
-                           currentDirectory: String? = nil) throws -> ProcessResult {
+    public static func run(
+        _ argv: [String], environment: [String: String]? = nil, input: Data? = nil,
+        currentDirectory: String? = nil
+    ) throws -> ProcessResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/env")
         p.arguments = argv[0].hasPrefix("/") ? Array(argv.dropFirst()) : argv
@@ -41,14 +43,17 @@ public enum TestPaths {
             p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
+        let outPipe = Pipe()
+        let errPipe = Pipe()
+        let inPipe = Pipe()
         p.standardOutput = outPipe
         p.standardError = errPipe
         p.standardInput = inPipe
         try p.run()
         // Read both pipes concurrently so a chatty child cannot block on a full pipe.
         final class Box: @unchecked Sendable { var data = Data() }
-        let outBox = Box(), errBox = Box()
+        let outBox = Box()
+        let errBox = Box()
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) { outBox.data = outPipe.fileHandleForReading.readDataToEndOfFile() }
         DispatchQueue.global().async(group: group) { errBox.data = errPipe.fileHandleForReading.readDataToEndOfFile() }
@@ -56,8 +61,9 @@ public enum TestPaths {
         try? inPipe.fileHandleForWriting.close()
         group.wait()
         p.waitUntilExit()
-        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: outBox.data, as: UTF8.self),
-                             stderr: String(decoding: errBox.data, as: UTF8.self))
+        return ProcessResult(
+            status: p.terminationStatus, stdout: String(decoding: outBox.data, as: UTF8.self),
+            stderr: String(decoding: errBox.data, as: UTF8.self))
     }
 }
 
