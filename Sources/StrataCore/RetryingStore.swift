@@ -124,18 +124,9 @@ public final class RetryingStore: ObjectStoreDecorator, StartAfterListing, Senda
         maxKeys: Int
     ) throws -> ListPage {
         try retrying("list", prefix) {
-            if let s = base as? any StartAfterListing {
-                return try s.listPage(
-                    prefix: prefix, delimiter: delimiter, startAfter: startAfter,
-                    continuation: continuation, maxKeys: maxKeys)
-            }
-            var page = try base.listPage(
-                prefix: prefix, delimiter: delimiter, continuation: continuation,
+            try base.listPageAfter(
+                prefix: prefix, delimiter: delimiter, startAfter: startAfter, continuation: continuation,
                 maxKeys: maxKeys)
-            if let startAfter {
-                page.objects = page.objects.filter { startAfter.utf8.lexicographicallyPrecedes($0.key.utf8) }
-            }
-            return page
         }
     }
 }

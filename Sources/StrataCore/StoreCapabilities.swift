@@ -51,6 +51,24 @@ extension ObjectStore {
         }
     }
 
+    /// One page of keys under `prefix` after `startAfter`: through the store (or the first store
+    /// under its decorators) when it lists with start-after, else a plain page with the keys up to
+    /// `startAfter` dropped. Decorators forward `StartAfterListing` through this.
+    public func listPageAfter(
+        prefix: String, delimiter: String?, startAfter: String?, continuation: String?, maxKeys: Int
+    ) throws -> ListPage {
+        if let s = self as? any StartAfterListing {
+            return try s.listPage(
+                prefix: prefix, delimiter: delimiter, startAfter: startAfter, continuation: continuation,
+                maxKeys: maxKeys)
+        }
+        var page = try listPage(prefix: prefix, delimiter: delimiter, continuation: continuation, maxKeys: maxKeys)
+        if let startAfter {
+            page.objects = page.objects.filter { startAfter.utf8.lexicographicallyPrecedes($0.key.utf8) }
+        }
+        return page
+    }
+
     /// Every page of keys under `prefix` that sort after `startAfter` (all when nil). Uses
     /// `start-after` where the store has it; otherwise lists everything and drops the rest.
     public func forEachPage(

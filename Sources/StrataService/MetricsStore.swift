@@ -84,18 +84,9 @@ public final class MetricsStore: ObjectStoreDecorator, StartAfterListing, @unche
         maxKeys: Int
     ) throws -> ListPage {
         try measure("list") {
-            if let s = base as? any StartAfterListing {
-                return try s.listPage(
-                    prefix: prefix, delimiter: delimiter, startAfter: startAfter,
-                    continuation: continuation, maxKeys: maxKeys)
-            }
-            var page = try base.listPage(
-                prefix: prefix, delimiter: delimiter, continuation: continuation,
+            try base.listPageAfter(
+                prefix: prefix, delimiter: delimiter, startAfter: startAfter, continuation: continuation,
                 maxKeys: maxKeys)
-            if let startAfter {
-                page.objects = page.objects.filter { startAfter.utf8.lexicographicallyPrecedes($0.key.utf8) }
-            }
-            return page
         }
     }
 }

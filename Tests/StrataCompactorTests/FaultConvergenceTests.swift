@@ -31,21 +31,7 @@ class FaultConvergenceTests: XCTestCase {
     }
 
     func writeInput(_ world: CompactionWorld, _ name: String, _ ops: [CompactionWorld.Op]) throws -> String {
-        var text = ""
-        for op in ops {
-            switch op {
-            case .upsert(let id, let r):
-                var obj: [String: Any] = ["id": id, "embedding": r.embedding.map { Double($0) }]
-                if let d = r.document { obj["document"] = d }
-                if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
-                text +=
-                    String(
-                        decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]),
-                        as: UTF8.self) + "\n"
-            case .delete(let id):
-                text += "{\"id\":\(jsonQuote(id)),\"delete\":true}\n"
-            }
-        }
+        let text = try CompactionWorld.ndjson(ops)
         let path = world.tmp.file(name)
         try text.write(toFile: path, atomically: false, encoding: .utf8)
         return path

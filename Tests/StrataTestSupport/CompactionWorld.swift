@@ -81,21 +81,11 @@ public final class CompactionWorld {
         var changes: [(String, String, ModelRow?)] = []
         for (collection, list) in ops.sorted(by: { $0.key < $1.key }) {
             let path = tmp.file("in-\(n)-\(collection).ndjson")
-            var text = ""
+            let text = try Self.ndjson(list)
             for op in list {
                 switch op {
-                case .upsert(let id, let r):
-                    var obj: [String: Any] = ["id": id, "embedding": r.embedding.map { Double($0) }]
-                    if let d = r.document { obj["document"] = d }
-                    if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
-                    text +=
-                        String(
-                            decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]),
-                            as: UTF8.self) + "\n"
-                    changes.append((collection, id, r))
-                case .delete(let id):
-                    text += "{\"id\":\(jsonQuote(id)),\"delete\":true}\n"
-                    changes.append((collection, id, nil))
+                case .upsert(let id, let r): changes.append((collection, id, r))
+                case .delete(let id): changes.append((collection, id, nil))
                 }
             }
             try text.write(toFile: path, atomically: false, encoding: .utf8)
@@ -214,6 +204,28 @@ public final class CompactionWorld {
 }
 
 /// JSON string literal for an id (ids in tests are plain ASCII).
+extension CompactionWorld {
+    /// The producer's NDJSON input for `ops`: one line per upsert or delete, in order.
+    public static func ndjson(_ ops: [Op]) throws -> String {
+        var text = ""
+        for op in ops {
+            switch op {
+            case .upsert(let id, let r):
+                var obj: [String: Any] = ["id": id, "embedding": r.embedding.map { Double($0) }]
+                if let d = r.document { obj["document"] = d }
+                if let m = r.metadata { obj["metadata"] = try JSONSerialization.jsonObject(with: Data(m.utf8)) }
+                text +=
+                    String(
+                        decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]),
+                        as: UTF8.self) + "\n"
+            case .delete(let id):
+                text += "{\"id\":\(jsonQuote(id)),\"delete\":true}\n"
+            }
+        }
+        return text
+    }
+}
+
 public func jsonQuote(_ s: String) -> String {
     String(decoding: try! JSONSerialization.data(withJSONObject: [s]), as: UTF8.self).dropFirst().dropLast().description
 }
