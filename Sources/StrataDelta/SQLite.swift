@@ -178,6 +178,16 @@ public final class Database {
     public func setLimit(_ id: Int32, _ value: Int32) throws {
         sqlite3_limit(try live("limit"), id, value)
     }
+
+    /// Pages this connection read from the file so far (page-cache misses,
+    /// `SQLITE_DBSTATUS_CACHE_MISS`): what a statement costs in I/O, for tests and diagnostics.
+    public func pagesRead() throws -> Int {
+        var current: Int32 = 0
+        var high: Int32 = 0
+        let rc = sqlite3_db_status(try live("db_status"), SQLITE_DBSTATUS_CACHE_MISS, &current, &high, 0)
+        guard rc == SQLITE_OK else { throw error(rc, "db_status", nil) }
+        return Int(current)
+    }
 }
 
 /// A prepared statement, finalized in `deinit`. Reuse it with `reset()` for the next row.

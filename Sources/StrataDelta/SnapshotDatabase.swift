@@ -12,6 +12,19 @@ public enum SnapshotFormat {
     public static let name = "strata-snapshot"
     public static let majorVersion = 2
     public static let fileName = "snapshot.sqlite3"
+
+    /// The page size a new snapshot file gets: the smallest that holds two typical rows of this
+    /// dimension in one 4 KiB page, else one row in a page without overflow pages (a row is the
+    /// float32 vector plus about 256 bytes of id, document, metadata, writer and cell overhead).
+    /// Every merge uploads the pages it changes, and an overwrite changes at least the page of its
+    /// row, so the smaller page halves what a 1,000-row delta publishes at dimension 384
+    /// (Docs/design/0002, "Page size"). A file keeps its page size: a change needs a new base.
+    public static func pageSize(dimension: Int) -> Int {
+        let row = 4 * max(dimension, 1) + 256
+        if 2 * row <= 4096 - 100 { return 4096 }
+        for size in [8192, 16384, 32768] where row <= size - 100 { return size }
+        return 65536
+    }
     public static let schema = [
         "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         // run_created_at is the writer's creation time as `RunRecord.timestamp` writes it
@@ -78,7 +91,7 @@ public final class SnapshotDatabase {
     public static func create(path: String, collection: String, dimension: Int) throws -> SnapshotDatabase {
         for suffix in ["", "-journal"] { unlink(path + suffix) }
         let db = try Database(path: path, mode: .readWriteCreate)
-        try db.execute("PRAGMA page_size = 8192")
+        try db.execute("PRAGMA page_size = \(SnapshotFormat.pageSize(dimension: dimension))")
         try configure(db)
         try db.execute("BEGIN")
         for sql in SnapshotFormat.schema { try db.execute(sql) }
@@ -245,10 +258,12 @@ public final class SnapshotDatabase {
             SELECT count(*) FROM d.upserts x WHERE NOT EXISTS (SELECT 1 FROM main.embeddings e WHERE e.id = x.id) \
             AND NOT \(Self.newerTombstone)
             """, w)
+        // EXISTS, not a join: with no statistics SQLite may pick the snapshot as the outer loop and
+        // read every page of it for a delta of a few rows.
         let deletedExisting = try count(
             """
-            SELECT count(*) FROM d.deletes x JOIN main.embeddings e ON e.id = x.id \
-            WHERE (e.run_created_at, e.run_id) < (?1, ?2)
+            SELECT count(*) FROM d.deletes x WHERE EXISTS (SELECT 1 FROM main.embeddings e WHERE e.id = x.id \
+            AND (e.run_created_at, e.run_id) < (?1, ?2))
             """, w)
         let superseded = try count(
             """

@@ -1,10 +1,12 @@
+import CZlib
 import Foundation
 import StrataCore
 import StrataCrypto
 import StrataDelta
 
-/// The committed content of a SQLite WAL file: for each page, the SHA-256 of its last committed
-/// frame, and the database size the last commit set. Parsed by the WAL format
+/// The committed content of a SQLite WAL file: for each page, a CRC-32 of its last committed
+/// frame (a fingerprint to check the checkpoint against, not a security hash: the SHA-256 is taken
+/// once per page, from the file), and the database size the last commit set. Parsed by the WAL format
 /// (https://www.sqlite.org/fileformat2.html#walformat): a 32-byte header (magic 0x377f0682/3,
 /// whose low bit says the checksum words are big-endian, version 3007000, page size, checkpoint
 /// sequence, two salts, a checksum of the first 24 bytes), then frames of a 24-byte header
@@ -16,8 +18,8 @@ public struct WALContent: Sendable {
     public var pageSize: Int
     /// Database size in pages after the last commit; nil when nothing was committed.
     public var databasePageCount: UInt32?
-    /// Last committed frame's page SHA-256, by page number.
-    public var pages: [UInt32: [UInt8]]
+    /// Last committed frame's page CRC-32 (zlib's), by page number.
+    public var pages: [UInt32: UInt32]
     public var frames: Int
     public var commits: Int
 
@@ -52,7 +54,7 @@ public struct WALContent: Sendable {
         guard s0 == c1, s1 == c2 else { throw corrupt("header.checksum", "does not match the header") }
 
         var out = WALContent(pageSize: pageSize, databasePageCount: nil, pages: [:], frames: 0, commits: 0)
-        var pending: [UInt32: [UInt8]] = [:]
+        var pending: [UInt32: UInt32] = [:]
         var frame = [UInt8](repeating: 0, count: 24 + pageSize)
         var offset: Int64 = 32
         while true {
@@ -71,9 +73,7 @@ public struct WALContent: Sendable {
             }
             if !valid { break }
             let (pgno, commitSize) = frame.withUnsafeBytes { (BigEndian.u32($0, 0), BigEndian.u32($0, 4)) }
-            let d = Digest(.sha256)
-            frame.withUnsafeBytes { d.update(UnsafeRawBufferPointer(rebasing: $0[24...])) }
-            pending[pgno] = d.finalize()
+            pending[pgno] = frame.withUnsafeBytes { WALContent.crc32(UnsafeRawBufferPointer(rebasing: $0[24...])) }
             out.frames += 1
             if commitSize != 0 {
                 out.pages.merge(pending) { _, new in new }
@@ -84,6 +84,11 @@ public struct WALContent: Sendable {
             offset += Int64(frame.count)
         }
         return out
+    }
+
+    /// zlib's CRC-32 of `b`.
+    static func crc32(_ b: UnsafeRawBufferPointer) -> UInt32 {
+        UInt32(CZlib.crc32(0, b.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(b.count)))
     }
 
     /// SQLite's WAL checksum: over 32-bit words in pairs, s0 += x[i] + s1; s1 += x[i+1] + s0.
@@ -246,7 +251,7 @@ public enum PageCapture {
         var pgnos = wal.pages.keys.filter { $0 <= toCount && $0 != 1 }.sorted()
         pgnos.insert(1, at: 0)
         var page = [UInt8](repeating: 0, count: before.pageSize)
-        func readPage(_ p: UInt32) throws -> [UInt8] {
+        func readPage(_ p: UInt32) throws {
             let n = try page.withUnsafeMutableBytes {
                 try file.read(into: $0, at: Int64(p - 1) * Int64(before.pageSize))
             }
@@ -255,25 +260,29 @@ public enum PageCapture {
                     .io, object: path, message: "page \(p) is short after the checkpoint",
                     fix: "no other process may write the file during a capture")
             }
-            let d = Digest(.sha256)
-            d.update(page)
-            return d.finalize()
         }
+        // One SHA-256 per changed page, of the file after the checkpoint; every page but the first
+        // must be its last committed WAL frame (same CRC-32), so the file is exactly base + patch.
         var changed: [(pgno: UInt32, sha256: [UInt8])] = []
         changed.reserveCapacity(pgnos.count)
-        changed.append((1, try readPage(1)))
-        for p in pgnos.dropFirst() { changed.append((p, wal.pages[p]!)) }
+        for p in pgnos {
+            try readPage(p)
+            if p != 1, page.withUnsafeBytes({ WALContent.crc32($0) }) != wal.pages[p]! {
+                throw StrataError(
+                    .io, object: path, message: "page \(p) after the checkpoint differs from its WAL frame",
+                    fix: "no other process may write the file during a capture")
+            }
+            let d = Digest(.sha256)
+            d.update(page)
+            changed.append((p, d.finalize()))
+        }
         let toRoot = try hashes.update(pageCount: toCount, changed: changed)
         let header = PagePatchHeader(
             pageSize: before.pageSize, fromPageCount: fromCount, toPageCount: toCount,
             frameCount: UInt32(pgnos.count), fromRoot: fromRoot, toRoot: toRoot)
         let writer = try PagePatchWriter(path: patchPath, header: header, compression: settings.compression)
         for (p, sha) in changed {
-            guard try readPage(p) == sha else {
-                throw StrataError(
-                    .io, object: path, message: "page \(p) after the checkpoint differs from its WAL frame",
-                    fix: "no other process may write the file during a capture")
-            }
+            try readPage(p)
             try page.withUnsafeBytes { try writer.add(page: p, raw: $0, sha256: sha) }
         }
         let summary = try writer.finish()

@@ -116,3 +116,52 @@ final class SnapshotDatabaseTests: XCTestCase {
         try db.close()
     }
 }
+
+/// A merge reads the pages its rows touch, not the snapshot: a small delta on a large file must
+/// not make SQLite scan the table (a join without statistics did: every page of the file was read
+/// for each version).
+final class SnapshotMergeIOTests: XCTestCase {
+    func testASmallDeltaReadsAFewPagesOfALargeSnapshot() throws {
+        let dir = TempDir()
+        let dim = 64
+        let path = dir.file("s.sqlite3")
+        let created = Date(timeIntervalSince1970: 1_800_000_000)
+        let bulk = dir.file("bulk.sqlite3")
+        let w = try DeltaWriter(path: bulk, collection: "lines", runId: "bulk", dimension: dim)
+        for i in 0..<20_000 {
+            try w.upsert(id: String(format: "img-%06d/line", i), embedding: [Float](repeating: Float(i), count: dim))
+        }
+        let snapshot = try SnapshotDatabase.create(path: path, collection: "lines", dimension: dim)
+        _ = try snapshot.apply(
+            deltaPath: try w.finish().path, writer: RowWriter(runId: "bulk", created: created), version: "v1",
+            appliedAt: created)
+        try snapshot.close()
+        let pages = try pageCount(path)
+
+        let small = dir.file("small.sqlite3")
+        let d = try DeltaWriter(path: small, collection: "lines", runId: "small", dimension: dim)
+        for i in stride(from: 7, to: 20_000, by: 4_000) {
+            try d.upsert(id: String(format: "img-%06d/line", i), embedding: [Float](repeating: -1, count: dim))
+        }
+        for i in stride(from: 11, to: 20_000, by: 4_000) { try d.delete(id: String(format: "img-%06d/line", i)) }
+        try d.delete(id: "never-written")
+        let conn = try Database(path: path, mode: .readWriteCreate)
+        let db = try SnapshotDatabase.open(connection: conn, collection: "lines")
+        let before = try conn.pagesRead()
+        let r = try db.apply(
+            deltaPath: try d.finish().path, writer: RowWriter(runId: "small", created: created.addingTimeInterval(1)),
+            version: "v2", appliedAt: created)
+        let read = try conn.pagesRead() - before
+        XCTAssertEqual(r.deletedExisting, 5)
+        XCTAssertEqual(r.upserts, 5)
+        XCTAssertLessThan(read, pages / 10, "the merge of 11 ids read \(read) of the file's \(pages) pages")
+        XCTAssertEqual(try db.rowCount(), 20_000 - 5)
+        try conn.close()
+    }
+
+    /// The file's page count from its header (offset 28, big-endian).
+    func pageCount(_ path: String) throws -> Int {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path)).prefix(32)
+        return data[28..<32].reduce(0) { $0 << 8 | Int($1) }
+    }
+}
