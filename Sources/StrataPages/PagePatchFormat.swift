@@ -206,28 +206,6 @@ enum PageCodec {
     }
 
     static func bound(_ pageSize: Int) -> Int { Int(compressBound(uLong(pageSize))) }
-
-    /// Compresses `page` into `out` (at least `bound` bytes); returns the compressed length.
-    static func compress(
-        _ page: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer,
-        level: Int32
-    ) -> Int? {
-        var destLen = uLongf(out.count)
-        let rc = compress2(
-            out.baseAddress!.assumingMemoryBound(to: Bytef.self), &destLen,
-            page.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(page.count), level)
-        return rc == Z_OK ? Int(destLen) : nil
-    }
-
-    /// Inflates `stored` into `page`; true only when it fills `page` exactly.
-    static func decompress(_ stored: UnsafeRawBufferPointer, into page: UnsafeMutableRawBufferPointer) -> Bool {
-        var destLen = uLongf(page.count)
-        guard stored.count > 0 else { return false }
-        let rc = uncompress(
-            page.baseAddress!.assumingMemoryBound(to: Bytef.self), &destLen,
-            stored.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(stored.count))
-        return rc == Z_OK && Int(destLen) == page.count
-    }
 }
 
 /// Writes a page patch: frames in strictly increasing page order, then the index and the trailer.
@@ -246,6 +224,7 @@ public final class PagePatchWriter {
     private var rawBytes: Int64 = 0
     private var compressed = 0
     private var scratch: [UInt8]
+    private let deflater: PageDeflater?
     private var finished = false
 
     public init(path: String, header: PagePatchHeader, compression: PageCompression = .zlib(level: 1)) throws {
@@ -257,6 +236,11 @@ public final class PagePatchWriter {
         self.compression = compression
         file = try PosixFile(path: path + ".partial", mode: .create)
         scratch = [UInt8](repeating: 0, count: max(PageCodec.bound(header.pageSize), header.pageSize + 8))
+        if case .zlib(let level) = compression {
+            deflater = PageDeflater(pageSize: header.pageSize, level: level)
+        } else {
+            deflater = nil
+        }
         index.reserveCapacity(Int(header.frameCount) * PagePatchFormat.indexEntrySize)
         try append(header.encoded())
     }
@@ -291,9 +275,11 @@ public final class PagePatchWriter {
                 return d.finalize()
             }()
         var encoded: (PagePatchFormat.Encoding, Int)?
-        if case .zlib(let level) = compression,
-            let n = scratch.withUnsafeMutableBytes({ PageCodec.compress(raw, into: $0, level: level) }),
-            n <= raw.count - raw.count / 16
+        // zlib only where it saves at least 1/16 of the page: the output buffer stops it there.
+        if let deflater,
+            let n = scratch.withUnsafeMutableBytes({
+                deflater.compress(raw, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(raw.count - raw.count / 16)]))
+            })
         {
             encoded = (.zlib, n)
         }

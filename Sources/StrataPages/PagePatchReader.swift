@@ -24,6 +24,7 @@ public final class PagePatchReader {
     private var pages: [UInt32] = []
     private var done = false
     private var stored: [UInt8]
+    private let inflater = PageInflater()
     /// The raw page of the current frame.
     public private(set) var page: [UInt8]
 
@@ -116,7 +117,7 @@ public final class PagePatchReader {
             }
         case .zlib:
             let ok = page.withUnsafeMutableBytes { p in
-                stored.withUnsafeBytes { PageCodec.decompress(UnsafeRawBufferPointer(rebasing: $0[0..<len]), into: p) }
+                stored.withUnsafeBytes { inflater.decompress(UnsafeRawBufferPointer(rebasing: $0[0..<len]), into: p) }
             }
             guard ok else { throw corrupt("\(field).data", "does not inflate to one \(header.pageSize)-byte page") }
         case .zeroRun:
