@@ -11,6 +11,7 @@ import StrataCore
 /// moves in one conditional PUT, so no stop, however late, leaves a half-published version.
 /// `shutdownGrace` bounds the wait: past it, `run` returns and the process may exit with the step
 /// unfinished (its files become orphans that `snapctl gc` removes; the pointer is untouched or moved).
+// Unchecked: `worker` is not Sendable; only the one thread that `run` starts uses it. The rest is Sendable.
 public final class CompactorService: Service, @unchecked Sendable {
     public let stop = StopFlag()
     let worker: CompactorWorker
@@ -35,13 +36,13 @@ public final class CompactorService: Service, @unchecked Sendable {
 
     public func run() async throws {
         let once = Once()
-        let (stop, worker, metrics, logger, grace, onSummary) =
-            (self.stop, self.worker, self.metrics, self.logger, self.shutdownGrace, self.onSummary)
+        let (stop, metrics, logger, grace, onSummary) =
+            (self.stop, self.metrics, self.logger, self.shutdownGrace, self.onSummary)
         await withTaskCancellationOrGracefulShutdownHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 once.set(c)
                 let thread = Thread {
-                    worker.run(
+                    self.worker.run(
                         stop: stop,
                         onSummary: { s in
                             metrics?.record(s)

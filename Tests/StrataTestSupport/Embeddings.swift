@@ -73,11 +73,11 @@ public final class ScriptedEmbeddingServer: @unchecked Sendable {
             ])
         }
         public static func body(_ code: Int, _ body: String) -> Step { Step(json: ["status": code, "body": body]) }
-        public static let ok = Step(json: ["kind": "ok"])
+        public static var ok: Step { Step(json: ["kind": "ok"]) }
         public static func ok(headers: [String: String]) -> Step { Step(json: ["kind": "ok", "headers": headers]) }
         public static func hang(seconds: Double = 30) -> Step { Step(json: ["kind": "hang", "seconds": seconds]) }
-        public static let malformed = Step(json: ["kind": "malformed"])
-        public static let wrongDimension = Step(json: ["kind": "wrong_dimension"])
+        public static var malformed: Step { Step(json: ["kind": "malformed"]) }
+        public static var wrongDimension: Step { Step(json: ["kind": "wrong_dimension"]) }
     }
 
     public struct Request {
