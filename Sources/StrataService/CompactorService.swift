@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import StrataCompactor
 import StrataCore
+import Synchronization
 
 /// The compactor worker as a swift-service-lifecycle `Service`. The worker's loop is synchronous
 /// (the store API blocks), so it runs on its own thread; graceful shutdown (SIGTERM, SIGINT via
@@ -76,32 +77,27 @@ public final class CompactorService: Service, @unchecked Sendable {
     }
 
     /// Resumes a continuation exactly once, from whichever side gets there first.
-    final class Once: @unchecked Sendable {
-        private let lock = NSLock()
-        private var continuation: CheckedContinuation<Void, Never>?
-        private var done = false
+    final class Once: Sendable {
+        private let state = Mutex<(continuation: CheckedContinuation<Void, Never>?, done: Bool)>((nil, false))
 
         func set(_ c: CheckedContinuation<Void, Never>) {
-            lock.lock()
-            if done {
-                lock.unlock()
-                c.resume()
-                return
+            let done = state.withLock {
+                if !$0.done { $0.continuation = c }
+                return $0.done
             }
-            continuation = c
-            lock.unlock()
+            if done { c.resume() }
         }
 
         /// True when this call resumed it.
         @discardableResult
         func resume() -> Bool {
-            lock.lock()
-            defer { lock.unlock() }
-            guard !done else { return false }
-            done = true
-            continuation?.resume()
-            continuation = nil
-            return true
+            state.withLock {
+                guard !$0.done else { return false }
+                $0.done = true
+                $0.continuation?.resume()
+                $0.continuation = nil
+                return true
+            }
         }
     }
 }
