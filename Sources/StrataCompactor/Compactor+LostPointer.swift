@@ -1,5 +1,6 @@
 import Foundation
 import StrataCore
+import Synchronization
 
 extension Compactor {
     /// Step 1 of a round: the pointer and its ETag, or nil for a new collection. A pointer that is
@@ -88,18 +89,15 @@ extension Compactor {
 }
 
 /// Which collections this compactor left a status for, and which it has cleared once.
-final class StatusMemory: @unchecked Sendable {
+final class StatusMemory: Sendable {
     struct State {
         var written = Set<String>()
         var checked = Set<String>()
     }
-    private let lock = NSLock()
-    private var state = State()
+    private let state = Mutex(State())
 
     @discardableResult
-    func update<T>(_ body: (inout State) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&state)
+    func update<T: Sendable>(_ body: (inout State) -> T) -> T {
+        state.withLock { body(&$0) }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import StrataCore
+import Synchronization
 
 /// Where a pass starts listing `runs/` for one collection, so a long-lived worker does not list
 /// every run record ever written on every pass. Run ids sort by creation time, and a producer
@@ -8,13 +9,15 @@ import StrataCore
 /// collection after the previous listing, or the newest key listed when none is. A record that
 /// shows up later than `lookback` after its id was made is still found by the full listing every
 /// `fullListingEvery` passes. The first pass of a process (and `snapctl compact`) lists everything.
-final class RunWatermark: @unchecked Sendable {
+final class RunWatermark: Sendable {
     let lookback: Double
     let fullListingEvery: Int
-    private let lock = NSLock()
-    private var marks: [String: String] = [:]
-    private var passes: [String: Int] = [:]
-    private var newest: [String: String] = [:]
+    private struct State {
+        var marks: [String: String] = [:]
+        var passes: [String: Int] = [:]
+        var newest: [String: String] = [:]
+    }
+    private let state = Mutex(State())
 
     init(lookback: Double, fullListingEvery: Int) {
         self.lookback = lookback
@@ -23,13 +26,12 @@ final class RunWatermark: @unchecked Sendable {
 
     /// The key to list after for `collection` this pass, or nil for a full listing.
     func startAfter(collection: String, layout: Layout) -> String? {
-        lock.lock()
-        defer { lock.unlock() }
-        let n = passes[collection, default: 0]
-        passes[collection] = n + 1
-        guard n % fullListingEvery != 0, let mark = marks[collection], let date = Identifiers.date(of: mark) else {
-            return nil
+        let mark: String? = state.withLock {
+            let n = $0.passes[collection, default: 0]
+            $0.passes[collection] = n + 1
+            return n % fullListingEvery != 0 ? $0.marks[collection] : nil
         }
+        guard let mark, let date = Identifiers.date(of: mark) else { return nil }
         let from = date.addingTimeInterval(-lookback)
         return layout.runsPrefix
             + Identifiers.timestamp(millis: Int64((from.timeIntervalSince1970 * 1000).rounded(.down)))
@@ -46,19 +48,17 @@ final class RunWatermark: @unchecked Sendable {
             if let k = page.objects.last?.key, let id = layout.runId(fromRecordKey: k) { last = id }
             try body(page)
         }
-        lock.lock()
-        if let last { newest[collection] = max(newest[collection] ?? last, last) }
-        lock.unlock()
+        if let last { state.withLock { $0.newest[collection] = max($0.newest[collection] ?? last, last) } }
     }
 
     /// After a listing: the watermark becomes the oldest pending run id, or the newest listed.
     func settle(collection: String, pending: [String]) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let oldest = pending.min() {
-            marks[collection] = oldest
-        } else if let n = newest[collection] {
-            marks[collection] = n
+        state.withLock {
+            if let oldest = pending.min() {
+                $0.marks[collection] = oldest
+            } else if let n = $0.newest[collection] {
+                $0.marks[collection] = n
+            }
         }
     }
 }

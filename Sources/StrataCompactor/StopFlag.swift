@@ -3,6 +3,7 @@ import Foundation
 /// Set when the process is asked to stop (the service's graceful-shutdown handler, SIGTERM,
 /// SIGINT). Checked between steps, so a stop never leaves half a publish; sleepers wake at once.
 /// It also carries wake-ups (`POST /wake`): a wake ends the current sleep early without stopping.
+// Unchecked: `value` and `wakePending` are guarded by `condition`, which `wait` sleeps on (Mutex cannot wait).
 public final class StopFlag: @unchecked Sendable {
     private let condition = NSCondition()
     private var value = false

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// A run record under `runs/` that cannot be used: it cannot be read as JSON, is empty, breaks
 /// Docs/FORMATS.md, or names another run id than its key. It is quarantined `invalidRecord` under
@@ -154,7 +155,7 @@ public struct CollectionRuns: Sendable {
 /// is never silently left out, where it would be neither applied, pending, nor quarantined (SPEC
 /// invariant 5). A record that reads fine but cannot be used is reported as invalid, with its key
 /// and the error, never skipped.
-public final class RunIndex: @unchecked Sendable {
+public final class RunIndex: Sendable {
     public let store: any ObjectStore
     public let layout: Layout
     let logger: Logger
@@ -177,8 +178,7 @@ public final class RunIndex: @unchecked Sendable {
         public init() {}
     }
 
-    private var cache: [String: Entry] = [:]
-    private let lock = NSLock()
+    private let cache = Mutex<[String: Entry]>([:])
 
     public init(
         store: any ObjectStore, layout: Layout,
@@ -218,12 +218,7 @@ public final class RunIndex: @unchecked Sendable {
     /// As `entry(runId:key:)`, but nil when the record reads as not found (for a caller that
     /// checks whether it is still listed, as `readAll` does).
     public func entryIfExists(runId: String, key: String) throws -> Entry? {
-        lock.lock()
-        if let e = cache[runId] {
-            lock.unlock()
-            return e
-        }
-        lock.unlock()
+        if let e = cache.withLock({ $0[runId] }) { return e }
         guard let (data, info) = try store.getDataIfExists(key) else { return nil }
         // A body shorter than the object is a failed read, not a bad record: retry, never quarantine.
         guard Int64(data.count) == info.size else {
@@ -247,9 +242,7 @@ public final class RunIndex: @unchecked Sendable {
             e = .invalid(InvalidRunRecord(runId: runId, key: key, error: text, collections: Self.collections(in: data)))
             logger.warning("invalid run record", metadata: ["key": "\(key)", "error": "\(text)"])
         }
-        lock.lock()
-        cache[runId] = e
-        lock.unlock()
+        cache.withLock { $0[runId] = e }
         return e
     }
 

@@ -1,22 +1,18 @@
 import Foundation
+import Synchronization
 
 /// Counts the payload bytes a store moves (uploaded request bodies, downloaded object bodies),
 /// so a caller can show progress. Thread-safe: parallel parts add to one meter.
-public final class TransferMeter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var bytes: Int64 = 0
+public final class TransferMeter: Sendable {
+    private let bytes = Mutex<Int64>(0)
 
     public init() {}
 
     public func add(_ n: Int64) {
-        lock.lock()
-        bytes += n
-        lock.unlock()
+        bytes.withLock { $0 += n }
     }
 
     public var total: Int64 {
-        lock.lock()
-        defer { lock.unlock() }
-        return bytes
+        bytes.withLock { $0 }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import StrataCore
 import StrataS3
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -54,14 +55,13 @@ public struct EmbeddingBatch: Sendable {
 /// `maxAttempts` and `maxRetryTime`; a batch the server rejects as too large is split in two and
 /// each half sent again; any other 4xx fails at once with the server's message. Thread-safe:
 /// several batches may be in flight at once.
-public final class EmbeddingClient: @unchecked Sendable {
+public final class EmbeddingClient: Sendable {
     public let settings: EmbeddingSettings
     public let meter: EmbeddingMeter
     let http: any HTTPClient
     /// Sleeps between attempts (tests pass a recorder).
     let sleep: @Sendable (Double) -> Void
-    private let base64Lock = NSLock()
-    private var base64Refused = false
+    private let base64Refused = Mutex(false)
 
     public init(
         settings: EmbeddingSettings, http: (any HTTPClient)? = nil, meter: EmbeddingMeter = EmbeddingMeter(),
@@ -110,9 +110,7 @@ public final class EmbeddingClient: @unchecked Sendable {
     }
 
     private var useBase64: Bool {
-        base64Lock.lock()
-        defer { base64Lock.unlock() }
-        return settings.preferBase64 && !base64Refused
+        settings.preferBase64 && !base64Refused.withLock { $0 }
     }
 
     private func requestBody(_ texts: [String], inputType: String?, base64: Bool) throws -> Data {
@@ -182,9 +180,7 @@ public final class EmbeddingClient: @unchecked Sendable {
                     }
                     if base64 && message.lowercased().contains("encoding_format") {
                         // A server that knows only float arrays: ask again without base64.
-                        base64Lock.lock()
-                        base64Refused = true
-                        base64Lock.unlock()
+                        base64Refused.withLock { $0 = true }
                         attempt -= 1
                         continue
                     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How texts are embedded through an OpenAI-compatible `POST {baseURL}/embeddings`
 /// (Docs/OPERATIONS.md, "Embeddings"). Values only. The API key is held here but never appears
@@ -147,22 +148,15 @@ public struct EmbeddingSettings: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// What embedding cost: counted as it happens, thread-safe; `snapshot` reads it.
-public final class EmbeddingMeter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = EmbeddingStats()
+public final class EmbeddingMeter: Sendable {
+    private let value = Mutex(EmbeddingStats())
 
     public init() {}
 
-    public var snapshot: EmbeddingStats {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
+    public var snapshot: EmbeddingStats { value.withLock { $0 } }
 
     func add(_ change: (inout EmbeddingStats) -> Void) {
-        lock.lock()
-        change(&value)
-        lock.unlock()
+        value.withLock { change(&$0) }
     }
 }
 

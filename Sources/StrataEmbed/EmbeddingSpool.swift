@@ -1,6 +1,7 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -34,17 +35,28 @@ public struct TextKey: Hashable, Sendable {
 /// each batch. A crash can leave a torn last record; it is cut off when the spool is opened.
 /// Only a compact index is in memory: the first 8 bytes of each key and its record number
 /// (about 16 bytes a text); the full key is checked against the file on a match. Thread-safe.
-public final class EmbeddingSpool: @unchecked Sendable {
+public final class EmbeddingSpool: Sendable {
     public let path: String
     private let fd: Int32
-    private let lock = NSLock()
-    /// Key prefix -> record number; keys whose prefix is taken by another key go to `overflow`.
-    private var index: [UInt64: UInt32] = [:]
-    private var overflow: [TextKey: UInt32] = [:]
-    private var records = 0
-    private var end: Int64 = 0
+    private struct State {
+        /// Key prefix -> record number; keys whose prefix is taken by another key go to `overflow`.
+        var index: [UInt64: UInt32] = [:]
+        var overflow: [TextKey: UInt32] = [:]
+        var records = 0
+        var end: Int64 = 0
+        var dimension: Int?
+
+        var recordSize: Int64 { 36 + Int64(dimension ?? 0) * 4 }
+
+        /// Records `key` as record `r`.
+        mutating func insert(_ key: TextKey, record r: UInt32) {
+            if index[key.a] == nil { index[key.a] = r } else { overflow[key] = r }
+            records += 1
+        }
+    }
+    private let state = Mutex(State())
     /// The dimension of the vectors in the spool (nil while empty).
-    public private(set) var dimension: Int?
+    public var dimension: Int? { state.withLock { $0.dimension } }
 
     /// Opens (or creates) the spool file for `modelKey` in `directory`.
     public init(directory: String, modelKey: String) throws {
@@ -65,25 +77,17 @@ public final class EmbeddingSpool: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    public var count: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return records
-    }
+    public var count: Int { state.withLock { $0.records } }
 
     public func contains(_ key: TextKey) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return offset(key) != nil
+        state.withLock { offset(key, in: $0) != nil }
     }
 
-    private var recordSize: Int64 { 36 + Int64(dimension ?? 0) * 4 }
-
-    /// The record offset of `key` (the lock held).
-    private func offset(_ key: TextKey) -> Int64? {
-        if let r = overflow[key] { return Int64(r) * recordSize }
-        guard let r = index[key.a] else { return nil }
-        let off = Int64(r) * recordSize
+    /// The record offset of `key` (`s` read under the lock).
+    private func offset(_ key: TextKey, in s: State) -> Int64? {
+        if let r = s.overflow[key] { return Int64(r) * s.recordSize }
+        guard let r = s.index[key.a] else { return nil }
+        let off = Int64(r) * s.recordSize
         return storedKey(at: off) == key ? off : nil
     }
 
@@ -93,13 +97,11 @@ public final class EmbeddingSpool: @unchecked Sendable {
         return TextKey(bytes: k)
     }
 
-    /// Records `key` as record `r` (the lock held).
-    private func insert(_ key: TextKey, record r: UInt32) {
-        if index[key.a] == nil { index[key.a] = r } else { overflow[key] = r }
-        records += 1
+    private func load() throws {
+        state.withLock { load(into: &$0) }
     }
 
-    private func load() throws {
+    private func load(into s: inout State) {
         var st = stat()
         fstat(fd, &st)
         let size = Int64(st.st_size)
@@ -109,21 +111,18 @@ public final class EmbeddingSpool: @unchecked Sendable {
             guard pread(fd, &header, 36, off_t(off)) == 36 else { break }
             let n = Int(header[32]) | Int(header[33]) << 8 | Int(header[34]) << 16 | Int(header[35]) << 24
             guard n >= 1, n <= 65536, off + 36 + Int64(n) * 4 <= size else { break }
-            if let d = dimension, d != n { break }
-            dimension = n
-            insert(TextKey(bytes: Array(header[0..<32])), record: UInt32(off / (36 + Int64(n) * 4)))
+            if let d = s.dimension, d != n { break }
+            s.dimension = n
+            s.insert(TextKey(bytes: Array(header[0..<32])), record: UInt32(off / (36 + Int64(n) * 4)))
             off += 36 + Int64(n) * 4
         }
         if off != size { ftruncate(fd, off_t(off)) }  // a torn record from a crash
-        end = off
+        s.end = off
     }
 
     /// The vector of `key`, or nil.
     public func vector(_ key: TextKey) throws -> [Float]? {
-        lock.lock()
-        let off = offset(key)
-        let n = dimension
-        lock.unlock()
+        let (off, n) = state.withLock { (offset(key, in: $0), $0.dimension) }
         guard let off, let n else { return nil }
         var v = [Float](repeating: 0, count: n)
         let want = n * 4
@@ -141,11 +140,14 @@ public final class EmbeddingSpool: @unchecked Sendable {
     public func append(_ items: [(key: TextKey, vector: [Float])]) throws {
         guard let first = items.first else { return }
         let n = first.vector.count
+        try state.withLock { try append(items, dimension: n, to: &$0) }
+    }
+
+    /// `append` with the lock held.
+    private func append(_ items: [(key: TextKey, vector: [Float])], dimension n: Int, to s: inout State) throws {
         var buf: [UInt8] = []
         buf.reserveCapacity(items.count * (36 + n * 4))
-        lock.lock()
-        defer { lock.unlock() }
-        if let d = dimension, d != n {
+        if let d = s.dimension, d != n {
             throw StrataError(
                 .refused, object: path, field: "dimension",
                 message: "holds vectors of \(d) values; the server now answers \(n)",
@@ -153,8 +155,8 @@ public final class EmbeddingSpool: @unchecked Sendable {
         }
         var fresh: [TextKey] = []
         var seen = Set<TextKey>()
-        var off = end
-        for item in items where offset(item.key) == nil && seen.insert(item.key).inserted {
+        var off = s.end
+        for item in items where offset(item.key, in: s) == nil && seen.insert(item.key).inserted {
             precondition(item.vector.count == n)
             buf.append(contentsOf: item.key.bytes)
             withUnsafeBytes(of: UInt32(n).littleEndian) { buf.append(contentsOf: $0) }
@@ -166,11 +168,11 @@ public final class EmbeddingSpool: @unchecked Sendable {
         var written = 0
         while written < buf.count {
             let w = buf.withUnsafeBytes {
-                pwrite(fd, $0.baseAddress! + written, buf.count - written, off_t(end) + off_t(written))
+                pwrite(fd, $0.baseAddress! + written, buf.count - written, off_t(s.end) + off_t(written))
             }
             if w < 0 {
                 if errno == EINTR { continue }
-                ftruncate(fd, off_t(end))
+                ftruncate(fd, off_t(s.end))
                 throw StrataError(
                     .io, object: path, message: "cannot write the spool: \(String(cString: strerror(errno)))",
                     fix: "free space in the work directory")
@@ -178,10 +180,10 @@ public final class EmbeddingSpool: @unchecked Sendable {
             written += w
         }
         fsync(fd)
-        dimension = n
-        let firstRecord = UInt32(end / recordSize)
-        for (i, k) in fresh.enumerated() { insert(k, record: firstRecord + UInt32(i)) }
-        end = off
+        s.dimension = n
+        let firstRecord = UInt32(s.end / s.recordSize)
+        for (i, k) in fresh.enumerated() { s.insert(k, record: firstRecord + UInt32(i)) }
+        s.end = off
     }
 
     /// Removes the spool file (after its job is published).

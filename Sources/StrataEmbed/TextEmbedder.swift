@@ -1,27 +1,31 @@
 import Foundation
 import StrataCore
+import Synchronization
 
 /// Embeds a stream of texts into a spool: `add` collects distinct texts not yet in the spool
 /// into batches (by inputs, bytes and estimated tokens), sends up to `concurrency` batches at
 /// once, and writes each answer to the spool as it arrives; `finish` waits for all. Memory
 /// holds at most `concurrency + 1` batches of text. A text already in the spool, or already
 /// added, costs nothing. The first failure stops new batches and is thrown by `add` or `finish`.
-public final class TextEmbedder: @unchecked Sendable {
+/// Not Sendable: one thread calls `add`, `finish` and `cancel`; the batch threads share only `shared`.
+public final class TextEmbedder {
     public let client: EmbeddingClient
     public let spool: EmbeddingSpool
     public let inputType: String?
-    /// Keys sent or to be sent whose vectors are not in the spool yet (bounded by the batches
-    /// in flight); a text in the spool is known there.
-    private var pending = Set<TextKey>()
-    private let pendingLock = NSLock()
+    /// What the batch threads share with the caller's.
+    private final class Shared: Sendable {
+        /// Keys sent or to be sent whose vectors are not in the spool yet (bounded by the batches
+        /// in flight); a text in the spool is known there.
+        let pending = Mutex(Set<TextKey>())
+        let failure = Mutex<Error?>(nil)
+    }
+    private let shared = Shared()
     private var counted = Set<UInt64>()
     private var batch: [(key: TextKey, text: String)] = []
     private var batchBytes = 0
     private var batchTokens = 0
     private let slots: DispatchSemaphore
     private let group = DispatchGroup()
-    private let lock = NSLock()
-    private var failure: Error?
     private let started = Date()
 
     public init(client: EmbeddingClient, spool: EmbeddingSpool, inputType: String?) {
@@ -39,9 +43,7 @@ public final class TextEmbedder: @unchecked Sendable {
         let key = TextKey(text)
         // For the figures only (8 bytes a text): whether this text was seen before in this job.
         let first = counted.insert(key.a).inserted
-        pendingLock.lock()
-        let isPending = pending.contains(key)
-        pendingLock.unlock()
+        let isPending = shared.pending.withLock { $0.contains(key) }
         let known = isPending || spool.contains(key)
         client.meter.add {
             $0.inputs += 1
@@ -51,9 +53,7 @@ public final class TextEmbedder: @unchecked Sendable {
             }
         }
         if known { return key }
-        pendingLock.lock()
-        pending.insert(key)
-        pendingLock.unlock()
+        shared.pending.withLock { _ = $0.insert(key) }
         let bytes = text.utf8.count
         let tokens = EmbeddingSettings.estimatedTokens(utf8Count: bytes)
         if !batch.isEmpty
@@ -81,7 +81,7 @@ public final class TextEmbedder: @unchecked Sendable {
             throw error
         }
         group.enter()
-        DispatchQueue.global().async { [self] in
+        DispatchQueue.global().async { [client, spool, inputType, shared, slots, group] in
             defer {
                 slots.signal()
                 group.leave()
@@ -89,22 +89,15 @@ public final class TextEmbedder: @unchecked Sendable {
             do {
                 let result = try client.embed(items.map(\.text), inputType: inputType)
                 try spool.append(zip(items, result.vectors).map { ($0.key, $1) })
-                pendingLock.lock()
-                for i in items { pending.remove(i.key) }
-                pendingLock.unlock()
+                shared.pending.withLock { for i in items { $0.remove(i.key) } }
             } catch {
-                lock.lock()
-                if failure == nil { failure = error }
-                lock.unlock()
+                shared.failure.withLock { if $0 == nil { $0 = error } }
             }
         }
     }
 
     private func checkFailure() throws {
-        lock.lock()
-        let f = failure
-        lock.unlock()
-        if let f { throw f }
+        if let f = shared.failure.withLock({ $0 }) { throw f }
     }
 
     /// Sends what is left and waits for every batch; throws the first failure.
@@ -123,9 +116,7 @@ public final class TextEmbedder: @unchecked Sendable {
 
     /// Waits for batches in flight (after a failure elsewhere), without throwing.
     public func cancel() {
-        lock.lock()
-        if failure == nil { failure = CancellationError() }
-        lock.unlock()
+        shared.failure.withLock { if $0 == nil { $0 = CancellationError() } }
         batch = []
         group.wait()
     }

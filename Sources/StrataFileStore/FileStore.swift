@@ -1,6 +1,7 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -17,7 +18,7 @@ import StrataCrypto
 /// - listing is in lexicographic UTF-8 byte order with prefix, delimiter and pagination.
 ///
 /// Internal state lives in `<root>/.strata-internal/`, which never appears in listings.
-public final class FileStore: ObjectStore, @unchecked Sendable {
+public final class FileStore: ObjectStore, Sendable {
     public let root: URL
     private let internalDir: String
     private let tmpDir: String
@@ -28,7 +29,11 @@ public final class FileStore: ObjectStore, @unchecked Sendable {
     public static let internalName = ".strata-internal"
 
     /// Counts object bytes copied in and out (for progress display).
-    public var meter: TransferMeter?
+    public var meter: TransferMeter? {
+        get { _meter.withLock { $0 } }
+        set { _meter.withLock { $0 = newValue } }
+    }
+    private let _meter = Mutex<TransferMeter?>(nil)
 
     /// Opens (and creates) a store rooted at `root`. Temporary files older than an hour, left by
     /// a crashed writer, are removed.

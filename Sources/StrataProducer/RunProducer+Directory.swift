@@ -362,7 +362,7 @@ extension RunProducer {
 }
 
 /// The store of `directoryStatus`, which reads only local files.
-private final class NoStore: ObjectStore, @unchecked Sendable {
+private final class NoStore: ObjectStore, Sendable {
     var location: String { "none" }
     func fail() -> StoreError { StoreError(.configuration, operation: "status", message: "no store is used") }
     func head(_ key: String) throws -> ObjectInfo? { throw fail() }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import StrataCore
+import Synchronization
 
 /// Everything `AWSEnvironment` resolved from the environment and the shared files, with where
 /// each value came from. No network is involved.
@@ -67,7 +68,7 @@ public struct AWSResolvedSettings: Sendable, CustomStringConvertible {
 ///   this object returns.
 ///
 /// Thread-safe. The shared files are read once, on the first call that needs them.
-public final class AWSEnvironment: @unchecked Sendable {
+public final class AWSEnvironment: Sendable {
     public let environment: [String: String]
     public let homeDirectory: String
     public let httpClient: any HTTPClient
@@ -78,9 +79,8 @@ public final class AWSEnvironment: @unchecked Sendable {
     /// Base URL for `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (the ECS agent; tests override it).
     let containerAgentBase: String
 
-    private let lock = NSLock()
-    private var cachedSettings: Result<AWSResolvedSettings, Error>?
-    private var cachedChain: AWSCredentialChain?
+    private let cachedSettings = Mutex<Result<AWSResolvedSettings, Error>?>(nil)
+    private let cachedChain = Mutex<AWSCredentialChain?>(nil)
 
     /// - Parameters:
     ///   - environment: the process environment (the CLI passes `ProcessInfo.processInfo.environment`).
@@ -130,12 +130,12 @@ public final class AWSEnvironment: @unchecked Sendable {
     /// no I/O beyond reading the shared files.
     public func credentialChain() throws -> AWSCredentialChain {
         let s = try settings()
-        lock.lock()
-        defer { lock.unlock() }
-        if let cachedChain { return cachedChain }
-        let chain = makeChain(s)
-        cachedChain = chain
-        return chain
+        return cachedChain.withLock {
+            if let cached = $0 { return cached }
+            let chain = makeChain(s)
+            $0 = chain
+            return chain
+        }
     }
 
     /// Where each setting comes from, one line each, for `snapctl` diagnostics. With
@@ -178,11 +178,12 @@ public final class AWSEnvironment: @unchecked Sendable {
 
     /// Reads the shared files (once) and resolves every setting.
     public func settings() throws -> AWSResolvedSettings {
-        lock.lock()
-        defer { lock.unlock() }
-        if let cachedSettings { return try cachedSettings.get() }
-        let result = Result { try resolveSettings() }
-        cachedSettings = result
+        let result = cachedSettings.withLock {
+            if let cached = $0 { return cached }
+            let result = Result { try resolveSettings() }
+            $0 = result
+            return result
+        }
         return try result.get()
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import StrataCore
+import Synchronization
 
 public enum AWSLog {
     /// The default logger of the credential code: discards everything.
@@ -18,6 +19,7 @@ public enum AWSLog {
 /// - Credentials without an expiration are kept forever.
 ///
 /// Thread-safe. The fetch runs outside the lock; concurrent callers never fetch twice at once.
+// Unchecked: every var is guarded by `condition` (callers wait on it while one refreshes; Mutex cannot wait).
 public final class RefreshingCredentialsProvider: CredentialsProvider, @unchecked Sendable {
     public let source: String
     private let fetch: @Sendable () throws -> Credentials
@@ -145,10 +147,9 @@ public protocol CredentialSource: Sendable {
 /// until the first `credentials()` call, so building a store never blocks.
 ///
 /// When no source applies the error lists every source and why it was skipped.
-public final class AWSCredentialChain: CredentialsProvider, @unchecked Sendable {
+public final class AWSCredentialChain: CredentialsProvider, Sendable {
     public let sources: [any CredentialSource]
-    private let lock = NSLock()
-    private var resolved: (any CredentialsProvider)?
+    private let resolved = Mutex<(any CredentialsProvider)?>(nil)
     private let logger: Logger
 
     public init(sources: [any CredentialSource], logger: Logger = AWSLog.noop) {
@@ -158,9 +159,7 @@ public final class AWSCredentialChain: CredentialsProvider, @unchecked Sendable 
 
     /// The provider that won, or nil before the first successful `credentials()`.
     public var resolvedProvider: (any CredentialsProvider)? {
-        lock.lock()
-        defer { lock.unlock() }
-        return resolved
+        resolved.withLock { $0 }
     }
 
     public var source: String {
@@ -175,27 +174,27 @@ public final class AWSCredentialChain: CredentialsProvider, @unchecked Sendable 
     /// Resolves the chain once (serialized: concurrent first callers wait for one resolution).
     /// A failed resolution is not cached: the next call tries again.
     public func provider() throws -> any CredentialsProvider {
-        lock.lock()
-        defer { lock.unlock() }
-        if let resolved { return resolved }
-        var skipped: [String] = []
-        for s in sources {
-            switch try s.resolve() {
-            case .provider(let p):
-                logger.debug("using AWS credentials", metadata: ["source": "\(p.source)"])
-                resolved = p
-                return p
-            case .skipped(let why):
-                skipped.append("\(s.name): \(why)")
+        try resolved.withLock { (resolved: inout (any CredentialsProvider)?) throws -> any CredentialsProvider in
+            if let resolved { return resolved }
+            var skipped: [String] = []
+            for s in sources {
+                switch try s.resolve() {
+                case .provider(let p):
+                    logger.debug("using AWS credentials", metadata: ["source": "\(p.source)"])
+                    resolved = p
+                    return p
+                case .skipped(let why):
+                    skipped.append("\(s.name): \(why)")
+                }
             }
+            throw StoreError(
+                .configuration, operation: "resolve AWS credentials",
+                message: "no credentials found. Sources tried, in order:\n    - "
+                    + skipped.joined(separator: "\n    - "),
+                hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), "
+                    + "or AWS_PROFILE to a profile with aws_access_key_id/aws_secret_access_key in ~/.aws/credentials, "
+                    + "or run where a role is attached "
+                    + "(EKS IRSA or Pod Identity, an ECS task role, an EC2 instance profile)")
         }
-        throw StoreError(
-            .configuration, operation: "resolve AWS credentials",
-            message: "no credentials found. Sources tried, in order:\n    - "
-                + skipped.joined(separator: "\n    - "),
-            hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), "
-                + "or AWS_PROFILE to a profile with aws_access_key_id/aws_secret_access_key in ~/.aws/credentials, "
-                + "or run where a role is attached "
-                + "(EKS IRSA or Pod Identity, an ECS task role, an EC2 instance profile)")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import StrataCore
+import Synchronization
 
 /// The EC2 instance profile role through the instance metadata service (IMDSv2):
 /// `PUT /latest/api/token` for a session token, then `GET /latest/meta-data/iam/security-credentials/`
@@ -122,16 +123,18 @@ public struct InstanceMetadataCredentialSource: CredentialSource {
 
 /// An IMDSv2 session: caches the token until shortly before its TTL ends; a 401 drops it and
 /// asks for a new one once.
-final class IMDSClient: @unchecked Sendable {
+final class IMDSClient: Sendable {
     let settings: InstanceMetadataCredentialSource.Settings
     let httpClient: any HTTPClient
     let now: @Sendable () -> Date
     static let tokenTTL = 21600
 
-    private let lock = NSLock()
-    private var token: (value: String, expires: Date)?
-    /// Set when the token request was refused and IMDSv1 is allowed.
-    private var useV1 = false
+    private struct State {
+        var token: (value: String, expires: Date)?
+        /// Set when the token request was refused and IMDSv1 is allowed.
+        var useV1 = false
+    }
+    private let state = Mutex(State())
 
     private static let operation = "fetch EC2 instance credentials"
     private static let credentialsPath = "/latest/meta-data/iam/security-credentials/"
@@ -202,11 +205,7 @@ final class IMDSClient: @unchecked Sendable {
         return response
     }
 
-    private var isV1: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return useV1
-    }
+    private var isV1: Bool { state.withLock { $0.useV1 } }
 
     private func getOnce(_ path: String, token: String?) throws -> HTTPResponse {
         var headers: [(name: String, value: String)] = []
@@ -219,16 +218,9 @@ final class IMDSClient: @unchecked Sendable {
 
     /// The IMDSv2 session token, or nil when falling back to IMDSv1.
     private func sessionToken(forceNew: Bool) throws -> String? {
-        lock.lock()
-        if useV1 {
-            lock.unlock()
-            return nil
-        }
-        if !forceNew, let token, now() < token.expires {
-            lock.unlock()
-            return token.value
-        }
-        lock.unlock()
+        let (useV1, token) = state.withLock { ($0.useV1, $0.token) }
+        if useV1 { return nil }
+        if !forceNew, let token, now() < token.expires { return token.value }
 
         let url = settings.endpoint.value + "/latest/api/token"
         let request = HTTPRequest(
@@ -245,9 +237,8 @@ final class IMDSClient: @unchecked Sendable {
                     .invalidRequest, operation: Self.operation, key: url, status: 200,
                     message: "IMDS returned an empty session token")
             }
-            lock.lock()
-            token = (value, now().addingTimeInterval(Double(Self.tokenTTL - 60)))
-            lock.unlock()
+            let expires = now().addingTimeInterval(Double(Self.tokenTTL - 60))
+            state.withLock { $0.token = (value, expires) }
             return value
         case 403, 404, 405:
             guard settings.allowV1Fallback else {
@@ -256,9 +247,7 @@ final class IMDSClient: @unchecked Sendable {
                     message: "IMDS refused the session token request, and IMDSv1 fallback is disabled")
             }
             // IMDSv2 is unavailable here; plain IMDSv1 requests may still work.
-            lock.lock()
-            useV1 = true
-            lock.unlock()
+            state.withLock { $0.useV1 = true }
             return nil
         default:
             let kind: StoreError.Kind = response.status >= 500 ? .transient : .accessDenied

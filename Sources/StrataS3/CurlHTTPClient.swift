@@ -3,7 +3,7 @@ import StrataCore
 
 /// `HTTPClient` over libcurl, for small requests (IMDS, ECS, STS, small S3 calls). Handles are
 /// pooled, so consecutive requests to one host reuse the connection. Thread-safe.
-public final class CurlHTTPClient: HTTPClient, @unchecked Sendable {
+public final class CurlHTTPClient: HTTPClient, Sendable {
     private let pool: CurlHandlePool
     /// Responses larger than this are refused (this client is for small bodies).
     public let maxResponseBytes: Int

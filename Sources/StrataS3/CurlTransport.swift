@@ -2,6 +2,7 @@ import CCurl
 import Foundation
 import StrataCore
 import StrataCrypto
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -118,7 +119,9 @@ private let curlGlobalInit: Void = {
 ///
 /// The `CURL*` and the error buffer are C allocations that never move; the handle holds a raw
 /// pointer to the error buffer, so the buffer is allocated here and freed only after the handle.
-final class CurlEasy {
+// Unchecked: a curl easy handle is used by one thread at a time; the pool gives each to one caller and
+// takes it back after that caller's transfer. Sendable only so the pool's Mutex can hold it.
+final class CurlEasy: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
     private let errorBuffer: UnsafeMutablePointer<CChar>
 
@@ -166,21 +169,18 @@ final class CurlEasy {
 }
 
 /// A small pool of easy handles so consecutive requests reuse open connections.
-final class CurlHandlePool: @unchecked Sendable {
-    private let lock = NSLock()
-    private var idle: [CurlEasy] = []
+final class CurlHandlePool: Sendable {
+    private let idle = Mutex<[CurlEasy]>([])
     let options: TransportOptions
 
     init(options: TransportOptions) { self.options = options }
 
     func withHandle<T>(_ body: (CurlEasy) throws -> T) rethrows -> T {
-        lock.lock()
-        let easy = idle.popLast() ?? CurlEasy()
-        lock.unlock()
+        let easy = idle.withLock { $0.popLast() } ?? CurlEasy()
         defer {
-            lock.lock()
-            if idle.count < options.maxIdleHandles { idle.append(easy) }
-            lock.unlock()
+            idle.withLock {
+                if $0.count < options.maxIdleHandles { $0.append(easy) }
+            }
         }
         return try body(easy)
     }

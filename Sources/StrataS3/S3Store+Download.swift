@@ -1,6 +1,7 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -82,31 +83,23 @@ extension S3Store {
 }
 
 /// Hands out range indexes to download workers; stops on the first error.
-private final class RangeWork: @unchecked Sendable {
-    private let lock = NSLock()
+private final class RangeWork: Sendable {
     private let count: Int
-    private var nextIndex = 0
-    private var error: Error?
+    private let state = Mutex<(nextIndex: Int, error: Error?)>((0, nil))
 
     init(count: Int) { self.count = count }
 
     func next() -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard error == nil, nextIndex < count else { return nil }
-        nextIndex += 1
-        return nextIndex - 1
+        state.withLock {
+            guard $0.error == nil, $0.nextIndex < count else { return nil }
+            $0.nextIndex += 1
+            return $0.nextIndex - 1
+        }
     }
 
     func fail(_ e: Error) {
-        lock.lock()
-        if error == nil { error = e }
-        lock.unlock()
+        state.withLock { if $0.error == nil { $0.error = e } }
     }
 
-    var firstError: Error? {
-        lock.lock()
-        defer { lock.unlock() }
-        return error
-    }
+    var firstError: Error? { state.withLock { $0.error } }
 }

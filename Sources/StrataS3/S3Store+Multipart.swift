@@ -327,6 +327,8 @@ extension S3Store {
 }
 
 /// The hand-off between the part reader and the upload workers.
+// Unchecked: every var is guarded by `cond` (Mutex has no condition wait); `firstError` and `etags()` are
+// read unlocked only after `waitForWorkers`, when no worker is left to write them.
 private final class PartPipeline: @unchecked Sendable {
     private let cond = NSCondition()
     private let capacity: Int
@@ -419,6 +421,8 @@ extension S3Store: IncompleteUploadCleaning {
 }
 
 /// Which file parts are taken, sent, and their ETags; shared by the upload threads.
+// Unchecked: every var is guarded by `condition` (Mutex has no condition wait); `firstError` is read
+// unlocked only after `waitForWorkers`, when no upload thread is left to write it.
 final class FilePartProgress: @unchecked Sendable {
     private let condition = NSCondition()
     private var nextPart = 1

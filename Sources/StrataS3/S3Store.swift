@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import StrataCore
 import StrataCrypto
+import Synchronization
 
 /// An `ObjectStore` on S3 or an S3-compatible server (MinIO, Ceph RGW, SeaweedFS, R2).
 ///
@@ -13,7 +14,7 @@ import StrataCrypto
 /// - Large files go up in parts and come down in parallel ranges, in bounded memory.
 ///
 /// Thread-safe: one store may serve many threads; connections are pooled.
-public final class S3Store: ObjectStore, @unchecked Sendable {
+public final class S3Store: ObjectStore, Sendable {
     public let configuration: S3Configuration
     let logger: Logger
     let signer: SigV4Signer
@@ -27,9 +28,8 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     static let sha256MetaHeader = "x-amz-meta-sha256"
     static let writeIdMetaHeader = "x-amz-meta-strata-write-id"
 
-    private let stateLock = NSLock()
-    private var bucketKnownToExist = false
-    private var clockOffset: TimeInterval = 0
+    private let bucketKnownToExist = Mutex(false)
+    private let clockOffset = Mutex<TimeInterval>(0)
 
     public var location: String {
         if let endpoint = configuration.endpoint { return "s3://\(configuration.bucket) at \(endpoint)" }
@@ -94,15 +94,11 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
 
     /// Signs requests as if the clock were off by `seconds` (to test clock-skew handling).
     func setClockOffset(_ seconds: TimeInterval) {
-        stateLock.lock()
-        clockOffset = seconds
-        stateLock.unlock()
+        clockOffset.withLock { $0 = seconds }
     }
 
     func now() -> Date {
-        stateLock.lock()
-        defer { stateLock.unlock() }
-        return Date().addingTimeInterval(clockOffset)
+        Date().addingTimeInterval(clockOffset.withLock { $0 })
     }
 
     // MARK: requests
@@ -351,10 +347,7 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
     /// Confirms that the bucket exists, once per store: a HEAD answers 404 without a body, so a
     /// missing bucket would otherwise look like a missing key.
     func checkBucketAfter404(operation: String, key: String) throws {
-        stateLock.lock()
-        let known = bucketKnownToExist
-        stateLock.unlock()
-        if known { return }
+        if bucketKnownToExist.withLock({ $0 }) { return }
         let r = try send(Request(operation: "HeadBucket", method: "HEAD", key: nil, accept: [404]))
         if r.status == 404 {
             throw errorMapper(nil).error(
@@ -363,14 +356,10 @@ public final class S3Store: ObjectStore, @unchecked Sendable {
                     "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"
                         .utf8))
         }
-        stateLock.lock()
-        bucketKnownToExist = true
-        stateLock.unlock()
+        bucketKnownToExist.withLock { $0 = true }
     }
 
     func markBucketExists() {
-        stateLock.lock()
-        bucketKnownToExist = true
-        stateLock.unlock()
+        bucketKnownToExist.withLock { $0 = true }
     }
 }

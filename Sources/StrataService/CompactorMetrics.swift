@@ -4,16 +4,16 @@ import Metrics
 import Prometheus
 import StrataCompactor
 import StrataCore
+import Synchronization
 
 /// The compactor's metrics (names in Docs/OPERATIONS.md), kept in their own Prometheus registry so
 /// that a process (or a test) can hold several without a global bootstrap. Labels carry only
 /// collection names, fixed vocabularies (operation, outcome, kind, reason), never keys or secrets.
-public final class CompactorMetrics: @unchecked Sendable {
+public final class CompactorMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
-    private let lock = NSLock()
     /// Oldest pending run per collection; the age gauge is computed from it at each scrape.
-    private var oldestPending: [String: Date] = [:]
+    private let oldestPending = Mutex<[String: Date]>([:])
 
     public static let publishBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900]
     public static let requestBuckets: [Double] = [
@@ -95,9 +95,7 @@ public final class CompactorMetrics: @unchecked Sendable {
                 .increment()
         }
         gauge("strata_runs_pending", l).record(s.runsDeferred)
-        lock.lock()
-        oldestPending[s.collection] = s.oldestPendingAt
-        lock.unlock()
+        oldestPending.withLock { $0[s.collection] = s.oldestPendingAt }
         if s.oldestPendingAt == nil { gauge("strata_oldest_pending_run_age_seconds", l).record(0) }
         refreshAges(now: now)
     }
@@ -119,9 +117,7 @@ public final class CompactorMetrics: @unchecked Sendable {
     }
 
     func refreshAges(now: Date) {
-        lock.lock()
-        let ages = oldestPending
-        lock.unlock()
+        let ages = oldestPending.withLock { $0 }
         for (c, oldest) in ages {
             gauge("strata_oldest_pending_run_age_seconds", [("collection", c)])
                 .record(max(0, now.timeIntervalSince(oldest)))

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import StrataCompactor
 import StrataCore
+import Synchronization
 
 /// The compactor worker as a swift-service-lifecycle `Service`. The worker's loop is synchronous
 /// (the store API blocks), so it runs on its own thread; graceful shutdown (SIGTERM, SIGINT via
@@ -11,6 +12,7 @@ import StrataCore
 /// moves in one conditional PUT, so no stop, however late, leaves a half-published version.
 /// `shutdownGrace` bounds the wait: past it, `run` returns and the process may exit with the step
 /// unfinished (its files become orphans that `snapctl gc` removes; the pointer is untouched or moved).
+// Unchecked: `worker` is not Sendable; only the one thread that `run` starts uses it. The rest is Sendable.
 public final class CompactorService: Service, @unchecked Sendable {
     public let stop = StopFlag()
     let worker: CompactorWorker
@@ -35,13 +37,13 @@ public final class CompactorService: Service, @unchecked Sendable {
 
     public func run() async throws {
         let once = Once()
-        let (stop, worker, metrics, logger, grace, onSummary) =
-            (self.stop, self.worker, self.metrics, self.logger, self.shutdownGrace, self.onSummary)
+        let (stop, metrics, logger, grace, onSummary) =
+            (self.stop, self.metrics, self.logger, self.shutdownGrace, self.onSummary)
         await withTaskCancellationOrGracefulShutdownHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 once.set(c)
                 let thread = Thread {
-                    worker.run(
+                    self.worker.run(
                         stop: stop,
                         onSummary: { s in
                             metrics?.record(s)
@@ -75,32 +77,27 @@ public final class CompactorService: Service, @unchecked Sendable {
     }
 
     /// Resumes a continuation exactly once, from whichever side gets there first.
-    final class Once: @unchecked Sendable {
-        private let lock = NSLock()
-        private var continuation: CheckedContinuation<Void, Never>?
-        private var done = false
+    final class Once: Sendable {
+        private let state = Mutex<(continuation: CheckedContinuation<Void, Never>?, done: Bool)>((nil, false))
 
         func set(_ c: CheckedContinuation<Void, Never>) {
-            lock.lock()
-            if done {
-                lock.unlock()
-                c.resume()
-                return
+            let done = state.withLock {
+                if !$0.done { $0.continuation = c }
+                return $0.done
             }
-            continuation = c
-            lock.unlock()
+            if done { c.resume() }
         }
 
         /// True when this call resumed it.
         @discardableResult
         func resume() -> Bool {
-            lock.lock()
-            defer { lock.unlock() }
-            guard !done else { return false }
-            done = true
-            continuation?.resume()
-            continuation = nil
-            return true
+            state.withLock {
+                guard !$0.done else { return false }
+                $0.done = true
+                $0.continuation?.resume()
+                $0.continuation = nil
+                return true
+            }
         }
     }
 }

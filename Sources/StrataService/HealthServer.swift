@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import StrataCore
+import Synchronization
 
 /// `--metrics-addr HOST:PORT`: where the health server listens. Port 0 picks a free port (the
 /// bound address is logged as `metrics listening`).
@@ -53,13 +54,15 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 /// Whether the worker may take work: the conditional-write probe passed at start and the store
 /// answers a one-key listing now. The answer is remembered a few seconds so a busy prober does not
 /// turn into store traffic.
-public final class Readiness: @unchecked Sendable {
+public final class Readiness: Sendable {
     let store: any ObjectStore
     let layout: Layout
     let cacheSeconds: Double
-    private let lock = NSLock()
-    private var probePassed = false
-    private var last: (at: Date, ready: Bool, detail: String)?
+    private struct State {
+        var probePassed = false
+        var last: (at: Date, ready: Bool, detail: String)?
+    }
+    private let state = Mutex(State())
 
     public init(store: any ObjectStore, layout: Layout, cacheSeconds: Double = 5) {
         self.store = store
@@ -68,20 +71,15 @@ public final class Readiness: @unchecked Sendable {
     }
 
     public func markProbePassed() {
-        lock.lock()
-        probePassed = true
-        lock.unlock()
+        state.withLock { $0.probePassed = true }
     }
 
     /// (ready, a one-line reason). Blocks on the store: call from a thread that may block.
     public func check(now: Date = Date()) -> (Bool, String) {
-        lock.lock()
-        let passed = probePassed
+        let (passed, last) = state.withLock { ($0.probePassed, $0.last) }
         if let last, now.timeIntervalSince(last.at) < cacheSeconds {
-            lock.unlock()
             return (last.ready, last.detail)
         }
-        lock.unlock()
         guard passed else { return (false, "the conditional-write probe has not passed yet") }
         let result: (Bool, String)
         do {
@@ -90,16 +88,14 @@ public final class Readiness: @unchecked Sendable {
         } catch {
             result = (false, "store \(store.location) unreachable: \(error)")
         }
-        lock.lock()
-        last = (now, result.0, result.1)
-        lock.unlock()
+        state.withLock { $0.last = (now, result.0, result.1) }
         return result
     }
 }
 
 /// The worker's HTTP side: GET /metrics (Prometheus text), GET /healthz (the process is up),
 /// GET /readyz (store reachable, probe passed), POST /wake (start a pass now).
-public final class HealthServer: Service, @unchecked Sendable {
+public final class HealthServer: Service, Sendable {
     let server: HTTPServer
     let address: ListenAddress
     let logger: Logger
@@ -187,18 +183,9 @@ public final class HealthServer: Service, @unchecked Sendable {
         }
     }
 
-    final class StopMark: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = false
-        var isSet: Bool {
-            lock.lock()
-            defer { lock.unlock() }
-            return value
-        }
-        func set() {
-            lock.lock()
-            value = true
-            lock.unlock()
-        }
+    final class StopMark: Sendable {
+        private let value = Mutex(false)
+        var isSet: Bool { value.withLock { $0 } }
+        func set() { value.withLock { $0 = true } }
     }
 }

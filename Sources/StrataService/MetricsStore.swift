@@ -4,7 +4,7 @@ import StrataCore
 /// An ObjectStore decorator that counts every request by operation and outcome and times it
 /// (`strata_store_requests_total`, `strata_store_request_duration_seconds`). Keys never become
 /// labels: a key names a collection's private data and would make the series unbounded.
-public final class MetricsStore: ObjectStoreDecorator, StartAfterListing, @unchecked Sendable {
+public final class MetricsStore: ObjectStoreDecorator, StartAfterListing, Sendable {
     public let base: any ObjectStore
     let metrics: CompactorMetrics
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import StrataCore
+import Synchronization
 
 /// One worker's heartbeat object (`.strata-workers/<worker>.json`).
 public struct Heartbeat: Codable, Sendable, Equatable {
@@ -22,7 +23,7 @@ public struct Heartbeat: Codable, Sendable, Equatable {
 /// that stops cleanly deletes its heartbeat so they move at once. This only saves work: two
 /// workers that disagree on membership both compact, the lease makes one skip, and the pointer's
 /// conditional write keeps the result correct.
-public final class WorkerMembership: @unchecked Sendable {
+public final class WorkerMembership: Sendable {
     let store: any ObjectStore
     let layout: Layout
     public let workerId: String
@@ -30,11 +31,13 @@ public final class WorkerMembership: @unchecked Sendable {
     let ttl: Double
     let logger: Logger
     let startedAt = Date()
-    private let lock = NSLock()
-    private var etag: String?
-    private var lastBeat: Date?
-    private var lastLive: [String] = []
-    private var lastAssignment: [String]?
+    private struct State {
+        var etag: String?
+        var lastBeat: Date?
+        var lastLive: [String] = []
+        var lastAssignment: [String]?
+    }
+    private let state = Mutex(State())
 
     public init(store: any ObjectStore, layout: Layout, workerId: String, host: String, ttl: Double, logger: Logger)
         throws
@@ -68,9 +71,7 @@ public final class WorkerMembership: @unchecked Sendable {
             expiresAt: now.addingTimeInterval(ttl))
         let body = try StrataJSON.encoder().encode(hb)
         let key = layout.heartbeatKey(worker: workerId)
-        lock.lock()
-        let current = etag
-        lock.unlock()
+        let current = state.withLock { $0.etag }
         let info: ObjectInfo
         do {
             info = try store.put(
@@ -89,10 +90,10 @@ public final class WorkerMembership: @unchecked Sendable {
                     options: PutOptions(contentType: "application/json"))
             }
         }
-        lock.lock()
-        etag = info.etag
-        lastBeat = now
-        lock.unlock()
+        state.withLock {
+            $0.etag = info.etag
+            $0.lastBeat = now
+        }
     }
 
     /// The ids of the workers whose heartbeat has not expired, this one included, sorted.
@@ -116,17 +117,17 @@ public final class WorkerMembership: @unchecked Sendable {
     /// that cannot see its peers still works; the leases and the pointer keep that correct.
     public func assign(_ all: [String], now: Date = Date()) -> [String] {
         do {
-            lock.lock()
+            let lastBeat = state.withLock { $0.lastBeat }
             let due = lastBeat.map { now.timeIntervalSince($0) >= beatInterval * 0.9 } ?? true
-            lock.unlock()
             if due { try beat(now: now) }
             let live = try liveWorkers(now: now)
             let mine = all.filter { Self.owner(of: $0, among: live) == workerId }
-            lock.lock()
-            let changed = live != lastLive
-            lastLive = live
-            lastAssignment = mine
-            lock.unlock()
+            let changed = state.withLock {
+                let changed = live != $0.lastLive
+                $0.lastLive = live
+                $0.lastAssignment = mine
+                return changed
+            }
             if changed {
                 logger.notice(
                     "workers changed",
@@ -137,9 +138,7 @@ public final class WorkerMembership: @unchecked Sendable {
             }
             return mine
         } catch {
-            lock.lock()
-            let fallback = lastAssignment ?? all
-            lock.unlock()
+            let fallback = state.withLock { $0.lastAssignment } ?? all
             logger.warning(
                 "could not read the workers' heartbeats; keeping the last assignment",
                 metadata: ["error": "\(error)"])
@@ -149,9 +148,7 @@ public final class WorkerMembership: @unchecked Sendable {
 
     /// Removes this worker's heartbeat (a clean stop), so its collections move at once.
     public func leave() {
-        lock.lock()
-        let current = etag
-        lock.unlock()
+        let current = state.withLock { $0.etag }
         guard let current else { return }
         let key = layout.heartbeatKey(worker: workerId)
         do {

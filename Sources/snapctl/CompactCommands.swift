@@ -6,6 +6,7 @@ import ServiceLifecycle
 import StrataCompactor
 import StrataCore
 import StrataService
+import Synchronization
 
 /// Options shared by `compact` and `compactor`.
 struct CompactorOptions: ParsableArguments {
@@ -301,5 +302,11 @@ struct CompactorCommand: ParsableCommand {
         }
     }
 
-    final class ResultBox: @unchecked Sendable { var error: Error? }
+    final class ResultBox: Sendable {
+        private let value = Mutex<Error?>(nil)
+        var error: Error? {
+            get { value.withLock { $0 } }
+            set { value.withLock { $0 = newValue } }
+        }
+    }
 }

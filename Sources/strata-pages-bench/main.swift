@@ -76,7 +76,7 @@ func peakRSS() -> Int64 {
     return Int64(u.ru_maxrss) * 1024
 }
 
-func upsert(_ db: Database, ids: [String]) throws {
+@MainActor func upsert(_ db: Database, ids: [String]) throws {
     let st = try db.prepare(
         "INSERT OR REPLACE INTO embeddings(id, embedding, document, metadata) VALUES (?1, ?2, ?3, ?4)")
     var v = [Float](repeating: 0, count: o.dim)
@@ -92,7 +92,7 @@ func upsert(_ db: Database, ids: [String]) throws {
 }
 
 // Random TEXT ids (uuid-like), as the snapshot's primary keys are.
-func newId() -> String {
+@MainActor func newId() -> String {
     String(format: "%016llx-%016llx", rng.next(), rng.next())
 }
 

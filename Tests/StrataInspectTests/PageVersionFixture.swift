@@ -5,6 +5,7 @@ import StrataDelta
 import StrataInspect
 import StrataPages
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 /// Publishes page versions (format 2) by hand until the compactor does: starts from the
@@ -215,22 +216,22 @@ final class PageVersionBuilder {
 }
 
 /// Counts what a reader downloads: GETs by key.
-final class CountingStore: ObjectStore, @unchecked Sendable {
+final class CountingStore: ObjectStore, Sendable {
     let inner: any ObjectStore
-    private let lock = NSLock()
-    private(set) var gets: [String] = []
+    private let _gets = Mutex<[String]>([])
+    var gets: [String] { _gets.withLock { $0 } }
 
     init(_ inner: any ObjectStore) { self.inner = inner }
 
-    func reset() { lock.withLock { gets = [] } }
+    func reset() { _gets.withLock { $0 = [] } }
     var location: String { inner.location }
     func head(_ key: String) throws -> ObjectInfo? { try inner.head(key) }
     func get(_ key: String, toFile path: String, range: Range<Int64>?) throws -> ObjectInfo {
-        lock.withLock { gets.append(key) }
+        _gets.withLock { $0.append(key) }
         return try inner.get(key, toFile: path, range: range)
     }
     func getData(_ key: String) throws -> (data: Data, info: ObjectInfo) {
-        lock.withLock { gets.append(key) }
+        _gets.withLock { $0.append(key) }
         return try inner.getData(key)
     }
     func put(_ key: String, body: PutBody, condition: WriteCondition, options: PutOptions) throws -> ObjectInfo {

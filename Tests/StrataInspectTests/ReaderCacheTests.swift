@@ -234,9 +234,7 @@ final class ReaderCacheTests: XCTestCase {
         for _ in 0..<3 { versions.append(try b.publish(rows: 60, overwrite: ["r1", "r2"])) }
         let env = ["STRATA_CACHE_DIR": dir.path + "/cache", "STRATA_STORE": "file://\(dir.path)/store"]
         let group = DispatchGroup()
-        final class Results: @unchecked Sendable { var all: [(String, String, TestPaths.ProcessResult?)] = [] }
-        let lock = NSLock()
-        let results = Results()
+        let results = Locked<[(String, String, TestPaths.ProcessResult?)]>([])
         for i in 0..<8 {
             let v = versions[i % versions.count]
             let out = dir.path + "/out-\(i).sqlite3"
@@ -244,12 +242,12 @@ final class ReaderCacheTests: XCTestCase {
                 let r = try? TestPaths.run(
                     [TestPaths.snapctl, "pull", "lines", v, "--to", out, "--json"],
                     environment: env)
-                lock.withLock { results.all.append((v, out, r)) }
+                results.update { $0.append((v, out, r)) }
             }
         }
         group.wait()
         var sources: [String: [String]] = [:]
-        for (v, out, result) in results.all {
+        for (v, out, result) in results.value {
             let r = try XCTUnwrap(result, "snapctl did not start")
             XCTAssertEqual(r.status, 0, r.stderr)
             XCTAssertTrue(filesEqual(out, b.expected[v]!), "pull \(v)")

@@ -243,7 +243,7 @@ final class VerifyChecklistTests: XCTestCase {
 }
 
 /// A store that accepts every write unconditionally (as some S3-compatible servers do).
-final class NoConditions: ObjectStore, @unchecked Sendable {
+final class NoConditions: ObjectStore, Sendable {
     let inner: any ObjectStore
     init(_ inner: any ObjectStore) { self.inner = inner }
     var location: String { "no-conditions+" + inner.location }

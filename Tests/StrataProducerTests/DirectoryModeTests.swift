@@ -56,12 +56,14 @@ final class DirectoryModeTests: XCTestCase {
         try write("notes.txt", "not an input")
 
         // The process "dies" while writing job b's record.
-        var recordPuts = 0
+        let recordPuts = Locked(0)
         let faulty = FaultInjectingStore(store)
         faulty.inject(.connectionReset, on: [.put], times: nil) { _, key in
             guard key.hasPrefix("runs/") else { return false }
-            recordPuts += 1
-            return recordPuts == 2
+            return recordPuts.update {
+                $0 += 1
+                return $0 == 2
+            }
         }
         XCTAssertThrowsError(try producer(faulty).produceDirectory(dir.file("in"), layout: .files(collection: "lines")))
         XCTAssertEqual(try jobState("a.ndjson")?.state, "published")

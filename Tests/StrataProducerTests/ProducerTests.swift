@@ -364,14 +364,15 @@ class ProducerTests: XCTestCase {
             let start = DispatchSemaphore(value: 0)
             let group = DispatchGroup()
             for side in 0..<2 {
-                let producer = RunProducer(
-                    store: store, layout: layout,
-                    settings: ProducerSettings(workDirectory: dir.file("work")))
                 let inputs = [
                     (collection: "lines", path: paths[side * 2]),
                     (collection: "words", path: paths[side * 2 + 1]),
                 ]
-                DispatchQueue.global().async(group: group) {
+                DispatchQueue.global().async(group: group) { [store = self.store!, dir = self.dir!] in
+                    // Made here: a RunProducer is not Sendable, each thread has its own.
+                    let producer = RunProducer(
+                        store: store, layout: layout,
+                        settings: ProducerSettings(workDirectory: dir.file("work")))
                     start.wait()
                     let r = Result { try producer.produce(inputs: inputs, runId: runId) }
                     results.update { $0[side] = r }

@@ -1,6 +1,7 @@
 import Foundation
 import StrataCore
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 @testable import StrataS3
@@ -15,11 +16,10 @@ import XCTest
 /// A synchronous `HTTPClient` over URLSession, for tests only (the product uses the curl
 /// client). It refuses every host that is not loopback and remembers the attempt, so a test can
 /// assert that nothing left the machine.
-final class LoopbackURLSessionClient: HTTPClient, @unchecked Sendable {
+final class LoopbackURLSessionClient: HTTPClient, Sendable {
     private let session: URLSession
-    private let lock = NSLock()
-    private var _refused: [String] = []
-    private var _sent: [String] = []
+    private let _refused = Mutex<[String]>([])
+    private let _sent = Mutex<[String]>([])
 
     init() {
         let config = URLSessionConfiguration.ephemeral
@@ -31,33 +31,21 @@ final class LoopbackURLSessionClient: HTTPClient, @unchecked Sendable {
     deinit { session.invalidateAndCancel() }
 
     /// URLs refused because their host was not loopback.
-    var refused: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return _refused
-    }
+    var refused: [String] { _refused.withLock { $0 } }
 
     /// "METHOD URL" of every request sent.
-    var sent: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return _sent
-    }
+    var sent: [String] { _sent.withLock { $0 } }
 
     func send(_ request: HTTPRequest) throws -> HTTPResponse {
         guard let url = URL(string: request.url), let host = CredentialHTTP.host(of: request.url),
             CredentialHTTP.isLoopback(host)
         else {
-            lock.lock()
-            _refused.append(request.url)
-            lock.unlock()
+            _refused.withLock { $0.append(request.url) }
             throw StoreError(
                 .transient, operation: "test HTTP", key: request.url,
                 message: "refused: tests only talk to loopback")
         }
-        lock.lock()
-        _sent.append("\(request.method) \(request.url)")
-        lock.unlock()
+        _sent.withLock { $0.append("\(request.method) \(request.url)") }
 
         var r = URLRequest(url: url)
         r.httpMethod = request.method
@@ -201,22 +189,15 @@ final class FakeAWSMetadataServer {
 }
 
 /// A clock the test moves by hand.
-final class TestClock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: Date
+final class TestClock: Sendable {
+    private let current: Mutex<Date>
 
-    init(_ start: Date = Date(timeIntervalSince1970: 4_000_000_000)) { current = start }
+    init(_ start: Date = Date(timeIntervalSince1970: 4_000_000_000)) { current = Mutex(start) }
 
-    var now: Date {
-        lock.lock()
-        defer { lock.unlock() }
-        return current
-    }
+    var now: Date { current.withLock { $0 } }
 
     func advance(_ seconds: TimeInterval) {
-        lock.lock()
-        current = current.addingTimeInterval(seconds)
-        lock.unlock()
+        current.withLock { $0 = $0.addingTimeInterval(seconds) }
     }
 
     var function: @Sendable () -> Date { { [self] in self.now } }

@@ -1,20 +1,35 @@
 import Foundation
 import StrataCore
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 @testable import StrataS3
 
 /// `RefreshingCredentialsProvider` alone, with a counting fetch and a hand-moved clock.
 final class CredentialRefreshTests: XCTestCase {
-    final class Fetcher: @unchecked Sendable {
-        let lock = NSLock()
-        var count = 0
-        var lifetime: TimeInterval? = 3600
-        var failure: StoreError?
+    final class Fetcher: Sendable {
+        private struct State {
+            var count = 0
+            var lifetime: TimeInterval? = 3600
+            var failure: StoreError?
+            var gate: DispatchSemaphore?
+        }
+        private let state = Mutex(State())
+        var lifetime: TimeInterval? {
+            get { state.withLock { $0.lifetime } }
+            set { state.withLock { $0.lifetime = newValue } }
+        }
+        var failure: StoreError? {
+            get { state.withLock { $0.failure } }
+            set { state.withLock { $0.failure = newValue } }
+        }
         /// When set, a fetch signals `entered` and then waits for this gate: the test decides when
         /// a fetch in progress ends (no sleeps, no timing).
-        var gate: DispatchSemaphore?
+        var gate: DispatchSemaphore? {
+            get { state.withLock { $0.gate } }
+            set { state.withLock { $0.gate = newValue } }
+        }
         let entered = DispatchSemaphore(value: 0)
         let clock: TestClock
 
@@ -22,22 +37,19 @@ final class CredentialRefreshTests: XCTestCase {
 
         func fetch() throws -> Credentials {
             entered.signal()
-            if let gate = lock.withLock({ self.gate }) { gate.wait() }
-            lock.lock()
-            defer { lock.unlock() }
-            if let failure { throw failure }
-            count += 1
+            if let gate { gate.wait() }
+            let (count, lifetime) = try state.withLock { s throws -> (Int, TimeInterval?) in
+                if let failure = s.failure { throw failure }
+                s.count += 1
+                return (s.count, s.lifetime)
+            }
             return Credentials(
                 accessKeyId: "KEY\(count)", secretAccessKey: "secret-\(count)",
                 sessionToken: "token-\(count)",
                 expiration: lifetime.map { clock.now.addingTimeInterval($0) })
         }
 
-        var fetches: Int {
-            lock.lock()
-            defer { lock.unlock() }
-            return count
-        }
+        var fetches: Int { state.withLock { $0.count } }
     }
 
     let clock = TestClock()

@@ -2,6 +2,7 @@ import Foundation
 import StrataCore
 import StrataCrypto
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 @testable import StrataS3
@@ -236,28 +237,11 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 }
 
 /// Winners and errors of concurrent writers.
-final class Tally: @unchecked Sendable {
-    private let lock = NSLock()
-    private var winners: [Int] = []
-    private var failures: [Error] = []
-    func add(win i: Int) {
-        lock.lock()
-        winners.append(i)
-        lock.unlock()
-    }
-    func add(_ e: Error) {
-        lock.lock()
-        failures.append(e)
-        lock.unlock()
-    }
-    var wins: [Int] {
-        lock.lock()
-        defer { lock.unlock() }
-        return winners
-    }
-    var errors: [Error] {
-        lock.lock()
-        defer { lock.unlock() }
-        return failures
-    }
+final class Tally: Sendable {
+    private let winners = Mutex<[Int]>([])
+    private let failures = Mutex<[Error]>([])
+    func add(win i: Int) { winners.withLock { $0.append(i) } }
+    func add(_ e: Error) { failures.withLock { $0.append(e) } }
+    var wins: [Int] { winners.withLock { $0 } }
+    var errors: [Error] { failures.withLock { $0 } }
 }

@@ -3,6 +3,7 @@ import Logging
 import StrataCore
 import StrataCrypto
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 @testable import StrataS3
@@ -200,11 +201,17 @@ final class S3ErrorsAndPresignTests: XCTestCase {
 }
 
 /// A swift-log handler that keeps every message, to check what gets logged.
-final class LogCapture: LogHandler, @unchecked Sendable {
-    private let lock = NSLock()
-    private var lines: [String] = []
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
+final class LogCapture: LogHandler, Sendable {
+    private let lines = Mutex<[String]>([])
+    private let settings = Mutex<(metadata: Logger.Metadata, logLevel: Logger.Level)>(([:], .trace))
+    var metadata: Logger.Metadata {
+        get { settings.withLock { $0.metadata } }
+        set { settings.withLock { $0.metadata = newValue } }
+    }
+    var logLevel: Logger.Level {
+        get { settings.withLock { $0.logLevel } }
+        set { settings.withLock { $0.logLevel = newValue } }
+    }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -212,14 +219,9 @@ final class LogCapture: LogHandler, @unchecked Sendable {
     }
 
     func log(event: LogEvent) {
-        lock.lock()
-        lines.append("\(event.level) \(event.message) \(event.metadata ?? [:])")
-        lock.unlock()
+        let line = "\(event.level) \(event.message) \(event.metadata ?? [:])"
+        lines.withLock { $0.append(line) }
     }
 
-    var text: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return lines.joined(separator: "\n")
-    }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
 }

@@ -2,6 +2,7 @@ import Foundation
 import StrataCore
 import StrataCrypto
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 @testable import StrataS3
@@ -242,17 +243,8 @@ final class S3StoreBasicTests: XCTestCase {
 }
 
 /// Collects errors from several threads.
-final class ErrorBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var errors: [Error] = []
-    func add(_ e: Error) {
-        lock.lock()
-        errors.append(e)
-        lock.unlock()
-    }
-    var first: Error? {
-        lock.lock()
-        defer { lock.unlock() }
-        return errors.first
-    }
+final class ErrorBox: Sendable {
+    private let errors = Mutex<[Error]>([])
+    func add(_ e: Error) { errors.withLock { $0.append(e) } }
+    var first: Error? { errors.withLock { $0.first } }
 }

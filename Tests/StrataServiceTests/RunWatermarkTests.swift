@@ -3,27 +3,21 @@ import StrataCore
 import StrataFileStore
 import StrataProducer
 import StrataTestSupport
+import Synchronization
 import XCTest
 
 @testable import StrataCompactor
 
 /// Counts the objects every listing returns.
-final class ListCountingStore: ObjectStoreDecorator, StartAfterListing, @unchecked Sendable {
+final class ListCountingStore: ObjectStoreDecorator, StartAfterListing, Sendable {
     let inner: FileStore
     var base: any ObjectStore { inner }
-    private let lock = NSLock()
-    private var listed = 0
+    private let listed = Mutex(0)
     init(_ inner: FileStore) { self.inner = inner }
     var location: String { inner.location }
-    var objectsListed: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return listed
-    }
+    var objectsListed: Int { listed.withLock { $0 } }
     func count(_ p: ListPage) -> ListPage {
-        lock.lock()
-        listed += p.objects.count
-        lock.unlock()
+        listed.withLock { $0 += p.objects.count }
         return p
     }
     func head(_ key: String) throws -> ObjectInfo? { try inner.head(key) }

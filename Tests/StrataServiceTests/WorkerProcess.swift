@@ -94,21 +94,17 @@ func http(_ method: String, _ url: String) throws -> (status: Int, body: String)
     var request = URLRequest(url: URL(string: url)!)
     request.httpMethod = method
     request.timeoutInterval = 30
-    final class Box: @unchecked Sendable {
-        var result: (Int, String)?
-        var error: Error?
-    }
-    let box = Box()
+    let box = Locked<(result: (Int, String)?, error: Error?)>((nil, nil))
     let done = DispatchSemaphore(value: 0)
     URLSession.shared.dataTask(with: request) { data, response, error in
-        if let error { box.error = error }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        box.result = (status, data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+        let result = (status, data.map { String(decoding: $0, as: UTF8.self) } ?? "")
+        box.update { $0 = (result, error) }
         done.signal()
     }.resume()
     done.wait()
-    if let error = box.error { throw error }
-    return box.result!
+    if let error = box.value.error { throw error }
+    return box.value.result!
 }
 
 /// Scrapes and parses /metrics.

@@ -7,7 +7,7 @@ import XCTest
 
 /// A clock for the retry loop that never waits: `sleep` moves `now` forward and is recorded, so
 /// the time bounds are checked exactly and the tests take no time.
-final class VirtualClock: @unchecked Sendable {
+final class VirtualClock: Sendable {
     private let state = Locked((now: 0.0, sleeps: [Double]()))
     var sleeps: [Double] { state.value.sleeps }
     var elapsed: Double { state.value.now }

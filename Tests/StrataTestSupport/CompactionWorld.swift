@@ -4,10 +4,11 @@ import StrataCore
 import StrataDelta
 import StrataInspect
 import StrataProducer
+import Synchronization
 import XCTest
 
 /// One row as a test expects to find it in a snapshot.
-public struct ModelRow: Equatable {
+public struct ModelRow: Equatable, Sendable {
     public var embedding: [Float]
     public var document: String?
     /// Canonical JSON (sorted keys), so booleans and numbers compare as JSON, not as NSNumber.
@@ -26,15 +27,22 @@ public struct ModelRow: Equatable {
 
 /// A store, a producer, and a reference model of what every collection must contain: the tests
 /// apply the same operations to the model and through Strata, then compare.
-public final class CompactionWorld {
+public final class CompactionWorld: Sendable {
     public let store: any ObjectStore
     public let layout: Layout
     public let tmp = TempDir(prefix: "strata-world")
-    public var model: [String: [String: ModelRow]] = [:]
+    public var model: [String: [String: ModelRow]] {
+        get { state.withLock { $0.model } }
+        set { state.withLock { $0.model = newValue } }
+    }
     public let dimension: Int
-    private var counter = 0
     /// Producers may run on several threads (each on its own ids); the model is guarded.
-    private let lock = NSLock()
+    private struct State {
+        var model: [String: [String: ModelRow]] = [:]
+        var writers: [String: [String: String]] = [:]
+        var counter = 0
+    }
+    private let state = Mutex(State())
 
     public init(store: any ObjectStore, layout: Layout = Layout(), dimension: Int = 8) {
         self.store = store
@@ -50,7 +58,7 @@ public final class CompactionWorld {
         return Compactor(store: store, layout: layout, settings: s)
     }
 
-    public enum Op {
+    public enum Op: Sendable {
         case upsert(String, ModelRow)
         case delete(String)
     }
@@ -65,7 +73,10 @@ public final class CompactionWorld {
 
     /// Per collection and id, the run that last wrote it in the model: "created_at run_id"
     /// (created_at is fixed-width, so the strings sort as creation time, then run id).
-    public var writers: [String: [String: String]] = [:]
+    public var writers: [String: [String: String]] {
+        get { state.withLock { $0.writers } }
+        set { state.withLock { $0.writers = newValue } }
+    }
 
     /// Writes NDJSON for `ops`, publishes it as one run (one delta per collection), and applies
     /// the same ops to the model where this run is later than the id's last writer (SPEC
@@ -73,10 +84,10 @@ public final class CompactionWorld {
     /// to publish a late run) is passed to the producer. Returns the run id.
     @discardableResult
     public func produce(_ ops: [String: [Op]], labels: [String: String] = [:], runId: String? = nil) throws -> String {
-        lock.lock()
-        counter += 1
-        let n = counter
-        lock.unlock()
+        let n = state.withLock {
+            $0.counter += 1
+            return $0.counter
+        }
         var inputs: [ProducerInput] = []
         var changes: [(String, String, ModelRow?)] = []
         for (collection, list) in ops.sorted(by: { $0.key < $1.key }) {
@@ -94,12 +105,12 @@ public final class CompactionWorld {
         let producer = RunProducer(store: store, layout: layout)
         let runs = try producer.produce(inputs: inputs, labels: labels, runId: runId)
         let writer = runs[0].createdAt + " " + runs[0].runId
-        lock.lock()
-        for (c, id, r) in changes where writer > writers[c]?[id] ?? "" {
-            model[c, default: [:]][id] = r
-            writers[c, default: [:]][id] = writer
+        state.withLock {
+            for (c, id, r) in changes where writer > $0.writers[c]?[id] ?? "" {
+                $0.model[c, default: [:]][id] = r
+                $0.writers[c, default: [:]][id] = writer
+            }
         }
-        lock.unlock()
         return runs[0].runId
     }
 

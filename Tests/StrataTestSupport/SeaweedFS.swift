@@ -1,33 +1,32 @@
 import Foundation
+import Synchronization
 
 /// A private SeaweedFS S3 server on loopback for this test process: started on first use on
 /// ports chosen at run time, stopped when the process exits (a watchdog stops it even when the
 /// process is killed). Two test runs at once each get their own server.
-public final class SeaweedFS: @unchecked Sendable {
+public final class SeaweedFS: Sendable {
     public let endpoint: String
     public let accessKey: String
     public let secretKey: String
     public let pid: Int32
     let dir: String
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var instance: SeaweedFS?
-    nonisolated(unsafe) private static var startError: Error?
+    private static let state = Mutex<(instance: SeaweedFS?, startError: Error?)>((nil, nil))
 
     /// The shared server of this process, started on the first call.
     public static func shared() throws -> SeaweedFS {
-        lock.lock()
-        defer { lock.unlock() }
-        if let instance { return instance }
-        if let startError { throw startError }
-        do {
-            let s = try SeaweedFS.start()
-            instance = s
-            atexit { SeaweedFS.instance?.stop() }
-            return s
-        } catch {
-            startError = error
-            throw error
+        try state.withLock { state in
+            if let instance = state.instance { return instance }
+            if let startError = state.startError { throw startError }
+            do {
+                let s = try SeaweedFS.start()
+                state.instance = s
+                atexit { SeaweedFS.state.withLock { $0.instance }?.stop() }
+                return s
+            } catch {
+                state.startError = error
+                throw error
+            }
         }
     }
 

@@ -24,7 +24,7 @@ public enum TestPaths {
         return path
     }
 
-    public struct ProcessResult {
+    public struct ProcessResult: Sendable {
         public var status: Int32
         public var stdout: String
         public var stderr: String
@@ -51,24 +51,29 @@ public enum TestPaths {
         p.standardInput = inPipe
         try p.run()
         // Read both pipes concurrently so a chatty child cannot block on a full pipe.
-        final class Box: @unchecked Sendable { var data = Data() }
-        let outBox = Box()
-        let errBox = Box()
+        let outBox = Locked(Data())
+        let errBox = Locked(Data())
         let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) { outBox.data = outPipe.fileHandleForReading.readDataToEndOfFile() }
-        DispatchQueue.global().async(group: group) { errBox.data = errPipe.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) {
+            let data = outPipe.fileHandleForReading.readDataToEndOfFile()
+            outBox.update { $0 = data }
+        }
+        DispatchQueue.global().async(group: group) {
+            let data = errPipe.fileHandleForReading.readDataToEndOfFile()
+            errBox.update { $0 = data }
+        }
         if let input { inPipe.fileHandleForWriting.write(input) }
         try? inPipe.fileHandleForWriting.close()
         group.wait()
         p.waitUntilExit()
         return ProcessResult(
-            status: p.terminationStatus, stdout: String(decoding: outBox.data, as: UTF8.self),
-            stderr: String(decoding: errBox.data, as: UTF8.self))
+            status: p.terminationStatus, stdout: String(decoding: outBox.value, as: UTF8.self),
+            stderr: String(decoding: errBox.value, as: UTF8.self))
     }
 }
 
 /// A temporary directory removed when the object goes away.
-public final class TempDir {
+public final class TempDir: Sendable {
     public let path: String
     public init(prefix: String = "strata-test") { path = TestPaths.makeTempDir(prefix: prefix) }
     deinit { try? FileManager.default.removeItem(atPath: path) }
