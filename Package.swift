@@ -56,7 +56,7 @@ let package = Package(
                                .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "snapctl",
                           dependencies: ["StrataCore", "StrataS3", "StrataFileStore", "StrataProducer",
-                                         "StrataCompactor", "StrataInspect", "StrataEmbed", "StrataService",
+                                         "StrataCompactor", "StrataInspect", "StrataEmbed", "StrataService", "StrataPages",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log")]),
         // The compactor as a long-running service: metrics, health, lifecycle, many workers.

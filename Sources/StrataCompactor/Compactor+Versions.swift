@@ -115,23 +115,27 @@ extension Compactor {
             }
             return list
         }
-        let basePath = cache.directory + "/base.download"
-        defer { unlink(basePath) }
-        try download(first, of: m, to: basePath, summary: &summary)
+        // The base is downloaded into the working file and the chain applied in place (no copy of
+        // the file): the base's page root is checked against the chain's first patch, each patch
+        // is verified in full before a page is written, and the result against the manifest.
+        try download(first, of: m, to: cache.snapshotPath, summary: &summary)
         var sources: [PagePatchSource] = []
         for p in patches {
             let path = cache.patchPath(sha256: p.sha256)
             try download(p, of: m, to: path, summary: &summary)
             sources.append(PagePatchSource(path: path, object: p.key))
         }
-        let r = try PagePatchChain.materialize(
-            base: basePath, baseObject: first.key, chain: sources,
-            to: cache.snapshotPath, hashList: cache.hashListPath)
-        guard Hex.encode(r.root) == result.pageRoot, r.pageCount == result.pageCount else {
+        do {
+            let list = try PageHashList.build(database: cache.snapshotPath, to: cache.hashListPath)
+            let r = try PagePatchChain.apply(sources, onto: cache.snapshotPath, baseObject: first.key, hashes: list)
+            guard Hex.encode(r.root) == result.pageRoot, r.pageCount == result.pageCount else {
+                throw wrongRoot(r.root, r.pageCount, object: patches.last!.key)
+            }
+            return list
+        } catch {
             cache.discardSnapshot()
-            throw wrongRoot(r.root, r.pageCount, object: patches.last!.key)
+            throw error
         }
-        return try PageHashList.open(path: cache.hashListPath)
     }
 
     /// A local copy of one patch of `m`'s chain (to merge it): the cache's, or downloaded and checked.

@@ -53,8 +53,8 @@ public struct CompactorSettings: Sendable {
     /// (so a cold reader downloads at most 1.5x the file), a patch rewriting over half the pages
     /// is a new base.
     public var chainPolicy = PageChainPolicy()
-    /// How patch pages are stored (zlib level 1 by default; `.zeroRun` is cheaper and larger).
-    public var pageCompression: PageCompression = .zlib(level: 1)
+    /// How patch pages are stored (`PageCompression.standard`: the zero run).
+    public var pageCompression: PageCompression = .standard
 
     /// Test-only fault injection: the process kills itself with SIGKILL at this step boundary
     /// (after-download, after-merge, after-objects, after-upload, after-pointer). Set from STRATA_CRASH_AT.

@@ -113,12 +113,9 @@ public struct WALContent: Sendable {
 
 /// Settings of page capture (constants of the design, as values with defaults).
 public struct PageCaptureSettings: Sendable {
-    /// How patch frames are stored. `.zlib(level: 1)` (the default) saves about 40% of the changed
-    /// pages of a snapshot (their free space holds zeros and stale copies of cells; float32 vectors
-    /// barely compress) for 100-300 us of CPU per 8 KiB page; `.zeroRun` costs one scan per page
-    /// and saves about 15%; `.none` stores pages raw. Docs/design/0002 has the figures.
-    public var compression: PageCompression = .zlib(level: 1)
-    public init(compression: PageCompression = .zlib(level: 1)) { self.compression = compression }
+    /// How patch frames are stored (`PageCompression.standard`, the zero run: Docs/design/0002).
+    public var compression: PageCompression = .standard
+    public init(compression: PageCompression = .standard) { self.compression = compression }
 }
 
 /// What one capture did.

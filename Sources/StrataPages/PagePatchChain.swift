@@ -200,9 +200,9 @@ public enum PagePatchChain {
     /// result). Every patch is verified in full before the file is touched, so a damaged patch
     /// leaves the file as it was; a failure while writing (disk) leaves it to be materialized again.
     @discardableResult
-    public static func apply(_ chain: [PagePatchSource], onto database: String, hashes: PageHashList)
-        throws -> PagePatchApplyResult
-    {
+    public static func apply(
+        _ chain: [PagePatchSource], onto database: String, baseObject: String? = nil, hashes: PageHashList
+    ) throws -> PagePatchApplyResult {
         let header = try SQLiteFileHeader.read(path: database)
         let file = try PosixFile(path: database, mode: .readWrite)
         guard try file.size() == Int64(hashes.pageCount) * Int64(hashes.pageSize), hashes.pageSize == header.pageSize
@@ -217,7 +217,7 @@ public enum PagePatchChain {
         try checkLinks(readers)
         try checkBase(
             readers, pageSize: header.pageSize, pageCount: hashes.pageCount, root: hashes.root,
-            object: database)
+            object: baseObject ?? database)
         let changed = try write(readers, onto: file)
         try file.close()
         let expected = readers.last?.header.toRoot ?? hashes.root
@@ -279,7 +279,7 @@ public enum PagePatchChain {
     /// no later frame set become zero frames. Every input is read to its end and verified.
     @discardableResult
     public static func merge(
-        _ chain: [PagePatchSource], to path: String, compression: PageCompression = .zlib(level: 1)
+        _ chain: [PagePatchSource], to path: String, compression: PageCompression = .standard
     )
         throws -> PagePatchSummary
     {

@@ -5,6 +5,7 @@ import Logging
 import ServiceLifecycle
 import StrataCompactor
 import StrataCore
+import StrataPages
 import StrataService
 import Synchronization
 
@@ -30,6 +31,14 @@ struct CompactorOptions: ParsableArguments {
             valueName: "dir"))
     var publishDir: String?
     @Option(help: "Versions kept per collection in --publish-dir.") var publishKeep: Int = 3
+    @Option(help: "How patch pages are stored: zero-run, zlib (level 1), zlib:N (level N, 1-9) or none.")
+    var pageCompression: String = "zero-run"
+    @Option(help: "Single patches at the end of a chain before they are merged into one (chain policy K).")
+    var chainMaxTail: Int = PageChainPolicy().maxTailLength
+    @Option(help: "Merged patches on a chain before every patch is merged into one.")
+    var chainMaxMerged: Int = PageChainPolicy().maxMergedPatches
+    @Option(help: "A new base when a chain's bytes would pass this share of the base's (0-1; cold reads <= 1+share).")
+    var chainPatchShare: Double = PageChainPolicy().maxPatchShare
 
     func settings(environment: [String: String]) throws -> CompactorSettings {
         var host = [CChar](repeating: 0, count: 256)
@@ -55,6 +64,25 @@ struct CompactorOptions: ParsableArguments {
             throw CLIError.usage("--late-run-window \(lateRunWindow): expected a positive duration like 7d, 36h or 90m")
         }
         s.lateRunWindow = window
+        switch pageCompression {
+        case "zlib": s.pageCompression = .zlib(level: 1)
+        case "zero-run": s.pageCompression = .zeroRun
+        case "none": s.pageCompression = .none
+        case let z where z.hasPrefix("zlib:"):
+            guard let level = Int32(z.dropFirst(5)), (1...9).contains(level) else {
+                throw CLIError.usage("--page-compression \(z): the zlib level is 1 to 9 (zlib:1)")
+            }
+            s.pageCompression = .zlib(level: level)
+        default:
+            throw CLIError.usage("--page-compression \(pageCompression): expected zlib, zlib:N, zero-run or none")
+        }
+        guard chainMaxTail >= 1, chainMaxMerged >= 1, chainPatchShare > 0, chainPatchShare <= 1 else {
+            throw CLIError.usage(
+                "--chain-max-tail and --chain-max-merged must be at least 1, --chain-patch-share in (0, 1]")
+        }
+        s.chainPolicy.maxTailLength = chainMaxTail
+        s.chainPolicy.maxMergedPatches = chainMaxMerged
+        s.chainPolicy.maxPatchShare = chainPatchShare
         s.strataVersion = StrataVersion.current
         s.crashAt = environment["STRATA_CRASH_AT"]
         s.pauseAt = environment["STRATA_PAUSE_AT"]

@@ -91,5 +91,18 @@ final class CompactCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("--late-run-window soon"), r.stderr)
         r = try snapctl(compact + ["--allow-late", "a/b"])
         XCTAssertEqual(r.status, 2, r.stderr)
+        // The page encoding and the chain policy are settings, checked before anything runs.
+        for (args, words) in [
+            (["--page-compression", "lz4"], "--page-compression lz4"),
+            (["--page-compression", "zlib:12"], "zlib level is 1 to 9"),
+            (["--chain-patch-share", "1.5"], "--chain-patch-share in (0, 1]"),
+            (["--chain-max-tail", "0"], "--chain-max-tail"),
+        ] {
+            r = try snapctl(compact + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(words), "\(args): \(r.stderr)")
+        }
+        r = try snapctl(compact + ["--page-compression", "zlib:6", "--chain-max-tail", "4", "--chain-patch-share", "0.3"])
+        XCTAssertEqual(r.status, 0, "valid settings on an empty store: \(r.stderr)")
     }
 }

@@ -101,13 +101,16 @@ class PageVersionTests: XCTestCase {
             try w.assertMatchesModel("lines")
             // No whole-file hash on a patch version; only a new base has one.
             XCTAssertEqual(m.result?.sha256 != nil, s.publishedAs?.hasPrefix("new base") == true, "round \(round)")
+            // A single-merge patch carries the pages it changed, not the file (here a few dozen
+            // 4 KiB pages, of which a 40-row round changes about half; the share at scale is the
+            // benchmark's).
+            if s.publishedAs == "patch" {
+                XCTAssertLessThan(m.patches?.last?.size ?? 0, m.result!.size * 3 / 4, "round \(round)")
+            }
         }
         XCTAssertTrue(seen.contains("patch"), "\(seen)")
         XCTAssertTrue(seen.contains("merged tail"), "\(seen)")
         XCTAssertTrue(seen.contains("merged chain"), "\(seen)")
-        // A patch adds a small share of the file.
-        let m = try pointerManifest()
-        XCTAssertLessThan(m.patches?.last?.size ?? 0, m.result!.size / 2)
         try w.assertEveryRunAppliedOnce("lines")
     }
 
