@@ -1,6 +1,7 @@
 import Foundation
 import StrataCore
 import StrataCrypto
+import Synchronization
 
 /// The SHA-256 of every page of a SQLite file, and a root over them that identifies the file's
 /// content without rehashing it: `leaf(p) = SHA-256(page p)`, `group(j) = SHA-256(leaf(256j) ||
@@ -65,17 +66,48 @@ public final class PageHashList {
         let out = try PosixFile(path: path, mode: .create)
         let copy = try copyTo.map { try PosixFile(path: $0, mode: .create) }
         try fileHeader(pageSize: header.pageSize, pageCount: pageCount).withUnsafeBytes { try out.write($0, at: 0) }
-        // Pages are read in runs of up to 1 MiB (bounded memory); leaves are written per group.
-        let pagesPerRun = max(1, (1 << 20) / header.pageSize)
-        var buffer = [UInt8](repeating: 0, count: pagesPerRun * header.pageSize)
+        // Groups are hashed in parallel slices (one per core, at most 4; one for small files):
+        // each slice reads its pages in runs of up to 1 MiB, writes their leaves and its copy at
+        // their offsets, and keeps its groups' hashes. Memory: 1 MiB per slice.
+        let groupCount = (Int(pageCount) + fanout - 1) / fanout
+        let slices = pageCount < 8192 ? 1 : max(1, min(4, ProcessInfo.processInfo.activeProcessorCount, groupCount))
+        let results = Mutex<[Int: Result<[[UInt8]], any Error>]>([:])
+        DispatchQueue.concurrentPerform(iterations: slices) { slice in
+            let r = Result {
+                try hashPages(
+                    src: src, database: database, pageSize: header.pageSize, pageCount: pageCount,
+                    groups: (groupCount * slice / slices)..<(groupCount * (slice + 1) / slices), out: out, copy: copy)
+            }
+            results.withLock { $0[slice] = r }
+        }
         var groups: [[UInt8]] = []
+        groups.reserveCapacity(groupCount)
+        for slice in 0..<slices { groups += try results.withLock { $0[slice]! }.get() }
+        try copy?.sync()
+        try copy?.close()
+        return PageHashList(path: path, file: out, pageSize: header.pageSize, pageCount: pageCount, groups: groups)
+    }
+
+    /// Hashes the pages of `groups` (pages fanout x group ...) of `src`: writes their leaves to
+    /// `out` (and the pages to `copy`) at their offsets; returns the groups' hashes.
+    private static func hashPages(
+        src: PosixFile, database: String, pageSize: Int, pageCount: UInt32, groups: Range<Int>, out: PosixFile,
+        copy: PosixFile?
+    ) throws -> [[UInt8]] {
+        var groupHashes: [[UInt8]] = []
+        groupHashes.reserveCapacity(groups.count)
+        let firstPage = UInt32(groups.lowerBound * fanout)
+        let endPage = min(pageCount, UInt32(groups.upperBound * fanout))
+        let pagesPerRun = max(1, (1 << 20) / pageSize)
+        var buffer = [UInt8](repeating: 0, count: pagesPerRun * pageSize)
         var groupDigest = Digest(.sha256)
         var leaves: [UInt8] = []
-        var pgno: UInt32 = 0
-        while pgno < pageCount {
-            let run = min(pagesPerRun, Int(pageCount - pgno))
-            let bytes = run * header.pageSize
-            let offset = Int64(pgno) * Int64(header.pageSize)
+        leaves.reserveCapacity(pagesPerRun * 32)
+        var pgno = firstPage
+        while pgno < endPage {
+            let run = min(pagesPerRun, Int(endPage - pgno))
+            let bytes = run * pageSize
+            let offset = Int64(pgno) * Int64(pageSize)
             let n = try buffer.withUnsafeMutableBytes {
                 try src.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<bytes]), at: offset)
             }
@@ -84,28 +116,26 @@ public final class PageHashList {
                     .io, object: database, message: "changed size while being read",
                     fix: "do not write the file while Strata reads it")
             }
+            let first = pgno
             try buffer.withUnsafeBytes { all in
                 if let copy { try copy.write(UnsafeRawBufferPointer(rebasing: all[0..<bytes]), at: offset) }
                 for i in 0..<run {
                     let d = Digest(.sha256)
-                    d.update(UnsafeRawBufferPointer(rebasing: all[(i * header.pageSize)..<((i + 1) * header.pageSize)]))
+                    d.update(UnsafeRawBufferPointer(rebasing: all[(i * pageSize)..<((i + 1) * pageSize)]))
                     let leaf = d.finalize()
                     leaves += leaf
                     groupDigest.update(leaf)
                     pgno += 1
                     if pgno % UInt32(fanout) == 0 || pgno == pageCount {
-                        groups.append(groupDigest.finalize())
+                        groupHashes.append(groupDigest.finalize())
                         groupDigest = Digest(.sha256)
                     }
                 }
             }
-            let first = pgno - UInt32(run)
             try leaves.withUnsafeBytes { try out.write($0, at: leafOffset(first)) }
             leaves.removeAll(keepingCapacity: true)
         }
-        try copy?.sync()
-        try copy?.close()
-        return PageHashList(path: path, file: out, pageSize: header.pageSize, pageCount: pageCount, groups: groups)
+        return groupHashes
     }
 
     /// The root of a file's pages, computed in one pass (no list kept).

@@ -3,7 +3,10 @@ import StrataCore
 
 /// A file descriptor owned by this object alone, closed in `deinit`. Positional reads and writes
 /// (`pread`/`pwrite`) loop until the whole buffer is done; every failure names the file.
-final class PosixFile {
+/// `@unchecked Sendable`: positional reads and writes on one descriptor are safe from several
+/// threads (`PageHashList.build` hashes slices of a file in parallel); only the owner closes it,
+/// after those threads are done.
+final class PosixFile: @unchecked Sendable {
     let path: String
     private(set) var fd: Int32
 

@@ -283,7 +283,8 @@ public final class PagePatchWriter {
         // zlib only where it saves at least 1/16 of the page: the output buffer stops it there.
         if let deflater,
             let n = scratch.withUnsafeMutableBytes({
-                deflater.compress(raw, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(raw.count - raw.count / 16)]))
+                deflater.compress(
+                    raw, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<(raw.count - raw.count / 16)]))
             })
         {
             encoded = (.zlib, n)

@@ -102,7 +102,8 @@ final class CompactCommandTests: XCTestCase {
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.contains(words), "\(args): \(r.stderr)")
         }
-        r = try snapctl(compact + ["--page-compression", "zlib:6", "--chain-max-tail", "4", "--chain-patch-share", "0.3"])
+        r = try snapctl(
+            compact + ["--page-compression", "zlib:6", "--chain-max-tail", "4", "--chain-patch-share", "0.3"])
         XCTAssertEqual(r.status, 0, "valid settings on an empty store: \(r.stderr)")
     }
 }
