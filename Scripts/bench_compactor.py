@@ -190,7 +190,7 @@ def bench(weed, work, lines, measure, best, snapctl):
     for r in refs:
         lines.append("| %d | %.0f | %.2f | %.2f |" % (r[0], r[1] / 2**20, r[2], r[3]))
     lines.append("")
-    lines.append("| base rows | warm 1k median s | warm 1k max s | 10k delta s | cold 1k s | bytes/version median % | mean % | max % | peak RSS MiB | objects stored / file (base + %d versions, no gc) |" % (WARM_ROUNDS + 4))
+    lines.append("| base rows | warm 1k median s | warm 1k max s | 10k delta s | cold 1k s | bytes/version median %% | mean %% | max %% | peak RSS MiB | objects stored / file (base + %d versions, no gc) |" % (WARM_ROUNDS + 4))
     lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in summary:
         lines.append("| %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.2fx |" % row)

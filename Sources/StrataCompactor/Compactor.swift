@@ -5,6 +5,7 @@ import StrataCore
 import StrataCrypto
 import StrataDelta
 import StrataPages
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -19,6 +20,19 @@ public final class Compactor {
     let logger: Logger
     let catalog: RunCatalog
     let statusMemory = StatusMemory()
+    /// Per collection, what the last round with nothing to apply saw (see `IdleState`).
+    let idleMemory = Mutex<[String: IdleState]>([:])
+
+    /// A round that found nothing to apply: the pointer's version, the run ids it excluded (applied
+    /// in that version, or quarantined) and the newer-format records it deferred. While the pointer
+    /// names the same version and `runs/` lists nothing else, the next round has nothing to do
+    /// either, and it learns that from a GET and a LIST, without the lease (a PUT and a DELETE),
+    /// the manifest and the quarantine listing: an idle round cost 9 requests (Docs/SCALING.md).
+    struct IdleState: Sendable {
+        var version: String?
+        var excluded: Set<String>
+        var deferred: Set<String>
+    }
 
     public static let snapshotFileName = "snapshot.sqlite3"
 
@@ -65,6 +79,7 @@ public final class Compactor {
 
     private func compactRound(collection: String, stop: StopFlag) throws -> CompactionSummary {
         try checkStore()
+        if let idle = try stillIdle(collection) { return idle }
         let leases = LeaseManager(store: store, layout: layout, settings: settings, logger: logger)
         var leaseETag: String
         switch try leases.acquire(collection: collection) {
@@ -107,6 +122,28 @@ public final class Compactor {
     }
 
     struct PointerConflict: Error {}
+
+    /// An up-to-date summary when nothing changed since the last idle round (the same version, no
+    /// other record in the listing), else nil: a full round follows. Skipping a round never
+    /// publishes anything, so it cannot be wrong, only late, and anything new shows up here: a
+    /// new run, a record someone else quarantined, a new pointer. Runs allowed late
+    /// (`allowLateRuns`) always get a full round.
+    private func stillIdle(_ c: String) throws -> CompactionSummary? {
+        guard settings.allowLateRuns.isEmpty, let idle = idleMemory.withLock({ $0[c] }) else { return nil }
+        let pointer = try readPointerOrStop(c)
+        guard pointer?.version == idle.version else { return nil }
+        let listing = try catalog.pendingRuns(collection: c, excluding: idle.excluded)
+        guard listing.pending.isEmpty, listing.invalid.isEmpty,
+            Set(listing.newer.map(\.runId)).isSubset(of: idle.deferred)
+        else { return nil }
+        var s = CompactionSummary(collection: c, outcome: .upToDate)
+        s.baseVersion = idle.version
+        s.runsDeferred = listing.newer.count
+        logger.debug(
+            "up to date (nothing new since the last round)",
+            metadata: ["collection": "\(c)", "version": "\(idle.version ?? "-")"])
+        return s
+    }
 
     // MARK: one attempt
 
@@ -157,7 +194,16 @@ public final class Compactor {
         let done = try base?.processedRunIds() ?? []
         let quarantined = try catalog.quarantinedRunIds(collection: c)
         let lifted = try liftTooLate(collection: c, quarantined: quarantined, done: done)
-        let listing = try catalog.pendingRuns(collection: c, excluding: done.union(quarantined.subtracting(lifted)))
+        let excluded = done.union(quarantined.subtracting(lifted))
+        let listing = try catalog.pendingRuns(collection: c, excluding: excluded)
+        idleMemory.withLock { memory in
+            if listing.pending.isEmpty, listing.invalid.isEmpty {
+                memory[c] = IdleState(
+                    version: baseVersion, excluded: excluded, deferred: Set(listing.newer.map(\.runId)))
+            } else {
+                memory[c] = nil
+            }
+        }
         for bad in listing.invalid {
             try quarantine(
                 runId: bad.runId, deltaKey: nil, collection: c, reason: "invalidRecord",
