@@ -92,6 +92,7 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
     private var _counts: [Fault: [Operation: Int]] = [:]
     private var _events: [Event] = []
     private var _calls: [Operation: Int] = [:]
+    private var batchFailures: [String: (code: String, remaining: Int)] = [:]
     /// Range of injected delays, in seconds.
     public let latency: ClosedRange<Double>
 
@@ -159,6 +160,12 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
 
     /// Removes every scripted rule.
     public func clearRules() { locked { rules.removeAll() } }
+
+    /// The next `times` batch deletes (`delete(keys:)`) that include `key` report it as failed
+    /// with the S3 error code `code` (as a DeleteObjects response lists per-key errors) and leave it.
+    public func failInBatch(_ key: String, code: String = "InternalError", times: Int = 1) {
+        locked { batchFailures[key] = (code, times) }
+    }
 
     // MARK: Counters
 
@@ -276,7 +283,15 @@ public final class FaultInjectingStore: ObjectStore, @unchecked Sendable {
 
     public func delete(keys: [String]) throws -> [DeleteFailure] {
         let fault = try before(.deleteMany, keys.first ?? "")
-        let failures = try inner.delete(keys: keys)
+        let refused: [DeleteFailure] = locked {
+            keys.compactMap { k in
+                guard let f = batchFailures[k], f.remaining > 0 else { return nil }
+                batchFailures[k] = (f.code, f.remaining - 1)
+                return DeleteFailure(key: k, code: f.code, message: "injected: per-key failure in a batch delete")
+            }
+        }
+        let skip = Set(refused.map(\.key))
+        let failures = try inner.delete(keys: keys.filter { !skip.contains($0) }) + refused
         if fault == .ambiguousSuccess { throw lostAnswer("DeleteObjects", keys.first) }
         return failures
     }
