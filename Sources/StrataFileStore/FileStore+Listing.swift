@@ -70,22 +70,16 @@ struct ListingWalk {
 
     /// Lists `dir`, whose keys start with `key` (empty or ending in "/"). Returns true to stop.
     mutating func visit(_ store: FileStore, dir: String, key: [UInt8]) -> Bool {
-        let entries = ListingWalk.readEntries(dir, atRoot: key.isEmpty)
-        // Keep only the entries that can hold a key to return, then take them in key order.
+        // Only the entries that can hold a key to return, then taken in key order.
+        var filter = EntryFilter(key: key, prefix: prefix, after: after)
+        let entries = ListingWalk.readEntries(dir, atRoot: key.isEmpty, filter: &filter)
         var candidates: [[UInt8]] = []
         var isDirectory: [Bool] = []
         candidates.reserveCapacity(entries.count)
         for e in entries {
             var full = key
             full.append(contentsOf: e.name)
-            if e.isDirectory {
-                full.append(0x2F)
-                guard ListingWalk.hasPrefix(full, prefix) || ListingWalk.hasPrefix(prefix, full) else { continue }
-                if let after, !ListingWalk.precedes(after, full), !ListingWalk.hasPrefix(after, full) { continue }
-            } else {
-                guard ListingWalk.hasPrefix(full, prefix) else { continue }
-                if let after, !ListingWalk.precedes(after, full) { continue }
-            }
+            if e.isDirectory { full.append(0x2F) }
             candidates.append(full)
             isDirectory.append(e.isDirectory)
         }
@@ -161,50 +155,47 @@ struct ListingWalk {
     /// Whether the directory holds (at any depth) an object key after `after`: a directory left
     /// empty by deletes holds none. Keys below `key` all start with the prefix here.
     private func containsKey(_ dir: String, key: [UInt8]) -> Bool {
-        for e in ListingWalk.readEntries(dir, atRoot: false) {
+        var filter = EntryFilter(key: key, prefix: prefix, after: after)
+        for e in ListingWalk.readEntries(dir, atRoot: false, filter: &filter) {
+            if !e.isDirectory { return true }
             var full = key
             full.append(contentsOf: e.name)
-            if e.isDirectory {
-                full.append(0x2F)
-                if let after, !ListingWalk.precedes(after, full), !ListingWalk.hasPrefix(after, full) { continue }
-                let path = dir + "/" + String(decoding: e.name, as: UTF8.self)
-                if containsKey(path, key: full) { return true }
-            } else if after.map({ ListingWalk.precedes($0, full) }) ?? true {
-                return true
-            }
+            full.append(0x2F)
+            if containsKey(dir + "/" + String(decoding: e.name, as: UTF8.self), key: full) { return true }
         }
         return false
     }
 
-    /// The directories and regular files in `dir` (one readdir; a stat only where the file system
-    /// does not report the type). Symbolic links and other types are not objects.
-    static func readEntries(_ dir: String, atRoot: Bool) -> [ListingEntry] {
+    /// The directories and regular files in `dir` that `filter` keeps (one readdir; a stat only
+    /// where the file system does not report the type; no allocation for an entry left out).
+    /// Symbolic links and other types are not objects.
+    static func readEntries(_ dir: String, atRoot: Bool, filter: inout EntryFilter) -> [ListingEntry] {
         guard let d = opendir(dir) else { return [] }
         defer { closedir(d) }
         var entries: [ListingEntry] = []
         while let ent = readdir(d) {
             let type = ent.pointee.d_type
-            let name: [UInt8] = withUnsafeBytes(of: &ent.pointee.d_name) { raw in
+            let entry: ListingEntry? = withUnsafeBytes(of: &ent.pointee.d_name) { raw in
                 let bytes = raw.bindMemory(to: UInt8.self)
-                let n = bytes.firstIndex(of: 0) ?? bytes.count
-                return Array(bytes[..<n])
-            }
-            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
-            if atRoot && name == internalNameBytes { continue }
-            switch type {
-            case 4: entries.append(ListingEntry(name: name, isDirectory: true))  // DT_DIR
-            case 8: entries.append(ListingEntry(name: name, isDirectory: false))  // DT_REG
-            case 0:  // DT_UNKNOWN
-                var st = stat()
-                let path = dir + "/" + String(decoding: name, as: UTF8.self)
-                guard lstat(path, &st) == 0 else { continue }
-                if (st.st_mode & S_IFMT) == S_IFDIR {
-                    entries.append(ListingEntry(name: name, isDirectory: true))
-                } else if (st.st_mode & S_IFMT) == S_IFREG {
-                    entries.append(ListingEntry(name: name, isDirectory: false))
+                let name = UnsafeBufferPointer(rebasing: bytes[..<(bytes.firstIndex(of: 0) ?? bytes.count)])
+                if name.count <= 2 && name.allSatisfy({ $0 == 0x2E }) { return nil }  // "." and ".."
+                if atRoot && name.elementsEqual(internalNameBytes) { return nil }
+                var isDirectory: Bool
+                switch type {
+                case 4: isDirectory = true  // DT_DIR
+                case 8: isDirectory = false  // DT_REG
+                case 0:  // DT_UNKNOWN
+                    var st = stat()
+                    let path = dir + "/" + String(decoding: name, as: UTF8.self)
+                    guard lstat(path, &st) == 0 else { return nil }
+                    guard (st.st_mode & S_IFMT) == S_IFDIR || (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+                    isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+                default: return nil
                 }
-            default: continue
+                guard filter.keeps(name, isDirectory: isDirectory) else { return nil }
+                return ListingEntry(name: Array(name), isDirectory: isDirectory)
             }
+            if let entry { entries.append(entry) }
         }
         return entries
     }
@@ -225,6 +216,53 @@ struct ListingWalk {
         if p.isEmpty { return true }
         return a.withUnsafeBufferPointer { pa in
             p.withUnsafeBufferPointer { pp in memcmp(pa.baseAddress!, pp.baseAddress!, p.count) == 0 }
+        }
+    }
+}
+
+/// Whether an entry of the directory whose keys start with `key` can hold a key to list: under
+/// the prefix, and after the start key (a directory also when the start key lies inside it). The
+/// walk opens only directories compatible with both, so only their parts beyond `key` matter.
+struct EntryFilter {
+    /// The prefix's bytes beyond `key` (nil: every key here has the prefix).
+    private let prefixTail: [UInt8]?
+    private enum After {
+        case everything
+        case nothing
+        case beyond([UInt8])
+    }
+    private let after: After
+    /// The entry's name, with "/" after a directory's: its key beyond `key` (reused, no allocation).
+    private var scratch: [UInt8] = []
+
+    init(key: [UInt8], prefix: [UInt8], after start: [UInt8]?) {
+        prefixTail = prefix.count > key.count ? Array(prefix[key.count...]) : nil
+        if let start {
+            if ListingWalk.hasPrefix(start, key) {
+                after = .beyond(Array(start[key.count...]))
+            } else {
+                after = ListingWalk.precedes(start, key) ? .everything : .nothing
+            }
+        } else {
+            after = .everything
+        }
+        scratch.reserveCapacity(257)
+    }
+
+    mutating func keeps(_ name: UnsafeBufferPointer<UInt8>, isDirectory: Bool) -> Bool {
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: name)
+        if isDirectory { scratch.append(0x2F) }
+        if let p = prefixTail {
+            let ok =
+                ListingWalk.hasPrefix(scratch, p) || (isDirectory && ListingWalk.hasPrefix(p, scratch))
+            if !ok { return false }
+        }
+        switch after {
+        case .everything: return true
+        case .nothing: return false
+        case .beyond(let a):
+            return ListingWalk.precedes(a, scratch) || (isDirectory && ListingWalk.hasPrefix(a, scratch))
         }
     }
 }
