@@ -5,7 +5,7 @@ Every figure is measured in this run against references measured in the same run
 bytes (cp, sha256sum, the AWS CLI against the same SeaweedFS), since these machines are noisy.
 Peak RSS comes from wait4(2) for each process.
 
-usage: bench.py [--only s3,producer,compactor,embed,scaling] [--size-mib 1024] [--out FILE]
+usage: bench.py [--only s3,producer,compactor,embed,scaling,records] [--size-mib 1024] [--out FILE]
 """
 import argparse, json, os, platform, shutil, subprocess, sys, tempfile, time
 
@@ -135,11 +135,11 @@ def main():
     try:
         if "s3" in only:
             bench_s3(weed, work, a.size_mib, lines)
-        for section in ("producer", "compactor", "embed", "scaling"):
+        for section in ("producer", "compactor", "embed", "scaling", "records"):
             if section in only:
                 mod = os.path.join(ROOT, "Scripts", "bench_%s.py" % section)
                 if os.path.exists(mod):
-                    ns = {}
+                    ns = {"__file__": mod}
                     exec(compile(open(mod).read(), mod, "exec"), ns)
                     ns["bench"](weed, work, lines, measure, best, SNAPCTL)
     finally:

@@ -90,8 +90,9 @@ def delta_ndjson(path, rows, base_rows, seed):
 
 
 def objects_bytes(snapctl, store, env, measure):
-    """Bytes of every object under bench/snapshot/objects/ (bases and patches; nothing collected)."""
-    out = measure([snapctl, "store", "ls", "bench/snapshot/objects/", "--recursive", "--json"] + store, env)[2]
+    """Bytes of every object of the collection's snapshots (the whole-file base version, bases and
+    patches under objects/, manifests; nothing collected)."""
+    out = measure([snapctl, "store", "ls", "bench/snapshot/", "--recursive", "--json"] + store, env)[2]
     return sum(int(json.loads(line).get("size", 0)) for line in out.splitlines() if line.strip())
 
 
@@ -174,7 +175,7 @@ def bench(weed, work, lines, measure, best, snapctl):
         big = round_("warm, 10k delta", 10_000, warm_args)
         cold = round_("cold (empty cache)", 1_000, cold_args)
         if base_rows == 100_000:
-            readers.append(bench_readers(snapctl, store, env, measure, work, lambda: round_("warm (reader)", 1_000, warm_args)))
+            readers.append(bench_readers(snapctl, store, env, measure, work, lambda: round_("one more version, for the readers", 1_000, warm_args)))
         fsize = cold[3]
         stored = objects_bytes(snapctl, store, env, measure)
         walls = sorted(w[0] for w in warm)

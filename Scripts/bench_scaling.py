@@ -16,10 +16,12 @@ finished between the last scrape and the stop). CPU seconds come from /proc for 
 SeaweedFS process and the whole machine.
 
 Environment: BENCH_SCALING_WINDOW (seconds, default 40), BENCH_SCALING_WORKERS (default 1,2,4),
-BENCH_SCALING_BACKLOG (runs per collection, default 60). Results also go to
+BENCH_SCALING_BACKLOG (runs per collection, default 60); BENCH_SCALING_LOGS=DIR keeps the workers'
+logs (and each window's start and end, Unix seconds) in DIR, BENCH_SCALING_LOG_LEVEL (default
+warning) sets their level (info logs every round). Results also go to
 bench-out/scaling.json for Scripts/scaling_model.py --calibrate.
 """
-import json, os, random, re, signal, socket, subprocess, time, urllib.request
+import json, os, random, re, shutil, signal, socket, subprocess, time, urllib.request
 
 DIM = 384
 ROWS_PER_RUN = 100
@@ -94,7 +96,7 @@ def write_input(path, runs):
 def run_config(workers, weed, work, snapctl, measure, source, backlog, window):
     env = dict(os.environ)
     env.update(weed.env)
-    env["STRATA_LOG_LEVEL"] = "warning"
+    env["STRATA_LOG_LEVEL"] = os.environ.get("BENCH_SCALING_LOG_LEVEL", "warning")
     bucket = "bench-scale-%d" % workers
     store = ["--store", "s3://" + bucket]
     measure([snapctl, "store", "mb"] + store, env)
@@ -142,10 +144,10 @@ def run_config(workers, weed, work, snapctl, measure, source, backlog, window):
         cpu_a = [cpu_seconds(p.pid) for p in procs]
         weed_a = cpu_seconds(weed_pid)
         busy_a, all_a = machine_busy()
-        t_a = time.perf_counter()
+        t_a, t_a_wall = time.perf_counter(), time.time()
         time.sleep(window)
         b = [scrape(p) for p in ports]
-        t_b = time.perf_counter()
+        t_b, t_b_wall = time.perf_counter(), time.time()
         cpu_b = [cpu_seconds(p.pid) for p in procs]
         weed_b = cpu_seconds(weed_pid)
         busy_b, all_b = machine_busy()
@@ -160,6 +162,13 @@ def run_config(workers, weed, work, snapctl, measure, source, backlog, window):
                 p.wait()
         for log in logs:
             log.close()
+        keep = os.environ.get("BENCH_SCALING_LOGS")
+        if keep:  # the workers' logs outlive the bench's temporary folder
+            os.makedirs(keep, exist_ok=True)
+            for log in logs:
+                shutil.copy(log.name, keep)
+            with open(os.path.join(keep, "window-%d.json" % workers), "w") as f:
+                json.dump({"start": t_a_wall, "end": t_b_wall}, f)
     secs = t_b - t_a
 
     def delta(name, **want):
@@ -186,6 +195,15 @@ def run_config(workers, weed, work, snapctl, measure, source, backlog, window):
     if pending == 0:
         raise SystemExit("bench scaling: %d workers drained the backlog of %d runs; raise BENCH_SCALING_BACKLOG"
                          % (workers, produced))
+    # Per collection too: rendezvous hashing splits 16 collections unevenly (10/6 is common with 2
+    # workers), and the worker with fewer drains its backlog first; after that it polls idle
+    # collections every 0.2 s, each round taking the lease and reading the pointer and publishing
+    # nothing (about 9 requests), which inflated requests per run once (Docs/SCALING.md).
+    drained = sorted(c for c in COLLECTIONS
+                     if not any(r["collection"] == c and r["status"] == "pending" for r in rows))
+    if drained:
+        raise SystemExit("bench scaling: %d workers: %s ran out of pending runs in the window (their idle rounds "
+                         "would count as per-run cost); raise BENCH_SCALING_BACKLOG" % (workers, ", ".join(drained)))
     # Object sizes by kind: the model's bytes per run (delta + record) and per version (snapshot).
     snap_bytes, kinds = 0, {}
     _, _, listing = measure([snapctl, "store", "ls", "--recursive", "--json"] + store, env)

@@ -109,9 +109,31 @@ public final class RetryingStore: ObjectStoreDecorator, StartAfterListing, Senda
         try retrying("delete", key) { try base.delete(key) }
     }
 
+    /// The batch, retried whole on a retryable error; then each key the batch reported as failed
+    /// with a retryable code (S3's DeleteObjects lists per-key errors such as InternalError or
+    /// SlowDown with a 200) is retried on its own. What still fails is returned, with its last error.
     public func delete(keys: [String]) throws -> [DeleteFailure] {
-        try retrying("delete", keys.first) { try base.delete(keys: keys) }
+        let failures = try retrying("delete", keys.first) { try base.delete(keys: keys) }
+        return failures.map { f in
+            guard RetryingStore.retryableDeleteCodes.contains(f.code) else { return f }
+            do {
+                try retrying("delete", f.key) { try base.delete(f.key) }
+                return nil
+            } catch let e as StoreError {
+                return DeleteFailure(key: f.key, code: e.code ?? e.kind.rawValue, message: e.message)
+            } catch {
+                return DeleteFailure(key: f.key, code: f.code, message: "\(error)")
+            }
+        }.compactMap { $0 }
     }
+
+    /// Per-key codes in a batch delete's answer worth retrying: S3's server-side and throttling
+    /// codes, and the kinds of `StoreError.isRetryable` (stores that report `kind.rawValue`).
+    static let retryableDeleteCodes: Set<String> = [
+        "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException",
+        "RequestLimitExceeded", "OperationAborted", StoreError.Kind.transient.rawValue,
+        StoreError.Kind.throttled.rawValue,
+    ]
 
     public func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws -> ListPage {
         try retrying("list", prefix) {

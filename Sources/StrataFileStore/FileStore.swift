@@ -104,13 +104,13 @@ public final class FileStore: ObjectStore, Sendable {
             + String(mtimeNs, radix: 16) + "\""
     }
 
-    private func statRegular(_ path: String) -> stat? {
+    func statRegular(_ path: String) -> stat? {
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         return st
     }
 
-    private func info(key: String, st: stat) -> ObjectInfo {
+    func info(key: String, st: stat) -> ObjectInfo {
         ObjectInfo(
             key: key, size: Int64(st.st_size), etag: FileStore.etag(of: st),
             lastModified: Date(
@@ -371,72 +371,7 @@ public final class FileStore: ObjectStore, Sendable {
         }
     }
 
-    // MARK: list
-
-    public func listPage(prefix: String, delimiter: String?, continuation: String?, maxKeys: Int) throws
-        -> ListPage
-    {
-        // Walk only the directory the prefix pins down, e.g. "a/b/c" -> "a/b".
-        let dirPart = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
-        var keys: [String] = []
-        walk(
-            dir: dirPart.isEmpty ? root.path : root.path + "/" + dirPart,
-            keyPrefix: dirPart.isEmpty ? "" : dirPart + "/",
-            matching: prefix, into: &keys)
-        keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-
-        var objects: [ObjectInfo] = []
-        var prefixes: [String] = []
-        var last: String? = nil
-        let limit = max(1, maxKeys)
-        for key in keys {
-            if let continuation, !continuation.utf8.lexicographicallyPrecedes(key.utf8) { continue }
-            var entry = key
-            var isPrefix = false
-            if let delimiter, !delimiter.isEmpty,
-                let r = key.range(
-                    of: delimiter, range: key.index(key.startIndex, offsetBy: prefix.count)..<key.endIndex)
-            {
-                entry = String(key[..<r.upperBound])
-                isPrefix = true
-                if prefixes.last == entry { continue }
-                // Everything under this common prefix sorts before the continuation we return.
-                if let continuation, entry.utf8.elementsEqual(continuation.utf8) { continue }
-            }
-            if objects.count + prefixes.count >= limit {
-                return ListPage(objects: objects, commonPrefixes: prefixes, continuation: last)
-            }
-            if isPrefix {
-                prefixes.append(entry)
-            } else if let st = statRegular(root.path + "/" + key) {
-                objects.append(info(key: key, st: st))
-            } else {
-                continue
-            }
-            last = entry
-        }
-        return ListPage(objects: objects, commonPrefixes: prefixes, continuation: nil)
-    }
-
-    private func walk(dir: String, keyPrefix: String, matching prefix: String, into keys: inout [String]) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
-        for name in names {
-            if keyPrefix.isEmpty && name == FileStore.internalName { continue }
-            let key = keyPrefix + name
-            let full = dir + "/" + name
-            var st = stat()
-            guard lstat(full, &st) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                let sub = key + "/"
-                // Descend only where keys below could match the prefix.
-                if sub.hasPrefix(prefix) || prefix.hasPrefix(sub) {
-                    walk(dir: full, keyPrefix: sub, matching: prefix, into: &keys)
-                }
-            } else if (st.st_mode & S_IFMT) == S_IFREG, key.hasPrefix(prefix) {
-                keys.append(key)
-            }
-        }
-    }
+    // MARK: list (FileStore+Listing.swift)
 
     // MARK: housekeeping
 

@@ -156,6 +156,27 @@ final class RetryingStoreTests: XCTestCase {
         XCTAssertEqual(faults.calls(.put), 3)
     }
 
+    /// A batch delete that reports some keys as failed: the retryable ones are retried one by one
+    /// (and deleted), the others are returned as they were; a key that keeps failing is returned.
+    func testBatchDeleteRetriesKeysThatFailedRetryably() throws {
+        let s = retrying()
+        let keys = (0..<6).map { "d/\($0)" }
+        for k in keys { try file.put(k, data: bytes) }
+        faults.failInBatch("d/1", code: "InternalError")
+        faults.failInBatch("d/2", code: "SlowDown")
+        faults.failInBatch("d/3", code: "AccessDenied")
+        faults.inject(.serverError, on: [.delete], key: "d/4", times: 10)  // its single delete keeps failing
+        faults.failInBatch("d/4", code: "InternalError")
+        let failures = try s.delete(keys: keys)
+        XCTAssertEqual(failures.map(\.key), ["d/3", "d/4"])
+        XCTAssertEqual(failures.first?.code, "AccessDenied", "a non-retryable failure is passed up unchanged")
+        XCTAssertEqual(failures.last?.code, "InternalError")
+        XCTAssertTrue(failures.last?.message.contains("gave up after 4 attempts") ?? false, "\(failures)")
+        XCTAssertEqual(try file.list(prefix: "d/").map(\.key), ["d/3", "d/4"])
+        XCTAssertEqual(faults.calls(.deleteMany), 1, "the batch is sent once")
+        XCTAssertEqual(faults.calls(.delete), 2 + 4, "d/1 and d/2 once each, d/4 up to the policy's 4 attempts")
+    }
+
     func testStartAfterListingPassesThrough() throws {
         let s = retrying()
         for k in ["w/1", "w/2", "w/3"] { try file.put(k, data: bytes) }

@@ -195,6 +195,134 @@ struct StoreConformance {
         XCTAssertEqual(try store.list(prefix: key("nothing-here/")).count, 0)
     }
 
+    /// Start-after and delimiters in one flat "directory" (how `runs/` is laid out): byte order
+    /// ('-' 0x2D < '.' 0x2E < '0'), start-after at and between keys, page ends.
+    func listingFlatStartAfter() throws {
+        let names = ["f/a", "f/a-z", "f/a.b", "f/a.c", "f/a0", "f/ab", "f/b.json", "f/b0.json"]
+        for n in names { try store.put(key(n), data: Data(n.utf8)) }
+        let expected = names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        XCTAssertEqual(expected, names)
+        func strip(_ k: String) -> String { String(k.dropFirst(base.count)) }
+        func after(_ start: String?, delimiter: String? = nil, maxKeys: Int = 1000) throws
+            -> (objects: [String], prefixes: [String], continuation: Bool)
+        {
+            let page = try store.listPageAfter(
+                prefix: key("f/"), delimiter: delimiter, startAfter: start.map(key), continuation: nil,
+                maxKeys: maxKeys)
+            return (page.objects.map { strip($0.key) }, page.commonPrefixes.map(strip), page.continuation != nil)
+        }
+        XCTAssertEqual(try after(nil).objects, expected)
+        for (i, k) in expected.enumerated() {
+            XCTAssertEqual(try after(k).objects, Array(expected.dropFirst(i + 1)), k)
+            XCTAssertEqual(try after(k + "\u{0001}").objects, Array(expected.dropFirst(i + 1)), k)
+        }
+        XCTAssertEqual(try after("f/a.a").objects, Array(expected.dropFirst(2)))
+        let one = try after("f/a.b", maxKeys: 1)
+        XCTAssertEqual(one.objects, ["f/a.c"])
+        XCTAssertTrue(one.continuation)
+        let last = try after("f/b.json", maxKeys: 1)
+        XCTAssertEqual(last.objects, ["f/b0.json"])
+        XCTAssertFalse(last.continuation)
+    }
+
+    /// Byte order where keys look like paths: "a.b" < "a/..." < "a0" ('.' 0x2E < '/' 0x2F < '0'),
+    /// deep keys, start-after inside a subtree and equal to a common prefix, every page size (S3's
+    /// order; SeaweedFS lists a directory's entries by name, "a/" before "a-z", so its test skips this).
+    func listingOrderEdgeCases() throws {
+        let names = [
+            "o/a.b", "o/a/x", "o/a/x.y", "o/a/x0", "o/a0", "o/a-z", "o/a/y/z/deep/1", "o/a/y/z/deep/2",
+            "o/a/y.z", "o/b", "o/a/y/z.q",
+        ]
+        for n in names { try store.put(key(n), data: Data(n.utf8)) }
+        let expected = names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        XCTAssertEqual(
+            expected,
+            [
+                "o/a-z", "o/a.b", "o/a/x", "o/a/x.y", "o/a/x0", "o/a/y.z", "o/a/y/z.q", "o/a/y/z/deep/1",
+                "o/a/y/z/deep/2", "o/a0", "o/b",
+            ])
+        func strip(_ k: String) -> String { String(k.dropFirst(base.count)) }
+        XCTAssertEqual(try store.list(prefix: key("o/")).map { strip($0.key) }, expected)
+        for size in 1...4 {
+            var paged: [String] = []
+            try store.forEachPage(prefix: key("o/"), delimiter: nil, pageSize: size) { page in
+                XCTAssertLessThanOrEqual(page.objects.count, size)
+                paged += page.objects.map { strip($0.key) }
+            }
+            XCTAssertEqual(paged, expected, "page size \(size)")
+        }
+
+        func after(_ start: String, delimiter: String? = nil, prefix: String = "o/", maxKeys: Int = 1000) throws
+            -> (objects: [String], prefixes: [String])
+        {
+            let page = try store.listPageAfter(
+                prefix: key(prefix), delimiter: delimiter, startAfter: key(start), continuation: nil,
+                maxKeys: maxKeys)
+            return (page.objects.map { strip($0.key) }, page.commonPrefixes.map(strip))
+        }
+        // Start-after deep inside a subtree, and at keys that are not objects.
+        XCTAssertEqual(try after("o/a/y/z/deep/1").objects, ["o/a/y/z/deep/2", "o/a0", "o/b"])
+        XCTAssertEqual(try after("o/a/y/z/deep/").objects, ["o/a/y/z/deep/1", "o/a/y/z/deep/2", "o/a0", "o/b"])
+        XCTAssertEqual(try after("o/a/y/z/deep/9").objects, ["o/a0", "o/b"])
+        XCTAssertEqual(try after("o/a/").objects, Array(expected.drop { $0 <= "o/a/" }))
+        XCTAssertEqual(try after("o/a.c").objects, Array(expected.dropFirst(2)))
+        XCTAssertEqual(try after("o/a/y/z/deep/1", maxKeys: 1).objects, ["o/a/y/z/deep/2"])
+
+        // Delimiter: "o/a/" rolls up and sorts between "o/a.b" and "o/a0".
+        let dir = try after("", delimiter: "/")
+        XCTAssertEqual(dir.objects, ["o/a-z", "o/a.b", "o/a0", "o/b"])
+        XCTAssertEqual(dir.prefixes, ["o/a/"])
+        // Start-after equal to a common prefix skips everything under it (as a continuation does).
+        XCTAssertEqual(try after("o/a/", delimiter: "/").objects, ["o/a0", "o/b"])
+        XCTAssertEqual(try after("o/a/", delimiter: "/").prefixes, [])
+        // Start-after inside a common prefix: keys after it remain below, so the prefix comes back.
+        XCTAssertEqual(try after("o/a/x", delimiter: "/").prefixes, ["o/a/"])
+        XCTAssertEqual(try after("o/a/x", delimiter: "/").objects, ["o/a0", "o/b"])
+        XCTAssertEqual(try after("o/a/", delimiter: "/", prefix: "o/a/").prefixes, ["o/a/y/"])
+        XCTAssertEqual(
+            try after("o/a/", delimiter: "/", prefix: "o/a/").objects, ["o/a/x", "o/a/x.y", "o/a/x0", "o/a/y.z"])
+        // A prefix ending mid-segment, with a delimiter.
+        let mid = try after("", delimiter: "/", prefix: "o/a/y")
+        XCTAssertEqual(mid.objects, ["o/a/y.z"])
+        XCTAssertEqual(mid.prefixes, ["o/a/y/"])
+
+        // Delimiter with pagination, page size 1: each page one entry, the union exact.
+        var entries: [String] = []
+        try store.forEachPage(prefix: key("o/"), delimiter: "/", pageSize: 1) { page in
+            XCTAssertEqual(page.objects.count + page.commonPrefixes.count, 1)
+            entries += page.objects.map { strip($0.key) } + page.commonPrefixes.map(strip)
+        }
+        XCTAssertEqual(entries, ["o/a-z", "o/a.b", "o/a/", "o/a0", "o/b"])
+
+        // A delimiter other than "/".
+        let dots = try after("", delimiter: ".")
+        XCTAssertEqual(dots.prefixes, ["o/a.", "o/a/x.", "o/a/y.", "o/a/y/z."])
+        XCTAssertEqual(
+            dots.objects, ["o/a-z", "o/a/x", "o/a/x0", "o/a/y/z/deep/1", "o/a/y/z/deep/2", "o/a0", "o/b"])
+
+        // Delimiter "." in a flat directory: "f/a.", "f/b." and "f/b0." roll up; start-after equal
+        // to one skips what it holds.
+        func flat(_ start: String?, delimiter: String) throws -> (objects: [String], prefixes: [String]) {
+            let page = try store.listPageAfter(
+                prefix: key("f/"), delimiter: delimiter, startAfter: start.map(key), continuation: nil,
+                maxKeys: 1000)
+            return (page.objects.map { strip($0.key) }, page.commonPrefixes.map(strip))
+        }
+        for n in ["f/a", "f/a-z", "f/a.b", "f/a.c", "f/a0", "f/ab", "f/b.json", "f/b0.json"] {
+            try store.put(key(n), data: Data(n.utf8))
+        }
+        XCTAssertEqual(try flat(nil, delimiter: ".").prefixes, ["f/a.", "f/b.", "f/b0."])
+        XCTAssertEqual(try flat(nil, delimiter: ".").objects, ["f/a", "f/a-z", "f/a0", "f/ab"])
+        XCTAssertEqual(try flat("f/a.", delimiter: ".").prefixes, ["f/b.", "f/b0."])
+        XCTAssertEqual(try flat("f/a.", delimiter: ".").objects, ["f/a0", "f/ab"])
+        var dotEntries: [String] = []
+        try store.forEachPage(prefix: key("f/"), delimiter: ".", pageSize: 1) { page in
+            XCTAssertEqual(page.objects.count + page.commonPrefixes.count, 1)
+            dotEntries += page.objects.map { strip($0.key) } + page.commonPrefixes.map(strip)
+        }
+        XCTAssertEqual(dotEntries, ["f/a", "f/a-z", "f/a.", "f/a0", "f/ab", "f/b.", "f/b0."])
+    }
+
     func deletes() throws {
         let keys = (0..<5).map { key("del/\($0)") }
         for k in keys { try store.put(k, data: Data(k.utf8)) }

@@ -93,6 +93,11 @@ public final class FaultInjectingStore: ObjectStore, Sendable {
         var _counts: [Fault: [Operation: Int]] = [:]
         var _events: [Event] = []
         var _calls: [Operation: Int] = [:]
+        var batchFailures: [String: BatchFailure] = [:]
+    }
+    private struct BatchFailure: Sendable {
+        var code: String
+        var remaining: Int
     }
     private let state: Mutex<State>
     /// Range of injected delays, in seconds.
@@ -163,6 +168,12 @@ public final class FaultInjectingStore: ObjectStore, Sendable {
 
     /// Removes every scripted rule.
     public func clearRules() { locked { $0.rules.removeAll() } }
+
+    /// The next `times` batch deletes (`delete(keys:)`) that include `key` report it as failed
+    /// with the S3 error code `code` (as a DeleteObjects response lists per-key errors) and leave it.
+    public func failInBatch(_ key: String, code: String = "InternalError", times: Int = 1) {
+        locked { $0.batchFailures[key] = BatchFailure(code: code, remaining: times) }
+    }
 
     // MARK: Counters
 
@@ -280,7 +291,15 @@ public final class FaultInjectingStore: ObjectStore, Sendable {
 
     public func delete(keys: [String]) throws -> [DeleteFailure] {
         let fault = try before(.deleteMany, keys.first ?? "")
-        let failures = try inner.delete(keys: keys)
+        let refused: [DeleteFailure] = locked { state in
+            keys.compactMap { k in
+                guard let f = state.batchFailures[k], f.remaining > 0 else { return nil }
+                state.batchFailures[k] = BatchFailure(code: f.code, remaining: f.remaining - 1)
+                return DeleteFailure(key: k, code: f.code, message: "injected: per-key failure in a batch delete")
+            }
+        }
+        let skip = Set(refused.map(\.key))
+        let failures = try inner.delete(keys: keys.filter { !skip.contains($0) }) + refused
         if fault == .ambiguousSuccess { throw lostAnswer("DeleteObjects", keys.first) }
         return failures
     }
