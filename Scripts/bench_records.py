@@ -13,7 +13,8 @@ encodes.
 Measured from one long-lived worker (`--poll 3600`, passes started with POST /wake) and its
 /metrics: the first pass (a full listing of `runs/`, every record read once), then a steady-state
 pass after the watermark with one new run to apply (it lists from watermark - 15 min lookback:
-only recent keys), then an idle pass with nothing new. Seconds are from the wake (the process
+only recent keys), then two idle passes with nothing new (the first is a full round; the next
+knows nothing changed from the pointer and the listing). Seconds are from the wake (the process
 start for the first pass) until strata_passes_total moves; requests are strata_store_requests_total
 by operation.
 
@@ -137,7 +138,8 @@ def run_store(kind, n, weed, work, snapctl, measure, ns):
         prev, secs = wait_passes(1, t0)
         passes.append(("first pass (full listing)", secs, by_label(prev, "strata_store_requests_total", "operation"),
                        total(prev, "strata_runs_applied_total")))
-        for label, new_run in [("steady pass, one new run", True), ("idle pass, nothing new", False)]:
+        for label, new_run in [("steady pass, one new run", True), ("first idle pass (a full round)", False),
+                               ("idle pass, nothing new since the last", False)]:
             if new_run:
                 produce(snapctl, store, env, work, "later")
             k = total(prev, "strata_passes_total") + 1

@@ -37,7 +37,7 @@ ASSUME = {
     "versions_kept": 3,                       # full copies kept by gc (plus pinned ones)
     # compaction rounds
     "publish_interval_s": 60.0,               # a collection publishes at most this often (poll/batching)
-    "poll_s": 10.0,                           # worker pass interval; an idle collection costs a LIST a pass
+    "poll_s": 10.0,                           # worker pass interval; an idle collection costs a GET and a LIST a pass
     "multipart_part_bytes": 64 * 2**20,       # one PUT per part above the multipart threshold
     # S3 latency in one region (first byte, per request), and one worker's bandwidth to S3
     "lat_get_s": 0.025, "lat_put_s": 0.050, "lat_list_s": 0.060, "lat_head_s": 0.020,
@@ -53,6 +53,7 @@ ASSUME = {
 PER_VERSION = {"get": 2.0, "head": 1.0, "list": 2.06, "put_if_match": 1.02, "put_if_none_match": 3.0, "delete": 1.0}
 PER_RUN_WORKER = {"get": 2.0}            # the run's record and its delta (assumed; the bench has one run per version)
 PER_RUN_PRODUCER = {"put": 1.0, "put_if_none_match": 1.0}   # the delta, then the create-only record
+PER_IDLE_ROUND = {"get": 1.0, "list": 1.0}   # the pointer, runs/ from the watermark (no lease: Compactor.stillIdle)
 
 
 PER_VERSION_DEFAULT = dict(PER_VERSION)
@@ -107,8 +108,11 @@ def project(mode):
     worker_mix["multipart"] = (parts + 2) * versions_s if parts > 1 else 0
     for op, c in PER_RUN_WORKER.items():
         worker_mix[op] = worker_mix.get(op, 0) + c * runs_s
-    idle_lists = max(a["collections"] / a["poll_s"] - versions_s, 0)  # passes over collections with nothing new
-    worker_mix["list"] = worker_mix.get("list", 0) + idle_lists
+    # Passes over collections with nothing new: an idle round reads the pointer and lists runs/
+    # from the watermark (IdleRoundTests); the first idle round after a version is a full one.
+    idle_rounds = max(a["collections"] / a["poll_s"] - versions_s, 0)
+    for op, c in PER_IDLE_ROUND.items():
+        worker_mix[op] = worker_mix.get(op, 0) + c * idle_rounds
     producer_mix = {op: c * runs_s for op, c in PER_RUN_PRODUCER.items()}
     req_s = sum(worker_mix.values()) + sum(producer_mix.values())
     bytes_up_s = up_per_version * versions_s + runs_s * (a["delta_bytes_per_run"] + a["record_bytes_per_run"])
