@@ -16,11 +16,8 @@ final class JobQueueTests: XCTestCase {
     var store: FileStore!
 
     override func setUpWithError() throws {
-        dir = TempDir(prefix: "strata-queue")
-        store = try FileStore(root: URL(fileURLWithPath: dir.file("store")))
-        for d in ["in", "work"] {
-            try FileManager.default.createDirectory(atPath: dir.file(d), withIntermediateDirectories: true)
-        }
+        let q = try QueueDirectories(prefix: "strata-queue")
+        (dir, store) = (q.dir, q.store)
     }
 
     override func tearDown() {

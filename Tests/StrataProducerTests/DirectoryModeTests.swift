@@ -10,11 +10,8 @@ final class DirectoryModeTests: XCTestCase {
     var store: FileStore!
 
     override func setUpWithError() throws {
-        dir = TempDir(prefix: "strata-dirmode")
-        store = try FileStore(root: URL(fileURLWithPath: dir.file("store")))
-        for d in ["in", "work"] {
-            try FileManager.default.createDirectory(atPath: dir.file(d), withIntermediateDirectories: true)
-        }
+        let q = try QueueDirectories(prefix: "strata-dirmode")
+        (dir, store) = (q.dir, q.store)
     }
 
     override func tearDown() {
