@@ -105,19 +105,10 @@ extension Compactor {
                     + "\(mKey) says \(result.pageRoot.prefix(12))... with \(result.pageCount)",
                 fix: "the version is damaged; run `snapctl verify --collection \(m.collection) --deep`")
         }
+        // The base is downloaded into the working file and the chain (if any) applied in place, no
+        // copy of the file: the base's page root is checked against the chain's first patch, each
+        // patch is verified in full before a page is written, and the result against the manifest.
         let patches = objects.dropFirst()
-        if patches.isEmpty {
-            try download(first, of: m, to: cache.snapshotPath, summary: &summary)
-            let list = try PageHashList.build(database: cache.snapshotPath, to: cache.hashListPath)
-            guard Hex.encode(list.root) == result.pageRoot, list.pageCount == result.pageCount else {
-                cache.discardSnapshot()
-                throw wrongRoot(list.root, list.pageCount, object: first.key)
-            }
-            return list
-        }
-        // The base is downloaded into the working file and the chain applied in place (no copy of
-        // the file): the base's page root is checked against the chain's first patch, each patch
-        // is verified in full before a page is written, and the result against the manifest.
         try download(first, of: m, to: cache.snapshotPath, summary: &summary)
         var sources: [PagePatchSource] = []
         for p in patches {
@@ -127,9 +118,11 @@ extension Compactor {
         }
         do {
             let list = try PageHashList.build(database: cache.snapshotPath, to: cache.hashListPath)
-            let r = try PagePatchChain.apply(sources, onto: cache.snapshotPath, baseObject: first.key, hashes: list)
-            guard Hex.encode(r.root) == result.pageRoot, r.pageCount == result.pageCount else {
-                throw wrongRoot(r.root, r.pageCount, object: patches.last!.key)
+            if !sources.isEmpty {
+                try PagePatchChain.apply(sources, onto: cache.snapshotPath, baseObject: first.key, hashes: list)
+            }
+            guard Hex.encode(list.root) == result.pageRoot, list.pageCount == result.pageCount else {
+                throw wrongRoot(list.root, list.pageCount, object: patches.last?.key ?? first.key)
             }
             return list
         } catch {

@@ -278,6 +278,8 @@ public enum PageCapture {
             pageSize: before.pageSize, fromPageCount: fromCount, toPageCount: toCount,
             frameCount: UInt32(pgnos.count), fromRoot: fromRoot, toRoot: toRoot)
         let writer = try PagePatchWriter(path: patchPath, header: header, compression: settings.compression)
+        // Read again (from the page cache) to write: the patch's header, which holds the new root,
+        // comes first in the streamed and digested file, and one page is all that is held.
         for (p, sha) in changed {
             try readPage(p)
             try page.withUnsafeBytes { try writer.add(page: p, raw: $0, sha256: sha) }
